@@ -1,0 +1,71 @@
+"""The bifurcation layer: policy output -> two "group logits" per action dimension.
+
+* Discrete policies (logits over K action bins): ``g = [max_{i < split} z_i, max_{i >= split} z_i]``
+  with ``split = K // 2`` by default (the authors' ``MaximumBifuricationWrapper``; their
+  ``torch.split(logits, K // 2)`` only works for even K, here any ``0 < split < K`` is allowed).
+* Continuous policies (action means a): ``g = [m1 * a + b1, m2 * a + b2]``, default
+  ``[a, -a]`` (the authors' ``RegressorWrapper``/``RegressorLinearWrapper``).  For
+  ``act_dim > 1`` the map is applied to each action dimension independently, giving
+  (B, act_dim, 2); the GDL loss is then the sum of the per-dimension losses.
+
+Outputs always have shape (B, D, 2) (D = 1 for discrete policies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def bifurcate_discrete(logits: torch.Tensor, split: int | None = None) -> torch.Tensor:
+    """Group logits (B, 1, 2) = max over the lower and the upper bins.
+
+    Args:
+        logits: action-bin logits (B, K), K >= 2.
+        split: first bin of the upper group; None = K // 2.
+    """
+    k = logits.shape[-1]
+    split = k // 2 if split is None else int(split)
+    if not 0 < split < k:
+        raise ValueError(f"bifurcation split must satisfy 0 < split < {k}, got {split}")
+    lower = logits[..., :split].amax(dim=-1)
+    upper = logits[..., split:].amax(dim=-1)
+    return torch.stack([lower, upper], dim=-1).reshape(logits.shape[0], 1, 2)
+
+
+def bifurcate_continuous(actions: torch.Tensor, m1: float = 1.0, b1: float = 0.0,
+                         m2: float = -1.0, b2: float = 0.0) -> torch.Tensor:
+    """Group logits (B, D, 2) = ``[m1 a + b1, m2 a + b2]`` per action dimension.
+
+    Args:
+        actions: action means (B, D) (or (B,) for one dimension).
+        m1, b1: slope and offset of group 0's logit.
+        m2, b2: slope and offset of group 1's logit.
+    """
+    a = actions.reshape(actions.shape[0], -1)
+    return torch.stack([m1 * a + b1, m2 * a + b2], dim=-1)
+
+
+@dataclass(frozen=True)
+class Bifurcation:
+    """A configured bifurcation layer.
+
+    Args:
+        action_kind: ``"continuous"`` or ``"discrete"``.
+        split: discrete split index (None = K // 2).
+        m1, b1, m2, b2: continuous linear maps.
+    """
+
+    action_kind: str = "continuous"
+    split: int | None = None
+    m1: float = 1.0
+    b1: float = 0.0
+    m2: float = -1.0
+    b2: float = 0.0
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        """Map a policy output batch ``output`` to group logits (B, D, 2)."""
+        if self.action_kind == "discrete":
+            return bifurcate_discrete(output, self.split)
+        return bifurcate_continuous(output, self.m1, self.b1, self.m2, self.b2)

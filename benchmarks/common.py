@@ -1,0 +1,45 @@
+"""Shared helpers of the benchmarks: machine facts, git commit, result files."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from rlkit.io import atomic_write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    """Facts about this machine for result files."""
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def commit() -> str | None:
+    """The current git commit (None outside a repository or before the first commit)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=RESULTS.parent)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def write_result(name: str, figures: dict[str, Any], config: dict[str, Any]) -> Path:
+    """Write ``benchmarks/results/NAME.json`` with figures, config, commit, machine and date."""
+    path = RESULTS / f"{name}.json"
+    payload = {"name": name, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit(), "machine": machine(), "config": config, "figures": figures}
+    atomic_write_json(path, payload)
+    return path

@@ -1,0 +1,528 @@
+"""Batched simulator shared by the single env and the native vector env.
+
+``GridCore`` holds B independent feeders (same network and data, own clocks, SOCs, RNG draws and
+load alterations) and advances all of them with one batched power-flow solve per step (2B rows
+when the no-battery counterfactual is on).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import profiles as prof
+from .config import GridEnvConfig
+from .networks import add_assets, default_asset_buses, load_network, validate_buses
+from .powerflow import PandapowerSolver, ZBusSolver
+
+V_OBS_LOW, V_OBS_HIGH = 0.8, 1.2
+LOAD_OBS_HEADROOM = 1.5
+
+KPI_BASE_KEYS = ("cost", "daily_peak", "consumption", "ramping")
+KPI_OTHER_KEYS = ("voltage_violations", "voltage_violation_depth", "vmin", "vmax",
+                  "max_line_loading", "losses_mwh")
+
+
+def _ratio(value: np.ndarray, base: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(base != 0, value / np.where(base != 0, base, 1.0), np.where(value == 0, 1.0, np.inf))
+    return out
+
+
+class GridCore:
+    """B feeders advanced together. See :class:`rlkit.envs.grid.env.GridBatteryEnv` for semantics."""
+
+    def __init__(self, config: GridEnvConfig, batch: int) -> None:
+        """Build network, solver, profiles and observation layout.
+
+        Args:
+            config: validated environment config.
+            batch: number of feeders B.
+        """
+        cfg = config
+        self.cfg = cfg
+        self.B = batch
+        net = load_network(cfg.network)
+        bb = cfg.battery_buses if cfg.battery_buses is not None else default_asset_buses(net, cfg.network)
+        pvb = cfg.pv_buses if cfg.pv_buses is not None else list(bb)
+        if len(bb) == 0:
+            raise ValueError("battery_buses must name at least one bus")
+        validate_buses(net, bb, "battery_buses")
+        validate_buses(net, pvb, "pv_buses")
+        self.battery_buses = [int(b) for b in bb]
+        self.pv_buses = [int(b) for b in pvb] if cfg.pv_peak_mw > 0 else []
+        self.n_orig_sgen = len(net.sgen)
+        st_pos, sg_pos = add_assets(net, self.battery_buses, cfg.battery_p_mw, cfg.battery_e_mwh,
+                                    self.pv_buses, cfg.pv_peak_mw)
+        self.net = net
+        self.nb = len(self.battery_buses)
+        self.dt = cfg.step_minutes / 60.0
+        self.steps_per_day = 24 * 60 // cfg.step_minutes
+        self.T = cfg.episode_days * self.steps_per_day
+        self.zb = ZBusSolver(net, use_numba=cfg.numba)
+        self.pp_solver = PandapowerSolver(net, use_numba=cfg.numba) if cfg.backend == "pandapower" else None
+        self._build_profiles(st_pos, sg_pos)
+        self._build_obs_layout()
+        self._alloc_state()
+
+    # ------------------------------------------------------------------ data
+    def _build_profiles(self, st_pos: np.ndarray, sg_pos: np.ndarray) -> None:
+        cfg, net = self.cfg, self.net
+        n_load = len(net.load)
+        p_nom = net.load["p_mw"].to_numpy(float) * cfg.load_scale
+        q_nom = net.load["q_mvar"].to_numpy(float) * cfg.load_scale
+        n_sg = len(net.sgen)
+        if cfg.profiles == "synthetic":
+            lp = prof.synthetic_load_profiles(n_load, cfg.profile_seed)
+            pv_all = prof.synthetic_pv_profiles(8, cfg.profile_seed)
+            pv_names = [f"PV{i + 1}" for i in range(8)]
+            res_tab = prof.ProfileTable(pv_all, pv_names)
+        else:
+            tab = prof.simbench_load_profiles()
+            names = (list(net.load["profile"]) if "profile" in net.load.columns else [None] * n_load)
+            cols = []
+            for i, nm in enumerate(names):
+                if isinstance(nm, str) and nm in tab.names:
+                    cols.append(tab.names.index(nm))
+                else:
+                    cols.append(tab.names.index(prof.DEFAULT_LOAD_PROFILES[i % len(prof.DEFAULT_LOAD_PROFILES)]))
+            lp = tab.data[:, cols]
+            res_tab = prof.simbench_res_profiles()
+        # sgens: added PV + existing PV follow PV columns; existing with a known profile follow it
+        sg_prof = np.ones((prof.N_STEPS_15, n_sg))
+        sg_nom = net.sgen["p_mw"].to_numpy(float).copy()
+        sg_names = list(net.sgen["profile"]) if "profile" in net.sgen.columns else [None] * n_sg
+        types = [str(t) for t in net.sgen["type"]] if "type" in net.sgen.columns else [""] * n_sg
+        pv_count = 0
+        for j in range(n_sg):
+            nm = sg_names[j]
+            if j >= self.n_orig_sgen:
+                sg_nom[j] = cfg.pv_peak_mw
+            if j < self.n_orig_sgen and isinstance(nm, str) and nm in res_tab.names:
+                sg_prof[:, j] = res_tab.column(nm)
+            elif j >= self.n_orig_sgen or "PV" in types[j].upper():
+                sg_prof[:, j] = res_tab.column(f"PV{pv_count % 8 + 1}")
+                pv_count += 1
+        step = cfg.step_minutes
+        lp = prof.resample(lp, step)
+        sg_prof = prof.resample(sg_prof, step)
+        self.price_year = prof.resample(prof.tou_prices(cfg.prices), step)
+        self.price_max = float(max(cfg.prices))
+        self.n_year = lp.shape[0]
+        self.load_p_year = lp * p_nom
+        self.load_q_year = lp * q_nom
+        self.sgen_p_year = sg_prof * sg_nom
+        self.sgen_q = net.sgen["q_mvar"].to_numpy(float)
+        self.storage_p_fixed = net.storage["p_mw"].to_numpy(float).copy()
+        self.batt_storage_pos = st_pos
+        self.pv_sgen_pos = sg_pos
+        zb = self.zb
+        # bus-level injections of everything that does not depend on the agent
+        st0 = self.storage_p_fixed.copy()
+        st0[st_pos] = 0.0
+        s, s_i, s_z = zb.injections(self.load_p_year, self.load_q_year, self.sgen_p_year,
+                                    np.broadcast_to(self.sgen_q, self.sgen_p_year.shape), st0)
+        self.s_year = s
+        self.s_i_year, self.s_z_year = s_i, s_z
+        self.c_batt = zb.c_storage[st_pos] / zb.base_mva  # MW -> pu consumption
+        self.c_bus = zb.c_bus / zb.base_mva
+        # load per load-bus (for observations)
+        load_buses = sorted({int(b) for b in net.load.loc[net.load["in_service"], "bus"]})
+        self.load_buses = load_buses
+        agg = np.zeros((n_load, len(load_buses)))
+        inserv = net.load["in_service"].to_numpy(bool)
+        scal = net.load["scaling"].to_numpy(float) if "scaling" in net.load.columns else np.ones(n_load)
+        for i, b in enumerate(net.load["bus"]):
+            if inserv[i]:
+                agg[i, load_buses.index(int(b))] = scal[i]
+        self.load_bus_year = self.load_p_year @ agg
+        self.load_bus_nom = np.maximum(np.abs(p_nom * scal * inserv) @ np.abs(agg), 1e-6) * LOAD_OBS_HEADROOM
+        bus_pos = {int(b): i for i, b in enumerate(net.bus.index)}
+        self.load_bus_pos = np.array([bus_pos[b] for b in load_buses], dtype=np.int64)
+        self.pv_p_year = self.sgen_p_year[:, sg_pos] if len(sg_pos) else np.zeros((self.n_year, 0))
+        self.import_bound = (LOAD_OBS_HEADROOM * np.abs(p_nom).sum() + self.nb * cfg.battery_p_mw
+                             + np.abs(sg_nom).sum() + np.abs(self.storage_p_fixed).sum() + 1e-6)
+        self.days = prof.split_days(cfg.split, cfg.episode_days)
+        # buses for metrics (supplied) and observed voltages
+        self.metric_int = zb.bus_int[zb.supplied]
+        self.metric_all = np.array_equal(self.metric_int, np.arange(zb.n_int))
+        self.bus_pos = bus_pos
+
+    def _build_obs_layout(self) -> None:
+        cfg = self.cfg
+        names: list[str] = []
+        groups: dict[str, slice] = {}
+
+        def add(group: str, feats: list[str]) -> None:
+            groups[group] = slice(len(names), len(names) + len(feats))
+            names.extend(feats)
+
+        add("calendar", ["tod_sin", "tod_cos", "doy_sin", "doy_cos", "weekend"])
+        add("load", [f"load_p[bus{b}]" for b in self.load_buses])
+        add("pv", [f"pv_p[bus{b}]" for b in self.pv_buses])
+        add("soc", [f"soc[bus{b}]" for b in self.battery_buses])
+        add("price", ["price"] + [f"price_+{h}h" for h in cfg.price_forecast_hours])
+        if cfg.voltage_buses == "assets":
+            vb = sorted(set(self.battery_buses) | set(self.pv_buses))
+        elif cfg.voltage_buses == "all":
+            vb = [int(b) for b, ok in zip(self.net.bus.index, self.zb.supplied, strict=True) if ok]
+        else:
+            vb = [int(b) for b in cfg.voltage_buses]
+            validate_buses_exist(self.net, vb)
+        self.v_obs_int = self.zb.bus_int[[self.bus_pos[b] for b in vb]]
+        add("voltage", [f"vm[bus{b}]" for b in vb] + ["vm_min"])
+        add("grid", ["net_import"])
+        self.feature_names = names
+        self.obs_groups = groups
+        self.obs_dim = len(names)
+        self.forecast_steps = [int(h * 60 // cfg.step_minutes) for h in cfg.price_forecast_hours]
+        # exogenous features per step of the year: [calendar, load, pv] and [price, forecasts]
+        t_abs = np.arange(self.n_year)
+        spd = self.steps_per_day
+        tod = 2 * np.pi * (t_abs % spd) / spd
+        day = t_abs // spd
+        doy = 2 * np.pi * day / prof.N_DAYS
+        cal = np.stack([np.sin(tod), np.cos(tod), np.sin(doy), np.cos(doy)], axis=1) * 0.5 + 0.5
+        weekend = (prof.weekday(day) >= 5).astype(float)[:, None]
+        load = self.load_bus_year / self.load_bus_nom
+        pv = (self.pv_p_year / cfg.pv_peak_mw) if self.pv_buses else np.zeros((self.n_year, 0))
+        self.exo_a = np.clip(np.concatenate([cal, weekend, load, pv], axis=1), 0.0, 1.0)
+        pr = [self.price_year] + [np.roll(self.price_year, -h) for h in self.forecast_steps]
+        self.exo_b = np.stack(pr, axis=1) / self.price_max
+        self.load_slice = groups["load"]
+
+    def _alloc_state(self) -> None:
+        B, nb = self.B, self.nb
+        rows = 2 * B if self.cfg.counterfactual else B
+        self.rows = rows
+        self._rows_b = np.arange(B)
+        self._rows_all = np.arange(rows)
+        self.t = np.zeros(B, dtype=np.int64)
+        self.start = np.zeros(B, dtype=np.int64)
+        self.energy = np.zeros((B, nb))
+        self.v_state = np.broadcast_to(
+            np.r_[self.zb.v_slack.mean() * np.ones(self.zb.n_int)], (rows, self.zb.n_int)).astype(complex)
+        self.vm_last = np.ones((rows, self.zb.n_int))
+        self.p_imp_last = np.zeros(rows)
+        self.alter: list[dict[int, np.ndarray]] = [{} for _ in range(B)]
+        self.alter_rows: set[int] = set()
+        self.kpi: dict[str, np.ndarray] = {}
+        self.e_min = self.cfg.soc_min * self.cfg.battery_e_mwh
+        self.e_max = self.cfg.soc_max * self.cfg.battery_e_mwh
+
+    # ------------------------------------------------------------------ helpers
+    def _alteration(self, rows: np.ndarray) -> np.ndarray | None:
+        out = None
+        if not self.alter_rows:
+            return None
+        for k, b in enumerate(rows):
+            d = self.alter[b]
+            if d:
+                vec = d.get(int(self.t[b]))
+                if vec is not None:
+                    if out is None:
+                        out = np.zeros((len(rows), len(self.net.bus)))
+                    out[k] = vec
+        return out
+
+    def apply_load_alteration(self, row: int, delta_p_mw: Any, buses: Any, steps: Any) -> None:
+        """Add ``delta_p_mw`` (MW consumption) at ``buses`` during absolute episode ``steps``.
+
+        Args:
+            row: feeder index in the batch.
+            delta_p_mw: scalar or array broadcastable to (len(buses),) (or (len(steps), len(buses))).
+            buses: pandapower bus indices.
+            steps: episode step indices in [0, T).
+        """
+        buses = [int(b) for b in np.atleast_1d(buses)]
+        steps = [int(s) for s in np.atleast_1d(steps)]
+        for b in buses:
+            if b not in self.bus_pos:
+                raise ValueError(f"load alteration: bus {b} is not in the network")
+        for s in steps:
+            if not 0 <= s < self.T:
+                raise ValueError(f"load alteration: step {s} outside the episode [0, {self.T})")
+        delta = np.broadcast_to(np.asarray(delta_p_mw, float), (len(steps), len(buses)))
+        pos = [self.bus_pos[b] for b in buses]
+        for k, s in enumerate(steps):
+            vec = self.alter[row].get(s)
+            if vec is None:
+                vec = np.zeros(len(self.net.bus))
+                self.alter[row][s] = vec
+            np.add.at(vec, pos, delta[k])
+        self.alter_rows.add(int(row))
+
+    def _solve(self, s: np.ndarray, idx: np.ndarray, state_rows: np.ndarray,
+               storage_p: np.ndarray, alter: np.ndarray | None) -> Any:
+        cfg = self.cfg
+        if self.pp_solver is not None:
+            st = np.broadcast_to(self.storage_p_fixed, (len(s), len(self.storage_p_fixed))).copy()
+            st[:, self.batt_storage_pos] = storage_p
+            return self.pp_solver.run(
+                self.load_p_year[idx], self.load_q_year[idx], self.sgen_p_year[idx],
+                np.broadcast_to(self.sgen_q, (len(s), len(self.sgen_q))), st,
+                bus_p_mw=alter, max_iter=cfg.max_iter)
+        s_i = None if self.s_i_year is None else self.s_i_year[idx]
+        s_z = None if self.s_z_year is None else self.s_z_year[idx]
+        return self.zb.run_bus(s, s_i, s_z, v0=self.v_state[state_rows], tol=cfg.tol,
+                               max_iter=cfg.max_iter, with_vm=False)
+
+    # ------------------------------------------------------------------ reset / step
+    def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator],
+                   start_days: list[int | None] | None = None) -> np.ndarray:
+        """Reset feeders ``rows`` (draws: start day, then SOC noise, from each row's generator).
+
+        Args:
+            rows: feeder indices.
+            rngs: one generator per entry of ``rows``.
+            start_days: optional explicit start day per row (None entries = config / random).
+
+        Returns:
+            Observations (len(rows), obs_dim) float32.
+        """
+        cfg = self.cfg
+        rows = np.asarray(rows, dtype=np.int64)
+        for k, b in enumerate(rows):
+            rng = rngs[k]
+            sd = None if start_days is None else start_days[k]
+            if sd is None:
+                sd = cfg.start_day
+            if sd is None:
+                sd = int(rng.choice(self.days))
+            elif not 0 <= sd <= prof.N_DAYS - cfg.episode_days:
+                raise ValueError(f"profile window out of range: start_day={sd} with episode_days="
+                                 f"{cfg.episode_days} (valid 0..{prof.N_DAYS - cfg.episode_days})")
+            soc = cfg.initial_soc
+            if cfg.initial_soc_noise > 0:
+                soc = soc + rng.uniform(-cfg.initial_soc_noise, cfg.initial_soc_noise, size=self.nb)
+            soc = np.clip(soc, cfg.soc_min, cfg.soc_max)
+            self.energy[b] = soc * cfg.battery_e_mwh
+            self.start[b] = sd * self.steps_per_day
+            self.t[b] = 0
+            self.alter[b] = {}
+            self.alter_rows.discard(int(b))
+        self._init_kpis()
+        krows = np.r_[rows, rows + self.B] if self.cfg.counterfactual else rows
+        for key in self.kpi:
+            self.kpi[key][krows] = 0.0
+        self.kpi["vmin"][krows] = np.inf
+        self.kpi["vmax"][krows] = -np.inf
+        self.kpi["day_peak_running"][krows] = -np.inf
+        # initial measurement: loads of step 0, batteries idle
+        idx = self.start[rows]
+        s = self.s_year[idx]
+        res = self._solve(s, idx, rows, np.zeros((len(rows), self.nb)), None)
+        vm_int = np.nan_to_num(np.abs(res.state), nan=1.0) if res.state is not None else None
+        for rr in ([rows, rows + self.B] if self.cfg.counterfactual else [rows]):
+            if res.state is not None:
+                ok = res.converged
+                self.v_state[rr[ok]] = res.state[ok]
+                self.vm_last[rr[ok]] = vm_int[ok]
+            else:
+                self.vm_last[rr] = self._vm_int_from_pp(res.vm)
+            self.p_imp_last[rr] = np.nan_to_num(res.p_import_mw)
+        return self._obs(rows)
+
+    def _vm_int_from_pp(self, vm_pp: np.ndarray) -> np.ndarray:
+        out = np.ones((vm_pp.shape[0], self.zb.n_int))
+        ok = self.zb.supplied
+        out[:, self.zb.bus_int[ok]] = np.nan_to_num(vm_pp[:, ok], nan=1.0)
+        return out
+
+    def _init_kpis(self) -> None:
+        if self.kpi:
+            return
+        keys = list(KPI_BASE_KEYS + KPI_OTHER_KEYS) + ["day_peak_running", "nonconverged_steps"]
+        self.kpi = {k: np.zeros(self.rows) for k in keys}
+
+    def project(self, action: np.ndarray) -> np.ndarray:
+        """Map actions in [-1, 1] to feasible battery powers (MW, + = charging) for all feeders.
+
+        Args:
+            action: (B, nb) raw actions (clipped to [-1, 1]).
+        """
+        cfg = self.cfg
+        a = np.asarray(action, float).reshape(self.B, self.nb)
+        if not np.isfinite(a).all():
+            a = np.nan_to_num(a, nan=0.0)
+        a = np.clip(a, -1.0, 1.0)
+        p = a * cfg.battery_p_mw
+        eta, dt = cfg.efficiency, self.dt
+        upper = (self.e_max - self.energy) / (eta * dt)
+        lower = -(self.energy - self.e_min) * eta / dt
+        return np.clip(p, np.minimum(lower, 0.0), np.maximum(upper, 0.0))
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Advance every feeder by one step.
+
+        Args:
+            action: (B, nb) actions in [-1, 1].
+
+        Returns:
+            ``(obs, reward, truncated, info)`` with per-feeder arrays; the callers add
+            ``episode_kpis`` (:meth:`episode_kpis`) for finished rows.
+        """
+        cfg, B = self.cfg, self.B
+        w = cfg.reward_weights
+        p_b = self.project(action)
+        eta, dt = cfg.efficiency, self.dt
+        self.energy = np.clip(
+            self.energy + np.where(p_b > 0, p_b * (eta * dt), p_b * (dt / eta)), self.e_min, self.e_max)
+        idx = self.start + self.t
+        s_base = self.s_year[idx]
+        alter = self._alteration(self._rows_b)
+        if alter is not None:
+            s_base = s_base - alter @ self.c_bus
+        if cfg.counterfactual:
+            s = np.empty((self.rows, s_base.shape[1]), complex)
+            s[:B] = s_base - p_b @ self.c_batt
+            s[B:] = s_base
+            idx2 = np.concatenate([idx, idx])
+            pb2 = np.concatenate([p_b, np.zeros_like(p_b)])
+            alt2 = None if alter is None else np.concatenate([alter, alter])
+        else:
+            s, idx2, pb2, alt2 = s_base - p_b @ self.c_batt, idx, p_b, alter
+        res = self._solve(s, idx2, self._rows_all, pb2, alt2)
+        conv = res.converged
+        all_conv = bool(conv.all())
+        if res.state is not None:
+            vm_int = np.abs(res.state)
+            if all_conv:
+                self.v_state = res.state
+            else:
+                self.v_state[conv] = res.state[conv]
+        else:
+            vm_int = self._vm_int_from_pp(res.vm)
+        p_imp, losses, loading = res.p_import_mw, res.losses_mw, res.max_line_loading
+        if not all_conv:
+            vm_int = np.where(conv[:, None], vm_int, self.vm_last)
+            p_imp = np.where(conv, np.nan_to_num(p_imp), self.p_imp_last)
+            losses = np.where(conv, np.nan_to_num(losses), 0.0)
+            loading = np.where(conv, np.nan_to_num(loading), 0.0)
+        self.vm_last = vm_int
+        vm = vm_int if self.metric_all else vm_int[:, self.metric_int]
+        dev = np.maximum(vm - cfg.v_max, 0.0) + np.maximum(cfg.v_min - vm, 0.0)
+        depth = dev.sum(axis=1)
+        n_viol = np.count_nonzero(dev, axis=1)
+        vmin = vm.min(axis=1)
+        vmax = vm.max(axis=1)
+        price = self.price_year[idx]
+        imp_pos = np.maximum(p_imp, 0.0)
+        first = self.t == 0
+        if cfg.counterfactual:
+            price2 = np.concatenate([price, price])
+            first = np.concatenate([first, first])
+        else:
+            price2 = price
+        cost = price2 * imp_pos * dt
+        ramp = np.where(first, 0.0, np.abs(p_imp - self.p_imp_last))
+        self.p_imp_last = p_imp
+        conv_b = conv[:B]
+        reward = -(w.cost * cost[:B] + w.voltage * depth[:B])
+        if w.losses:
+            reward -= w.losses * losses[:B] * dt
+        if w.ramping:
+            reward -= w.ramping * ramp[:B]
+        if w.throughput:
+            reward -= w.throughput * np.abs(p_b).sum(axis=1) * dt
+        if not all_conv:
+            reward = reward - w.nonconvergence * (~conv_b)
+        self._accumulate(imp_pos, cost, ramp, vmin, vmax, n_viol, depth, loading, losses, conv)
+        info = {
+            "cost": cost[:B], "net_import_mw": p_imp[:B], "losses_mw": losses[:B],
+            "vmin": vmin[:B], "vmax": vmax[:B], "n_violations": n_viol[:B],
+            "violation_depth": depth[:B], "max_line_loading": loading[:B], "converged": conv_b,
+            "battery_p_mw": p_b, "soc": self.energy / cfg.battery_e_mwh, "price": price,
+            "step": self.t.copy(),
+        }
+        self.t += 1
+        truncated = self.t >= self.T
+        if not all_conv:
+            truncated = truncated | ~conv_b
+        obs = self._obs(self._rows_b)
+        return obs, reward, truncated, info
+
+    def _accumulate(self, imp_pos: np.ndarray, cost: np.ndarray, ramp: np.ndarray,
+                    vmin: np.ndarray, vmax: np.ndarray, n_viol: np.ndarray, depth: np.ndarray,
+                    loading: np.ndarray, losses: np.ndarray, conv: np.ndarray) -> None:
+        k, dt = self.kpi, self.dt
+        k["cost"] += cost
+        k["consumption"] += imp_pos * dt
+        k["ramping"] += ramp
+        k["voltage_violations"] += n_viol
+        k["voltage_violation_depth"] += depth
+        np.minimum(k["vmin"], vmin, out=k["vmin"])
+        np.maximum(k["vmax"], vmax, out=k["vmax"])
+        np.maximum(k["max_line_loading"], loading, out=k["max_line_loading"])
+        k["losses_mwh"] += losses * dt
+        run = np.maximum(k["day_peak_running"], imp_pos)
+        end_of_day = (self.t + 1) % self.steps_per_day == 0
+        if end_of_day.any():
+            eod = np.concatenate([end_of_day, end_of_day]) if self.cfg.counterfactual else end_of_day
+            k["daily_peak"] += np.where(eod, run, 0.0)
+            run = np.where(eod, -np.inf, run)
+        k["day_peak_running"] = run
+        k["nonconverged_steps"] += ~conv
+
+    def episode_kpis(self, row: int) -> dict[str, float]:
+        """Episode KPIs of feeder ``row`` so far (call on its final step).
+
+        Args:
+            row: feeder index.
+        """
+        k = self.kpi
+        steps = int(self.t[row])
+        out: dict[str, float] = {}
+        sets = [("", row)]
+        if self.cfg.counterfactual:
+            sets.append(("_no_battery", row + self.B))
+        full_days = steps // self.steps_per_day
+        for suf, r in sets:
+            peak_sum = k["daily_peak"][r]
+            partial = k["day_peak_running"][r]
+            n_days = max(full_days, 1)
+            if np.isfinite(partial):  # partial last day (truncated episode)
+                peak_sum = peak_sum + partial
+                n_days = full_days + 1
+            out["daily_peak" + suf] = float(peak_sum / n_days)
+            for key in ("cost", "consumption", "ramping") + KPI_OTHER_KEYS:
+                out[key + suf] = float(k[key][r])
+        if self.cfg.counterfactual:
+            for key in KPI_BASE_KEYS:
+                out[key + "_norm"] = float(_ratio(np.array(out[key]), np.array(out[key + "_no_battery"])))
+        out["steps"] = float(steps)
+        out["nonconverged_steps"] = float(k["nonconverged_steps"][row])
+        return out
+
+    # ------------------------------------------------------------------ observation
+    def _obs(self, rows: np.ndarray) -> np.ndarray:
+        idx = (self.start[rows] + self.t[rows]) % self.n_year
+        exo_a = self.exo_a[idx]
+        alter = self._alteration(rows)
+        if alter is not None:
+            sl = self.load_slice
+            exo_a[:, sl] = np.clip(exo_a[:, sl] + alter[:, self.load_bus_pos] / self.load_bus_nom, 0.0, 1.0)
+        soc = self.energy[rows] / self.cfg.battery_e_mwh
+        vm_rows = self.vm_last[rows]
+        vmin = vm_rows.min(axis=1, keepdims=True) if self.metric_all else \
+            vm_rows[:, self.metric_int].min(axis=1, keepdims=True)
+        volt = np.concatenate([vm_rows[:, self.v_obs_int], vmin], axis=1)
+        volt = np.clip((volt - V_OBS_LOW) * (1.0 / (V_OBS_HIGH - V_OBS_LOW)), 0.0, 1.0)
+        grid = np.clip((self.p_imp_last[rows] + self.import_bound) * (0.5 / self.import_bound), 0.0, 1.0)
+        obs = np.concatenate([exo_a, soc, self.exo_b[idx], volt, grid[:, None]], axis=1)
+        return obs.astype(np.float32)
+
+
+def validate_buses_exist(net: Any, buses: list[int]) -> None:
+    """Raise ValueError if a voltage bus is unknown.
+
+    Args:
+        net: pandapower net.
+        buses: pandapower bus indices.
+    """
+    idx = set(int(b) for b in net.bus.index)
+    bad = [b for b in buses if b not in idx]
+    if bad:
+        raise ValueError(f"voltage_buses: buses {bad} are not in the network "
+                         f"(valid: {min(idx)}..{max(idx)})")

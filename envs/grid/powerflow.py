@@ -1,0 +1,619 @@
+"""Batched AC power flow for radial/meshed distribution feeders.
+
+Two backends share one result type (:class:`PFResult`):
+
+* :class:`ZBusSolver` (fast, default): pandapower builds the network once (``runpp`` with
+  ``numba=False``); we take the internal admittance matrix ``Ybus`` (trafos with tap/shift, shunts,
+  bus fusion by closed switches, out-of-service elements removed are all already in it) and solve
+  N independent injection scenarios at once with the exact fixed-point Z-bus iteration
+
+      V_L <- w + Z conj(S(V_L) / V_L),   Z = inv(Y_LL),   w = -Z Y_Ls V_s
+
+  in complex128 until ``max |dV| < tol``. ``S(V)`` supports pandapower's ZIP loads
+  (``const_z_*_percent`` / ``const_i_*_percent``). Sign convention of the inputs follows pandapower:
+  loads and storage positive = consumption, sgens positive = generation.
+* :class:`PandapowerSolver` (reference): ``pp.runpp`` per scenario.
+
+Networks with voltage-controlled generators (``net.gen`` in service) are not supported by the
+Z-bus backend (it has no PV buses); use the pandapower backend for those.
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandapower as pp
+
+try:  # numba is optional
+    import numba as _nb
+except ImportError:  # pragma: no cover - numba missing
+    _nb = None
+
+
+NUMBA_MAX_ROWS = 8  # above this many scenarios the BLAS (zgemm) path is faster
+
+
+@dataclass
+class PFResult:
+    """Batched power-flow result (N scenarios).
+
+    Attributes: ``vm`` (N, n_bus) in ``net.bus`` order (NaN for unsupplied buses), ``converged`` (N,),
+    ``p_import_mw`` (N,) active power drawn from the external grid, ``losses_mw`` (N,) active power
+    absorbed by branches and shunts, ``max_line_loading`` (N,) percent, ``state`` internal voltages
+    for warm starts (or None).
+    """
+
+    vm: np.ndarray | None
+    converged: np.ndarray
+    p_import_mw: np.ndarray
+    losses_mw: np.ndarray
+    max_line_loading: np.ndarray
+    state: np.ndarray | None = None
+
+
+def _column(df: Any, name: str, default: float) -> np.ndarray:
+    if name in df.columns:
+        return np.nan_to_num(df[name].to_numpy(dtype=float), nan=default)
+    return np.full(len(df), default)
+
+
+def _incidence(net: Any, element: str, lookup: np.ndarray, n_int: int) -> np.ndarray:
+    """Dense (n_elements, n_internal_buses) matrix with scaling*in_service at each element's bus."""
+    df = net[element]
+    mat = np.zeros((len(df), n_int))
+    if len(df) == 0:
+        return mat
+    buses = lookup[df["bus"].to_numpy(dtype=np.int64)]
+    weight = _column(df, "scaling", 1.0) * df["in_service"].to_numpy(dtype=bool)
+    ok = buses < n_int
+    mat[np.flatnonzero(ok), buses[ok]] = weight[ok]
+    return mat
+
+
+def _element_pq(net: Any, element: str) -> tuple[np.ndarray, np.ndarray]:
+    df = net[element]
+    return _column(df, "p_mw", 0.0), _column(df, "q_mvar", 0.0)
+
+
+def prepare_net(net: Any) -> None:
+    """Run ``pp.runpp(net, numba=False)`` so that ``net._ppc`` holds the internal model.
+
+    Args:
+        net: pandapower network; its result tables are overwritten.
+    """
+    try:
+        pp.runpp(net, numba=False)
+    except Exception as exc:  # pandapower raises several types
+        raise ValueError(
+            f"pandapower could not solve the network at its nominal operating point ({exc}); "
+            "the Z-bus solver needs one converged run to extract Ybus"
+        ) from exc
+
+
+class ZBusSolver:
+    """Batched fixed-point Z-bus power flow on the admittance matrix pandapower builds.
+
+    Construct once per network topology; then call :meth:`run` (full result) or use the module
+    function :func:`solve`.
+    """
+
+    def __init__(self, net: Any, *, use_numba: bool = False, prepared: bool = False) -> None:
+        """Build the solver.
+
+        Args:
+            net: pandapower network (topology and impedances are frozen at this point).
+            use_numba: run the iteration in a numba kernel for small batches (<= NUMBA_MAX_ROWS
+                scenarios; larger batches use BLAS); falls back to numpy if numba is missing.
+            prepared: ``net`` was already solved by ``runpp`` with its current topology.
+        """
+        if not prepared:
+            prepare_net(net)
+        if "gen" in net and len(net.gen) and net.gen["in_service"].any():
+            raise ValueError(
+                "the zbus backend does not support voltage-controlled generators (net.gen); "
+                "use backend='pandapower'"
+            )
+        ppci = net._ppc["internal"]
+        ybus = ppci["Ybus"].tocsr()
+        self.base_mva = float(ppci["baseMVA"])
+        n_int = ybus.shape[0]
+        self.n_int = n_int
+        lookup = np.asarray(net._pd2ppc_lookups["bus"], dtype=np.int64)
+        self.n_bus = len(net.bus)
+        bus_int = np.full(self.n_bus, n_int, dtype=np.int64)
+        pos = np.arange(self.n_bus)
+        idx = net.bus.index.to_numpy(dtype=np.int64)
+        valid = idx < len(lookup)
+        bus_int[pos[valid]] = lookup[idx[valid]]
+        bus_int[(bus_int < 0) | (bus_int >= n_int)] = n_int
+        self.bus_int = bus_int  # net.bus position -> internal index (n_int = unsupplied)
+        self.supplied = bus_int < n_int
+        self.c_bus = np.zeros((self.n_bus, n_int))
+        self.c_bus[np.flatnonzero(self.supplied), bus_int[self.supplied]] = 1.0
+
+        ref = np.asarray(ppci["ref"], dtype=np.int64)
+        pv = np.asarray(ppci["pv"], dtype=np.int64)
+        if len(pv):
+            raise ValueError("the zbus backend does not support PV buses; use backend='pandapower'")
+        self.ref = ref
+        self.non_ref = np.setdiff1d(np.arange(n_int), ref)
+        v_solved = np.asarray(ppci["V"], dtype=complex)
+        self.v_slack = v_solved[ref].copy()
+        yd = ybus.toarray()
+        y_ll = yd[np.ix_(self.non_ref, self.non_ref)]
+        y_ls = yd[np.ix_(self.non_ref, ref)]
+        self.Z = np.linalg.inv(y_ll)
+        self.ZT = np.ascontiguousarray(self.Z.T)
+        self.w = -self.Z @ (y_ls @ self.v_slack)
+        self.y_ref = yd[ref]  # (n_ref, n_int)
+
+        # element incidences (pu injections = -(p + jq) / baseMVA for consumers)
+        self.c_load = _incidence(net, "load", lookup, n_int)
+        self.c_sgen = _incidence(net, "sgen", lookup, n_int)
+        self.c_storage = _incidence(net, "storage", lookup, n_int)
+        self.load_pq = _element_pq(net, "load")
+        self.sgen_pq = _element_pq(net, "sgen")
+        self.storage_pq = _element_pq(net, "storage")
+        self.n_load, self.n_sgen, self.n_storage = (
+            len(self.c_load), len(self.c_sgen), len(self.c_storage))
+        zp = _column(net.load, "const_z_p_percent", 0.0) / 100
+        ip = _column(net.load, "const_i_p_percent", 0.0) / 100
+        zq = _column(net.load, "const_z_q_percent", 0.0) / 100
+        iq = _column(net.load, "const_i_q_percent", 0.0) / 100
+        self.zip = bool(np.any(np.abs(np.r_[zp, ip, zq, iq]) > 0)) and bool(
+            net._options.get("voltage_depend_loads", True))
+        self._zip_frac = (zp, ip, zq, iq)
+
+        # everything else already in ppci (wards, motors, ...) = total - controlled elements
+        bus = ppci["bus"]
+        s_total = -(bus[:, 2] + 1j * bus[:, 3]) / self.base_mva  # PD, QD columns
+        s_ctrl = self.injections(*self.load_pq, *self.sgen_pq, self.storage_pq[0],
+                                 self.storage_pq[1], constant_only=True)[0]
+        self.s_other = s_total - s_ctrl
+
+        # lines: from/to current rows for loading (ppc branch rows -> ppci rows)
+        self._prepare_lines(net, ppci, n_int)
+        self.use_numba = bool(use_numba and _nb is not None)
+
+    def _prepare_lines(self, net: Any, ppci: dict, n_int: int) -> None:
+        self.n_line = 0
+        lk = net._pd2ppc_lookups.get("branch", {})
+        if "line" not in lk or len(net.line) == 0:
+            self.yf = np.zeros((n_int, 0), complex)
+            self.yt = np.zeros((n_int, 0), complex)
+            self.i_base = np.zeros(0)
+            return
+        f, t = lk["line"]
+        branch_is = np.asarray(ppci["branch_is"], dtype=bool)
+        ppci_row = np.cumsum(branch_is) - 1
+        rows = np.arange(f, t)
+        keep = branch_is[rows]
+        line_pos = np.flatnonzero(keep)
+        int_rows = ppci_row[rows[keep]]
+        yf = ppci["Yf"].tocsr()[int_rows].toarray()
+        yt = ppci["Yt"].tocsr()[int_rows].toarray()
+        self.yf = np.ascontiguousarray(yf.T)
+        self.yt = np.ascontiguousarray(yt.T)
+        line = net.line.iloc[line_pos]
+        vn = net.bus.loc[line["from_bus"].to_numpy(), "vn_kv"].to_numpy(dtype=float)
+        vn_t = net.bus.loc[line["to_bus"].to_numpy(), "vn_kv"].to_numpy(dtype=float)
+        df = _column(line, "df", 1.0)
+        par = _column(line, "parallel", 1.0)
+        lim = line["max_i_ka"].to_numpy(dtype=float) * df * par
+        # percent loading = |I_pu| * baseMVA / (sqrt3 * vn) / limit * 100
+        self.i_base_f = self.base_mva / (np.sqrt(3) * vn) / lim * 100
+        self.i_base_t = self.base_mva / (np.sqrt(3) * vn_t) / lim * 100
+        self.n_line = len(line_pos)
+
+    # ------------------------------------------------------------------------------------------
+    def injections(
+        self,
+        p_mw: np.ndarray,
+        q_mvar: np.ndarray,
+        sgen_p_mw: np.ndarray | None = None,
+        sgen_q_mvar: np.ndarray | None = None,
+        storage_p_mw: np.ndarray | None = None,
+        storage_q_mvar: np.ndarray | None = None,
+        *,
+        constant_only: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Per-bus complex injections (pu, generation positive) from per-element set points.
+
+        Args:
+            p_mw, q_mvar: load set points, shape (N, n_load) or (n_load,), ``net.load`` order.
+            sgen_p_mw, sgen_q_mvar: sgen set points (``net.sgen`` order); None = net values.
+            storage_p_mw, storage_q_mvar: storage set points (positive = charging); None = net values.
+            constant_only: ignore ZIP fractions (treat every load as constant power).
+
+        Returns:
+            ``(s_const, s_current, s_impedance)``; the last two are None without ZIP loads.
+        """
+        p = np.atleast_2d(np.asarray(p_mw, dtype=float))
+        q = np.atleast_2d(np.asarray(q_mvar, dtype=float))
+        sg_p = self.sgen_pq[0] if sgen_p_mw is None else np.asarray(sgen_p_mw, dtype=float)
+        sg_q = self.sgen_pq[1] if sgen_q_mvar is None else np.asarray(sgen_q_mvar, dtype=float)
+        st_p = self.storage_pq[0] if storage_p_mw is None else np.asarray(storage_p_mw, dtype=float)
+        st_q = self.storage_pq[1] if storage_q_mvar is None else np.asarray(storage_q_mvar, dtype=float)
+        inv = 1.0 / self.base_mva
+        s_i = s_z = None
+        if self.zip and not constant_only:
+            zp, ip, zq, iq = self._zip_frac
+            pc = p * (1 - zp - ip)
+            qc = q * (1 - zq - iq)
+            s_i = -((p * ip) @ self.c_load + 1j * ((q * iq) @ self.c_load)) * inv
+            s_z = -((p * zp) @ self.c_load + 1j * ((q * zq) @ self.c_load)) * inv
+        else:
+            pc, qc = p, q
+        s = -(pc @ self.c_load + 1j * (qc @ self.c_load)) * inv
+        if self.n_sgen:
+            s = s + (np.atleast_2d(sg_p) @ self.c_sgen + 1j * (np.atleast_2d(sg_q) @ self.c_sgen)) * inv
+        if self.n_storage:
+            s = s - (np.atleast_2d(st_p) @ self.c_storage + 1j * (np.atleast_2d(st_q) @ self.c_storage)) * inv
+        if not constant_only:
+            s = s + self.s_other
+        return s, s_i, s_z
+
+    def solve_bus(
+        self,
+        s_bus: np.ndarray,
+        s_i: np.ndarray | None = None,
+        s_z: np.ndarray | None = None,
+        *,
+        v0: np.ndarray | None = None,
+        tol: float = 1e-10,
+        max_iter: int = 100,
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Solve for all internal bus voltages given internal per-bus injections.
+
+        Args:
+            s_bus: (N, n_int) constant-power injections (pu, generation positive).
+            s_i, s_z: optional constant-current / constant-impedance parts (pu at |V| = 1).
+            v0: optional (N, n_int) warm start.
+            tol: convergence tolerance on max |dV| (pu).
+            max_iter: iteration cap.
+
+        Returns:
+            ``(V, converged, iterations)`` with V (N, n_int) complex.
+        """
+        s_bus = np.atleast_2d(s_bus)
+        n = s_bus.shape[0]
+        nr = self.non_ref
+        sl = np.ascontiguousarray(s_bus[:, nr])
+        si = None if s_i is None else np.ascontiguousarray(np.atleast_2d(s_i)[:, nr])
+        sz = None if s_z is None else np.ascontiguousarray(np.atleast_2d(s_z)[:, nr])
+        if v0 is None:
+            vl = np.broadcast_to(self.w, sl.shape).copy()
+        else:
+            vl = np.ascontiguousarray(np.atleast_2d(v0)[:, nr])
+            bad = ~np.all(np.isfinite(vl) & (np.abs(vl) > 0.3), axis=1)
+            if bad.any():
+                vl[bad] = self.w
+        if self.use_numba and si is None and n <= NUMBA_MAX_ROWS:
+            vl, conv, it = _zbus_numba(self.ZT, self.w, sl, vl, tol, max_iter)
+        else:
+            vl, conv, it = _zbus_numpy(self.ZT, self.w, sl, si, sz, vl, tol, max_iter)
+        v = np.empty((n, self.n_int), complex)
+        v[:, nr] = vl
+        v[:, self.ref] = self.v_slack
+        return v, conv, it
+
+    def vm_from_state(self, v: np.ndarray) -> np.ndarray:
+        """Voltage magnitudes (N, n_bus) in ``net.bus`` order from internal voltages (NaN = unsupplied).
+
+        Args:
+            v: (N, n_int) internal complex voltages.
+        """
+        vm = np.abs(v)
+        vm = np.concatenate([vm, np.full((vm.shape[0], 1), np.nan)], axis=1)
+        return vm[:, self.bus_int]
+
+    def slack_p_mw(self, v: np.ndarray) -> np.ndarray:
+        """Active power (MW, N) drawn from the slack bus(es).
+
+        Args:
+            v: (N, n_int) internal complex voltages.
+        """
+        i_ref = v @ self.y_ref.T  # (N, n_ref)
+        s = v[:, self.ref] * np.conj(i_ref)
+        return s.real.sum(axis=1) * self.base_mva
+
+    def line_loading(self, v: np.ndarray) -> np.ndarray:
+        """Line loading in percent (N, n_in_service_lines), pandapower definition.
+
+        Args:
+            v: (N, n_int) internal complex voltages.
+        """
+        if self.n_line == 0:
+            return np.zeros((v.shape[0], 0))
+        i_f = np.abs(v @ self.yf) * self.i_base_f
+        i_t = np.abs(v @ self.yt) * self.i_base_t
+        return np.maximum(i_f, i_t)
+
+    def run(
+        self,
+        p_mw: np.ndarray,
+        q_mvar: np.ndarray,
+        sgen_p_mw: np.ndarray | None = None,
+        sgen_q_mvar: np.ndarray | None = None,
+        storage_p_mw: np.ndarray | None = None,
+        *,
+        bus_p_mw: np.ndarray | None = None,
+        v0: np.ndarray | None = None,
+        tol: float = 1e-10,
+        max_iter: int = 100,
+    ) -> PFResult:
+        """Solve N scenarios and compute the derived quantities.
+
+        Args:
+            p_mw, q_mvar: (N, n_load) load set points in ``net.load`` order.
+            sgen_p_mw, sgen_q_mvar: (N, n_sgen) sgen set points or None (= net values).
+            storage_p_mw: (N, n_storage) storage set points (positive = charging) or None.
+            bus_p_mw: (N, n_bus) extra constant-power consumption per bus (``net.bus`` order).
+            v0: warm start (``PFResult.state`` of an earlier call) or None.
+            tol: convergence tolerance (pu).
+            max_iter: iteration cap.
+        """
+        s, s_i, s_z = self.injections(p_mw, q_mvar, sgen_p_mw, sgen_q_mvar, storage_p_mw)
+        if bus_p_mw is not None:
+            s = s - np.atleast_2d(bus_p_mw) @ self.c_bus / self.base_mva
+        return self.run_bus(s, s_i, s_z, v0=v0, tol=tol, max_iter=max_iter)
+
+    def run_bus(
+        self,
+        s: np.ndarray,
+        s_i: np.ndarray | None = None,
+        s_z: np.ndarray | None = None,
+        *,
+        v0: np.ndarray | None = None,
+        tol: float = 1e-10,
+        max_iter: int = 100,
+        with_vm: bool = True,
+    ) -> PFResult:
+        """Like :meth:`run` but from internal per-bus injections (see :meth:`injections`).
+
+        Args:
+            s, s_i, s_z: (N, n_int) constant power / current / impedance injections (pu).
+            v0: warm start or None.
+            tol: convergence tolerance (pu).
+            max_iter: iteration cap.
+            with_vm: also map magnitudes to ``net.bus`` order (else ``PFResult.vm`` is None).
+        """
+        v, conv, _ = self.solve_bus(s, s_i, s_z, v0=v0, tol=tol, max_iter=max_iter)
+        vm_int = np.abs(v)
+        s_eff = s
+        if s_i is not None:
+            s_eff = s + s_i * vm_int + s_z * vm_int**2
+        p_imp = self.slack_p_mw(v)
+        losses = p_imp + s_eff.real.sum(axis=1) * self.base_mva
+        loading = self.line_loading(v)
+        max_load = loading.max(axis=1) if loading.shape[1] else np.zeros(len(v))
+        vm = self.vm_from_state(v) if with_vm else None
+        return PFResult(vm, conv, p_imp, losses, max_load, v)
+
+
+def _zbus_numpy(
+    zt: np.ndarray,
+    w: np.ndarray,
+    s: np.ndarray,
+    s_i: np.ndarray | None,
+    s_z: np.ndarray | None,
+    v: np.ndarray,
+    tol: float,
+    max_iter: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    n = v.shape[0]
+    conv = np.zeros(n, dtype=bool)
+    it = 0
+    s_conj = np.conj(s)
+    with np.errstate(all="ignore"):
+        for it in range(1, max_iter + 1):  # noqa: B007 - returned
+            if s_i is None:
+                cur = s_conj / np.conj(v)
+            else:
+                vm = np.abs(v)
+                cur = np.conj(s + s_i * vm + s_z * vm * vm) / np.conj(v)
+            v_new = cur @ zt
+            v_new += w
+            err = np.abs(v_new - v).max(axis=1)
+            v = v_new
+            conv = err < tol
+            if conv.all():
+                break
+    finite = np.isfinite(v).all(axis=1)
+    conv &= finite
+    v[~finite] = w
+    return v, conv, it
+
+
+if _nb is not None:
+
+    @_nb.njit(cache=True, fastmath=False)
+    def _zbus_kernel(zt, w, s, v, tol, max_iter):  # pragma: no cover - compiled
+        n, m = v.shape
+        conv = np.zeros(n, dtype=np.bool_)
+        cur = np.empty(m, dtype=np.complex128)
+        total = 0
+        for r in range(n):
+            vr = v[r].copy()
+            for it in range(max_iter):
+                for j in range(m):
+                    cur[j] = (s[r, j] / vr[j]).conjugate()
+                err = 0.0
+                for k in range(m):
+                    acc = w[k]
+                    for j in range(m):
+                        acc += cur[j] * zt[j, k]
+                    d = abs(acc - vr[k])
+                    if d > err or d != d:
+                        err = d if d == d else np.inf
+                    vr[k] = acc
+                if err < tol:
+                    conv[r] = True
+                    total = max(total, it + 1)
+                    break
+            else:
+                total = max_iter
+            v[r] = vr
+        return v, conv, total
+
+
+def _zbus_numba(
+    zt: np.ndarray, w: np.ndarray, s: np.ndarray, v: np.ndarray, tol: float, max_iter: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    v = np.ascontiguousarray(v.copy())
+    v, conv, it = _zbus_kernel(zt, w, np.ascontiguousarray(s), v, tol, max_iter)
+    finite = np.isfinite(v).all(axis=1)
+    conv &= finite
+    v[~finite] = w
+    return v, conv, int(it)
+
+
+class PandapowerSolver:
+    """Reference backend: one ``pp.runpp`` per scenario on a private copy of the network."""
+
+    def __init__(self, net: Any, *, use_numba: bool = False) -> None:
+        """Build the solver.
+
+        Args:
+            net: pandapower network (copied).
+            use_numba: passed to ``runpp``.
+        """
+        self.net = copy.deepcopy(net)
+        self.use_numba = use_numba
+        self.zb = ZBusSolver(self.net)  # only for injection bookkeeping / losses
+        self.n_bus = len(self.net.bus)
+        self.n_load = len(self.net.load)
+        for b in self.net.bus.index:  # zero loads that carry bus-level alterations
+            pp.create_load(self.net, bus=b, p_mw=0.0, name="rlkit_alteration")
+        self._bus_pos = {b: i for i, b in enumerate(self.net.bus.index)}
+        self._first = True
+
+    def run(
+        self,
+        p_mw: np.ndarray,
+        q_mvar: np.ndarray,
+        sgen_p_mw: np.ndarray | None = None,
+        sgen_q_mvar: np.ndarray | None = None,
+        storage_p_mw: np.ndarray | None = None,
+        *,
+        bus_p_mw: np.ndarray | None = None,
+        v0: np.ndarray | None = None,
+        tol: float = 1e-10,
+        max_iter: int = 100,
+    ) -> PFResult:
+        """Solve N scenarios with ``pp.runpp`` (arguments as :meth:`ZBusSolver.run`; v0/tol unused).
+
+        Args:
+            p_mw, q_mvar: (N, n_load) load set points.
+            sgen_p_mw, sgen_q_mvar: (N, n_sgen) or None.
+            storage_p_mw: (N, n_storage) or None.
+            bus_p_mw: (N, n_bus) extra consumption per bus or None.
+            v0: ignored.
+            tol: ignored (pandapower's default tolerance is used).
+            max_iter: passed to runpp as ``max_iteration``.
+        """
+        net = self.net
+        p = np.atleast_2d(p_mw)
+        q = np.atleast_2d(q_mvar)
+        n = p.shape[0]
+        vm = np.full((n, self.n_bus), np.nan)
+        conv = np.zeros(n, dtype=bool)
+        p_imp = np.zeros(n)
+        losses = np.zeros(n)
+        loading = np.zeros(n)
+        extra = np.zeros((n, self.n_bus)) if bus_p_mw is None else np.atleast_2d(bus_p_mw)
+        for r in range(n):
+            net.load["p_mw"] = np.concatenate([p[r], extra[r]])
+            net.load["q_mvar"] = np.concatenate([q[r], np.zeros(self.n_bus)])
+            if sgen_p_mw is not None:
+                net.sgen["p_mw"] = np.atleast_2d(sgen_p_mw)[r]
+            if sgen_q_mvar is not None:
+                net.sgen["q_mvar"] = np.atleast_2d(sgen_q_mvar)[r]
+            if storage_p_mw is not None:
+                net.storage["p_mw"] = np.atleast_2d(storage_p_mw)[r]
+            try:
+                pp.runpp(net, numba=self.use_numba, max_iteration=max(max_iter, 10),
+                         init="auto" if self._first else "results")
+                self._first = False
+            except Exception:
+                self._first = True
+                continue
+            conv[r] = True
+            vm[r] = net.res_bus["vm_pu"].to_numpy()
+            p_imp[r] = net.res_ext_grid["p_mw"].sum()
+            inj = self.zb.injections(p[r], q[r],
+                                     None if sgen_p_mw is None else np.atleast_2d(sgen_p_mw)[r],
+                                     None if sgen_q_mvar is None else np.atleast_2d(sgen_q_mvar)[r],
+                                     None if storage_p_mw is None else np.atleast_2d(storage_p_mw)[r],
+                                     constant_only=True)[0]
+            losses[r] = p_imp[r] + inj.real.sum() * self.zb.base_mva - extra[r].sum()
+            if len(net.res_line):
+                loading[r] = np.nan_to_num(net.res_line["loading_percent"].to_numpy()).max()
+        return PFResult(vm, conv, p_imp, losses, loading, None)
+
+
+_SOLVERS: dict[int, tuple[Any, ZBusSolver]] = {}
+
+
+def get_solver(net: Any, *, use_numba: bool = False) -> ZBusSolver:
+    """Return the cached :class:`ZBusSolver` of ``net`` (built on first use).
+
+    Args:
+        net: pandapower network; the cache is keyed by object identity, so rebuild the net (or
+            call :func:`clear_cache`) after changing its topology or impedances.
+        use_numba: use the numba kernel.
+    """
+    key = id(net)
+    hit = _SOLVERS.get(key)
+    if hit is not None and hit[0]() is net:
+        hit[1].use_numba = bool(use_numba and _nb is not None)
+        return hit[1]
+    solver = ZBusSolver(net, use_numba=use_numba)
+    try:
+        ref: Any = weakref.ref(net)
+    except TypeError:  # pragma: no cover
+        ref = lambda: net  # noqa: E731
+    _SOLVERS[key] = (ref, solver)
+    return solver
+
+
+def clear_cache() -> None:
+    """Forget all cached solvers."""
+    _SOLVERS.clear()
+
+
+def solve(
+    net: Any,
+    p_mw: np.ndarray,
+    q_mvar: np.ndarray,
+    *,
+    sgen_p_mw: np.ndarray | None = None,
+    sgen_q_mvar: np.ndarray | None = None,
+    storage_p_mw: np.ndarray | None = None,
+    tol: float = 1e-10,
+    max_iter: int = 100,
+    use_numba: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batched AC power flow of N load scenarios on ``net`` with the Z-bus solver.
+
+    Args:
+        net: pandapower network (its solver is built once and cached).
+        p_mw, q_mvar: (N, n_load) load set points in ``net.load`` order (``scaling`` and
+            ``in_service`` of the net are applied as pandapower does).
+        sgen_p_mw, sgen_q_mvar: (N, n_sgen) static generator set points or None (= net values).
+        storage_p_mw: (N, n_storage) storage set points, positive = charging, or None.
+        tol: convergence tolerance on max |dV| (pu).
+        max_iter: iteration cap.
+        use_numba: use the numba kernel.
+
+    Returns:
+        ``(vm_pu, converged)``: vm_pu (N, n_bus) in ``net.bus`` order (NaN for unsupplied buses),
+        converged (N,) bool.
+    """
+    solver = get_solver(net, use_numba=use_numba)
+    res = solver.run(p_mw, q_mvar, sgen_p_mw, sgen_q_mvar, storage_p_mw, tol=tol, max_iter=max_iter)
+    return res.vm, res.converged

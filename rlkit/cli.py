@@ -1,0 +1,113 @@
+"""The ``rlkit`` command line: train, evaluate, info, config-help."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pydantic import BaseModel
+
+from rlkit.config import ConfigError, ExperimentConfig
+from rlkit.registry import UnknownNameError
+
+
+def config_help(model: type[BaseModel] = ExperimentConfig, prefix: str = "") -> list[str]:
+    """One line per config key, from the models' field descriptions (the CLI help of configs).
+
+    :param model: the model to describe.
+    :param prefix: dotted prefix of ``model``.
+    """
+    lines = []
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{name}"
+        annotation = info.annotation
+        nested = [a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if nested:
+            lines.append(f"{key}:  {(info.description or nested[0].__doc__ or '').strip().splitlines()[0]}")
+            lines.extend(config_help(nested[0], key + "."))
+            continue
+        default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+        lines.append(f"  {key} ({default}): {info.description or ''}")
+    return lines
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``rlkit``."""
+    parser = argparse.ArgumentParser(
+        prog="rlkit",
+        description="Train RL agents from YAML configs, evaluate them clean and under observation attacks.",
+        epilog="Config keys (override any with key.sub=value):\n" + "\n".join(config_help()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_train = sub.add_parser("train", help="train from a config (re-running the same command resumes)")
+    p_train.add_argument("config", help="YAML config file")
+    p_train.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.total_steps=2000 seed=3")
+    p_train.add_argument("--fresh", action="store_true", help="move an existing run directory aside and start over")
+
+    p_eval = sub.add_parser("evaluate", help="evaluate a run (or an SB3 zip) clean and under attacks")
+    p_eval.add_argument("run_dir", nargs="?", help="run directory made by `rlkit train`")
+    p_eval.add_argument("--episodes", type=int, help="episodes (default: eval.episodes / attack.episodes)")
+    p_eval.add_argument("--attack", help="attack config YAML (an `attack:` section), e.g. configs/attacks/bifurcation.yaml")
+    p_eval.add_argument("--eps", help="comma-separated budgets overriding the attack config, e.g. 0.01,0.03,0.05")
+    p_eval.add_argument("--out", help="output folder (default RUN_DIR/attacks/<attack config stem>)")
+    p_eval.add_argument("--model", help="a stable-baselines3 .zip trained elsewhere (trusted files only)")
+    p_eval.add_argument("--algo", help="SB3 algorithm of --model (sac, ppo, ...); read from the zip if omitted")
+    p_eval.add_argument("--env", help="env id or registered name for --model")
+    p_eval.add_argument("--vecnormalize", help="VecNormalize statistics (.pkl, trusted) saved with --model")
+    p_eval.add_argument("--seed", type=int, default=0, help="first episode seed for --model")
+    p_eval.add_argument("--permutations", type=int, help="MMD permutations (default from the attack config)")
+
+    sub.add_parser("info", help="list registered envs, agents and attacks")
+    sub.add_parser("config-help", help="every config key with its default and meaning")
+    return parser
+
+
+def cmd_info() -> None:
+    """Print the registries."""
+    from rlkit.catalog import AGENTS, ATTACKS, ENVS
+
+    for title, registry in (("envs", ENVS), ("agents", AGENTS), ("attacks", ATTACKS)):
+        print(f"{title}:")
+        for name, entry in registry.items():
+            print(f"  {name:<20} {entry.description}")
+    print("  (any gymnasium id also works as env.id, e.g. Pendulum-v1, CartPole-v1, Hopper-v5)")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    """``rlkit evaluate``: clean evaluation, then attacks when ``--attack`` is given."""
+    from rlkit.evaluate_cli import evaluate_command
+
+    evaluate_command(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rlkit`` console script; returns the exit status.
+
+    :param argv: arguments (default ``sys.argv[1:]``).
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "info":
+            cmd_info()
+        elif args.command == "config-help":
+            print("\n".join(config_help()))
+        elif args.command == "train":
+            from rlkit.train import train
+
+            run = train(args.config, args.overrides, fresh=args.fresh)
+            print(f"run directory: {run.path}  (final model in {run.final}, evaluation in {run.eval_path})")
+        elif args.command == "evaluate":
+            cmd_evaluate(args)
+    except (ConfigError, UnknownNameError) as err:
+        print(f"rlkit: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"rlkit: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""``rlkit evaluate``: clean evaluation of a run (or SB3 zip), and evaluation under attacks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from rlkit.config import ConfigError, load_attack_config, parse_eps
+from rlkit.evaluation import EVAL_SEED_OFFSET, evaluate
+from rlkit.io import atomic_write_json
+from rlkit.loading import LoadedPolicy, load_run, load_sb3_zip
+
+
+def _load(args: argparse.Namespace) -> LoadedPolicy:
+    if args.model:
+        if not args.env:
+            raise ConfigError("--model needs --env (the env id the model was trained on)")
+        return load_sb3_zip(args.model, args.env, args.algo, args.vecnormalize, args.seed)
+    if not args.run_dir:
+        raise ConfigError("give a run directory (or --model FILE.zip --env ENV_ID)")
+    return load_run(args.run_dir)
+
+
+def _print_clean(result: dict, console: Console) -> None:
+    table = Table(title="clean evaluation")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("return (mean ± std)", f"{result['return_mean']:.3f} ± {result['return_std']:.3f}")
+    table.add_row("episodes", str(result["episodes"]))
+    for key, value in result["kpis"].items():
+        table.add_row(key, f"{value:.4g}")
+    console.print(table)
+
+
+def evaluate_command(args: argparse.Namespace) -> None:
+    """Run ``rlkit evaluate`` with parsed arguments.
+
+    :param args: from :func:`rlkit.cli.build_parser`.
+    """
+    console = Console()
+    eps = parse_eps(args.eps) if args.eps else None
+    attack_config = None
+    if args.attack:
+        attack_config = load_attack_config(args.attack, eps)
+    loaded = _load(args)
+    base_seed = loaded.seed + EVAL_SEED_OFFSET
+    if attack_config is None:
+        episodes = args.episodes or (loaded.config.eval.episodes if loaded.config else 10)
+        env = loaded.make_env()
+        result = evaluate(env, loaded.act, episodes, base_seed)
+        env.close()
+        _print_clean(result, console)
+        out = Path(args.out) if args.out else (Path(args.run_dir) if args.run_dir else Path("."))
+        atomic_write_json(out / "eval.json", result)
+        console.print(f"written: {out / 'eval.json'}")
+        return
+    from rlkit.attacks.evaluation import evaluate_attacks
+    from rlkit.attacks.report import write_report
+
+    if args.permutations:
+        attack_config = attack_config.model_copy(update={"permutations": args.permutations})
+    results = evaluate_attacks(loaded.make_env, loaded.view, attack_config, base_seed, args.episodes)
+    stem = Path(args.attack).stem
+    if args.out:
+        out = Path(args.out)
+    elif args.run_dir:
+        out = Path(args.run_dir) / "attacks" / stem
+    else:
+        out = Path(f"attacks_{Path(args.model).stem}_{stem}")
+    source = args.run_dir or args.model
+    context = {"source": str(source), "attack_config": attack_config.model_dump(mode="json")}
+    report = write_report(results, out, f"Attacks on {source}", context, attack_config.plot_features)
+    _print_attacks(results, console)
+    console.print(f"report: {report}\nresults: {out / 'results.csv'}, {out / 'results.json'}; plots: {out}/*.png")
+
+
+def _print_attacks(results: dict, console: Console) -> None:
+    rows = results["rows"]
+    table = Table(title="regret under attack (attacked - clean)")
+    keys = [k for k in rows[0] if k.startswith("regret_")][:6] if rows else []
+    for col in ["attack", "eps", *keys, "linf_mean", "mmd_p_value"]:
+        table.add_column(col.replace("regret_", "Δ"), justify="right")
+    for r in rows:
+        cells = [r["attack"], f"{r['eps']:g}", *[f"{r[k]:+.4g}" for k in keys], f"{r['linf_mean']:.3g}", f"{r.get('mmd_p_value', float('nan')):.3g}"]
+        table.add_row(*cells)
+    console.print(table)

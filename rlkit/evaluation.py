@@ -1,0 +1,60 @@
+"""Clean evaluation: run episodes with a policy, collect returns and the env's episode KPIs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+EVAL_SEED_OFFSET = 100_000
+ActFn = Callable[[np.ndarray], np.ndarray]
+
+
+def run_episode(env: gym.Env, act: ActFn, seed: int) -> dict[str, Any]:
+    """Run one episode.
+
+    :param env: the environment.
+    :param act: batch policy: (1, *obs_shape) observations -> (1, *action_shape) actions.
+    :param seed: reset seed of the episode.
+    :return: ``{"return", "length", "kpis"}``; kpis from ``info["episode_kpis"]`` when the env has them.
+    """
+    obs, info = env.reset(seed=seed)
+    total, length, done = 0.0, 0, False
+    while not done:
+        action = act(np.asarray(obs)[None])[0]
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        length += 1
+        done = terminated or truncated
+    kpis = {k: float(v) for k, v in (info.get("episode_kpis") or {}).items()}
+    return {"return": total, "length": length, "kpis": kpis}
+
+
+def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean/std of returns and mean KPIs over episodes.
+
+    :param episodes: outputs of :func:`run_episode`.
+    """
+    returns = np.array([e["return"] for e in episodes], dtype=float)
+    kpi_names = sorted({k for e in episodes for k in e["kpis"]})
+    return {
+        "episodes": len(episodes),
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "length_mean": float(np.mean([e["length"] for e in episodes])),
+        "kpis": {k: float(np.mean([e["kpis"][k] for e in episodes if k in e["kpis"]])) for k in kpi_names},
+        "per_episode": episodes,
+    }
+
+
+def evaluate(env: gym.Env, act: ActFn, episodes: int, seed: int) -> dict[str, Any]:
+    """Run ``episodes`` episodes with seeds ``seed, seed+1, ...`` and summarise them.
+
+    :param env: the environment (reset with each seed).
+    :param act: batch policy.
+    :param episodes: number of episodes.
+    :param seed: first episode seed.
+    """
+    return summarize([run_episode(env, act, seed + i) for i in range(episodes)])

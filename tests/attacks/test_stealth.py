@@ -1,0 +1,295 @@
+"""Known-answer tests for rlkit.attacks.stealth."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from rlkit.attacks.stealth import (
+    FeatureKS,
+    FirstDiffResult,
+    MMDResult,
+    SplitNullResult,
+    first_difference_check,
+    ks_per_feature,
+    median_heuristic,
+    mmd_test,
+    split_by_day_null,
+    stealth_report,
+)
+
+
+# --------------------------------------------------------------------------- #
+# brute-force references
+# --------------------------------------------------------------------------- #
+def _ref_kernel(z: np.ndarray, sigma: float) -> np.ndarray:
+    n = z.shape[0]
+    k = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            k[i, j] = np.exp(-np.sum((z[i] - z[j]) ** 2) / (2 * sigma**2))
+    return k
+
+
+def _ref_sigma(z: np.ndarray) -> float:
+    n = z.shape[0]
+    d = [np.linalg.norm(z[i] - z[j]) for i in range(n) for j in range(i + 1, n)]
+    return float(np.median(d))
+
+
+def _ref_mmd2(k: np.ndarray, xi: np.ndarray, yi: np.ndarray) -> float:
+    return k[np.ix_(xi, xi)].mean() + k[np.ix_(yi, yi)].mean() - 2 * k[np.ix_(xi, yi)].mean()
+
+
+# --------------------------------------------------------------------------- #
+# MMD
+# --------------------------------------------------------------------------- #
+def test_mmd_matches_bruteforce_same_permutations() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(6, 2))
+    y = rng.normal(size=(5, 2)) + 0.7
+    perms, seed = 300, 11
+    res = mmd_test(x, y, permutations=perms, seed=seed)
+
+    z = np.concatenate([x, y])
+    sigma = _ref_sigma(z)
+    k = _ref_kernel(z, sigma)
+    n, big_n = 6, 11
+    obs = _ref_mmd2(k, np.arange(n), np.arange(n, big_n))
+    # documented permutation scheme: X = the n smallest of rng.random(N), one draw per perm
+    prng = np.random.default_rng(seed)
+    count = 0
+    for _ in range(perms):
+        order = np.argsort(prng.random(big_n))
+        if _ref_mmd2(k, order[:n], order[n:]) >= obs - 1e-12:
+            count += 1
+    assert res.bandwidth == pytest.approx(sigma, rel=1e-12)
+    assert res.mmd2 == pytest.approx(obs, rel=1e-10, abs=1e-14)
+    assert res.p_value == pytest.approx((count + 1) / (perms + 1), abs=1e-15)
+    assert (res.n_x, res.n_y, res.permutations) == (6, 5, perms)
+
+
+def test_mmd_p_value_close_to_exhaustive_enumeration() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 3))
+    y = rng.normal(size=(4, 3)) + 0.8
+    z = np.concatenate([x, y])
+    k = _ref_kernel(z, _ref_sigma(z))
+    obs = _ref_mmd2(k, np.arange(4), np.arange(4, 8))
+    splits = list(itertools.combinations(range(8), 4))
+    stats = [_ref_mmd2(k, np.array(s), np.array(sorted(set(range(8)) - set(s)))) for s in splits]
+    exact = np.mean(np.asarray(stats) >= obs - 1e-12)  # 70 equally likely splits
+    res = mmd_test(x, y, permutations=20_000, seed=1)
+    assert res.p_value == pytest.approx(exact, abs=0.015)
+
+
+def test_mmd_identical_and_symmetric() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4))
+    same = mmd_test(x, x.copy(), permutations=200)
+    assert same.mmd2 == 0.0
+    assert same.p_value == 1.0
+
+    y = rng.normal(size=(30, 4)) + 0.3
+    a = mmd_test(x, y, permutations=500, seed=2)
+    b = mmd_test(y, x, permutations=500, seed=2)
+    assert a.mmd2 == pytest.approx(b.mmd2, rel=1e-12)
+    assert a.bandwidth == pytest.approx(b.bandwidth, rel=1e-12)
+    assert a.mmd2 > 0
+
+
+def test_mmd_detects_one_sd_shift() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 5))
+    y = rng.normal(size=(200, 5))
+    y[:, 0] += 1.0
+    res = mmd_test(x, y, permutations=500)
+    assert res.p_value < 0.01
+    assert res.p_value >= 1 / 501  # +1 correction: never 0
+
+
+def test_mmd_p_values_uniform_under_null() -> None:
+    rng = np.random.default_rng(2024)
+    p = np.array(
+        [
+            mmd_test(
+                rng.normal(size=(20, 3)), rng.normal(size=(20, 3)), permutations=200, seed=i
+            ).p_value
+            for i in range(200)
+        ]
+    )
+    assert 0.01 <= np.mean(p < 0.05) <= 0.12
+    assert 0.4 <= p.mean() <= 0.6
+    assert np.all((p > 0) & (p <= 1))
+
+
+def test_mmd_options() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(50, 2))
+    y = rng.normal(size=(60, 2))
+    fixed = mmd_test(x, y, permutations=50, bandwidth=2.5)
+    assert fixed.bandwidth == 2.5
+    sub = mmd_test(x, y, permutations=50, max_samples=20)
+    assert (sub.n_x, sub.n_y) == (20, 20)
+    # deterministic subsample: evenly spaced rows floor(k * n / max_samples)
+    ref = mmd_test(x[(np.arange(20) * 50) // 20], y[(np.arange(20) * 60) // 20], permutations=50)
+    assert sub.mmd2 == ref.mmd2 and sub.p_value == ref.p_value
+    assert mmd_test(x, y, permutations=50, seed=7) == mmd_test(x, y, permutations=50, seed=7)
+    unb = mmd_test(x, x, permutations=50, estimator="unbiased")
+    assert unb.mmd2 < 0 and unb.estimator == "unbiased"
+    assert isinstance(fixed, MMDResult)
+    json.dumps(fixed.to_dict())
+    with pytest.raises(ValueError):
+        mmd_test(x, y[:, :1])
+    with pytest.raises(ValueError):
+        mmd_test(x, y, permutations=0)
+    with pytest.raises(ValueError):
+        mmd_test(x, y, bandwidth=0.0)
+
+
+def test_median_heuristic_definition() -> None:
+    z = np.array([[0.0], [0.0], [0.0], [1.0]])  # pair distances 0,0,0,1,1,1
+    assert median_heuristic(z) == pytest.approx(0.5)
+    z = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 8.0]])  # distances 5, 8, 5
+    assert median_heuristic(z) == pytest.approx(5.0)
+    assert median_heuristic(np.zeros((4, 2))) == 1.0  # degenerate fallback
+
+
+# --------------------------------------------------------------------------- #
+# split-by-day null
+# --------------------------------------------------------------------------- #
+def test_split_by_day_null_iid_days() -> None:
+    rng = np.random.default_rng(8)
+    obs = rng.normal(size=(30 * 24, 3))
+    res = split_by_day_null(obs, 24, repeats=40, permutations=200, seed=3)
+    assert isinstance(res, SplitNullResult)
+    assert len(res.p_values) == 40 and len(res.mmd2) == 40
+    assert all(0.0 < p <= 1.0 for p in res.p_values)
+    assert res.mean_p > 0.2
+    assert res.n_days == 30 and res.n_samples == 720
+    assert 0.0 <= res.fraction_below(0.05) <= 1.0
+    again = split_by_day_null(obs, 24, repeats=40, permutations=200, seed=3)
+    assert again.p_values == res.p_values
+    json.dumps(res.to_dict())
+
+
+def test_split_by_day_null_matches_mmd_test_on_one_split() -> None:
+    """The observed statistic of a split equals mmd_test on the same two halves."""
+    rng = np.random.default_rng(9)
+    obs = rng.normal(size=(4 * 6, 2))
+    res = split_by_day_null(obs, 6, repeats=1, permutations=20, seed=0)
+    days = np.split(obs, 4)
+    cands = []
+    for pair in itertools.combinations(range(4), 2):
+        rest = [d for d in range(4) if d not in pair]
+        x = np.concatenate([days[d] for d in pair])
+        y = np.concatenate([days[d] for d in rest])
+        cands.append(mmd_test(x, y, permutations=1, bandwidth=res.bandwidth).mmd2)
+    assert min(abs(c - res.mmd2[0]) for c in cands) < 1e-12
+
+
+def test_split_by_day_null_partial_day_subsample_and_errors() -> None:
+    rng = np.random.default_rng(10)
+    obs = rng.normal(size=(10 * 24 + 7, 2))  # trailing partial day
+    res = split_by_day_null(obs, 24, repeats=10, permutations=50)
+    assert res.n_days == 11
+    sub = split_by_day_null(obs, 24, repeats=10, permutations=50, max_samples=50)
+    assert sub.n_samples <= 2 * 50 + 11
+    with pytest.raises(ValueError):
+        split_by_day_null(obs[:20], 24)
+
+
+# --------------------------------------------------------------------------- #
+# KS
+# --------------------------------------------------------------------------- #
+def test_ks_per_feature() -> None:
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(300, 3))
+    x[:, 2] = 5.0
+    same = ks_per_feature(x, x.copy(), feature_names=["a", "b", "c"])
+    assert [r.feature for r in same] == ["a", "b", "c"]
+    assert all(isinstance(r, FeatureKS) for r in same)
+    assert all(r.p_value == 1.0 and r.statistic == 0.0 for r in same)
+
+    y = rng.normal(size=(300, 3))
+    y[:, 0] += 1.0
+    y[:, 2] = 5.0
+    res = ks_per_feature(x, y)
+    assert [r.feature for r in res] == ["f0", "f1", "f2"]
+    assert res[0].p_value < 1e-6
+    assert res[1].p_value > 1e-3
+    assert (res[2].statistic, res[2].p_value) == (0.0, 1.0)  # constant in both
+    y[:, 2] = 6.0  # constant but different: a real difference
+    assert ks_per_feature(x, y)[2].p_value < 1e-6
+
+
+# --------------------------------------------------------------------------- #
+# first differences
+# --------------------------------------------------------------------------- #
+def test_first_difference_known_counts() -> None:
+    clean = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 2.0], [0.0, 2.0]])  # max |diff| = [1, 2]
+    attacked = np.array(
+        [[0.0, 0.0], [1.5, 0.0], [1.5, 1.0], [1.5, 4.0], [0.5, 2.0], [2.0, 6.0]]
+    )  # |diff| = [1.5,0] [0,1] [0,3] [1,2] [1.5,4]
+    res = first_difference_check(clean, attacked, feature_names=["p", "q"])
+    assert isinstance(res, FirstDiffResult)
+    assert res.n_steps == 5
+    assert res.exceedances == [2, 2]
+    assert res.n_steps_exceeding == 3
+    assert res.fraction_within == pytest.approx(2 / 5)
+    assert res.steps_by_n_exceeded == [2, 2, 1]
+    assert res.clean_max == [1.0, 2.0]
+    assert res.attacked_max == [1.5, 4.0]
+    assert res.exceedances_by_feature() == {"p": 2, "q": 2}
+    assert first_difference_check(clean, clean).fraction_within == 1.0
+    loose = first_difference_check(clean, attacked, atol=0.5)
+    assert loose.exceedances == [0, 2]
+
+
+def test_first_difference_episode_boundaries() -> None:
+    ep1 = np.array([[0.0], [0.5], [1.0]])
+    ep2 = np.array([[10.0], [10.5], [11.0]])  # the 1.0 -> 10.0 jump is a reset, not a step
+    joined = np.concatenate([ep1, ep2])
+    res = first_difference_check([ep1, ep2], [ep1, ep2])
+    assert res.clean_max == [0.5]
+    assert res.n_steps == 4 and res.fraction_within == 1.0
+    # the clean reference must not pick up the boundary jump either
+    res2 = first_difference_check([ep1, ep2], joined)
+    assert res2.n_steps == 5 and res2.exceedances == [1]
+    # (E, T, F) arrays are episodes too
+    res3 = first_difference_check(np.stack([ep1, ep2]), np.stack([ep1, ep2]))
+    assert res3.n_steps == 4 and res3.clean_max == [0.5]
+
+
+# --------------------------------------------------------------------------- #
+# report
+# --------------------------------------------------------------------------- #
+def test_stealth_report_json() -> None:
+    rng = np.random.default_rng(13)
+    clean = rng.normal(size=(10 * 24, 3))
+    attacked = clean + rng.uniform(-0.03, 0.03, size=clean.shape)
+    rep = stealth_report(
+        clean,
+        attacked,
+        feature_names=["load", "solar", "price"],
+        steps_per_day=24,
+        permutations=200,
+        null_repeats=20,
+    )
+    text = json.dumps(rep, allow_nan=False)
+    back = json.loads(text)
+    assert back["detected"] is False and back["mmd"]["detected"] is False
+    assert back["mmd_p_value"] > 0.05
+    assert back["ks"]["n_significant"] == 0
+    assert len(back["ks"]["features"]) == 3
+    assert 0.0 <= back["first_difference"]["fraction_within"] <= 1.0
+    assert len(back["null"]["p_values"]) == 20
+
+    shifted = stealth_report(clean, clean + 1.0, permutations=200)
+    json.dumps(shifted, allow_nan=False)
+    assert shifted["detected"] is True
+    assert shifted["null"] is None
+    assert shifted["ks"]["n_significant"] == 3
+    assert shifted["first_difference"]["fraction_within"] == 1.0  # a constant offset keeps diffs

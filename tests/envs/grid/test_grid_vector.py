@@ -1,0 +1,55 @@
+"""GridBatteryVectorEnv equals N seeded single envs; gymnasium vector conventions."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from rlkit.envs.grid import ENV_ID, GridBatteryEnv, GridBatteryVectorEnv
+
+KW = dict(profiles="synthetic", numba=False, step_minutes=60, initial_soc_noise=0.2)
+
+
+def test_vector_equals_single_envs_across_autoreset():
+    n, seed = 3, 7
+    venv = GridBatteryVectorEnv(n, **KW)
+    envs = [GridBatteryEnv(**KW) for _ in range(n)]
+    assert venv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    assert venv.single_observation_space == envs[0].observation_space
+    assert venv.single_action_space == envs[0].action_space
+    assert venv.observation_space.shape == (n, *envs[0].observation_space.shape)
+    vo, vinfo = venv.reset(seed=seed)
+    so = [e.reset(seed=seed + i)[0] for i, e in enumerate(envs)]
+    np.testing.assert_array_equal(vo, np.stack(so))
+    assert [e.core.start[0] for e in envs] == list(venv.core.start)
+    rng = np.random.default_rng(0)
+    finished = 0
+    for _ in range(30):  # episodes are 24 steps: crosses one autoreset
+        act = rng.uniform(-1, 1, (n, 4)).astype(np.float32)
+        vo, vr, vterm, vtrunc, vinfo = venv.step(act)
+        for i, e in enumerate(envs):
+            o, r, term, trunc, info = e.step(act[i])
+            assert vr[i] == r and vterm[i] == term and vtrunc[i] == trunc
+            assert vinfo["vmin"][i] == info["vmin"] and vinfo["cost"][i] == info["cost"]
+            if trunc:
+                finished += 1
+                np.testing.assert_array_equal(vinfo["final_obs"][i], o)
+                assert vinfo["_final_info"][i]
+                k = vinfo["final_info"]["episode_kpis"]
+                for key, val in info["episode_kpis"].items():
+                    assert k[key][i] == val, key
+                o, _ = e.reset()
+            np.testing.assert_array_equal(vo[i], o)
+    assert finished == n
+
+
+def test_vector_load_alteration_and_make_vec():
+    venv = GridBatteryVectorEnv(2, **KW)
+    venv.reset(seed=0, options={"start_day": 5})
+    venv.apply_load_alteration(0.6, buses=[32], steps=[0], env_indices=[1])
+    _, _, _, _, info = venv.step(np.zeros((2, 4)))
+    assert info["vmin"][1] < info["vmin"][0]
+    v2 = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point", **KW)
+    obs, _ = v2.reset(seed=0)
+    assert obs.shape == (2, len(venv.feature_names))
