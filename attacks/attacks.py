@@ -25,6 +25,16 @@ from torch import nn
 
 from .bifurcation import Bifurcation
 from .budget import AttackBudget, BoundBudget
+from .fastgrad import (
+    OutputGrad,
+    bifurcation_continuous_grad,
+    bifurcation_discrete_grad,
+    compile_policy,
+    difference_of_logits_grad,
+    distance_grad,
+    fast_fgsm,
+    fast_pgd,
+)
 from .losses import (
     DISTANCES,
     action_distance,
@@ -36,9 +46,14 @@ from .losses import (
 from .optim import DECAY_SCHEDULES, Objective, fgsm, pgd
 
 ACTION_KINDS = ("continuous", "discrete")
+#: ``engine`` setting of gradient attacks: "fast" = the hand-written MLP gradient of
+#: :mod:`rlkit.attacks.fastgrad` (error if the policy is not a plain MLP), "autograd" = torch
+#: autograd, "auto" = fast when the policy and batch allow it, else autograd.
+ENGINES = ("auto", "autograd", "fast")
 
 # --------------------------------------------------------------------------- settings
 _COMMON: dict[str, Any] = {"action_kind": "continuous"}
+_ENGINE: dict[str, Any] = {"engine": "auto"}
 # The authors' myPGD settings (used for their bifurcated and plain untargeted PGD runs).
 _PGD: dict[str, Any] = {
     "step_size": 0.01,
@@ -49,6 +64,7 @@ _PGD: dict[str, Any] = {
     "decay_schedule": "authors",
     "clip_in_loop": True,
     "seed": None,
+    **_ENGINE,
 }
 _BIFURCATION: dict[str, Any] = {"split": None, "m1": 1.0, "b1": 0.0, "m2": -1.0, "b2": 0.0}
 
@@ -87,6 +103,7 @@ def _validate(settings: Mapping[str, Any]) -> None:
         "action_kind": lambda n, v: _check_choice(n, v, ACTION_KINDS),
         "loss": lambda n, v: _check_choice(n, v, DISTANCES),
         "decay_schedule": lambda n, v: _check_choice(n, v, DECAY_SCHEDULES),
+        "engine": lambda n, v: _check_choice(n, v, ENGINES),
         "step_size": lambda n, v: _check_number(n, v, low=0.0, low_open=True),
         "iterations": lambda n, v: _check_number(n, v, integer=True, low=1),
         "decay_every": lambda n, v: _check_number(n, v, integer=True, low=0),
@@ -255,22 +272,82 @@ class RandomAttack(Attack):
 
 
 class GradientAttack(Attack):
-    """An attack that maximises a per-sample objective with FGSM or PGD."""
+    """An attack that maximises a per-sample objective with FGSM or PGD.
+
+    The ``engine`` setting picks how input gradients are computed: torch autograd, or - for
+    policies that are plain MLPs (see :mod:`rlkit.attacks.fastgrad`) - a hand-written numpy
+    forward/backward pass with the whole PGD loop in numpy, which gives the same perturbations
+    (up to matmul rounding) many times faster on small batches.  ``engine_stats`` counts the
+    calls served by each engine and, for the fast one, the gradients computed.
+    """
 
     method = "pgd"
+    #: whether :meth:`output_gradient` is implemented (the fast engine can serve the attack)
+    fast_supported = True
+
+    def __init__(self, name: str, policy: Callable[[torch.Tensor], Any], budget: AttackBudget,
+                 settings: dict[str, Any]) -> None:
+        """As :class:`Attack`; also compile the policy for the fast engine when allowed."""
+        super().__init__(name, policy, budget, settings)
+        self.engine: str = settings.get("engine", "auto")
+        self.plan = None
+        if self.engine != "autograd" and self.fast_supported:
+            self.plan = compile_policy(policy)
+        if self.engine == "fast":
+            if not self.fast_supported:
+                raise ValueError(f"attack {name!r} has no fast engine; use setting "
+                                 "engine='auto' or 'autograd'")
+            if self.plan is None:
+                raise ValueError("setting engine='fast' needs a plain MLP policy (optional "
+                                 "ObsNormalizer, then Linear/ReLU/Tanh layers); use "
+                                 "engine='auto' to fall back to autograd")
+        self.engine_stats: dict[str, int] = {"fast_calls": 0, "autograd_calls": 0}
 
     def objective(self, obs: torch.Tensor, t: torch.Tensor | None) -> Objective:
         """Return the per-sample loss to maximise for clean batch ``obs`` at times ``t``."""
         raise NotImplementedError
 
+    def output_gradient(self, obs: torch.Tensor, t: torch.Tensor | None) -> OutputGrad:
+        """Gradient of :meth:`objective` w.r.t. the policy output, for the fast engine.
+
+        Args:
+            obs: clean batch.
+            t: per-sample time steps or None.
+        """
+        raise NotImplementedError
+
+    def _fast_engine(self, obs: torch.Tensor) -> Any:
+        """The numpy engine for this call, or None to use autograd."""
+        engine = None
+        if self.plan is not None and obs.dim() == 2 and obs.device.type == "cpu":
+            engine = self.plan.engine()
+        if engine is None and self.engine == "fast":
+            raise ValueError("engine='fast' needs a 2-D observation batch and the policy's "
+                             "parameters on the CPU in one float dtype (float32 for a "
+                             "PolicyView); use engine='auto'")
+        return engine
+
     def perturb(self, obs: torch.Tensor, t: torch.Tensor | None,
                 bound: BoundBudget) -> torch.Tensor:
         """Optimise the objective for ``obs``/``t`` within ``bound``."""
-        objective = self.objective(obs, t)
         s = self.settings
         random_start = s["random_start"]
         if random_start is None:  # auto: the distance-from-clean gradient vanishes at delta = 0
             random_start = self.action_kind == "continuous"
+        engine = self._fast_engine(obs)
+        if engine is not None:
+            self.engine_stats["fast_calls"] += 1
+            out_grad = self.output_gradient(obs, t)
+            if self.method == "fgsm":
+                return fast_fgsm(engine, out_grad, obs, bound, random_start=random_start,
+                                 generator=self.generator_for(obs))
+            return fast_pgd(engine, out_grad, obs, bound, step_size=s["step_size"],
+                            iterations=s["iterations"], random_start=random_start,
+                            decay_every=s["decay_every"], decay_rate=s["decay_rate"],
+                            decay_schedule=s["decay_schedule"], clip_in_loop=s["clip_in_loop"],
+                            generator=self.generator_for(obs), stats=self.engine_stats)
+        self.engine_stats["autograd_calls"] += 1
+        objective = self.objective(obs, t)
         if self.method == "fgsm":
             return fgsm(objective, obs, bound, random_start=random_start,
                         generator=self.generator_for(obs))
@@ -306,6 +383,13 @@ class UntargetedAttack(GradientAttack):
             return lambda x: difference_of_logits(self.forward(x), label)
         kind = self.settings["loss"]
         return lambda x: action_distance(self.forward(x), clean, kind)
+
+    def output_gradient(self, obs: torch.Tensor, t: torch.Tensor | None) -> OutputGrad:
+        """Output gradient of the untargeted loss around the clean outputs (``t`` unused)."""
+        clean = self.clean_output(obs)
+        if self.action_kind == "discrete":
+            return difference_of_logits_grad(clean.argmax(dim=-1).numpy())
+        return distance_grad(clean.numpy(), self.settings["loss"])
 
 
 class FGSMAttack(UntargetedAttack):
@@ -364,6 +448,13 @@ class TargetedAttack(GradientAttack):
         kind = self.settings["loss"]
         return lambda x: -action_distance(self.forward(x), target, kind)
 
+    def output_gradient(self, obs: torch.Tensor, t: torch.Tensor | None) -> OutputGrad:
+        """Output gradient of the targeted loss for ``obs`` at times ``t``."""
+        target = self.target(t, self.clean_output(obs))
+        if self.action_kind == "discrete":
+            return difference_of_logits_grad(target.numpy(), sign=-1.0)
+        return distance_grad(target.numpy(), self.settings["loss"], sign=-1.0)
+
 
 class BifurcationAttack(GradientAttack):
     """Untargeted GDL attack: flip each sample's clean action group.
@@ -401,6 +492,28 @@ class BifurcationAttack(GradientAttack):
             label = self.groups(obs).argmax(dim=-1)
         return lambda x: group_difference_logits(self.groups(x), label)
 
+    def group_gradient(self, label: torch.Tensor, sign: float, bins: int) -> OutputGrad:
+        """Output gradient of ``sign * GDL`` for own groups ``label`` (B, D).
+
+        Args:
+            label: own group per sample and action dimension.
+            sign: +1 (flip the group) or -1 (toggle: pull toward ``label``).
+            bins: width of the policy output (discrete: number of bins, for the default split).
+        """
+        s = self.settings
+        if self.action_kind == "discrete":
+            split = bins // 2 if s["split"] is None else int(s["split"])
+            return bifurcation_discrete_grad(label[:, 0].numpy(), split, sign=sign)
+        return bifurcation_continuous_grad(label.numpy(), float(s["m1"]), float(s["m2"]),
+                                           sign=sign)
+
+    def output_gradient(self, obs: torch.Tensor, t: torch.Tensor | None) -> OutputGrad:
+        """Output gradient of the GDL loss w.r.t. the clean groups of ``obs`` (``t`` unused)."""
+        with torch.no_grad():
+            out = self.forward(obs)
+            label = self.bifurcation()(out).argmax(dim=-1)
+        return self.group_gradient(label, 1.0, out.shape[1])
+
 
 class ToggleBifurcationAttack(BifurcationAttack):
     """Targeted GDL attack whose target group alternates with time: ``y_t = t mod 2``.
@@ -417,6 +530,16 @@ class ToggleBifurcationAttack(BifurcationAttack):
         label = (t % 2).unsqueeze(-1).expand(obs.shape[0], dims)
         return lambda x: -group_difference_logits(self.groups(x), label)
 
+    def output_gradient(self, obs: torch.Tensor, t: torch.Tensor | None) -> OutputGrad:
+        """Output gradient of the toggle objective for ``obs`` at time steps ``t``."""
+        if t is None:
+            raise ValueError("bifurcation_toggle needs the time step t (int or (B,) tensor)")
+        with torch.no_grad():
+            out = self.forward(obs)
+            dims = self.bifurcation()(out).shape[1]  # also validates the split
+        label = (t % 2).unsqueeze(-1).expand(obs.shape[0], dims)
+        return self.group_gradient(label, -1.0, out.shape[1])
+
 
 class MADAttack(GradientAttack):
     """Maximal Action Difference: maximise KL(pi(.|s) || pi(.|s + delta)).
@@ -424,8 +547,10 @@ class MADAttack(GradientAttack):
     Discrete: categorical KL of the softmax of the logits.  Continuous: Gaussian policy with the
     mean from the policy and a fixed ``log_std`` setting, for which the KL is the scaled squared
     distance ``sum((mu - mu')^2) / (2 exp(2 log_std))``.  Plain PGD (no SGLD); the KL gradient is
-    zero at delta = 0, so ``random_start`` defaults to True.
+    zero at delta = 0, so ``random_start`` defaults to True.  Always uses autograd.
     """
+
+    fast_supported = False
 
     def objective(self, obs: torch.Tensor, t: torch.Tensor | None) -> Objective:
         """Per-sample KL from the clean policy at ``obs`` (``t`` unused)."""
@@ -455,7 +580,8 @@ _SPECS: dict[str, AttackSpec] = {
                    {**_COMMON, "positive_only": False, "seed": None}),
         AttackSpec("fgsm", FGSMAttack,
                    "untargeted one-step attack (difference of logits / distance from the clean "
-                   "action)", {**_COMMON, "loss": "mse", "random_start": None, "seed": None}),
+                   "action)", {**_COMMON, "loss": "mse", "random_start": None, "seed": None,
+                               **_ENGINE}),
         AttackSpec("pgd", UntargetedAttack,
                    "untargeted PGD (difference of logits / distance from the clean action)",
                    {**_COMMON, "loss": "mse", **_PGD, "random_start": None}),

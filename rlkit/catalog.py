@@ -26,6 +26,7 @@ def _register_builtins() -> None:
         "rlkit.envs.grid:make_grid_env",
         "battery dispatch on a pandapower distribution feeder (IEEE 33-bus, CIGRE MV, SimBench)",
         params="rlkit.envs.grid.config:GridEnvConfig",
+        vector="rlkit.envs.grid:GridBatteryVectorEnv",
     )
     for name, (cls, description) in SB3_ALGOS.items():
         AGENTS.register(name, "rlkit.agents.sb3:SB3Agent", description, algo=cls, backend="sb3")

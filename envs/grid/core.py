@@ -266,7 +266,7 @@ class GridCore:
         s_i = None if self.s_i_year is None else self.s_i_year[idx]
         s_z = None if self.s_z_year is None else self.s_z_year[idx]
         return self.zb.run_bus(s, s_i, s_z, v0=self.v_state[state_rows], tol=cfg.tol,
-                               max_iter=cfg.max_iter, with_vm=False)
+                               max_iter=cfg.max_iter, with_vm=False, check_v0=False)
 
     # ------------------------------------------------------------------ reset / step
     def reset_rows(self, rows: np.ndarray, rngs: list[np.random.Generator],
@@ -346,12 +346,11 @@ class GridCore:
         a = np.asarray(action, float).reshape(self.B, self.nb)
         if not np.isfinite(a).all():
             a = np.nan_to_num(a, nan=0.0)
-        a = np.clip(a, -1.0, 1.0)
-        p = a * cfg.battery_p_mw
+        p = np.minimum(np.maximum(a, -1.0), 1.0) * cfg.battery_p_mw
         eta, dt = cfg.efficiency, self.dt
-        upper = (self.e_max - self.energy) / (eta * dt)
-        lower = -(self.energy - self.e_min) * eta / dt
-        return np.clip(p, np.minimum(lower, 0.0), np.maximum(upper, 0.0))
+        upper = np.maximum((self.e_max - self.energy) * (1.0 / (eta * dt)), 0.0)
+        lower = np.minimum((self.e_min - self.energy) * (eta / dt), 0.0)
+        return np.minimum(np.maximum(p, lower), upper)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Advance every feeder by one step.
@@ -367,8 +366,8 @@ class GridCore:
         w = cfg.reward_weights
         p_b = self.project(action)
         eta, dt = cfg.efficiency, self.dt
-        self.energy = np.clip(
-            self.energy + np.where(p_b > 0, p_b * (eta * dt), p_b * (dt / eta)), self.e_min, self.e_max)
+        e = self.energy + np.where(p_b > 0, p_b * (eta * dt), p_b * (dt / eta))
+        self.energy = np.minimum(np.maximum(e, self.e_min), self.e_max)
         idx = self.start + self.t
         s_base = self.s_year[idx]
         alter = self._alteration(self._rows_b)
@@ -508,8 +507,9 @@ class GridCore:
         vmin = vm_rows.min(axis=1, keepdims=True) if self.metric_all else \
             vm_rows[:, self.metric_int].min(axis=1, keepdims=True)
         volt = np.concatenate([vm_rows[:, self.v_obs_int], vmin], axis=1)
-        volt = np.clip((volt - V_OBS_LOW) * (1.0 / (V_OBS_HIGH - V_OBS_LOW)), 0.0, 1.0)
-        grid = np.clip((self.p_imp_last[rows] + self.import_bound) * (0.5 / self.import_bound), 0.0, 1.0)
+        volt = np.minimum(np.maximum((volt - V_OBS_LOW) * (1.0 / (V_OBS_HIGH - V_OBS_LOW)), 0.0), 1.0)
+        grid = (self.p_imp_last[rows] + self.import_bound) * (0.5 / self.import_bound)
+        grid = np.minimum(np.maximum(grid, 0.0), 1.0)
         obs = np.concatenate([exo_a, soc, self.exo_b[idx], volt, grid[:, None]], axis=1)
         return obs.astype(np.float32)
 

@@ -185,7 +185,8 @@ class ZBusSolver:
         if "line" not in lk or len(net.line) == 0:
             self.yf = np.zeros((n_int, 0), complex)
             self.yt = np.zeros((n_int, 0), complex)
-            self.i_base = np.zeros(0)
+            self.i_base_ft = np.zeros(0)
+            self._finish_outputs()
             return
         f, t = lk["line"]
         branch_is = np.asarray(ppci["branch_is"], dtype=bool)
@@ -208,6 +209,13 @@ class ZBusSolver:
         self.i_base_f = self.base_mva / (np.sqrt(3) * vn) / lim * 100
         self.i_base_t = self.base_mva / (np.sqrt(3) * vn_t) / lim * 100
         self.n_line = len(line_pos)
+        self.i_base_ft = np.concatenate([self.i_base_f, self.i_base_t])
+        self._finish_outputs()
+
+    def _finish_outputs(self) -> None:
+        # one matmul gives slack currents and line from/to currents: V @ [Y_ref^T | Yf^T | Yt^T]
+        self.out_mat = np.ascontiguousarray(np.concatenate([self.y_ref.T, self.yf, self.yt], axis=1))
+        self.n_ref = len(self.ref)
 
     # ------------------------------------------------------------------------------------------
     def injections(
@@ -266,6 +274,7 @@ class ZBusSolver:
         v0: np.ndarray | None = None,
         tol: float = 1e-10,
         max_iter: int = 100,
+        check_v0: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """Solve for all internal bus voltages given internal per-bus injections.
 
@@ -275,25 +284,28 @@ class ZBusSolver:
             v0: optional (N, n_int) warm start.
             tol: convergence tolerance on max |dV| (pu).
             max_iter: iteration cap.
+            check_v0: replace non-finite / collapsed warm starts by the no-load voltage.
 
         Returns:
             ``(V, converged, iterations)`` with V (N, n_int) complex.
         """
-        s_bus = np.atleast_2d(s_bus)
+        if s_bus.ndim == 1:
+            s_bus = s_bus[None]
         n = s_bus.shape[0]
         nr = self.non_ref
-        sl = np.ascontiguousarray(s_bus[:, nr])
-        si = None if s_i is None else np.ascontiguousarray(np.atleast_2d(s_i)[:, nr])
-        sz = None if s_z is None else np.ascontiguousarray(np.atleast_2d(s_z)[:, nr])
+        sl = s_bus[:, nr]
+        si = None if s_i is None else np.atleast_2d(s_i)[:, nr]
+        sz = None if s_z is None else np.atleast_2d(s_z)[:, nr]
         if v0 is None:
             vl = np.broadcast_to(self.w, sl.shape).copy()
         else:
-            vl = np.ascontiguousarray(np.atleast_2d(v0)[:, nr])
-            bad = ~np.all(np.isfinite(vl) & (np.abs(vl) > 0.3), axis=1)
-            if bad.any():
-                vl[bad] = self.w
+            vl = np.atleast_2d(v0)[:, nr]  # fancy indexing copies
+            if check_v0:
+                bad = ~np.all(np.isfinite(vl) & (np.abs(vl) > 0.3), axis=1)
+                if bad.any():
+                    vl[bad] = self.w
         if self.use_numba and si is None and n <= NUMBA_MAX_ROWS:
-            vl, conv, it = _zbus_numba(self.ZT, self.w, sl, vl, tol, max_iter)
+            conv, it = _zbus_kernel(self.ZT, self.w, sl, vl, tol, max_iter)
         else:
             vl, conv, it = _zbus_numpy(self.ZT, self.w, sl, si, sz, vl, tol, max_iter)
         v = np.empty((n, self.n_int), complex)
@@ -372,6 +384,7 @@ class ZBusSolver:
         tol: float = 1e-10,
         max_iter: int = 100,
         with_vm: bool = True,
+        check_v0: bool = True,
     ) -> PFResult:
         """Like :meth:`run` but from internal per-bus injections (see :meth:`injections`).
 
@@ -381,16 +394,21 @@ class ZBusSolver:
             tol: convergence tolerance (pu).
             max_iter: iteration cap.
             with_vm: also map magnitudes to ``net.bus`` order (else ``PFResult.vm`` is None).
+            check_v0: validate the warm start (see :meth:`solve_bus`).
         """
-        v, conv, _ = self.solve_bus(s, s_i, s_z, v0=v0, tol=tol, max_iter=max_iter)
+        v, conv, _ = self.solve_bus(s, s_i, s_z, v0=v0, tol=tol, max_iter=max_iter, check_v0=check_v0)
         vm_int = np.abs(v)
         s_eff = s
         if s_i is not None:
             s_eff = s + s_i * vm_int + s_z * vm_int**2
-        p_imp = self.slack_p_mw(v)
+        cur = v @ self.out_mat
+        nref = self.n_ref
+        p_imp = (v[:, self.ref] * np.conj(cur[:, :nref])).real.sum(axis=1) * self.base_mva
         losses = p_imp + s_eff.real.sum(axis=1) * self.base_mva
-        loading = self.line_loading(v)
-        max_load = loading.max(axis=1) if loading.shape[1] else np.zeros(len(v))
+        if self.n_line:
+            max_load = (np.abs(cur[:, nref:]) * self.i_base_ft).max(axis=1)
+        else:
+            max_load = np.zeros(len(v))
         vm = self.vm_from_state(v) if with_vm else None
         return PFResult(vm, conv, p_imp, losses, max_load, v)
 
@@ -429,47 +447,42 @@ def _zbus_numpy(
     return v, conv, it
 
 
-if _nb is not None:
-
-    @_nb.njit(cache=True, fastmath=False)
-    def _zbus_kernel(zt, w, s, v, tol, max_iter):  # pragma: no cover - compiled
-        n, m = v.shape
-        conv = np.zeros(n, dtype=np.bool_)
-        cur = np.empty(m, dtype=np.complex128)
-        total = 0
-        for r in range(n):
-            vr = v[r].copy()
-            for it in range(max_iter):
+def _zbus_kernel_py(zt, w, s, v, tol, max_iter):  # noqa: ANN001, ANN202 - numba kernel
+    """Per-row Z-bus iteration, in place on ``v``; returns (converged, max iterations)."""
+    n, m = v.shape
+    conv = np.zeros(n, dtype=np.bool_)
+    cur = np.empty(m, dtype=np.complex128)
+    total = 0
+    for r in range(n):
+        it_used = max_iter
+        for it in range(max_iter):
+            for j in range(m):
+                cur[j] = (s[r, j] / v[r, j]).conjugate()
+            err = 0.0
+            for k in range(m):
+                acc = w[k]
                 for j in range(m):
-                    cur[j] = (s[r, j] / vr[j]).conjugate()
-                err = 0.0
-                for k in range(m):
-                    acc = w[k]
-                    for j in range(m):
-                        acc += cur[j] * zt[j, k]
-                    d = abs(acc - vr[k])
-                    if d > err or d != d:
-                        err = d if d == d else np.inf
-                    vr[k] = acc
-                if err < tol:
-                    conv[r] = True
-                    total = max(total, it + 1)
+                    acc += cur[j] * zt[j, k]
+                d = abs(acc - v[r, k])
+                if not d <= err:  # also catches NaN
+                    err = d if d == d else np.inf
+                v[r, k] = acc
+            if err < tol:
+                conv[r] = True
+                it_used = it + 1
+                break
+        if not conv[r]:
+            for k in range(m):
+                if not (v[r, k].real == v[r, k].real and v[r, k].imag == v[r, k].imag
+                        and abs(v[r, k]) < 1e6):
+                    for kk in range(m):
+                        v[r, kk] = w[kk]
                     break
-            else:
-                total = max_iter
-            v[r] = vr
-        return v, conv, total
+        total = max(total, it_used)
+    return conv, total
 
 
-def _zbus_numba(
-    zt: np.ndarray, w: np.ndarray, s: np.ndarray, v: np.ndarray, tol: float, max_iter: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    v = np.ascontiguousarray(v.copy())
-    v, conv, it = _zbus_kernel(zt, w, np.ascontiguousarray(s), v, tol, max_iter)
-    finite = np.isfinite(v).all(axis=1)
-    conv &= finite
-    v[~finite] = w
-    return v, conv, int(it)
+_zbus_kernel = _nb.njit(cache=True)(_zbus_kernel_py) if _nb is not None else _zbus_kernel_py
 
 
 class PandapowerSolver:

@@ -12,10 +12,11 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from rlkit.agents.sb3 import SB3Agent
+from rlkit.agents.sb3_vec import GymnasiumVecEnv
 from rlkit.config import ExperimentConfig
 from rlkit.envs import make_env
 from rlkit.io import load_arrays, load_torch, save_arrays, save_torch
-from rlkit.registry import AGENTS
+from rlkit.registry import AGENTS, ENVS, resolve
 from rlkit.rundir import MetricsLog, RunDir, read_meta
 from rlkit.seeding import rng_state, seed_everything, set_rng_state
 from rlkit.train import TrainContext, periodic_eval, write_final
@@ -47,8 +48,19 @@ class _Hooks(BaseCallback):
 
 
 def make_training_env(config: ExperimentConfig) -> VecEnv:
-    """The SB3 VecEnv for training: n_envs monitored copies, optional VecNormalize (obs only)."""
-    venv = make_vec_env(lambda: make_env(config.env), n_envs=config.env.n_envs, seed=config.seed)
+    """The SB3 VecEnv for training, optionally wrapped in VecNormalize (observations only).
+
+    Envs registered with a native batched vector env (the grid) use it when n_envs > 1 and no
+    per-env wrapper is configured; otherwise n_envs monitored copies step one after another.
+    """
+    entry = ENVS.get(config.env.id) if config.env.id in ENVS else None
+    vector = (entry.extra or {}).get("vector") if entry else None
+    plain = config.env.discrete_bins is None and config.env.max_episode_steps is None
+    if vector and plain and config.env.n_envs > 1:
+        venv = GymnasiumVecEnv(resolve(vector)(config.env.n_envs, **config.env.kwargs))
+        venv.seed(config.seed)
+    else:
+        venv = make_vec_env(lambda: make_env(config.env), n_envs=config.env.n_envs, seed=config.seed)
     if config.env.normalize_obs:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False)
     return venv

@@ -185,6 +185,13 @@ def test_registration_factory_and_field_docs():
     obs, _ = env.reset(seed=1)
     assert env.observation_space.contains(obs)
     assert isinstance(make_grid_env(**FAST), GridBatteryEnv)
+    assert "network" in GridEnvConfig.model_json_schema()["properties"]
+    import pandapower.networks as pn
+
+    env_c = make(network=pn.case33bw, battery_buses=[17])
+    assert env_c.action_space.shape == (1,)
+    with pytest.raises(ValueError, match="expected a pandapower net"):
+        make(network=lambda: 3)
     from gymnasium.utils.env_checker import check_env
 
     check_env(make(), skip_render_check=True)

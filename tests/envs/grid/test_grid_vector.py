@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 from gymnasium.vector import AutoresetMode
 
 from rlkit.envs.grid import ENV_ID, GridBatteryEnv, GridBatteryVectorEnv
@@ -30,17 +31,19 @@ def test_vector_equals_single_envs_across_autoreset():
         vo, vr, vterm, vtrunc, vinfo = venv.step(act)
         for i, e in enumerate(envs):
             o, r, term, trunc, info = e.step(act[i])
-            assert vr[i] == r and vterm[i] == term and vtrunc[i] == trunc
-            assert vinfo["vmin"][i] == info["vmin"] and vinfo["cost"][i] == info["cost"]
+            # equal up to the solver tolerance (batched rows may take extra fixed-point iterations)
+            assert vr[i] == pytest.approx(r, rel=1e-8) and vterm[i] == term and vtrunc[i] == trunc
+            assert vinfo["vmin"][i] == pytest.approx(info["vmin"], abs=1e-9)
+            assert vinfo["cost"][i] == pytest.approx(info["cost"], rel=1e-8)
             if trunc:
                 finished += 1
-                np.testing.assert_array_equal(vinfo["final_obs"][i], o)
+                np.testing.assert_allclose(vinfo["final_obs"][i], o, atol=1e-6)
                 assert vinfo["_final_info"][i]
                 k = vinfo["final_info"]["episode_kpis"]
                 for key, val in info["episode_kpis"].items():
-                    assert k[key][i] == val, key
+                    assert k[key][i] == pytest.approx(val, rel=1e-8, abs=1e-9), key
                 o, _ = e.reset()
-            np.testing.assert_array_equal(vo[i], o)
+            np.testing.assert_allclose(vo[i], o, atol=1e-6)
     assert finished == n
 
 

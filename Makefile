@@ -1,0 +1,35 @@
+# rlkit: `make demo` (set up + the main job) and `make test` (set up + the test suite).
+# Both create .venv from scratch when it is missing and reuse it afterwards.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.rlkit-installed
+# The known-good CPU stack (see ../shared/design.md): pinned here, loose in pyproject.toml.
+PINS   := "pandapower==3.5.*" "scipy<1.17" "simbench==1.6.*" "stable-baselines3==2.9.*" \
+          "gymnasium>=1.0,<2" "numba>=0.58" \
+          "mujoco==3.3.0" "dm_control==1.0.28" "metaworld==3.1.1"
+
+.PHONY: setup demo test lint bench clean-venv
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev,fast]" $(PINS)
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job: train a battery controller on the smart grid, attack it, write the report.
+demo: setup
+	$(BIN)/rlkit train configs/grid/demo_sac.yaml
+	$(BIN)/rlkit evaluate runs/demo_sac --attack configs/attacks/demo.yaml
+
+test: setup
+	MUJOCO_GL=egl $(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check rlkit envs agents attacks tests benchmarks
+
+clean-venv:
+	rm -rf $(VENV)
