@@ -106,6 +106,7 @@ class DrQV2Agent:
     ) -> None:
         if not isinstance(action_space, gym.spaces.Box):
             raise ValueError("drqv2 needs a continuous (Box) action space")
+        schedule(stddev_schedule, 0)  # reject a bad schedule now, not at the first update
         self.obs_dim = int(np.prod(observation_space.shape))
         self.action_dim = int(np.prod(action_space.shape))
         self.low = np.asarray(action_space.low, dtype=np.float32)

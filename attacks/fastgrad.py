@@ -3,8 +3,13 @@
 For the small MLP policies of SB3 (two hidden layers of 256 units), autograd bookkeeping and
 per-operation dispatch cost far more than the arithmetic when a few observations are attacked at
 a time: the authors' 100-step PGD spends most of its time outside the matmuls.  This module
-compiles a policy that is a plain chain of layers into numpy arrays and computes the forward pass
-and the input gradient of the attack loss by hand, then runs the whole PGD loop in numpy.
+compiles a policy that is a plain chain of layers and computes the forward pass and the input
+gradient of the attack loss by hand, with the whole PGD loop outside torch:
+
+* backend ``"numba"`` (when numba is installed, the ``fast`` extra): one compiled kernel runs
+  every iteration of every sample (linf budgets); the matrix-vector products skip the zeros that
+  ReLU leaves, and a sample stops as soon as an iteration leaves its iterate unchanged;
+* backend ``"numpy"``: batched float matmuls per iteration (any budget norm).
 
 Recognised policies (anything else gives ``None`` from :func:`compile_policy`, and the attacks
 fall back to autograd):
@@ -19,7 +24,10 @@ fall back to autograd):
 
 The gradient follows autograd's conventions: ReLU passes no gradient at 0, clamp passes it on the
 closed range ``[-clip, clip]``, and a max over a group (``amax``) splits it evenly among tied
-maxima.  Only 2-D observation batches on the CPU are handled.
+maxima.  The PGD update repeats the exact elementwise operations of
+:func:`rlkit.attacks.optim.pgd` in the observations' dtype, so the two engines differ only by the
+rounding of the network's sums, which can flip the sign of a gradient component that is ~0.
+Only 2-D observation batches on the CPU are handled.
 """
 
 from __future__ import annotations
@@ -35,11 +43,22 @@ from torch import nn
 from .budget import BoundBudget
 from .optim import ascent_direction, step_schedule
 
-#: ``(z, rows) -> dL/dz``: gradient of the summed per-sample loss w.r.t. the policy output
-#: ``z`` (B', k); ``rows`` (None = all) says which samples of the batch ``z`` holds.
-OutputGrad = Callable[[np.ndarray, "np.ndarray | None"], np.ndarray]
+try:  # numba is optional (the ``fast`` extra)
+    import numba as _nb
+except ImportError:  # pragma: no cover - numba missing
+    _nb = None
 
-_LINEAR, _RELU, _TANH, _AFFINE = "linear", "relu", "tanh", "affine_clamp"
+BACKENDS = ("auto", "numba", "numpy")
+_LINEAR, _RELU, _TANH, _AFFINE = 0, 1, 2, 3
+_OP_NAMES = {_LINEAR: "linear", _RELU: "relu", _TANH: "tanh", _AFFINE: "affine_clamp"}
+# loss kinds of the numba kernel
+_L_CONSTANT, _L_GROUPS, _L_LOGITS, _L_DISTANCE = 0, 1, 2, 3
+_DISTANCES = {"mse": 0, "mae": 1, "huber": 2}
+
+
+def numba_available() -> bool:
+    """Whether the numba backend can be used (numba is installed)."""
+    return _nb is not None
 
 
 # --------------------------------------------------------------------------- compiling
@@ -73,7 +92,7 @@ def _sb3_features_ok(policy: nn.Module, extractor: nn.Module) -> bool:
     return type(extractor) is FlattenExtractor
 
 
-def _walk(module: Any) -> list[tuple[str, nn.Module | None]] | None:
+def _walk(module: Any) -> list[tuple[int, nn.Module | None]] | None:
     """Op list of ``module`` (referencing its layers) or None if it is not a recognised chain."""
     kind = type(module)
     if kind in (nn.Identity, nn.Flatten):
@@ -88,13 +107,7 @@ def _walk(module: Any) -> list[tuple[str, nn.Module | None]] | None:
     if kind is nn.Tanh:
         return [(_TANH, None)]
     if kind is nn.Sequential:
-        ops: list[tuple[str, nn.Module | None]] = []
-        for child in module:
-            sub = _walk(child)
-            if sub is None:
-                return None
-            ops.extend(sub)
-        return ops
+        return _chain(*module)
     if kind is _loaded_class("rlkit.policy", "ObsNormalizer"):
         return [(_AFFINE, module)]
     if kind is _loaded_class("rlkit.policy", "PolicyView"):
@@ -118,9 +131,9 @@ def _walk(module: Any) -> list[tuple[str, nn.Module | None]] | None:
     return None
 
 
-def _chain(*modules: Any) -> list[tuple[str, nn.Module | None]] | None:
+def _chain(*modules: Any) -> list[tuple[int, nn.Module | None]] | None:
     """Concatenated op lists of ``modules`` applied in order (None if any is unrecognised)."""
-    ops: list[tuple[str, nn.Module | None]] = []
+    ops: list[tuple[int, nn.Module | None]] = []
     for module in modules:
         sub = _walk(module)
         if sub is None:
@@ -136,46 +149,58 @@ class MLPPlan:
     loading weights after the attack was built is seen, as with autograd.
 
     Args:
-        ops: ``(kind, module)`` pairs, ``kind`` one of "affine_clamp", "linear", "relu", "tanh".
+        ops: ``(kind, module)`` pairs (kinds: linear, relu, tanh, affine_clamp).
         float32_input: the policy casts its input to float32 (``PolicyView.forward`` does).
     """
 
-    def __init__(self, ops: list[tuple[str, nn.Module | None]], float32_input: bool) -> None:
+    def __init__(self, ops: list[tuple[int, nn.Module | None]], float32_input: bool) -> None:
         """Store the op list and whether the input is cast to float32."""
         self.ops = ops
         self.float32_input = float32_input
+        self._packed: tuple[tuple, Any] | None = None
 
     def __repr__(self) -> str:
         """The op kinds in order."""
-        return f"MLPPlan({[kind for kind, _ in self.ops]})"
+        return f"MLPPlan({[_OP_NAMES[kind] for kind, _ in self.ops]})"
+
+    def _tensors(self) -> list[torch.Tensor]:
+        """The parameters and buffers the ops read."""
+        out: list[torch.Tensor] = []
+        for kind, module in self.ops:
+            if kind == _LINEAR:
+                out += [module.weight] if module.bias is None else [module.weight, module.bias]
+            elif kind == _AFFINE:
+                out += [module.mean, module.std]
+        return out
 
     def engine(self) -> MLPEngine | None:
         """A numpy engine over the current parameters; None if they are not all on the CPU in
-        one floating dtype (or not float32 when the input is cast to float32)."""
-        arrays: list[tuple[str, Any, Any, float]] = []
-        tensors: list[torch.Tensor] = []
-        for kind, module in self.ops:
-            if kind == _LINEAR:
-                w, b = module.weight, module.bias
-                tensors += [w] if b is None else [w, b]
-                arrays.append((kind, w, b, 0.0))
-            elif kind == _AFFINE:
-                tensors += [module.mean, module.std]
-                arrays.append((kind, module.mean, module.std, float(module.clip)))
-            else:
-                arrays.append((kind, None, None, 0.0))
+        one float dtype (float32 or float64; float32 when the input is cast to float32)."""
+        tensors = self._tensors()
         if not tensors:
             return None
         dtype = tensors[0].dtype
         if any(t.device.type != "cpu" or t.dtype != dtype for t in tensors):
             return None
-        if not dtype.is_floating_point or (self.float32_input and dtype != torch.float32):
-            return None
         if dtype not in (torch.float32, torch.float64):
             return None
-        ops = [(kind, None if a is None else a.detach().numpy(),
-                None if b is None else b.detach().numpy(), c) for kind, a, b, c in arrays]
-        return MLPEngine(ops, np.dtype(str(dtype).removeprefix("torch.")))
+        if self.float32_input and dtype != torch.float32:
+            return None
+        ops = []
+        for kind, module in self.ops:
+            if kind == _LINEAR:
+                bias = None if module.bias is None else module.bias.detach().numpy()
+                ops.append((kind, module.weight.detach().numpy(), bias, 0.0))
+            elif kind == _AFFINE:
+                ops.append((kind, module.mean.detach().numpy(), module.std.detach().numpy(),
+                            float(module.clip)))
+            else:
+                ops.append((kind, None, None, 0.0))
+        # the numba kernel reads flat copies; rebuild them only when a tensor changed
+        key = tuple((id(t), t._version, t.data_ptr()) for t in tensors)
+        if self._packed is None or self._packed[0] != key:
+            self._packed = (key, None)
+        return MLPEngine(ops, np.dtype(str(dtype).removeprefix("torch.")), plan=self, key=key)
 
 
 def compile_policy(policy: Any) -> MLPPlan | None:
@@ -194,74 +219,6 @@ def compile_policy(policy: Any) -> MLPPlan | None:
     return MLPPlan(ops, float32_input=view_cls is not None and type(policy) is view_cls)
 
 
-# --------------------------------------------------------------------------- the engine
-class MLPEngine:
-    """Forward pass and input gradient of a compiled MLP, on numpy arrays.
-
-    Args:
-        ops: ``(kind, a, b, c)``: linear ``(W, bias or None)``; affine_clamp ``(mean, std, clip)``;
-            relu/tanh without arrays.
-        dtype: the parameters' dtype (computation runs in it, as in torch).
-    """
-
-    def __init__(self, ops: list[tuple[str, Any, Any, float]], dtype: np.dtype) -> None:
-        """Store the ops and the compute dtype."""
-        self.ops = ops
-        self.dtype = dtype
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Policy output (B, k) for the observation batch ``x`` (B, n)."""
-        return self._run(x, tape=None)
-
-    def _run(self, x: np.ndarray, tape: list[Any] | None) -> np.ndarray:
-        """Forward pass; appends what the backward pass needs to ``tape`` (if given)."""
-        h = np.asarray(x, dtype=self.dtype)
-        for kind, a, b, c in self.ops:
-            if kind == _LINEAR:
-                h = h @ a.T
-                if b is not None:
-                    h += b
-            elif kind == _RELU:
-                mask = h > 0  # autograd's ReLU subgradient at 0 is 0
-                h = h * mask
-                if tape is not None:
-                    tape.append(mask)
-            elif kind == _TANH:
-                h = np.tanh(h)
-                if tape is not None:
-                    tape.append(h)
-            else:  # affine_clamp; clamp's gradient is 1 on the closed range, like torch.clamp
-                u = (h - a) / b
-                if tape is not None:
-                    tape.append((u >= -c) & (u <= c))
-                h = np.clip(u, -c, c)
-        return h
-
-    def input_gradient(self, x: np.ndarray, output_grad: OutputGrad,
-                       rows: np.ndarray | None = None) -> np.ndarray:
-        """Gradient of the summed loss w.r.t. the observations ``x`` (B', n), dtype of ``x``.
-
-        Args:
-            x: observation batch (all samples, or the samples ``rows`` of the attacked batch).
-            output_grad: the loss gradient w.r.t. the policy output, see :data:`OutputGrad`.
-            rows: indices of the samples of the attacked batch that ``x`` holds (None = all).
-        """
-        tape: list[Any] = []
-        z = self._run(x, tape)
-        g = np.asarray(output_grad(z, rows), dtype=self.dtype)
-        for kind, a, b, _ in reversed(self.ops):
-            if kind == _LINEAR:
-                g = g @ a
-            elif kind == _RELU:
-                g = g * tape.pop()
-            elif kind == _TANH:
-                y = tape.pop()
-                g = g * (1 - y * y)
-            else:
-                g = g * tape.pop() / b
-        return g.astype(x.dtype, copy=False)
-
-
 # --------------------------------------------------------------------------- loss gradients
 def _take(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
     """``values`` restricted to ``rows`` (all when None)."""
@@ -274,17 +231,129 @@ def _amax_grad(z: np.ndarray) -> np.ndarray:
     return hit / hit.sum(axis=-1, keepdims=True)
 
 
-def constant_grad(grad: np.ndarray) -> OutputGrad:
-    """A loss linear in the output: the gradient is ``grad`` (B, k) wherever it is taken.
+class OutputGrad:
+    """Gradient of a summed per-sample attack loss w.r.t. the policy output.
+
+    Calling it with ``(z, rows)`` gives ``dL/dz`` for the outputs ``z`` (B', k) of the samples
+    ``rows`` of the attacked batch (None = all).  ``kind`` and the arrays describe the loss to
+    the numba kernel.
+    """
+
+    kind: int = -1
+    sign: float = 1.0
+    labels: np.ndarray | None = None
+    values: np.ndarray | None = None
+    split: int = 0
+    distance: int = 0
+
+    def __call__(self, z: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray:
+        """The output gradient of samples ``rows`` at outputs ``z``."""
+        raise NotImplementedError
+
+
+class ConstantGrad(OutputGrad):
+    """A loss linear in the policy output (e.g. continuous GDL): the gradient is ``grad``.
+
+    The numpy engine then skips the trailing linear layers in the forward pass and
+    back-propagates ``grad`` through them once per attack call.
 
     Args:
-        grad: per-sample output gradient.
+        grad: the per-sample output gradient (B, k).
     """
-    return lambda z, rows: _take(grad, rows)
+
+    kind = _L_CONSTANT
+
+    def __init__(self, grad: np.ndarray) -> None:
+        """Store the gradient."""
+        self.values = self.grad = np.asarray(grad)
+
+    def __call__(self, z: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray:
+        """The gradient of samples ``rows`` (``z`` is not needed)."""
+        return _take(self.grad, rows)
+
+
+class GroupMaxGrad(OutputGrad):
+    """Output gradient of GDL on ``g = [max z[:split], max z[split:]]`` (discrete bifurcation).
+
+    Args:
+        labels: own group per sample (B,), 0 (lower bins) or 1 (upper bins).
+        split: first bin of the upper group.
+        sign: +1 for GDL (``g_other - g_y``), -1 for the toggle attack's ``g_y - g_other``.
+    """
+
+    kind = _L_GROUPS
+
+    def __init__(self, labels: np.ndarray, split: int, sign: float = 1.0) -> None:
+        """Store the labels, split and sign."""
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.split, self.sign = int(split), float(sign)
+
+    def __call__(self, z: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray:
+        """+1 into the other group's max, -1 into the own group's max (times ``sign``)."""
+        upper = (_take(self.labels, rows) == 1)[:, None]
+        lower_g, upper_g = _amax_grad(z[:, :self.split]), _amax_grad(z[:, self.split:])
+        return np.concatenate([np.where(upper, lower_g, -lower_g),
+                               np.where(upper, -upper_g, upper_g)], axis=1) * self.sign
+
+
+class LogitsGrad(OutputGrad):
+    """Output gradient of ``max_{j != y} z_j - z_y`` (times ``sign``).
+
+    Args:
+        labels: class ``y`` per sample (B,).
+        sign: +1 (untargeted: maximise) or -1 (targeted: pull toward ``y``).
+    """
+
+    kind = _L_LOGITS
+
+    def __init__(self, labels: np.ndarray, sign: float = 1.0) -> None:
+        """Store the labels and sign."""
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.sign = float(sign)
+
+    def __call__(self, z: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray:
+        """Even split among the tied largest other logits, -1 on the label (times ``sign``)."""
+        y = _take(self.labels, rows)
+        idx = np.arange(z.shape[0])
+        others = z.copy()
+        others[idx, y] = -np.inf
+        g = _amax_grad(others)
+        g[idx, y] -= 1.0
+        return g * self.sign
+
+
+class DistanceGrad(OutputGrad):
+    """Output gradient of the per-sample mean ``kind`` distance to ``reference`` (times ``sign``).
+
+    Args:
+        reference: actions (B, D) (clean actions or targets).
+        kind: "mse", "mae" or "huber" (delta = 1), as :func:`rlkit.attacks.losses.action_distance`.
+        sign: +1 (push away) or -1 (pull toward).
+    """
+
+    kind = _L_DISTANCE
+
+    def __init__(self, reference: np.ndarray, kind: str, sign: float = 1.0) -> None:
+        """Store the reference actions, distance kind and sign."""
+        if kind not in _DISTANCES:
+            raise ValueError(f"distance kind must be one of {list(_DISTANCES)}, got {kind!r}")
+        self.values = np.asarray(reference)
+        self.distance_name, self.distance, self.sign = kind, _DISTANCES[kind], float(sign)
+
+    def __call__(self, z: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray:
+        """``2 err`` / ``sign(err)`` / ``clip(err, -1, 1)``, over the action size."""
+        err = z - _take(self.values, rows)
+        if self.distance == 0:
+            g = 2.0 * err
+        elif self.distance == 1:
+            g = np.sign(err)  # |x|' = 0 at 0, like torch
+        else:
+            g = np.clip(err, -1.0, 1.0)
+        return g * (self.sign / z.shape[1])
 
 
 def bifurcation_continuous_grad(labels: np.ndarray, m1: float, m2: float,
-                                sign: float = 1.0) -> OutputGrad:
+                                sign: float = 1.0) -> ConstantGrad:
     """Output gradient of the GDL loss on ``g = [m1 a + b1, m2 a + b2]`` per action dimension.
 
     Args:
@@ -294,77 +363,330 @@ def bifurcation_continuous_grad(labels: np.ndarray, m1: float, m2: float,
 
     With two groups GDL is linear in ``a``: its gradient is ``m_other - m_y`` everywhere.
     """
-    slope = np.where(labels == 0, m2 - m1, m1 - m2) * sign
-    return constant_grad(slope)
+    return ConstantGrad(np.where(np.asarray(labels) == 0, m2 - m1, m1 - m2) * sign)
 
 
-def bifurcation_discrete_grad(labels: np.ndarray, split: int, sign: float = 1.0) -> OutputGrad:
-    """Output gradient of GDL on ``g = [max z[:split], max z[split:]]``.
-
-    Args:
-        labels: own group per sample (B,), 0 (lower bins) or 1 (upper bins).
-        split: first bin of the upper group.
-        sign: +1 for GDL, -1 for the toggle attack.
-    """
-    own_upper = (labels == 1)[:, None]
-
-    def grad(z: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-        upper = _take(own_upper, rows)
-        lower_g, upper_g = _amax_grad(z[:, :split]), _amax_grad(z[:, split:])
-        # +1 into the other group's max, -1 into the own group's max
-        return np.concatenate([np.where(upper, lower_g, -lower_g),
-                               np.where(upper, -upper_g, upper_g)], axis=1) * sign
-
-    return grad
-
-
-def difference_of_logits_grad(labels: np.ndarray, sign: float = 1.0) -> OutputGrad:
-    """Output gradient of ``max_{j != y} z_j - z_y`` (times ``sign``).
+# --------------------------------------------------------------------------- numpy engine
+class MLPEngine:
+    """Forward pass and input gradient of a compiled MLP, on numpy arrays.
 
     Args:
-        labels: class ``y`` per sample (B,).
-        sign: +1 (untargeted: maximise) or -1 (targeted: pull toward ``y``).
+        ops: ``(kind, a, b, c)``: linear ``(W, bias or None)``; affine_clamp ``(mean, std, clip)``;
+            relu/tanh without arrays.
+        dtype: the parameters' dtype (computation runs in it, as in torch).
+        plan: the plan that made the engine (caches the numba kernel's flat weights).
+        key: identity of the parameter versions the ops were read from.
     """
-    def grad(z: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-        y = _take(labels, rows)
-        idx = np.arange(z.shape[0])
-        others = z.copy()
-        others[idx, y] = -np.inf
-        g = _amax_grad(others)
-        g[idx, y] -= 1.0
-        return g * sign
 
-    return grad
+    def __init__(self, ops: list[tuple[int, Any, Any, float]], dtype: np.dtype,
+                 plan: MLPPlan | None = None, key: tuple = ()) -> None:
+        """Store the ops and the compute dtype; split off the trailing linear layers."""
+        self.ops = ops
+        self.dtype = dtype
+        self._plan, self._key = plan, key
+        last = max((i for i, op in enumerate(ops) if op[0] != _LINEAR), default=-1)
+        self.head, self.tail = ops[:last + 1], ops[last + 1:]
+        self._tail_cache: tuple[ConstantGrad, np.ndarray] | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Policy output (B, k) for the observation batch ``x`` (B, n)."""
+        return self._forward(x, self.ops, None, True)
+
+    def _forward(self, x: np.ndarray, ops: list[tuple[int, Any, Any, float]],
+                 tape: list[Any] | None, output: bool) -> np.ndarray:
+        """Run ``ops`` on ``x``, appending what the backward pass needs to ``tape`` (if given);
+        with ``output=False`` a final ReLU only records its mask."""
+        h = x if x.dtype == self.dtype else x.astype(self.dtype)
+        last = len(ops) - 1
+        for i, (kind, a, b, c) in enumerate(ops):
+            if kind == _LINEAR:
+                h = h @ a.T
+                if b is not None:
+                    h += b
+            elif kind == _RELU:
+                mask = h > 0  # autograd's ReLU subgradient at 0 is 0
+                if tape is not None:
+                    tape.append(mask)
+                if output or i < last:
+                    h = h * mask
+            elif kind == _TANH:
+                h = np.tanh(h)
+                if tape is not None:
+                    tape.append(h)
+            else:  # affine_clamp; clamp's gradient is 1 on the closed range, like torch.clamp
+                u = (h - a) / b
+                if tape is not None:
+                    tape.append((u >= -c) & (u <= c))
+                h = np.clip(u, -c, c)
+        return h
+
+    @staticmethod
+    def _backward(g: np.ndarray, ops: list[tuple[int, Any, Any, float]],
+                  tape: list[Any]) -> np.ndarray:
+        """Back-propagate the gradient ``g`` at the output of ``ops`` to their input."""
+        for kind, a, b, _ in reversed(ops):
+            if kind == _LINEAR:
+                g = g @ a
+            elif kind == _RELU:
+                g = g * tape.pop()
+            elif kind == _TANH:
+                y = tape.pop()
+                g = g * (1 - y * y)
+            else:
+                g = g * tape.pop() / b
+        return g
+
+    def input_gradient(self, x: np.ndarray, output_grad: OutputGrad,
+                       rows: np.ndarray | None = None) -> np.ndarray:
+        """Gradient of the summed loss w.r.t. the observations ``x`` (B', n), dtype of ``x``.
+
+        Args:
+            x: observation batch (all samples, or the samples ``rows`` of the attacked batch).
+            output_grad: the loss gradient w.r.t. the policy output.
+            rows: indices of the samples of the attacked batch that ``x`` holds (None = all).
+        """
+        tape: list[Any] = []
+        if isinstance(output_grad, ConstantGrad):
+            cache = self._tail_cache
+            if cache is None or cache[0] is not output_grad:
+                g_all = np.asarray(output_grad(None, None), dtype=self.dtype)
+                cache = self._tail_cache = (output_grad, self._backward(g_all, self.tail, []))
+            self._forward(x, self.head, tape, False)
+            g = _take(cache[1], rows)
+            return self._backward(g, self.head, tape).astype(x.dtype, copy=False)
+        z = self._forward(x, self.ops, tape, True)
+        g = np.asarray(output_grad(z, rows), dtype=self.dtype)
+        return self._backward(g, self.ops, tape).astype(x.dtype, copy=False)
+
+    def packed(self) -> tuple[np.ndarray, ...]:
+        """Flat arrays for the numba kernel: codes, in/out sizes, offsets, clips, W, W^T, other
+        parameters (cached on the plan until a parameter changes)."""
+        plan = self._plan
+        if plan is not None and plan._packed is not None and plan._packed[0] == self._key \
+                and plan._packed[1] is not None:
+            return plan._packed[1]
+        n = len(self.ops)
+        codes, din, dout = (np.zeros(n, np.int64) for _ in range(3))
+        woff, poff = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+        clips = np.zeros(n, np.float64)
+        ws, wts, ps = [], [], []
+        wsize = psize = 0
+        width = None
+        for i, (kind, a, b, c) in enumerate(self.ops):
+            codes[i] = kind
+            if kind == _LINEAR:
+                dout[i], din[i] = a.shape
+                woff[i] = wsize
+                ws.append(a.ravel())
+                wts.append(np.ascontiguousarray(a.T).ravel())
+                wsize += a.size
+                if b is not None:
+                    poff[i] = psize
+                    ps.append(b.ravel())
+                    psize += b.size
+            elif kind == _AFFINE:
+                size = a.size if width is None else width
+                din[i] = dout[i] = size
+                poff[i] = psize
+                ps += [np.broadcast_to(a, (size,)).ravel(), np.broadcast_to(b, (size,)).ravel()]
+                psize += 2 * size
+                clips[i] = c
+            else:
+                din[i] = dout[i] = -1  # elementwise: the width of the previous op
+            width = dout[i] if dout[i] > 0 else width
+        dt = self.dtype
+        cat = lambda parts: np.concatenate(parts).astype(dt) if parts else np.zeros(1, dt)  # noqa: E731
+        packed = (codes, din, dout, woff, poff, clips, cat(ws), cat(wts), cat(ps))
+        if plan is not None:
+            plan._packed = (self._key, packed)
+        return packed
 
 
-def distance_grad(reference: np.ndarray, kind: str, sign: float = 1.0) -> OutputGrad:
-    """Output gradient of the per-sample mean ``kind`` distance to ``reference`` (times ``sign``).
-
-    Args:
-        reference: actions (B, D) (clean actions or targets).
-        kind: "mse", "mae" or "huber" (delta = 1), as :func:`rlkit.attacks.losses.action_distance`.
-        sign: +1 (push away) or -1 (pull toward).
-    """
-    if kind not in ("mse", "mae", "huber"):
-        raise ValueError(f"distance kind must be mse, mae or huber, got {kind!r}")
-
-    def grad(z: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-        err = z - _take(reference, rows)
-        if kind == "mse":
-            g = 2.0 * err
-        elif kind == "mae":
-            g = np.sign(err)  # |x|' = 0 at 0, like torch
+# --------------------------------------------------------------------------- numba kernel
+def _net_grad_py(x, codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, buf, gb,  # noqa: ANN001, ANN202
+                 loss, row, labels, values, split, distance, sign, out):
+    """Input gradient of one sample ``x`` into ``out`` (numba kernel; see :func:`fast_pgd`)."""
+    n_ops = codes.shape[0]
+    width = x.shape[0]
+    for i in range(width):
+        buf[0, i] = x[i]
+    widths = np.empty(n_ops + 1, np.int64)
+    widths[0] = width
+    for op in range(n_ops):
+        code = codes[op]
+        src = buf[op]
+        dst = buf[op + 1]
+        if code == 0:  # linear: dst = W src + b, as axpys over W^T rows, skipping zero inputs
+            di, do, wo, bo = din[op], dout[op], woff[op], poff[op]
+            for j in range(do):
+                dst[j] = pbuf[bo + j] if bo >= 0 else 0.0
+            for k in range(di):
+                v = src[k]
+                if v != 0.0:
+                    base = wo + k * do
+                    for j in range(do):
+                        dst[j] += v * wtbuf[base + j]
+            width = do
+        elif code == 1:
+            for j in range(width):
+                dst[j] = src[j] if src[j] > 0 else 0.0
+        elif code == 2:
+            for j in range(width):
+                dst[j] = np.tanh(src[j])
         else:
-            g = np.clip(err, -1.0, 1.0)
-        return g * (sign / z.shape[1])
+            mo, cl = poff[op], clips[op]
+            for j in range(width):
+                u = (src[j] - pbuf[mo + j]) / pbuf[mo + width + j]
+                dst[j] = -cl if u < -cl else (cl if u > cl else u)
+        widths[op + 1] = width
+    # loss gradient at the output z
+    z = buf[n_ops]
+    k = widths[n_ops]
+    g = gb[0]
+    if loss == 0:
+        for j in range(k):
+            g[j] = values[row, j]
+    elif loss == 1:  # +1 to the other group's max, -1 to the own group's max, ties split evenly
+        lm, um = z[0], z[split]
+        for j in range(split):
+            lm = max(lm, z[j])
+        for j in range(split, k):
+            um = max(um, z[j])
+        lc, uc = 0, 0
+        for j in range(split):
+            lc += z[j] == lm
+        for j in range(split, k):
+            uc += z[j] == um
+        lower = sign if labels[row] == 1 else -sign
+        for j in range(split):
+            g[j] = lower / lc if z[j] == lm else 0.0
+        for j in range(split, k):
+            g[j] = -lower / uc if z[j] == um else 0.0
+    elif loss == 2:  # largest other logit (ties split) minus the label's logit
+        y = labels[row]
+        m = -np.inf
+        for j in range(k):
+            if j != y and z[j] > m:
+                m = z[j]
+        cnt = 0
+        for j in range(k):
+            cnt += j != y and z[j] == m
+        for j in range(k):
+            g[j] = sign / cnt if (j != y and z[j] == m) else 0.0
+        g[y] = -sign
+    else:
+        scale = sign / k
+        for j in range(k):
+            err = z[j] - values[row, j]
+            if distance == 0:
+                g[j] = 2.0 * err * scale
+            elif distance == 1:
+                g[j] = (1.0 if err > 0 else (-1.0 if err < 0 else 0.0)) * scale
+            else:
+                g[j] = (1.0 if err > 1.0 else (-1.0 if err < -1.0 else err)) * scale
+    # backward pass, ping-ponging between the two rows of gb
+    p = 0
+    for op in range(n_ops - 1, -1, -1):
+        code = codes[op]
+        cur = gb[p]
+        nxt = gb[1 - p]
+        win = widths[op]
+        wout = widths[op + 1]
+        if code == 0:  # nxt = W^T cur, as axpys over W rows, skipping zero gradients
+            wo = woff[op]
+            for i in range(win):
+                nxt[i] = 0.0
+            for j in range(wout):
+                v = cur[j]
+                if v != 0.0:
+                    base = wo + j * win
+                    for i in range(win):
+                        nxt[i] += v * wbuf[base + i]
+        elif code == 1:
+            y = buf[op + 1]
+            for j in range(win):
+                nxt[j] = cur[j] if y[j] > 0 else 0.0
+        elif code == 2:
+            y = buf[op + 1]
+            for j in range(win):
+                nxt[j] = cur[j] * (1.0 - y[j] * y[j])
+        else:
+            mo, cl = poff[op], clips[op]
+            src = buf[op]
+            for j in range(win):
+                std = pbuf[mo + win + j]
+                u = (src[j] - pbuf[mo + j]) / std
+                nxt[j] = cur[j] / std if (u >= -cl and u <= cl) else 0.0
+        p = 1 - p
+    for i in range(out.shape[0]):
+        out[i] = gb[p, i]
 
-    return grad
+
+def _pgd_py(obs, delta, eps, active, lo, hi, steps, clip_in_loop, can_stop,  # noqa: ANN001, ANN202
+            codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, maxw,
+            loss, labels, values, split, distance, sign, counts):
+    """Linf PGD of every sample, in place on ``delta`` (numba kernel; see :func:`fast_pgd`).
+
+    The update repeats ``pgd``'s elementwise operations in the observations' dtype: ``delta +
+    step * sign(g)`` (inactive features: ``+ 0``), clamp to ``[-eps, eps]``, then, if
+    ``clip_in_loop``, ``clip(obs + delta, lo, hi) - obs``.
+    """
+    batch, n = obs.shape
+    buf = np.empty((codes.shape[0] + 1, maxw), wbuf.dtype)
+    gb = np.empty((2, maxw), wbuf.dtype)
+    x = np.empty(n, obs.dtype)
+    grad = np.empty(n, wbuf.dtype)
+    for row in range(batch):
+        o = obs[row]
+        d = delta[row]
+        moved = True
+        for it in range(steps.shape[0]):
+            if moved:  # the gradient is a function of the iterate: recompute only if it moved
+                for i in range(n):
+                    x[i] = o[i] + d[i]
+                _net_grad(x, codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, buf, gb,
+                          loss, row, labels, values, split, distance, sign, grad)
+                counts[row] += 1
+            elif can_stop:
+                break
+            moved = False
+            st = steps[it]
+            for i in range(n):
+                v = d[i]
+                if active[i]:
+                    if grad[i] > 0:
+                        v = v + st
+                    elif grad[i] < 0:
+                        v = v - st
+                e = eps[i]
+                if v > e:
+                    v = e
+                if v < -e:
+                    v = -e
+                if clip_in_loop:
+                    xv = o[i] + v
+                    if xv < lo[row, i]:
+                        xv = lo[row, i]
+                    if xv > hi[row, i]:
+                        xv = hi[row, i]
+                    v = xv - o[i]
+                if v != d[i]:
+                    moved = True
+                d[i] = v
+
+
+if _nb is not None:
+    _net_grad = _nb.njit(cache=True)(_net_grad_py)
+    _pgd_kernel = _nb.njit(cache=True)(_pgd_py)
+else:  # pragma: no cover - numba missing
+    _net_grad = _net_grad_py
+    _pgd_kernel = None
 
 
 # --------------------------------------------------------------------------- optimisers
-def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
-    """A detached CPU numpy view of ``t`` (None stays None)."""
-    return None if t is None else t.detach().numpy()
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """A detached CPU numpy view of ``t``."""
+    return t.detach().numpy()
 
 
 def fast_fgsm(engine: MLPEngine, output_grad: OutputGrad, obs: torch.Tensor,
@@ -388,6 +710,38 @@ def fast_fgsm(engine: MLPEngine, output_grad: OutputGrad, obs: torch.Tensor,
     return budget.clip(start + delta, obs).detach()
 
 
+def choose_backend(engine: MLPEngine, output_grad: OutputGrad, obs: torch.Tensor,
+                   budget: BoundBudget, backend: str = "auto") -> str:
+    """The PGD backend for this call: "numba" or "numpy".
+
+    Args:
+        engine: the compiled policy.
+        output_grad: the loss gradient (must be one of this module's kinds for numba).
+        obs: the clean batch.
+        budget: the bound budget (numba: linf only).
+        backend: "auto" (numba when it can serve the call), "numba" (error if it cannot) or
+            "numpy".
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if backend == "numpy":
+        return "numpy"
+    reasons = []
+    if _pgd_kernel is None:
+        reasons.append("numba is not installed")
+    if budget.norm != "linf":
+        reasons.append("the budget norm is not linf")
+    if np.dtype(str(obs.dtype).removeprefix("torch.")) != engine.dtype:
+        reasons.append("the observations' dtype differs from the parameters'")
+    if output_grad.kind < 0:
+        reasons.append("the loss has no numba form")
+    if not reasons:
+        return "numba"
+    if backend == "numba":
+        raise ValueError("numba backend unavailable: " + "; ".join(reasons))
+    return "numpy"
+
+
 def fast_pgd(
     engine: MLPEngine,
     output_grad: OutputGrad,
@@ -402,13 +756,14 @@ def fast_pgd(
     decay_schedule: str = "authors",
     clip_in_loop: bool = True,
     generator: torch.Generator | None = None,
+    backend: str = "auto",
     reuse: bool = True,
     stats: dict[str, int] | None = None,
 ) -> torch.Tensor:
-    """:func:`rlkit.attacks.optim.pgd` run in numpy with the gradient from ``engine``.
+    """:func:`rlkit.attacks.optim.pgd` with the gradient from ``engine``, outside torch.
 
-    The update arithmetic is the same sequence of elementwise operations as in ``pgd`` (same
-    dtype), so the iterates match the autograd path up to the rounding of the matmuls.
+    The update is the same sequence of elementwise operations as in ``pgd`` (same dtype), so
+    the iterates match the autograd path up to the rounding of the network's sums.
 
     Args:
         engine: the compiled policy.
@@ -417,9 +772,12 @@ def fast_pgd(
         budget: tensor budget bound to ``obs``.
         step_size, iterations, random_start, decay_every, decay_rate, decay_schedule,
             clip_in_loop, generator: as for :func:`rlkit.attacks.optim.pgd`.
-        reuse: recompute the gradient only for samples whose iterate changed in the last step
-            (the gradient is a function of the iterate, so this changes no result; sign steps
-            often park every feature on a corner of the box early).
+        backend: "auto", "numba" or "numpy", see :func:`choose_backend`.
+        reuse: skip work that cannot change the result: the gradient is a function of the
+            iterate, so it is recomputed only for samples whose iterate moved, and (linf) a
+            sample whose iterate one step left unchanged is a fixed point of every later step
+            (each feature sits on the face its gradient sign points at, and later steps are far
+            above rounding), so its loop stops.
         stats: if given, ``"rows"`` (sample-iterations) and ``"gradient_rows"`` (gradients
             actually computed) are added to it.
     """
@@ -429,33 +787,87 @@ def fast_pgd(
         delta_t = budget.clip_bounds(obs + delta_t, obs) - obs
     o, delta = _numpy(obs), _numpy(delta_t).copy()
     eps_vec, active = _numpy(budget.eps_vec), _numpy(budget.active)
-    safe_scale = _numpy(budget.safe_scale)
+    batch = o.shape[0]
+    steps = step_schedule(step_size, iterations, decay_every, decay_rate, decay_schedule)
+    tol = 64 * np.finfo(o.dtype).eps * (1.0 + float(np.abs(o).max(initial=0.0))
+                                        + float(eps_vec.max(initial=0.0)))
+    can_stop = reuse and budget.norm == "linf" and bool(steps) and min(steps) >= tol
     lo = None if budget.low is None else np.minimum(_numpy(budget.low), o)
     hi = None if budget.high is None else np.maximum(_numpy(budget.high), o)
-    linf = budget.norm == "linf"
-    eps = budget.eps
-    steps = step_schedule(step_size, iterations, decay_every, decay_rate, decay_schedule)
+    if choose_backend(engine, output_grad, obs, budget, backend) == "numba" and reuse:
+        counts = np.zeros(batch, np.int64)
+        codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf = engine.packed()
+        maxw = int(max(o.shape[1], *np.abs(dout), *np.abs(din)))
+        dt = engine.dtype
+        labels = output_grad.labels if output_grad.labels is not None else np.zeros(1, np.int64)
+        values = (np.zeros((1, 1), dt) if output_grad.values is None
+                  else np.ascontiguousarray(output_grad.values, dtype=dt).reshape(batch, -1))
+        _pgd_kernel(o, delta, eps_vec, active,
+                    np.full_like(o, -np.inf) if lo is None else lo,
+                    np.full_like(o, np.inf) if hi is None else hi,
+                    np.asarray(steps, dtype=o.dtype), bool(clip_in_loop), bool(can_stop),
+                    codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, maxw,
+                    int(output_grad.kind), labels, values, int(output_grad.split),
+                    int(output_grad.distance), dt.type(output_grad.sign), counts)
+        computed = int(counts.sum())
+    else:
+        delta, computed = _numpy_pgd(engine, output_grad, o, delta, budget, steps, lo, hi,
+                                     clip_in_loop, reuse, can_stop)
+    if stats is not None:
+        stats["rows"] = stats.get("rows", 0) + batch * len(steps)
+        stats["gradient_rows"] = stats.get("gradient_rows", 0) + computed
+    return budget.clip(obs + torch.from_numpy(delta), obs).detach()
+
+
+def _numpy_pgd(engine: MLPEngine, output_grad: OutputGrad, o: np.ndarray, delta: np.ndarray,
+               budget: BoundBudget, steps: list[float], lo: np.ndarray | None,
+               hi: np.ndarray | None, clip_in_loop: bool, reuse: bool,
+               can_stop: bool) -> tuple[np.ndarray, int]:
+    """The PGD loop of :func:`fast_pgd` with batched numpy matmuls; (final delta, gradients
+    computed).
+
+    Args:
+        engine, output_grad: the compiled policy and the loss gradient.
+        o: clean batch (B, n).
+        delta: start perturbation (B, n).
+        budget: the bound budget.
+        steps: step size per iteration.
+        lo, hi: per-sample bounds ``min(low, obs)``, ``max(high, obs)`` (None: no bound).
+        clip_in_loop, reuse, can_stop: as in :func:`fast_pgd`.
+    """
+    eps_vec, active = _numpy(budget.eps_vec), _numpy(budget.active)
+    neg_eps, all_active = -eps_vec, bool(active.all())
+    safe_scale = _numpy(budget.safe_scale)
+    linf, eps = budget.norm == "linf", budget.eps
+    batch = o.shape[0]
     grad: np.ndarray | None = None
     last = delta
     computed = 0
     for step in steps:
         if grad is None or not reuse:
             grad = engine.input_gradient(o + delta, output_grad)
-            computed += o.shape[0]
+            computed += batch
         else:
             changed = (delta != last).any(axis=1)
             if changed.all():
                 grad = engine.input_gradient(o + delta, output_grad)
-                computed += o.shape[0]
+                computed += batch
             elif changed.any():
                 rows = np.flatnonzero(changed)
                 grad[rows] = engine.input_gradient(o[rows] + delta[rows], output_grad, rows)
                 computed += rows.size
+            elif can_stop:
+                break
         last = delta
-        # same operations, in the same order, as ascent_direction / BoundBudget.project / clip
+        # the same operations on the same values as ascent_direction / BoundBudget.project
         if linf:
-            delta = np.maximum(np.minimum(delta + step * (np.sign(grad) * active), eps_vec),
-                               -eps_vec)
+            upd = np.sign(grad)
+            if not all_active:
+                upd *= active
+            upd *= step
+            upd += delta
+            np.minimum(upd, eps_vec, out=upd)
+            delta = np.maximum(upd, neg_eps, out=upd)
         else:
             g_u = grad * safe_scale * active
             norms = np.maximum(np.sqrt((g_u * g_u).sum(axis=1)), 1e-30)
@@ -464,14 +876,12 @@ def fast_pgd(
             n = np.sqrt((u * u).sum(axis=1))
             factor = np.where(n > eps, eps / np.maximum(n, 1e-30), 1.0).astype(delta.dtype)
             delta = delta * factor[:, None]
-        if clip_in_loop:
+        if clip_in_loop:  # BoundBudget.clip_bounds(obs + delta, obs) - obs
             x = o + delta
             if lo is not None:
-                x = np.maximum(x, lo)
+                np.maximum(x, lo, out=x)
             if hi is not None:
-                x = np.minimum(x, hi)
-            delta = x - o
-    if stats is not None:
-        stats["rows"] = stats.get("rows", 0) + o.shape[0] * len(steps)
-        stats["gradient_rows"] = stats.get("gradient_rows", 0) + computed
-    return budget.clip(obs + torch.from_numpy(delta), obs).detach()
+                np.minimum(x, hi, out=x)
+            x -= o
+            delta = x
+    return delta, computed

@@ -30,7 +30,7 @@ def make_env(config: EnvConfig, kwargs_override: dict[str, Any] | None = None) -
     if config.discrete_bins is not None:
         from rlkit.envs.wrappers import DiscreteActionWrapper
 
-        env = DiscreteActionWrapper(env, bins=config.discrete_bins)
+        env = DiscreteActionWrapper(env, bins=config.discrete_bins, shared=config.discrete_shared)
     return env
 
 

@@ -16,15 +16,17 @@ class DiscreteActionWrapper(gym.ActionWrapper):
     spaced values from -1 to 1 inclusive (for 20 bins: -1, -0.8947, ..., 0.8947, 1; there is no exact
     zero for an even number of bins; use an odd ``bins`` to include it). For Box bounds other than
     [-1, 1] the same fractions of ``[low, high]`` are used. The bifurcation-attack paper's discrete
-    PPO uses 20 bins on one battery.
+    PPO uses 20 bins on one battery; with ``shared=True`` one ``Discrete(bins)`` choice drives every
+    dimension (a central decision for all batteries, like the paper's single battery).
     """
 
-    def __init__(self, env: gym.Env, bins: int = 20) -> None:
+    def __init__(self, env: gym.Env, bins: int = 20, shared: bool = False) -> None:
         """Wrap ``env``.
 
         Args:
             env: environment with a 1-D ``Box`` action space and finite bounds.
             bins: number of levels per action dimension (>= 2).
+            shared: one discrete choice applied to every action dimension.
         """
         super().__init__(env)
         space = env.action_space
@@ -39,7 +41,8 @@ class DiscreteActionWrapper(gym.ActionWrapper):
         self._low = space.low.astype(np.float64)
         self._high = space.high.astype(np.float64)
         self._dtype = space.dtype
-        self.action_space = (gym.spaces.Discrete(self.bins) if self.n == 1
+        self.shared = bool(shared)
+        self.action_space = (gym.spaces.Discrete(self.bins) if self.n == 1 or self.shared
                              else gym.spaces.MultiDiscrete([self.bins] * self.n))
 
     def levels(self) -> np.ndarray:
@@ -52,7 +55,8 @@ class DiscreteActionWrapper(gym.ActionWrapper):
         Args:
             action: int (Discrete) or integer array of shape (n,) (MultiDiscrete).
         """
-        k = np.asarray(action, dtype=np.int64).reshape(self.n)
+        k = np.asarray(action, dtype=np.int64)
+        k = np.broadcast_to(k.reshape(-1)[:1], (self.n,)) if self.shared else k.reshape(self.n)
         if np.any(k < 0) or np.any(k >= self.bins):
             raise ValueError(f"discrete action {action} outside 0..{self.bins - 1}")
         frac = k / (self.bins - 1)

@@ -17,6 +17,8 @@ SB3_ALGOS = {
     "ppo": ("PPO", "Proximal Policy Optimisation (stable-baselines3), continuous or discrete"),
     "a2c": ("A2C", "Advantage Actor-Critic (stable-baselines3), continuous or discrete"),
 }
+CONTINUOUS_ONLY = ("Box",)
+ANY_ACTION = ("Box", "Discrete", "MultiDiscrete", "MultiBinary")
 
 def _register_builtins() -> None:
     if "grid" in ENVS:
@@ -29,12 +31,14 @@ def _register_builtins() -> None:
         vector="rlkit.envs.grid:GridBatteryVectorEnv",
     )
     for name, (cls, description) in SB3_ALGOS.items():
-        AGENTS.register(name, "rlkit.agents.sb3:SB3Agent", description, algo=cls, backend="sb3")
+        spaces = ANY_ACTION if name in ("ppo", "a2c") else CONTINUOUS_ONLY
+        AGENTS.register(name, "rlkit.agents.sb3:SB3Agent", description, algo=cls, backend="sb3", action_spaces=spaces)
     AGENTS.register(
         "drqv2",
         "rlkit.agents.drqv2:DrQV2Agent",
         "DrQ-v2 actor-critic (DDPG, n-step, clipped noise schedule) on the rlkit-native loop",
         backend="native",
+        action_spaces=CONTINUOUS_ONLY,
     )
     from rlkit.attacks.attacks import ATTACKS as ATTACK_DESCRIPTIONS
 
@@ -129,5 +133,7 @@ def check_names(config: ExperimentConfig, source: str) -> None:
     except UnknownNameError as err:
         raise ConfigError(f"{source}: key 'agent.name': {err}") from None
     algo = (entry.extra or {}).get("algo")
+    if entry.extra.get("backend") == "native" and config.env.n_envs != 1:
+        raise ConfigError(f"{source}: key 'env.n_envs': given {config.env.n_envs}; agent {config.agent.name!r} trains on one env (allowed: 1)")
     _check_kwargs(config.agent.kwargs, accepted_kwargs(entry.factory, algo), "agent.kwargs", source)
     check_attacks(config, source)

@@ -9,6 +9,7 @@ allowed. The field descriptions below double as the CLI help (``rlkit help-confi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlkit.registry import close_matches
+
+
+class _Loader(yaml.SafeLoader):
+    """``safe_load`` that also reads ``5e-3`` as a float (YAML 1.2; PyYAML's 1.1 needs ``5.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML safely (no object construction), reading ``1e-3`` as a float."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506  _Loader is a SafeLoader
 
 
 class ConfigError(ValueError):
@@ -36,6 +53,7 @@ class EnvConfig(Strict):
     n_envs: int = Field(1, ge=1, le=4096, description="parallel environments used for training")
     normalize_obs: bool = Field(False, description="running observation normalisation (saved with the model)")
     discrete_bins: int | None = Field(None, ge=2, le=1000, description="discretise a Box action space into this many bins per dimension")
+    discrete_shared: bool = Field(False, description="with discrete_bins: one Discrete(bins) choice drives every action dimension")
     max_episode_steps: int | None = Field(None, ge=1, description="truncate episodes after this many steps")
 
 
@@ -129,9 +147,14 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
+        started = f" ({context} started at line {start.line + 1})" if context and start else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}{started}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -179,7 +202,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r}: expected key.sub=value")
     try:
-        parsed = yaml.safe_load(value) if value else None
+        parsed = yaml_load(value) if value else None
     except yaml.YAMLError:
         parsed = value
     return key.split("."), parsed

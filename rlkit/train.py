@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from rlkit.config import ConfigError, ExperimentConfig, dump_config, load_config
+from rlkit.config import ConfigError, ExperimentConfig, dump_config, load_config, yaml_load
 from rlkit.evaluation import EVAL_SEED_OFFSET, evaluate
 from rlkit.registry import AGENTS
 from rlkit.rundir import MetricsLog, RunDir
@@ -38,7 +37,7 @@ def prepare_run(config: ExperimentConfig, run_path: Path, fresh: bool) -> tuple[
         run.move_aside()
     resume = None
     if run.config_path.is_file():
-        previous = yaml.safe_load(run.config_path.read_text()) or {}
+        previous = yaml_load(run.config_path.read_text()) or {}
         current = config.model_dump(mode="json")
         changed = [k for k in current if k not in RESUMABLE_SECTIONS and previous.get(k) != current[k]]
         if changed:
@@ -95,7 +94,9 @@ class TrainContext:
         return (step - self.start_step) / max(time.perf_counter() - self._t0, 1e-9)
 
     def tick(self, step: int, evaluate_fn: Callable[[], dict[str, Any]], checkpoint_fn: Callable[[int], None]) -> None:
-        """Called after each env step: progress, periodic evaluation and checkpoints.
+        """Periodic evaluation and checkpoints when due, then the progress bar.
+
+        Call it where the agent's state is consistent (after the step's update).
 
         :param step: environment steps so far.
         :param evaluate_fn: returns an evaluation summary (``return_mean``, ...).
@@ -112,6 +113,10 @@ class TrainContext:
         if self.next_checkpoint and step >= self.next_checkpoint:
             checkpoint_fn(step)
             self.next_checkpoint = _next_multiple(step, train.checkpoint_every)
+        self.show(step)
+
+    def show(self, step: int) -> None:
+        """Update the progress bar (steps, steps/s, last evaluation return, ETA)."""
         if self._progress is not None:
             eval_text = f"{self.last_eval:.1f}" if self.last_eval is not None else "-"
             self._progress.update(self._task, completed=step, speed=f"{self.steps_per_second(step):.0f}", eval=eval_text)
@@ -169,6 +174,43 @@ def write_final(run: RunDir, config: ExperimentConfig, save_into: Callable[[Path
     return result
 
 
+def preflight(config: ExperimentConfig, source: str) -> None:
+    """Build the env (and a native agent) once before touching the run directory.
+
+    Turns what only shows when things are built (bad gymnasium kwargs, an agent that cannot
+    handle the action space, bad agent arguments) into a ConfigError.
+
+    :param config: the validated config.
+    :param source: where it came from, for messages.
+    """
+    from rlkit.envs import make_env
+
+    try:
+        env = make_env(config.env)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{source}: key 'env': cannot build env {config.env.id!r}: {err}") from None
+    entry = AGENTS.get(config.agent.name)
+    extra = entry.extra or {}
+    kind = type(env.action_space).__name__
+    if kind not in extra.get("action_spaces", (kind,)):
+        env.close()
+        raise ConfigError(
+            f"{source}: key 'agent.name': {config.agent.name!r} cannot act in a {kind} action space "
+            f"(allowed: {', '.join(extra['action_spaces'])}); use another agent or env.discrete_bins"
+        )
+    if extra.get("backend") == "native":
+        from rlkit.loops.online import build_agent
+
+        try:
+            build_agent(config, env.observation_space, env.action_space)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{source}: key 'agent.kwargs': {err}") from None
+        finally:
+            env.close()
+    else:
+        env.close()
+
+
 def train(config_path: str | Path | None, overrides: list[str] | None = None, fresh: bool = False, config: ExperimentConfig | None = None) -> RunDir:
     """Train the experiment described by a config file (resuming its run if it exists).
 
@@ -179,6 +221,7 @@ def train(config_path: str | Path | None, overrides: list[str] | None = None, fr
     :return: the run directory, with ``final/`` and ``eval.json`` written.
     """
     config = config or load_config(config_path, overrides)
+    preflight(config, str(config_path or "config"))
     run_path = Path(config.run.dir) if config.run.dir else default_run_dir(config_path)
     if config.run.dir is None:
         config = config.model_copy(update={"run": config.run.model_copy(update={"dir": str(run_path)})})

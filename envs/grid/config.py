@@ -41,7 +41,7 @@ class GridEnvConfig(BaseModel):
             "a pandapower net."
         ),
     )
-    load_scale: float = Field(0.8, gt=0, description="Multiplier applied to every load's nominal P and Q.")
+    load_scale: float = Field(0.8, gt=0, description="Feeder yearly peak load as a fraction of the network's nominal load (profiles are rescaled together so their coincident peak hits it).")
     # --- assets ----------------------------------------------------------------------------------
     battery_buses: list[int] | None = Field(
         None,

@@ -104,6 +104,11 @@ class GridCore:
             elif j >= self.n_orig_sgen or "PV" in types[j].upper():
                 sg_prof[:, j] = res_tab.column(f"PV{pv_count % 8 + 1}")
                 pv_count += 1
+        # Profiles peak at 1 each, but their coincident peak is lower (diversity): rescale them
+        # together so the feeder's yearly peak is load_scale x its nominal load.
+        p_raw = net.load["p_mw"].to_numpy(float)
+        coincident = float((lp @ p_raw).max()) / max(float(p_raw.sum()), 1e-12)
+        lp = lp / max(coincident, 1e-9)
         step = cfg.step_minutes
         lp = prof.resample(lp, step)
         sg_prof = prof.resample(sg_prof, step)

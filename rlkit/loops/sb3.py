@@ -43,8 +43,13 @@ class _Hooks(BaseCallback):
         self.ctx, self.evaluate_fn, self.checkpoint_fn = ctx, evaluate_fn, checkpoint_fn
 
     def _on_step(self) -> bool:
-        self.ctx.tick(self.model.num_timesteps, self.evaluate_fn, self.checkpoint_fn)
+        self.ctx.show(self.model.num_timesteps)
         return True
+
+    def _on_rollout_start(self) -> None:
+        # SB3 calls on_step before storing the step's transition and training on it; at the
+        # start of the next rollout both are done, so a checkpoint here is consistent.
+        self.ctx.tick(self.model.num_timesteps, self.evaluate_fn, self.checkpoint_fn)
 
 
 def make_training_env(config: ExperimentConfig) -> VecEnv:
@@ -123,9 +128,11 @@ def train_sb3(config: ExperimentConfig, run: RunDir, resume: Path | None) -> SB3
     ctx.start(step)
     try:
         remaining = config.train.total_steps - step
+        evaluate_fn = periodic_eval(config, act, eval_env_factory)
         if remaining > 0:
-            agent.model.learn(remaining, callback=_Hooks(ctx, periodic_eval(config, act, eval_env_factory), checkpoint), reset_num_timesteps=False)
+            agent.model.learn(remaining, callback=_Hooks(ctx, evaluate_fn, checkpoint), reset_num_timesteps=False)
         final_step = agent.model.num_timesteps
+        ctx.tick(final_step, evaluate_fn, checkpoint)  # what fell due in the last rollout
         if not run.latest_checkpoint() or read_meta(run.latest_checkpoint())["step"] != final_step:
             checkpoint(final_step)
         write_final(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
 from rlkit.config import (
     ConfigError,
     ExperimentConfig,
@@ -190,11 +189,6 @@ def test_load_config_applies_overrides(write_config, base_config):
     assert config.train.total_steps == 100  # untouched value from the file
 
 
-@pytest.mark.xfail(
-    reason="PyYAML (YAML 1.1) reads 5e-3 as the string '5e-3'; agent.kwargs are untyped so the string "
-    "reaches the agent constructor (rlkit/config.py parse_override/read_yaml use yaml.safe_load)",
-    strict=True,
-)
 def test_scientific_notation_in_agent_kwargs_is_a_float(write_config, base_config):
     config = load_config(write_config(base_config), ["agent.kwargs.tau=5e-3"])
     assert config.agent.kwargs["tau"] == pytest.approx(0.005)

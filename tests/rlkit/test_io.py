@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from rlkit.config import dump_config, load_config
 from rlkit.io import (
     atomic_write_bytes,
@@ -21,7 +22,7 @@ from rlkit.io import (
     save_torch,
 )
 from rlkit.loading import load_run
-from rlkit.rundir import RunDir
+from rlkit.rundir import MetricsLog, RunDir, read_meta
 
 
 class WritesMarker:
@@ -135,3 +136,63 @@ def test_crash_before_rename_keeps_old_file_and_removes_temporary(tmp_path, monk
         write(2)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints are committed atomically (meta.json last, then a rename)
+
+
+def commit(run: RunDir, step: int, keep: int = 2) -> Path:
+    tmp = run.begin_checkpoint(step)
+    save_torch(tmp / "state.pt", {"step": torch.tensor(step)})
+    return run.commit_checkpoint(tmp, step, {"kind": "test"}, keep)
+
+
+def test_checkpoints_commit_prune_and_skip_incomplete(tmp_path):
+    run = RunDir(tmp_path / "run")
+    assert run.latest_checkpoint() is None
+    for step in (5, 10, 100):
+        commit(run, step)
+    assert [p.name for p in run.checkpoint_dirs()] == ["step_000000010", "step_000000100"]  # keep=2
+    assert read_meta(run.latest_checkpoint()) == {"schema": 1, "step": 100, "kind": "test"}
+    half = run.begin_checkpoint(200)  # killed before commit
+    save_torch(half / "state.pt", {"step": torch.tensor(200)})
+    (run.checkpoints / "step_000000300").mkdir()  # renamed but without meta.json
+    assert run.latest_checkpoint().name == "step_000000100"
+    again = commit(run, 200)  # the same step can be written again over leftovers
+    assert again.name == "step_000000200" and not half.exists()
+    assert load_torch(again / "state.pt")["step"].item() == 200
+
+
+def test_read_meta_rejects_other_schema(tmp_path):
+    run = RunDir(tmp_path / "run")
+    folder = commit(run, 1)
+    atomic_write_json(folder / "meta.json", {"schema": 99, "step": 1})
+    with pytest.raises(ValueError, match="schema 99 is not supported"):
+        read_meta(folder)
+
+
+def test_move_aside_never_overwrites(tmp_path):
+    first = RunDir(tmp_path / "run")
+    assert first.move_aside() is None
+    moved = []
+    for text in ("a", "b"):
+        first.create(f"seed: {text}\n")
+        moved.append(first.move_aside())
+    assert not first.path.exists()
+    assert moved[0] != moved[1] and all(m.name.startswith("run.old-") for m in moved)
+    assert [(m / "config.yaml").read_text() for m in moved] == ["seed: a\n", "seed: b\n"]
+
+
+def test_metrics_log_grows_columns_truncates_and_reloads(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.create("")
+    log = MetricsLog(run, tensorboard=False)
+    log.log(10, {"a": 1})
+    log.log(20, {"b": np.float32(2.5)})
+    log.log(30, {"a": 3, "c": 4})
+    assert run.metrics_path.read_text() == "step,a,b,c\n10,1.0,,\n20,,2.5,\n30,3.0,,4.0\n"
+    reloaded = MetricsLog(run, tensorboard=False)
+    reloaded.truncate(20)
+    reloaded.log(25, {"d": 5})
+    assert run.metrics_path.read_text() == "step,a,b,c,d\n10,1.0,,,\n20,,2.5,,\n25,,,,5.0\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+
 from rlkit.catalog import AGENTS, ATTACKS, ENVS, accepted_kwargs, is_gym_id
 from rlkit.registry import Registry, UnknownNameError, close_matches, resolve, unknown_name_message
 
@@ -83,8 +84,8 @@ def test_resolve_dotted_attribute_and_passthrough():
 
 def test_builtin_catalog():
     assert {"sac", "td3", "ddpg", "ppo", "a2c", "drqv2"} <= set(AGENTS.names())
-    assert AGENTS.get("sac").extra == {"algo": "SAC", "backend": "sb3"}
-    assert AGENTS.get("drqv2").extra == {"backend": "native"}
+    assert AGENTS.get("sac").extra == {"algo": "SAC", "backend": "sb3", "action_spaces": ("Box",)}
+    assert AGENTS.get("drqv2").extra == {"backend": "native", "action_spaces": ("Box",)}
     assert "grid" in ENVS.names()
     assert {"bifurcation", "fgsm", "pgd", "random"} <= set(ATTACKS.names())
     assert is_gym_id("Pendulum-v1") and not is_gym_id("Pendulum-v9")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from rlkit.batch import Batch
 from rlkit.replay import ReplayBuffer
 
@@ -127,3 +130,39 @@ def test_same_generator_state_gives_same_batch(episodes):
     a = episodes.sample(5, np.random.default_rng(3), n_step=2)
     b = episodes.sample(5, np.random.default_rng(3), n_step=2)
     assert all(torch.equal(x, y) for x, y in zip(vars(a).values(), vars(b).values(), strict=True))
+
+
+def reference_nstep(rewards, terminated, truncated, start: int, n_step: int, gamma: float) -> tuple[float, float, int]:
+    """Plain-loop n-step return of logical transition ``start`` (oldest first lists)."""
+    total, discount, last = 0.0, 1.0, start
+    for k in range(n_step):
+        i = start + k
+        if i >= len(rewards):
+            break
+        total += discount * rewards[i]
+        discount *= gamma
+        last = i
+        if terminated[i]:
+            return total, 0.0, last
+        if truncated[i]:
+            break
+    return total, discount, last
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    capacity=st.integers(1, 8),
+    steps=st.lists(st.tuples(st.integers(-5, 5), st.sampled_from(["", "", "terminated", "truncated"])), min_size=1, max_size=20),
+    n_step=st.integers(1, 4),
+)
+def test_nstep_matches_reference_implementation(capacity, steps, n_step):
+    buffer = ReplayBuffer(capacity, (1,), (1,))
+    fill(buffer, [float(r) for r, _ in steps], {i: end for i, (_, end) in enumerate(steps) if end})
+    arrays = buffer.state_arrays()
+    stored = arrays["buffer_obs"][:, 0].astype(int).tolist()
+    assert stored == list(range(len(steps)))[-capacity:]
+    batch = buffer.sample(64, np.random.default_rng(0), n_step=n_step, gamma=GAMMA)
+    for obs, reward, discount, next_obs in zip(batch.obs[:, 0], batch.reward[:, 0], batch.discount[:, 0], batch.next_obs[:, 0], strict=True):
+        start = stored.index(int(obs))
+        total, disc, last = reference_nstep(arrays["buffer_reward"], arrays["buffer_terminated"], arrays["buffer_truncated"], start, n_step, GAMMA)
+        assert (float(reward), float(discount), float(next_obs)) == pytest.approx((total, disc, stored[last] + 0.5))

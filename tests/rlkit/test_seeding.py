@@ -7,8 +7,15 @@ import random
 
 import numpy as np
 import torch
+
 from rlkit.io import load_torch, save_torch
-from rlkit.seeding import generator_state, rng_state, seed_everything, set_generator_state, set_rng_state
+from rlkit.seeding import (
+    generator_state,
+    rng_state,
+    seed_everything,
+    set_generator_state,
+    set_rng_state,
+)
 
 
 def draws() -> tuple:

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import rlkit.loops.online
-import rlkit.loops.sb3
 import torch
 import yaml
+
+import rlkit.loops.online
+import rlkit.loops.sb3
 from rlkit.agents.sb3 import BUFFER_KEYS, SB3Agent
 from rlkit.cli import main
 from rlkit.config import ExperimentConfig, load_config
@@ -340,7 +341,7 @@ def test_native_resume_equals_training_in_one_go(drq_run, drq_resumed):
     assert torch.equal(second.agent.actor.net[0].weight, drq_run.agent.actor.net[0].weight)
 
 
-def test_native_resume_keeps_earlier_metrics_rows_verbatim(drq_resumed, tmp_path):
+def test_native_resume_keeps_earlier_metrics_rows_verbatim(drq_resumed):
     first, second = drq_resumed
     before = [r for r in metrics_rows(first.run, drop=()) if int(r["step"]) <= N]
     after = [r for r in metrics_rows(second.run, drop=()) if int(r["step"]) <= N]
@@ -429,23 +430,11 @@ def test_sb3_resume_keeps_the_checkpointed_replay_buffer(sac_resumed):
         np.testing.assert_array_equal(after[f"buffer_{key}"][:count], before[f"buffer_{key}"], err_msg=key)
 
 
-@pytest.mark.xfail(
-    reason="rlkit/loops/sb3.py _Hooks._on_step checkpoints from SB3's callback, which runs before "
-    "SB3 stores the step's transition (OffPolicyAlgorithm.collect_rollouts): checkpoint step_N "
-    "holds N-1 transitions, so every resume loses one",
-    strict=True,
-)
 def test_sb3_checkpoint_holds_every_transition(sac_resumed):
     assert sac_resumed["state"]["counters"]["num_timesteps"] == 150
     assert len(sac_resumed["arrays"]["buffer_rewards"]) == 150
 
 
-@pytest.mark.xfail(
-    reason="rlkit/loops/sb3.py: the step-N checkpoint is written inside SB3's callback, before the "
-    "gradient step(s) of step N; final/ (step N too) is written after them, so the two differ "
-    "and a resume skips that update",
-    strict=True,
-)
 def test_sb3_last_checkpoint_matches_final_model(sac_resumed):
     checkpoint, final = sac_resumed["state"], sac_resumed["final_state"]
     assert checkpoint["counters"] == final["counters"]

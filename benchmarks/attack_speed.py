@@ -1,0 +1,346 @@
+"""Speed of the 100-step bifurcation attack on a full-year hourly grid episode (CPU).
+
+The bifurcation-attack authors report about 23 minutes per 8,759-step CityLearn episode for
+their 100-step PGD on a GPU.  This benchmark attacks a 256x256 MLP policy (an SB3 SAC actor on
+the grid env's spaces: untrained, or trained with ``--run``) on ``GridBatteryEnv`` with
+``step_minutes=60, episode_days=365`` (8,760 steps), with the authors' myPGD settings
+(``make_attack("bifurcation", ...)`` defaults: 100 sign steps from 0.01, halved four times),
+eps = 0.05 linf inside the [0, 1] observation box, and measures in one run:
+
+a. one full-year episode attacked with the fast engine (numpy MLP gradients), one at a time;
+b. the autograd engine on a prefix of the same episode, interleaved chunk by chunk with the fast
+   engine on its own copy of the episode (same seed), so CPU contention hits both alike; the
+   autograd year is extrapolated from the prefix (per-step time x 8,760), and the two engines'
+   perturbed observations are compared step by step;
+c. E episodes at once in lock-step (``GridBatteryVectorEnv``, one attack call on the (E, n)
+   batch per step) for several E, against E = 1 on the same code path, again interleaved in
+   chunks; throughput is extrapolated from a prefix to full-year episodes.
+
+Run ``python -m benchmarks.attack_speed [--run RUN_DIR] [--quick]``.  BLAS/OpenMP threads are
+pinned to 1 (``--threads``) before numpy and torch are imported: on a shared 2-core machine
+multi-threaded BLAS made the small matmuls of this workload and the vector env's power flow many
+times slower.  Writes ``benchmarks/results/attack_speed.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _threads_from_argv(default: int = 1) -> int:
+    """The ``--threads`` value, read before numpy is imported (BLAS reads it at load time)."""
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            return int(sys.argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return default
+
+
+_THREADS = _threads_from_argv()
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, str(_THREADS))
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks.common import write_result  # noqa: E402
+from rlkit.attacks import AttackBudget, make_attack  # noqa: E402
+from rlkit.envs.grid import GridBatteryEnv, GridBatteryVectorEnv, GridEnvConfig  # noqa: E402
+from rlkit.policy import PolicyView  # noqa: E402
+
+AUTHORS_GPU_SECONDS = 23 * 60  # "about 23 min per 8,759-step episode on a GPU" (myPGD, 100 steps)
+AUTHORS_STEPS = 8759
+TARGET_SECONDS = 60.0
+EPS = 0.05
+
+
+def env_config(profiles: str) -> GridEnvConfig:
+    """The full-year hourly episode: 365 days from day 0 (8,760 steps).
+
+    Args:
+        profiles: "simbench" or "synthetic".
+    """
+    return GridEnvConfig(step_minutes=60, episode_days=365, start_day=0, profiles=profiles,
+                         initial_soc_noise=0.2)
+
+
+def build_policy(run: str | None, env: GridBatteryEnv) -> tuple[PolicyView, str]:
+    """The attacked policy view and a description of it.
+
+    Args:
+        run: an rlkit run directory with a trained policy for this env, or None for an untrained
+            SB3 SAC actor with net_arch [256, 256] on the env's spaces.
+        env: the benchmark env (for the spaces).
+    """
+    if run is not None:
+        from rlkit.loading import load_run
+
+        view = load_run(run).view
+        if view.action_kind != "continuous":
+            raise SystemExit("--run must hold a continuous-action policy for the grid env")
+        return view, f"trained policy from {run}"
+    from rlkit.agents.sb3 import SB3Agent
+    from rlkit.config import AgentConfig
+
+    config = AgentConfig(name="sac", net_arch=[256, 256], kwargs={"buffer_size": 1000})
+    agent = SB3Agent("SAC", config, spaces=(env.observation_space, env.action_space), seed=0)
+    return agent.policy_view(), "untrained SB3 SAC actor, net_arch [256, 256]"
+
+
+class Runner:
+    """Steps E lock-step episodes under an attack, a chunk at a time, timing everything.
+
+    Args:
+        name: label for the tables.
+        env: a ``GridBatteryEnv`` (E = 1) or ``GridBatteryVectorEnv`` (E copies).
+        view: the policy view.
+        engine: the attack's ``engine`` setting.
+        seed: reset seed (copy i of a vector env gets seed + i).
+        start_days: per-copy start days of a vector env (None: the config's).
+    """
+
+    def __init__(self, name: str, env: Any, view: PolicyView, engine: str, seed: int,
+                 start_days: list[int] | None = None) -> None:
+        """Reset the env and build the attack."""
+        self.name, self.env, self.view, self.engine = name, env, view, engine
+        self.vector = isinstance(env, GridBatteryVectorEnv)
+        self.episodes = env.num_envs if self.vector else 1
+        space = env.single_observation_space if self.vector else env.observation_space
+        budget = AttackBudget(EPS, low=space.low, high=space.high)
+        self.attack = make_attack("bifurcation", view, budget, engine=engine)
+        options = {"start_day": start_days} if start_days is not None else None
+        obs, _ = env.reset(seed=seed, options=options)
+        self.obs = np.asarray(obs, dtype=np.float32).reshape(self.episodes, -1)
+        self.t = 0
+        self.steps = 0
+        self.seconds = 0.0
+        self.attack_seconds = 0.0
+        self.fed: list[np.ndarray] = []
+        self.keep_fed = False
+
+    def advance(self, k: int) -> None:
+        """Run ``k`` more steps (all copies), timing the whole loop and the attack calls.
+
+        Args:
+            k: number of steps.
+        """
+        start = time.perf_counter()
+        for _ in range(k):
+            t0 = time.perf_counter()
+            fed = self.attack(torch.from_numpy(self.obs), t=self.t)
+            self.attack_seconds += time.perf_counter() - t0
+            if self.keep_fed:
+                self.fed.append(fed.numpy().copy())
+            with torch.no_grad():
+                action = self.view.squash(self.view(fed)).numpy()
+            if self.vector:
+                obs, _, _, _, _ = self.env.step(action)
+            else:
+                obs, _, term, trunc, _ = self.env.step(action[0])
+                if (term or trunc) and self.t + 1 < self.env_steps():
+                    raise RuntimeError("episode ended early")
+            self.obs = np.asarray(obs, dtype=np.float32).reshape(self.episodes, -1)
+            self.t += 1
+            self.steps += 1
+        self.seconds += time.perf_counter() - start
+
+    def env_steps(self) -> int:
+        """Steps in one episode."""
+        return int(self.env.episode_steps)
+
+    def figures(self, episode_steps: int) -> dict[str, Any]:
+        """Measured and full-episode-extrapolated timings.
+
+        Args:
+            episode_steps: steps in a full episode (for the extrapolation).
+        """
+        per_step = self.seconds / max(self.steps, 1)
+        episode_s = per_step * episode_steps
+        out = {
+            "engine": self.engine,
+            "episodes_in_batch": self.episodes,
+            "measured_steps": self.steps,
+            "measured_wall_s": round(self.seconds, 3),
+            "measured_attack_s": round(self.attack_seconds, 3),
+            "ms_per_step": round(1e3 * per_step, 4),
+            "attack_ms_per_step": round(1e3 * self.attack_seconds / max(self.steps, 1), 4),
+            "full_episode_s": round(episode_s, 2),
+            "extrapolated": self.steps < episode_steps,
+            "episodes_per_hour": round(3600 * self.episodes / episode_s, 2),
+        }
+        stats = getattr(self.attack, "engine_stats", {})
+        if stats.get("rows"):
+            out["gradients_computed_fraction"] = round(stats["gradient_rows"] / stats["rows"], 4)
+        return out
+
+
+def interleave(runners: list[Runner], steps: int, chunk: int) -> None:
+    """Advance every runner by ``steps`` in round-robin chunks (shared CPU load hits all alike).
+
+    Args:
+        runners: the runners.
+        steps: total steps each.
+        chunk: steps per turn.
+    """
+    done = 0
+    while done < steps:
+        k = min(chunk, steps - done)
+        for runner in runners:
+            runner.advance(k)
+        done += k
+
+
+def main() -> None:
+    """Run the benchmark, print the table and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", default=None, help="rlkit run dir with a trained grid policy")
+    parser.add_argument("--profiles", default="simbench", choices=["simbench", "synthetic"])
+    parser.add_argument("--autograd-steps", type=int, default=500,
+                        help="prefix measured with the autograd engine")
+    parser.add_argument("--batch-steps", type=int, default=400,
+                        help="prefix measured for each batch size")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--autograd-batch", type=int, default=64,
+                        help="also time the autograd engine at this batch size (0: skip)")
+    parser.add_argument("--threads", type=int, default=_THREADS,
+                        help="BLAS/OpenMP/torch threads (default 1)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: prefixes only (no full-year run), not for results")
+    parser.add_argument("--no-write", action="store_true", help="do not write the JSON")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+
+    config = env_config(args.profiles)
+    env = GridBatteryEnv(config)
+    view, policy_desc = build_policy(args.run, env)
+    steps = int(env.episode_steps)
+    probe = make_attack("bifurcation", view, AttackBudget(EPS), engine="auto")
+    if probe.plan is None:
+        raise SystemExit("the policy is not a plain MLP: the fast engine cannot serve it")
+
+    # warm-up: numba kernels of the env, first-call allocations
+    warm = Runner("warm-up", GridBatteryEnv(config), view, "fast", seed=99)
+    warm.advance(20)
+
+    # (a) one full-year episode, fast engine, one episode at a time
+    year_steps = 1000 if args.quick else steps
+    full = Runner("fast, full episode", env, view, "fast", seed=0)
+    full.advance(year_steps)
+    full_fig = full.figures(steps)
+    print(f"(a) fast engine: {full.steps} steps in {full.seconds:.1f} s "
+          f"-> {full_fig['full_episode_s']:.1f} s per episode")
+
+    # (b) autograd prefix, interleaved with the fast engine on the same episode
+    fast_b = Runner("fast, prefix", GridBatteryEnv(config), view, "fast", seed=0)
+    auto_b = Runner("autograd, prefix", GridBatteryEnv(config), view, "autograd", seed=0)
+    fast_b.keep_fed = auto_b.keep_fed = True
+    n_auto = min(args.autograd_steps, 100 if args.quick else args.autograd_steps)
+    interleave([fast_b, auto_b], n_auto, chunk=25)
+    diff = np.abs(np.concatenate(fast_b.fed) - np.concatenate(auto_b.fed))
+    auto_fig, fastb_fig = auto_b.figures(steps), fast_b.figures(steps)
+    ratio = auto_b.seconds / fast_b.seconds
+    attack_ratio = auto_b.attack_seconds / fast_b.attack_seconds
+    print(f"(b) autograd: {auto_b.steps} steps in {auto_b.seconds:.1f} s -> "
+          f"{auto_fig['full_episode_s']:.0f} s per episode (extrapolated); "
+          f"fast/autograd side by side: {ratio:.1f}x per step, {attack_ratio:.1f}x per attack call")
+
+    # (c) batching: E lock-step episodes per attack call vs one at a time
+    n_batch = min(args.batch_steps, 60 if args.quick else args.batch_steps)
+    runners = []
+    for e in args.batches:
+        venv = GridBatteryVectorEnv(e, config)
+        runners.append(Runner(f"fast E={e}", venv, view, "fast", seed=1000,
+                              start_days=[i % 2 for i in range(e)]))
+    if args.autograd_batch:
+        e = args.autograd_batch
+        venv = GridBatteryVectorEnv(e, config)
+        runners.append(Runner(f"autograd E={e}", venv, view, "autograd", seed=1000,
+                              start_days=[i % 2 for i in range(e)]))
+    for runner in runners:  # warm-up outside the timing (numba JIT for small batches)
+        runner.advance(3)
+        runner.steps, runner.seconds, runner.attack_seconds = 0, 0.0, 0.0
+        runner.attack.engine_stats.update(rows=0, gradient_rows=0)
+    interleave(runners, n_batch, chunk=20)
+    base = next((r for r in runners if r.engine == "fast" and r.episodes == 1), None)
+    batch_rows = []
+    for runner in runners:
+        fig = {"name": runner.name, **runner.figures(steps)}
+        if base is not None:
+            fig["throughput_speedup_vs_one_at_a_time"] = round(
+                fig["episodes_per_hour"] / base.figures(steps)["episodes_per_hour"], 2)
+        batch_rows.append(fig)
+
+    year_s = full_fig["full_episode_s"]
+    figures: dict[str, Any] = {
+        "episode_steps": steps,
+        "authors": {"seconds_per_episode_gpu": AUTHORS_GPU_SECONDS,
+                    "episode_steps": AUTHORS_STEPS,
+                    "note": "myPGD, 100 iterations, single sample, CityLearn, GPU (their paper's "
+                            "code); different simulator and hardware, for context only"},
+        "target_seconds_per_episode": TARGET_SECONDS,
+        "a_full_episode_fast": {**full_fig, "meets_target": bool(year_s < TARGET_SECONDS)},
+        "b_autograd_prefix": auto_fig,
+        "b_fast_same_prefix_interleaved": fastb_fig,
+        "b_speedup_fast_vs_autograd_per_step": round(ratio, 2),
+        "b_speedup_fast_vs_autograd_attack_only": round(attack_ratio, 2),
+        "b_autograd_full_episode_s_from_ratio": round(year_s * ratio, 1),
+        "b_max_abs_diff_fast_vs_autograd_obs": float(diff.max()),
+        "b_steps_with_any_difference": int((diff.max(axis=1) > 0).sum()),
+        "c_batching": batch_rows,
+        "speedup_vs_authors_gpu_episode": round(AUTHORS_GPU_SECONDS / year_s, 1),
+        "benchmark_wall_s": round(time.perf_counter() - t_start, 1),
+    }
+    cfg = {
+        "policy": policy_desc,
+        "env": config.model_dump(mode="json", exclude={"network"}) | {"network": str(config.network)},
+        "attack": {"name": "bifurcation", "eps": EPS, "norm": "linf", "bounds": [0.0, 1.0],
+                   "settings": {k: v for k, v in probe.settings.items() if k != "engine"}},
+        "threads": args.threads,
+        "quick": args.quick,
+        "prefix_steps": {"autograd": n_auto, "batching": n_batch,
+                         "full_episode_fast": year_steps},
+        "method": "one process; (b) and (c) interleaved in chunks of 25/20 steps so shared-CPU "
+                  "load affects the compared variants alike; times include env stepping and the "
+                  "policy's action; extrapolated = per-step time x episode steps",
+    }
+    _print_table(figures)
+    if not args.no_write:
+        path = write_result("attack_speed", figures, cfg)
+        print(f"wrote {path}")
+
+
+def _print_table(fig: dict[str, Any]) -> None:
+    """Print the headline figures and the batching table."""
+    a, b = fig["a_full_episode_fast"], fig["b_autograd_prefix"]
+    print()
+    print(f"{'variant':<34}{'steps':>7}{'ms/step':>10}{'s/episode':>11}{'ep/hour':>10}{'speed-up':>10}")
+    print("-" * 82)
+    print(f"{'authors, GPU (paper)':<34}{fig['authors']['episode_steps']:>7}"
+          f"{1e3 * fig['authors']['seconds_per_episode_gpu'] / fig['authors']['episode_steps']:>10.2f}"
+          f"{fig['authors']['seconds_per_episode_gpu']:>11.0f}"
+          f"{3600 / fig['authors']['seconds_per_episode_gpu']:>10.2f}{'':>10}")
+    print(f"{'(a) fast engine, full episode':<34}{a['measured_steps']:>7}{a['ms_per_step']:>10.2f}"
+          f"{a['full_episode_s']:>11.1f}{a['episodes_per_hour']:>10.1f}"
+          f"{fig['speedup_vs_authors_gpu_episode']:>9.1f}x")
+    print(f"{'(b) autograd engine (extrapolated)':<34}{b['measured_steps']:>7}{b['ms_per_step']:>10.2f}"
+          f"{b['full_episode_s']:>11.1f}{b['episodes_per_hour']:>10.1f}"
+          f"{'1/' + format(fig['b_speedup_fast_vs_autograd_per_step'], '.1f'):>10}")
+    for row in fig["c_batching"]:
+        name = f"(c) {row['name']}"
+        print(f"{name:<34}{row['measured_steps']:>7}{row['ms_per_step']:>10.2f}"
+              f"{row['full_episode_s']:>11.1f}{row['episodes_per_hour']:>10.1f}"
+              f"{row.get('throughput_speedup_vs_one_at_a_time', float('nan')):>9.2f}x")
+    print(f"target < {fig['target_seconds_per_episode']:.0f} s per episode: "
+          f"{'met' if a['meets_target'] else 'NOT met'}; fast vs autograd max |diff| = "
+          f"{fig['b_max_abs_diff_fast_vs_autograd_obs']:.2e}")
+
+
+if __name__ == "__main__":
+    main()
