@@ -26,12 +26,12 @@ from torch import nn
 from .bifurcation import Bifurcation
 from .budget import AttackBudget, BoundBudget
 from .fastgrad import (
+    DistanceGrad,
+    GroupMaxGrad,
+    LogitsGrad,
     OutputGrad,
     bifurcation_continuous_grad,
-    bifurcation_discrete_grad,
     compile_policy,
-    difference_of_logits_grad,
-    distance_grad,
     fast_fgsm,
     fast_pgd,
 )
@@ -302,6 +302,9 @@ class GradientAttack(Attack):
                                  "ObsNormalizer, then Linear/ReLU/Tanh layers); use "
                                  "engine='auto' to fall back to autograd")
         self.engine_stats: dict[str, int] = {"fast_calls": 0, "autograd_calls": 0}
+        #: PGD backend of the fast engine: "auto" (numba when installed, for linf budgets),
+        #: "numba" or "numpy" (see :func:`rlkit.attacks.fastgrad.choose_backend`)
+        self.fast_backend = "auto"
 
     def objective(self, obs: torch.Tensor, t: torch.Tensor | None) -> Objective:
         """Return the per-sample loss to maximise for clean batch ``obs`` at times ``t``."""
@@ -345,7 +348,8 @@ class GradientAttack(Attack):
                             iterations=s["iterations"], random_start=random_start,
                             decay_every=s["decay_every"], decay_rate=s["decay_rate"],
                             decay_schedule=s["decay_schedule"], clip_in_loop=s["clip_in_loop"],
-                            generator=self.generator_for(obs), stats=self.engine_stats)
+                            generator=self.generator_for(obs), backend=self.fast_backend,
+                            stats=self.engine_stats)
         self.engine_stats["autograd_calls"] += 1
         objective = self.objective(obs, t)
         if self.method == "fgsm":
@@ -388,8 +392,8 @@ class UntargetedAttack(GradientAttack):
         """Output gradient of the untargeted loss around the clean outputs (``t`` unused)."""
         clean = self.clean_output(obs)
         if self.action_kind == "discrete":
-            return difference_of_logits_grad(clean.argmax(dim=-1).numpy())
-        return distance_grad(clean.numpy(), self.settings["loss"])
+            return LogitsGrad(clean.argmax(dim=-1).numpy())
+        return DistanceGrad(clean.numpy(), self.settings["loss"])
 
 
 class FGSMAttack(UntargetedAttack):
@@ -452,8 +456,8 @@ class TargetedAttack(GradientAttack):
         """Output gradient of the targeted loss for ``obs`` at times ``t``."""
         target = self.target(t, self.clean_output(obs))
         if self.action_kind == "discrete":
-            return difference_of_logits_grad(target.numpy(), sign=-1.0)
-        return distance_grad(target.numpy(), self.settings["loss"], sign=-1.0)
+            return LogitsGrad(target.numpy(), sign=-1.0)
+        return DistanceGrad(target.numpy(), self.settings["loss"], sign=-1.0)
 
 
 class BifurcationAttack(GradientAttack):
@@ -503,7 +507,7 @@ class BifurcationAttack(GradientAttack):
         s = self.settings
         if self.action_kind == "discrete":
             split = bins // 2 if s["split"] is None else int(s["split"])
-            return bifurcation_discrete_grad(label[:, 0].numpy(), split, sign=sign)
+            return GroupMaxGrad(label[:, 0].numpy(), split, sign=sign)
         return bifurcation_continuous_grad(label.numpy(), float(s["m1"]), float(s["m2"]),
                                            sign=sign)
 

@@ -33,7 +33,6 @@ Only 2-D observation batches on the CPU are handled.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -157,7 +156,7 @@ class MLPPlan:
         """Store the op list and whether the input is cast to float32."""
         self.ops = ops
         self.float32_input = float32_input
-        self._packed: tuple[tuple, Any] | None = None
+        self._packed: tuple[np.ndarray, ...] | None = None  # numba's flat weights
 
     def __repr__(self) -> str:
         """The op kinds in order."""
@@ -196,11 +195,7 @@ class MLPPlan:
                             float(module.clip)))
             else:
                 ops.append((kind, None, None, 0.0))
-        # the numba kernel reads flat copies; rebuild them only when a tensor changed
-        key = tuple((id(t), t._version, t.data_ptr()) for t in tensors)
-        if self._packed is None or self._packed[0] != key:
-            self._packed = (key, None)
-        return MLPEngine(ops, np.dtype(str(dtype).removeprefix("torch.")), plan=self, key=key)
+        return MLPEngine(ops, np.dtype(str(dtype).removeprefix("torch.")), plan=self)
 
 
 def compile_policy(policy: Any) -> MLPPlan | None:
@@ -375,15 +370,14 @@ class MLPEngine:
             relu/tanh without arrays.
         dtype: the parameters' dtype (computation runs in it, as in torch).
         plan: the plan that made the engine (caches the numba kernel's flat weights).
-        key: identity of the parameter versions the ops were read from.
     """
 
     def __init__(self, ops: list[tuple[int, Any, Any, float]], dtype: np.dtype,
-                 plan: MLPPlan | None = None, key: tuple = ()) -> None:
+                 plan: MLPPlan | None = None) -> None:
         """Store the ops and the compute dtype; split off the trailing linear layers."""
         self.ops = ops
         self.dtype = dtype
-        self._plan, self._key = plan, key
+        self._plan = plan
         last = max((i for i, op in enumerate(ops) if op[0] != _LINEAR), default=-1)
         self.head, self.tail = ops[:last + 1], ops[last + 1:]
         self._tail_cache: tuple[ConstantGrad, np.ndarray] | None = None
@@ -459,47 +453,74 @@ class MLPEngine:
         return self._backward(g, self.ops, tape).astype(x.dtype, copy=False)
 
     def packed(self) -> tuple[np.ndarray, ...]:
-        """Flat arrays for the numba kernel: codes, in/out sizes, offsets, clips, W, W^T, other
-        parameters (cached on the plan until a parameter changes)."""
+        """Flat arrays for the numba kernel: codes, in/out sizes, offsets, clips, W, W^T and the
+        other parameters.
+
+        W and W^T are cached on the plan and reused while the weights compare equal (a
+        comparison is far cheaper than the transposed copy, and it also catches writes that
+        bypass torch's version counter, such as ``param.data``).
+        """
         plan = self._plan
-        if plan is not None and plan._packed is not None and plan._packed[0] == self._key \
-                and plan._packed[1] is not None:
-            return plan._packed[1]
+        cached = plan._packed if plan is not None else None
+        if cached is None or not self._weights_match(cached):
+            cached = self._pack_weights()
+            if plan is not None:
+                plan._packed = cached
+        codes, din, dout, woff, clips, wbuf, wtbuf = cached
+        poff = np.full(len(self.ops), -1, np.int64)
+        parts, size = [], 0
+        for i, (kind, a, b, _) in enumerate(self.ops):
+            if kind == _LINEAR and b is not None:
+                new = [b.ravel()]
+            elif kind == _AFFINE:  # mean, then std
+                new = [np.broadcast_to(a, (din[i],)).ravel(), np.broadcast_to(b, (din[i],)).ravel()]
+            else:
+                continue
+            poff[i] = size
+            parts += new
+            size += sum(p.size for p in new)
+        pbuf = np.concatenate(parts).astype(self.dtype) if parts else np.zeros(1, self.dtype)
+        return codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf
+
+    def _weights_match(self, cached: tuple[np.ndarray, ...]) -> bool:
+        """Whether ``cached`` (from :meth:`_pack_weights`) holds this engine's weights."""
+        codes, _, _, woff, _, wbuf, _ = cached
+        if len(codes) != len(self.ops) or wbuf.dtype != self.dtype:
+            return False
+        for i, (kind, a, _, _) in enumerate(self.ops):
+            if codes[i] != kind:
+                return False
+            if kind == _LINEAR:
+                part = wbuf[woff[i]:woff[i] + a.size]
+                if part.size != a.size or not (a.ravel() == part).all():
+                    return False
+        return True
+
+    def _pack_weights(self) -> tuple[np.ndarray, ...]:
+        """Codes, in/out sizes, weight offsets, clips, flat W and flat W^T of the ops."""
         n = len(self.ops)
         codes, din, dout = (np.zeros(n, np.int64) for _ in range(3))
-        woff, poff = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+        woff = np.full(n, -1, np.int64)
         clips = np.zeros(n, np.float64)
-        ws, wts, ps = [], [], []
-        wsize = psize = 0
-        width = None
-        for i, (kind, a, b, c) in enumerate(self.ops):
+        ws, wts = [], []
+        size, width = 0, None
+        for i, (kind, a, _, c) in enumerate(self.ops):
             codes[i] = kind
             if kind == _LINEAR:
                 dout[i], din[i] = a.shape
-                woff[i] = wsize
+                woff[i] = size
                 ws.append(a.ravel())
-                wts.append(np.ascontiguousarray(a.T).ravel())
-                wsize += a.size
-                if b is not None:
-                    poff[i] = psize
-                    ps.append(b.ravel())
-                    psize += b.size
+                wts.append(a.T.ravel())
+                size += a.size
             elif kind == _AFFINE:
-                size = a.size if width is None else width
-                din[i] = dout[i] = size
-                poff[i] = psize
-                ps += [np.broadcast_to(a, (size,)).ravel(), np.broadcast_to(b, (size,)).ravel()]
-                psize += 2 * size
+                din[i] = dout[i] = a.size if width is None else width
                 clips[i] = c
             else:
                 din[i] = dout[i] = -1  # elementwise: the width of the previous op
             width = dout[i] if dout[i] > 0 else width
-        dt = self.dtype
-        cat = lambda parts: np.concatenate(parts).astype(dt) if parts else np.zeros(1, dt)  # noqa: E731
-        packed = (codes, din, dout, woff, poff, clips, cat(ws), cat(wts), cat(ps))
-        if plan is not None:
-            plan._packed = (self._key, packed)
-        return packed
+        wbuf = np.concatenate(ws).astype(self.dtype, copy=False)
+        wtbuf = np.concatenate(wts).astype(self.dtype, copy=False)
+        return codes, din, dout, woff, clips, wbuf, wtbuf
 
 
 # --------------------------------------------------------------------------- numba kernel

@@ -2,6 +2,8 @@
 
 rl-zoo reports about -157 at 20k steps. Trains ``configs/gym/pendulum_sac.yaml`` through the
 rlkit CLI code path for 3 seeds, then writes benchmarks/results/sac_pendulum.json and a curve PNG.
+The curve evaluates 5 fixed episodes every 2k steps; the final figure is the clean evaluation of
+the final model over 50 episodes (eval.json), since 5 episodes of Pendulum vary by +-40.
 
     python -m benchmarks.sac_pendulum [--seeds 0 1 2] [--steps 20000]
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
 
 import matplotlib
@@ -38,12 +41,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--out", default="benchmarks/runs/sac_pendulum")
+    parser.add_argument("--final-episodes", type=int, default=50)
     args = parser.parse_args()
     curves, finals = {}, {}
     for seed in args.seeds:
-        run = train(CONFIG, [f"seed={seed}", f"train.total_steps={args.steps}", f"run.dir={args.out}/seed{seed}", "train.progress=false"])
+        overrides = [f"seed={seed}", f"train.total_steps={args.steps}", f"run.dir={args.out}/seed{seed}", "train.progress=false", f"eval.episodes={args.final_episodes}"]
+        run = train(CONFIG, overrides)
         curves[seed] = eval_curve(run.path)
-        finals[seed] = curves[seed][-1][1]
+        finals[seed] = json.loads(run.eval_path.read_text())["return_mean"]
         print(f"seed {seed}: final eval return {finals[seed]:.1f}")
     mean_final = float(np.mean(list(finals.values())))
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -65,6 +70,8 @@ def main() -> None:
         "passed": bool(all(v >= TARGET for v in finals.values())),
         "curves": {str(k): v for k, v in curves.items()},
     }
+    figures["curve_eval_episodes"] = 5
+    figures["final_eval_episodes"] = args.final_episodes
     write_result("sac_pendulum", figures, {"config": str(CONFIG.name), "steps": args.steps, "seeds": args.seeds})
     print(f"mean final eval return {mean_final:.1f} (target >= {TARGET}); passed={figures['passed']}")
 

@@ -37,7 +37,10 @@ def prepare_run(config: ExperimentConfig, run_path: Path, fresh: bool) -> tuple[
         run.move_aside()
     resume = None
     if run.config_path.is_file():
-        previous = yaml_load(run.config_path.read_text()) or {}
+        try:  # compare as validated configs, so fields added since then take their defaults
+            previous = ExperimentConfig.model_validate(yaml_load(run.config_path.read_text()) or {}).model_dump(mode="json")
+        except ValueError:
+            previous = {}
         current = config.model_dump(mode="json")
         changed = [k for k in current if k not in RESUMABLE_SECTIONS and previous.get(k) != current[k]]
         if changed:

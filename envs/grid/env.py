@@ -99,6 +99,7 @@ class GridBatteryEnv(gym.Env):
         self.feature_names: list[str] = list(self.core.feature_names)
         self.obs_groups: dict[str, slice] = dict(self.core.obs_groups)
         self.episode_steps = self.core.T
+        self.steps_per_day = self.core.steps_per_day
         self._needs_reset = True
 
     @property
