@@ -28,8 +28,8 @@ class GymnasiumVecEnv(VecEnv):
         mode = venv.metadata.get("autoreset_mode")
         if mode != AutoresetMode.SAME_STEP:
             raise ValueError(f"GymnasiumVecEnv needs autoreset_mode SAME_STEP, the env has {mode}")
+        self.venv = venv  # before VecEnv.__init__, which reads render_mode through get_attr
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
-        self.venv = venv
         self._actions: np.ndarray | None = None
         self._returns = np.zeros(venv.num_envs)
         self._lengths = np.zeros(venv.num_envs, dtype=int)

@@ -9,12 +9,13 @@ allowed. The field descriptions below double as the CLI help (``rlkit help-confi
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rlkit.registry import close_matches
 
@@ -121,6 +122,16 @@ class AttackConfig(Strict):
     stealth: bool = Field(True, description="compute stealth statistics (MMD, KS, first differences)")
     permutations: int = Field(1000, ge=10, description="permutations of the MMD test (the paper used 10,000)")
     plot_features: int = Field(3, ge=0, description="perturbed features shown in the time-series plot")
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> AttackConfig:
+        keys = [a.key for a in self.attacks]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise ValueError(f"attacks {repeated} appear more than once: give each a distinct 'label'")
+        if any(not math.isfinite(e) for e in [*self.eps, *(x for a in self.attacks for x in (a.eps or []))]):
+            raise ValueError("budgets must be finite")
+        return self
 
 
 class ExperimentConfig(Strict):
@@ -262,7 +273,7 @@ def describe_error(err: dict[str, Any], source: str, model: type[BaseModel] | No
     :param prefix: dotted prefix of ``model`` inside the whole config.
     """
     loc = err.get("loc", ())
-    dotted = prefix + ".".join(str(p) for p in loc)
+    dotted = (prefix + ".".join(str(p) for p in loc)).rstrip(".") or "(top level)"
     kind = err.get("type", "")
     given = err.get("input")
     if kind == "extra_forbidden":
@@ -274,6 +285,8 @@ def describe_error(err: dict[str, Any], source: str, model: type[BaseModel] | No
     if kind == "missing":
         return f"{source}: key {dotted!r} is required"
     allowed = err.get("msg", "")
+    if isinstance(given, dict | list):  # a whole section failed a cross-field check
+        return f"{source}: key {dotted!r}: {allowed.removeprefix('Value error, ')}"
     return f"{source}: key {dotted!r}: given {given!r}; {allowed[0].lower() + allowed[1:] if allowed else 'invalid'}"
 
 
@@ -334,8 +347,8 @@ def parse_eps(text: str) -> list[float]:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"--eps {text!r}: expected comma-separated numbers, e.g. 0.01,0.03,0.05") from None
-    if not values or any(v < 0 for v in values):
-        raise ConfigError(f"--eps {text!r}: expected one or more budgets >= 0")
+    if not values or any(not math.isfinite(v) or v < 0 for v in values):
+        raise ConfigError(f"--eps {text!r}: expected one or more finite budgets >= 0")
     return values
 
 

@@ -94,6 +94,11 @@ class GridEnvConfig(BaseModel):
     reward_weights: RewardWeights = Field(
         default_factory=RewardWeights, description="Weights of the reward terms."
     )
+    reward_baseline: Literal["none", "no_battery"] = Field(
+        "none",
+        description="'no_battery': reward cost and voltage terms relative to the same step without batteries "
+        "(savings; same optimal policy, far less variance; needs counterfactual=True); 'none': absolute.",
+    )
     v_min: float = Field(0.95, gt=0, description="Lower voltage band limit (pu).")
     v_max: float = Field(1.05, gt=0, description="Upper voltage band limit (pu).")
     backend: Literal["zbus", "pandapower"] = Field(

@@ -424,6 +424,10 @@ class GridCore:
         self.p_imp_last = p_imp
         conv_b = conv[:B]
         reward = -(w.cost * cost[:B] + w.voltage * depth[:B])
+        if cfg.reward_baseline == "no_battery" and cfg.counterfactual:
+            # subtract what the feeder would have cost without batteries: an offset the policy
+            # cannot change (same optimum), which removes the load's variance from the return
+            reward = reward + w.cost * cost[B:] + w.voltage * depth[B:]
         if w.losses:
             reward -= w.losses * losses[:B] * dt
         if w.ramping:

@@ -68,7 +68,9 @@ class GridBatteryEnv(gym.Env):
              + w_losses * P_loss * dt + w_ramping * |P_import - P_import_prev|
              + w_throughput * sum|p_batt| * dt ) - w_nonconvergence * [not converged]
 
-    Exported power earns nothing. Ramping is 0 on the first step of an episode.
+    Exported power earns nothing. Ramping is 0 on the first step of an episode. With
+    ``reward_baseline="no_battery"`` the cost and voltage terms of the same step without batteries
+    are added back, so the reward is the saving the batteries make (same optimal policy).
 
     **Info** every step: ``cost``, ``net_import_mw``, ``losses_mw``, ``vmin``, ``vmax``,
     ``n_violations``, ``violation_depth``, ``max_line_loading`` (%), ``converged``,
