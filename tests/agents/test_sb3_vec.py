@@ -102,11 +102,6 @@ def test_ppo_learns_on_the_vector_grid():
         torch.set_num_threads(before)
 
 
-@pytest.mark.xfail(
-    reason="GymnasiumVecEnv.__init__ calls VecEnv.__init__ (which calls get_attr('render_mode')) before "
-    "self.venv is set, so get_attr raises AttributeError and SB3 warns on every construction",
-    strict=True,
-)
 def test_construction_reads_render_mode_without_warning():
     import warnings
 

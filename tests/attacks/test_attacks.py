@@ -7,6 +7,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
+
 from rlkit.attacks import (
     ATTACKS,
     AttackBudget,
@@ -16,7 +18,6 @@ from rlkit.attacks import (
     pgd,
     step_schedule,
 )
-from torch import nn
 
 
 def linear_policy(weight: torch.Tensor, bias: float = 0.0) -> nn.Linear:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
 from rlkit.attacks import (
     AttackBudget,
     Bifurcation,
@@ -12,7 +14,6 @@ from rlkit.attacks import (
     bifurcate_discrete,
     make_attack,
 )
-from torch import nn
 
 W = torch.tensor([[0.5, -1.0, 2.0, 0.0, -0.25]])
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.distributions import Categorical, Normal, kl_divergence
+
 from rlkit.attacks import (
     action_distance,
     categorical_kl,
@@ -11,7 +13,6 @@ from rlkit.attacks import (
     gaussian_kl,
     group_difference_logits,
 )
-from torch.distributions import Categorical, Normal, kl_divergence
 
 
 def test_difference_of_logits_known_values() -> None:

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+
 from rlkit.attacks.stealth import (
     FeatureKS,
     FirstDiffResult,

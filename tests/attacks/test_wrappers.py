@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from torch import nn
+
 from rlkit.attacks import (
     AttackBudget,
     AttackedObservation,
     AttackedVectorObservation,
     make_attack,
 )
-from torch import nn
 
 
 class CounterEnv(gym.Env):

@@ -1,4 +1,4 @@
-"""Shared fixtures of the rlkit foundation tests: config files and one torch thread."""
+"""Shared fixtures of the rlkit foundation tests: config files."""
 
 from __future__ import annotations
 
@@ -7,17 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import yaml
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks on a busy 2-core machine: one intra-op thread is faster and steadier."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def minimal_config(run_dir: Path, **sections: Any) -> dict[str, Any]:

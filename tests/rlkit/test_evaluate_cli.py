@@ -248,12 +248,6 @@ def test_no_run_dir_and_no_model(capsys):
     assert "run directory" in error_line(capsys)
 
 
-@pytest.mark.xfail(
-    reason="parse_eps (rlkit/config.py) rejects only v < 0, so 'inf'/'nan' pass; AttackBudget then raises a "
-    "bare ValueError inside evaluate_attacks and main() lets the traceback escape instead of exit 2",
-    strict=True,
-    raises=ValueError,
-)
 @pytest.mark.parametrize("eps", ["inf", "nan"])
 def test_non_finite_eps_exits_2(run_dir, attack_yaml, tmp_path, capsys, eps):
     capsys.readouterr()

@@ -1,4 +1,4 @@
-"""Fixtures of the agent tests."""
+"""Fixtures shared by every test package."""
 
 from __future__ import annotations
 

@@ -1,0 +1,390 @@
+"""The fast (autograd-free) engine of the gradient attacks agrees with autograd."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from rlkit.agents.sb3 import SB3Agent
+from rlkit.attacks import AttackBudget, attack_settings, make_attack
+from rlkit.attacks.bifurcation import bifurcate_continuous, bifurcate_discrete
+from rlkit.attacks.fastgrad import (
+    ConstantGrad,
+    DistanceGrad,
+    GroupMaxGrad,
+    LogitsGrad,
+    choose_backend,
+    compile_policy,
+    fast_pgd,
+    numba_available,
+)
+from rlkit.attacks.losses import action_distance, difference_of_logits, group_difference_logits
+from rlkit.config import AgentConfig
+from rlkit.policy import ObsNormalizer, PolicyView
+
+N_IN = 6
+BACKENDS = ["numpy", "numba"] if numba_available() else ["numpy"]
+
+
+def mlp64(n_out: int, seed: int, act: type[nn.Module] = nn.ReLU,
+          normalizer: bool = False) -> nn.Sequential:
+    """A random float64 MLP N_IN -> 16 -> 16 -> n_out (optionally behind an ObsNormalizer)."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Linear(N_IN, 16), act(), nn.Linear(16, 16), act(),
+                               nn.Linear(16, n_out)]
+    if normalizer:
+        rng = np.random.default_rng(seed)
+        layers.insert(0, ObsNormalizer(rng.uniform(0.3, 0.7, N_IN), rng.uniform(0.01, 0.05, N_IN),
+                                       clip=2.0))
+    return nn.Sequential(*layers).double()
+
+
+def budgets() -> dict[str, AttackBudget]:
+    """Budgets with masks, scales and bounds, linf and l2."""
+    mask = np.array([1, 1, 0, 1, 1, 1.0])
+    scale = np.array([1, 0.5, 1, 2, 0.1, 1.0])
+    return {
+        "linf": AttackBudget(0.05),
+        "linf_masked_bounded": AttackBudget(0.08, mask=mask, scale=scale, low=0.0, high=1.0),
+        "linf_feature_bounds": AttackBudget(0.2, low=np.full(N_IN, 0.1), high=np.full(N_IN, 0.8)),
+        "l2_masked": AttackBudget(0.1, norm="l2", mask=mask, scale=scale, low=0.0, high=1.0),
+    }
+
+
+CASES = [
+    ("fgsm", "continuous", {"loss": "mse"}),
+    ("fgsm", "discrete", {}),
+    ("pgd", "continuous", {"loss": "mse"}),
+    ("pgd", "continuous", {"loss": "mae"}),
+    ("pgd", "continuous", {"loss": "huber"}),
+    ("pgd", "discrete", {}),
+    ("targeted_pgd", "continuous", {"target": 0.3, "loss": "mse"}),
+    ("targeted_pgd", "continuous",
+     {"target": lambda t: torch.stack([t % 3 - 1.0, -(t % 2) * 0.5], -1).double(), "loss": "huber"}),
+    ("targeted_pgd", "discrete", {"target": 2}),
+    ("bifurcation", "continuous", {}),
+    ("bifurcation", "continuous", {"m1": 2.0, "b1": -1.0, "m2": -2.0, "b2": 1.0}),
+    ("bifurcation", "discrete", {}),
+    ("bifurcation", "discrete", {"split": 1}),
+    ("bifurcation_toggle", "continuous", {}),
+    ("bifurcation_toggle", "discrete", {}),
+]
+
+
+def run_both(name: str, kind: str, extra: dict, budget: AttackBudget, seed: int,
+             backend: str = "auto", **more: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fast, autograd) perturbations of one random batch by equally seeded attacks."""
+    policy = mlp64(5 if kind == "discrete" else 2, seed, normalizer=seed % 2 == 1)
+    obs = torch.from_numpy(np.random.default_rng(seed).uniform(0, 1, (7, N_IN)))
+    t = torch.arange(7) + seed
+    settings_ = {"action_kind": kind, **extra, **more}
+    if "iterations" in attack_settings(name):
+        settings_.setdefault("iterations", 12)
+        settings_.setdefault("decay_every", 4)
+    if "seed" in attack_settings(name):
+        settings_["seed"] = seed
+    fast = make_attack(name, policy, budget, engine="fast", **settings_)
+    fast.fast_backend = backend if budget.norm == "linf" else "auto"  # numba: linf only
+    slow = make_attack(name, policy, budget, engine="autograd", **settings_)
+    out_fast, out_slow = fast(obs, t=t), slow(obs, t=t)
+    assert fast.engine_stats["fast_calls"] == 1 and slow.engine_stats["autograd_calls"] == 1
+    return out_fast, out_slow
+
+
+# ----------------------------------------------------------------------------- agreement
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("name", "kind", "extra"), CASES)
+def test_fast_matches_autograd(name: str, kind: str, extra: dict, backend: str) -> None:
+    for i, (label, budget) in enumerate(budgets().items()):
+        for seed in (i, i + 11):
+            fast, slow = run_both(name, kind, extra, budget, seed, backend)
+            assert fast.dtype == slow.dtype == torch.float64
+            if budget.norm == "linf":  # same elementwise operations: identical iterates
+                assert torch.equal(fast, slow), (label, seed)
+            else:  # norms are summed in another order
+                torch.testing.assert_close(fast, slow, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_authors_settings_random_start_and_no_clip_in_loop(backend: str) -> None:
+    budget = budgets()["linf_masked_bounded"]
+    for extra in ({"clip_in_loop": False}, {"random_start": True},
+                  {"decay_schedule": "standard", "step_size": 0.02}):
+        for name, kind in (("bifurcation", "continuous"), ("bifurcation", "discrete"),
+                           ("pgd", "continuous")):
+            fast, slow = run_both(name, kind, extra, budget, 3, backend, iterations=30,
+                                  decay_every=7)
+            assert torch.equal(fast, slow), (name, kind, extra)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), eps=st.floats(0.001, 0.3),
+       kind=st.sampled_from(["continuous", "discrete"]), toggle=st.booleans())
+def test_bifurcation_property(seed: int, eps: float, kind: str, toggle: bool) -> None:
+    budget = AttackBudget(eps, scale=np.linspace(0.1, 1, N_IN), low=0.0, high=1.0)
+    name = "bifurcation_toggle" if toggle else "bifurcation"
+    fast, slow = run_both(name, kind, {}, budget, seed, iterations=20, decay_every=5)
+    assert torch.equal(fast, slow)
+
+
+# ----------------------------------------------------------------------------- gradients, ties
+def engine_grad(policy: nn.Module, x: torch.Tensor, out_grad: object) -> torch.Tensor:
+    """The fast engine's input gradient of ``policy`` at ``x``."""
+    engine = compile_policy(policy).engine()
+    return torch.from_numpy(engine.input_gradient(x.numpy(), out_grad))
+
+
+def autograd_grad(policy: nn.Module, x: torch.Tensor, loss: object) -> torch.Tensor:
+    """Autograd's input gradient of ``loss(policy(x)).sum()``."""
+    x = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss(policy(x)).sum(), x)
+    return grad
+
+
+def tied_policy() -> nn.Sequential:
+    """Logits with exact ties: output rows 0=1 and 3=4=5 are copies."""
+    net = mlp64(6, 5)
+    with torch.no_grad():
+        last = net[-1]
+        last.weight[1], last.bias[1] = last.weight[0], last.bias[0]
+        for i in (4, 5):
+            last.weight[i], last.bias[i] = last.weight[3], last.bias[3]
+    return net
+
+
+def test_amax_ties_split_evenly_like_torch() -> None:
+    net = tied_policy()
+    x = torch.from_numpy(np.random.default_rng(0).uniform(0, 1, (20, N_IN)))
+    z = net(x).detach()
+    for split in (2, 3):
+        label = bifurcate_discrete(z, split).argmax(-1)
+        for sign in (1.0, -1.0):
+            ours = engine_grad(net, x, GroupMaxGrad(label[:, 0].numpy(), split, sign))
+            ref = autograd_grad(net, x, lambda out, lab=label, s=split, g=sign: g *
+                                group_difference_logits(bifurcate_discrete(out, s), lab))
+            torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
+    for label in (torch.zeros(20, dtype=torch.long), torch.full((20,), 2)):
+        ours = engine_grad(net, x, LogitsGrad(label.numpy()))
+        ref = autograd_grad(net, x, lambda out, lab=label: difference_of_logits(out, lab))
+        torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pgd_with_tied_logits(backend: str) -> None:
+    net = tied_policy()  # the ties hold at every input, so every iteration meets them
+    x = torch.from_numpy(np.random.default_rng(4).uniform(0, 1, (5, N_IN)))
+    budget = AttackBudget(0.05, low=0.0, high=1.0)
+    for name, extra in (("bifurcation", {"split": 3}), ("bifurcation_toggle", {"split": 2}),
+                        ("pgd", {}), ("targeted_pgd", {"target": 4})):
+        kw = {"action_kind": "discrete", "iterations": 20, "decay_every": 5, **extra}
+        fast = make_attack(name, net, budget, engine="fast", **kw)
+        fast.fast_backend = backend
+        slow = make_attack(name, net, budget, engine="autograd", **kw)
+        assert torch.equal(fast(x, t=3), slow(x, t=3)), name
+
+
+def test_single_logit_is_rejected_like_autograd() -> None:
+    net = mlp64(1, 0)
+    for engine in ("fast", "autograd"):
+        attack = make_attack("pgd", net, AttackBudget(0.1), action_kind="discrete",
+                             engine=engine, iterations=2)
+        with pytest.raises(ValueError, match="at least 2 logits"):
+            attack(torch.rand(2, N_IN, dtype=torch.float64))
+
+
+def test_relu_at_zero_and_clamp_boundary_like_torch() -> None:
+    lin = nn.Linear(2, 3).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, -1.0], [0.5, 0.25], [-1.0, 2.0]]))
+        lin.bias.zero_()
+    norm = ObsNormalizer(np.zeros(2), np.ones(2), clip=1.0).double()
+    with torch.no_grad():
+        norm.std.fill_(2.0)  # u = x / 2: x = +-2 sits on the clamp boundary, |x| > 2 outside
+    net = nn.Sequential(norm, lin, nn.ReLU(), nn.Linear(3, 1).double())
+    x = torch.tensor([[0.7, 0.7], [2.0, -2.0], [2.5, 0.3], [-2.0, 1.0], [0.0, 0.0]],
+                     dtype=torch.float64)  # row 0: the first ReLU input is exactly 0
+    target = torch.zeros(5, 1, dtype=torch.float64)
+    for kind in ("mse", "mae", "huber"):
+        ours = engine_grad(net, x, DistanceGrad(target.numpy() + 0.1, kind))
+        ref = autograd_grad(net, x, lambda out, k=kind: action_distance(out, target + 0.1, k))
+        torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
+    ours = engine_grad(net, x, ConstantGrad(np.ones((5, 1))))
+    ref = autograd_grad(net, x, lambda out: out[:, 0])
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
+    assert ref[2, 0] == 0  # clamped feature: no gradient
+
+
+def test_tanh_and_continuous_groups() -> None:
+    net = mlp64(3, 4, act=nn.Tanh, normalizer=True)
+    x = torch.from_numpy(np.random.default_rng(1).uniform(0, 1, (9, N_IN)))
+    label = bifurcate_continuous(net(x).detach(), 2.0, -1.0, -2.0, 1.0).argmax(-1)
+    from rlkit.attacks.fastgrad import bifurcation_continuous_grad
+
+    ours = engine_grad(net, x, bifurcation_continuous_grad(label.numpy(), 2.0, -2.0))
+    ref = autograd_grad(net, x, lambda out: group_difference_logits(
+        bifurcate_continuous(out, 2.0, -1.0, -2.0, 1.0), label))
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
+
+
+# ----------------------------------------------------------------------------- SB3 policies
+def sb3_view(algo: str, discrete: bool = False, **kwargs: object) -> PolicyView:
+    """A small untrained SB3 policy view on a Box(0, 1, (N_IN,)) space."""
+    obs_space = gym.spaces.Box(0.0, 1.0, (N_IN,), np.float32)
+    act_space = gym.spaces.Discrete(5) if discrete else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    extra = {"buffer_size": 100} if algo in ("SAC", "TD3") else {}
+    config = AgentConfig(name=algo.lower(), net_arch=[16, 16], kwargs={**extra, **kwargs})
+    return SB3Agent(algo, config, spaces=(obs_space, act_space), seed=0).policy_view()
+
+
+@pytest.mark.parametrize(("algo", "discrete", "ops"), [
+    ("SAC", False, ["linear", "relu", "linear", "relu", "linear"]),
+    ("TD3", False, ["linear", "relu", "linear", "relu", "linear"]),
+    ("PPO", False, ["linear", "tanh", "linear", "tanh", "linear"]),
+    ("PPO", True, ["linear", "tanh", "linear", "tanh", "linear"]),
+])
+def test_sb3_views_compile_and_match(algo: str, discrete: bool, ops: list[str]) -> None:
+    view = sb3_view(algo, discrete)
+    plan = compile_policy(view)
+    assert plan is not None and repr(plan) == f"MLPPlan({ops})"
+    x = torch.from_numpy(np.random.default_rng(2).uniform(0, 1, (16, N_IN)).astype(np.float32))
+    z = view(x).detach()
+    out_grad = (LogitsGrad(z.argmax(-1).numpy()) if discrete
+                else DistanceGrad(z.numpy() + 0.5, "mse"))
+    loss = ((lambda out: difference_of_logits(out, z.argmax(-1))) if discrete
+            else (lambda out: action_distance(out, z + 0.5, "mse")))
+    torch.testing.assert_close(engine_grad(view, x, out_grad), autograd_grad(view, x, loss),
+                               rtol=1e-4, atol=1e-6)
+    attack = make_attack("bifurcation", view, AttackBudget(0.05, low=0.0, high=1.0),
+                         iterations=10)
+    assert attack.plan is not None
+    attack(x)
+    assert attack.engine_stats["fast_calls"] == 1
+
+
+def test_normalized_view_compiles() -> None:
+    view = sb3_view("SAC")
+    view.normalizer = ObsNormalizer(np.full(N_IN, 0.5), np.full(N_IN, 0.04))
+    assert repr(compile_policy(view)).startswith("MLPPlan(['affine_clamp', 'linear'")
+    x = torch.from_numpy(np.random.default_rng(3).uniform(0, 1, (8, N_IN)).astype(np.float32))
+    ours = engine_grad(view, x, ConstantGrad(np.ones((8, 2))))
+    ref = autograd_grad(view, x, lambda out: out.sum(-1))
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+class Custom(nn.Module):
+    """A module the engine does not know."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(N_IN, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) ** 2
+
+
+class MyLinear(nn.Linear):
+    """A Linear subclass (its forward could differ): not recognised."""
+
+
+@pytest.mark.parametrize(("policy", "runs"), [
+    (nn.Sequential(nn.Linear(N_IN, 4), nn.LeakyReLU(), nn.Linear(4, 1)), True),
+    (nn.Sequential(nn.Linear(N_IN, 4), nn.Dropout(0.1), nn.Linear(4, 1)), True),
+    (nn.Sequential(nn.Flatten(0), nn.Linear(N_IN, 1)), False),
+    (nn.Sequential(nn.ReLU()), False),
+    (Custom(), True),
+    (MyLinear(N_IN, 1), True),
+    (lambda x: x.sum(-1, keepdim=True), True),
+])
+def test_unrecognised_policies_fall_back(policy: object, runs: bool) -> None:
+    assert compile_policy(policy) is None
+    budget = AttackBudget(0.1)
+    if runs:
+        attack = make_attack("pgd", policy, budget, iterations=2, random_start=True)
+        attack(torch.rand(3, N_IN))
+        assert attack.engine_stats == {"fast_calls": 0, "autograd_calls": 1}
+    with pytest.raises(ValueError, match="engine='fast' needs a plain MLP"):
+        make_attack("pgd", policy, budget, engine="fast")
+
+
+# ----------------------------------------------------------------------------- settings, API
+def test_engine_setting() -> None:
+    for name in ("fgsm", "pgd", "targeted_pgd", "bifurcation", "bifurcation_toggle", "mad"):
+        assert attack_settings(name)["engine"] == "auto"
+    assert "engine" not in attack_settings("random")
+    policy = mlp64(2, 0)
+    with pytest.raises(ValueError, match="engine"):
+        make_attack("pgd", policy, AttackBudget(0.1), engine="gpu")
+    with pytest.raises(ValueError, match="no fast engine"):
+        make_attack("mad", policy, AttackBudget(0.1), engine="fast")
+    mad = make_attack("mad", policy, AttackBudget(0.1), iterations=2)
+    mad(torch.rand(2, N_IN, dtype=torch.float64))
+    assert mad.engine_stats["autograd_calls"] == 1
+    attack = make_attack("bifurcation", policy, AttackBudget(0.1), iterations=2)
+    assert attack.plan is not None and attack.engine == "auto"
+    assert make_attack("bifurcation", policy, AttackBudget(0.1), engine="autograd").plan is None
+
+
+def test_fast_needs_2d_cpu_batch() -> None:
+    policy = nn.Sequential(nn.Flatten(), nn.Linear(N_IN, 2)).double()
+    obs = torch.rand(3, 2, 3, dtype=torch.float64)
+    auto = make_attack("bifurcation", policy, AttackBudget(0.1), iterations=2)
+    auto(obs)
+    assert auto.engine_stats["autograd_calls"] == 1
+    fast = make_attack("bifurcation", policy, AttackBudget(0.1), iterations=2, engine="fast")
+    with pytest.raises(ValueError, match="2-D observation batch"):
+        fast(obs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weight_changes_are_seen(backend: str) -> None:
+    policy = mlp64(2, 7)
+    obs = torch.from_numpy(np.random.default_rng(7).uniform(0, 1, (4, N_IN)))
+    attack = make_attack("bifurcation", policy, AttackBudget(0.1), iterations=15, engine="fast")
+    attack.fast_backend = backend
+    attack(obs)
+    with torch.no_grad():
+        policy[0].weight.data.mul_(-1.0)  # .data bypasses torch's version counter
+        policy[2].weight.numpy()[0, :] += 0.5
+    fresh = make_attack("bifurcation", policy, AttackBudget(0.1), iterations=15,
+                        engine="autograd")
+    assert torch.equal(attack(obs), fresh(obs))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reuse_changes_nothing(backend: str) -> None:
+    policy = mlp64(5, 8)
+    obs = torch.from_numpy(np.random.default_rng(8).uniform(0, 1, (6, N_IN)))
+    bound = AttackBudget(0.05, low=0.0, high=1.0).bind(obs)
+    engine = compile_policy(policy).engine()
+    labels = policy(obs).argmax(-1).detach().numpy()
+    outs, stats = [], []
+    for reuse in (True, False):
+        stat: dict[str, int] = {}
+        outs.append(fast_pgd(engine, LogitsGrad(labels), obs, bound, iterations=60,
+                             decay_every=15, backend=backend if reuse else "numpy",
+                             reuse=reuse, stats=stat))
+        stats.append(stat)
+    assert torch.equal(outs[0], outs[1])
+    assert stats[1]["gradient_rows"] == stats[1]["rows"] == 360
+    assert stats[0]["gradient_rows"] < stats[0]["rows"]  # a large box: iterates park on corners
+
+
+def test_backend_choice() -> None:
+    policy = mlp64(2, 0)
+    obs = torch.rand(2, N_IN, dtype=torch.float64)
+    engine = compile_policy(policy).engine()
+    grad = ConstantGrad(np.ones((2, 2)))
+    l2 = AttackBudget(0.1, norm="l2").bind(obs)
+    assert choose_backend(engine, grad, obs, l2) == "numpy"
+    assert choose_backend(engine, grad, obs.float(), AttackBudget(0.1).bind(obs)) == "numpy"
+    with pytest.raises(ValueError, match="numba backend unavailable"):
+        choose_backend(engine, grad, obs, l2, backend="numba")
+    with pytest.raises(ValueError, match="backend"):
+        choose_backend(engine, grad, obs, l2, backend="cuda")
+    if numba_available():
+        assert choose_backend(engine, grad, obs, AttackBudget(0.1).bind(obs)) == "numba"
