@@ -15,6 +15,7 @@ from .attacks import (
     attack_settings,
     frozen_policy,
     make_attack,
+    validate_settings,
 )
 from .bifurcation import Bifurcation, bifurcate_continuous, bifurcate_discrete
 from .budget import NORMS, AttackBudget, BoundBudget
@@ -40,6 +41,7 @@ __all__ = [
     "BoundBudget",
     "action_distance",
     "attack_settings",
+    "validate_settings",
     "bifurcate_continuous",
     "bifurcate_discrete",
     "categorical_kl",

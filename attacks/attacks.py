@@ -9,6 +9,14 @@ observation batch to action means (``action_kind="continuous"``, (B, act_dim)) o
 logits (``action_kind="discrete"``, (B, n_bins)); a tuple output uses its first element.  During a
 call an ``nn.Module`` policy is put in eval mode with ``requires_grad=False`` on its parameters;
 both are restored afterwards (per sub-module), and only the input is differentiated.
+
+Gradient attacks take an ``engine`` setting (:data:`ENGINES`).  With the default ``"auto"``, a
+policy that is a plain MLP (optional ``ObsNormalizer``, then Linear/ReLU/Tanh layers: SB3's MLP
+actors through :class:`rlkit.policy.PolicyView`) is attacked by :mod:`rlkit.attacks.fastgrad`,
+which computes the input gradients by hand and runs the PGD loop outside torch (no autograd, no
+eval-mode switch: those layers have no training-mode behaviour).  It gives the same perturbed
+observations as autograd, up to the rounding of the network's sums; ``mad`` and other policies
+use autograd.
 """
 
 from __future__ import annotations
@@ -180,6 +188,12 @@ def _time_tensor(t: int | torch.Tensor | np.ndarray | None, batch: int,
     return tt
 
 
+def _check_logits(logits: torch.Tensor) -> None:
+    """Raise like :func:`difference_of_logits` (which the fast engine never calls) for < 2 bins."""
+    if logits.shape[-1] < 2:
+        raise ValueError("difference_of_logits needs at least 2 logits")
+
+
 # --------------------------------------------------------------------------- attacks
 class Attack:
     """Base class: a configured attack ``attack(obs, t=None) -> perturbed obs``.
@@ -244,9 +258,18 @@ class Attack:
         obs = obs.detach()
         bound = self.budget.bind(obs)
         tt = _time_tensor(t, obs.shape[0], obs.device)
+        return self.run(obs, tt, bound).detach()
+
+    def run(self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget) -> torch.Tensor:
+        """Call :meth:`perturb` with the policy in eval mode and its parameters frozen.
+
+        Args:
+            obs: clean batch.
+            t: per-sample time steps or None.
+            bound: tensor budget bound to ``obs``.
+        """
         with frozen_policy(self.policy):
-            out = self.perturb(obs, tt, bound)
-        return out.detach()
+            return self.perturb(obs, t, bound)
 
     def perturb(self, obs: torch.Tensor, t: torch.Tensor | None,
                 bound: BoundBudget) -> torch.Tensor:
@@ -330,26 +353,46 @@ class GradientAttack(Attack):
                              "PolicyView); use engine='auto'")
         return engine
 
-    def perturb(self, obs: torch.Tensor, t: torch.Tensor | None,
-                bound: BoundBudget) -> torch.Tensor:
-        """Optimise the objective for ``obs``/``t`` within ``bound``."""
-        s = self.settings
-        random_start = s["random_start"]
+    def random_start(self) -> bool:
+        """Whether PGD/FGSM start from a random point of the budget."""
+        random_start = self.settings["random_start"]
         if random_start is None:  # auto: the distance-from-clean gradient vanishes at delta = 0
             random_start = self.action_kind == "continuous"
+        return bool(random_start)
+
+    def run(self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget) -> torch.Tensor:
+        """Use the fast engine when it can serve this call, else :meth:`perturb` (autograd).
+
+        The fast path neither differentiates through nor trains the policy, so it skips the
+        eval-mode / frozen-parameter context (the recognised layers behave the same in both
+        modes).
+
+        Args:
+            obs: clean batch.
+            t: per-sample time steps or None.
+            bound: tensor budget bound to ``obs``.
+        """
         engine = self._fast_engine(obs)
-        if engine is not None:
-            self.engine_stats["fast_calls"] += 1
-            out_grad = self.output_gradient(obs, t)
-            if self.method == "fgsm":
-                return fast_fgsm(engine, out_grad, obs, bound, random_start=random_start,
-                                 generator=self.generator_for(obs))
-            return fast_pgd(engine, out_grad, obs, bound, step_size=s["step_size"],
-                            iterations=s["iterations"], random_start=random_start,
-                            decay_every=s["decay_every"], decay_rate=s["decay_rate"],
-                            decay_schedule=s["decay_schedule"], clip_in_loop=s["clip_in_loop"],
-                            generator=self.generator_for(obs), backend=self.fast_backend,
-                            stats=self.engine_stats)
+        if engine is None:
+            return super().run(obs, t, bound)
+        self.engine_stats["fast_calls"] += 1
+        s = self.settings
+        out_grad = self.output_gradient(obs, t)
+        if self.method == "fgsm":
+            return fast_fgsm(engine, out_grad, obs, bound, random_start=self.random_start(),
+                             generator=self.generator_for(obs))
+        return fast_pgd(engine, out_grad, obs, bound, step_size=s["step_size"],
+                        iterations=s["iterations"], random_start=self.random_start(),
+                        decay_every=s["decay_every"], decay_rate=s["decay_rate"],
+                        decay_schedule=s["decay_schedule"], clip_in_loop=s["clip_in_loop"],
+                        generator=self.generator_for(obs), backend=self.fast_backend,
+                        stats=self.engine_stats)
+
+    def perturb(self, obs: torch.Tensor, t: torch.Tensor | None,
+                bound: BoundBudget) -> torch.Tensor:
+        """Optimise the objective for ``obs``/``t`` within ``bound`` with autograd."""
+        s = self.settings
+        random_start = self.random_start()
         self.engine_stats["autograd_calls"] += 1
         objective = self.objective(obs, t)
         if self.method == "fgsm":
@@ -392,6 +435,7 @@ class UntargetedAttack(GradientAttack):
         """Output gradient of the untargeted loss around the clean outputs (``t`` unused)."""
         clean = self.clean_output(obs)
         if self.action_kind == "discrete":
+            _check_logits(clean)
             return LogitsGrad(clean.argmax(dim=-1).numpy())
         return DistanceGrad(clean.numpy(), self.settings["loss"])
 
@@ -454,8 +498,10 @@ class TargetedAttack(GradientAttack):
 
     def output_gradient(self, obs: torch.Tensor, t: torch.Tensor | None) -> OutputGrad:
         """Output gradient of the targeted loss for ``obs`` at times ``t``."""
-        target = self.target(t, self.clean_output(obs))
+        clean = self.clean_output(obs)
+        target = self.target(t, clean)
         if self.action_kind == "discrete":
+            _check_logits(clean)
             return LogitsGrad(target.numpy(), sign=-1.0)
         return DistanceGrad(target.numpy(), self.settings["loss"], sign=-1.0)
 
@@ -628,6 +674,28 @@ def attack_settings(name: str) -> dict[str, Any]:
         name: a key of :data:`ATTACKS`.
     """
     return dict(_spec(name).defaults)
+
+
+def validate_settings(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Check setting names and values of attack ``name`` without building it.
+
+    Args:
+        name: a key of :data:`ATTACKS`.
+        settings: the settings given (defaults fill the rest).
+
+    Returns:
+        the merged settings.
+
+    Raises:
+        ValueError: unknown attack or setting (with a close-match suggestion) or a bad value.
+    """
+    spec = _spec(name)
+    unknown = [key for key in settings if key not in spec.defaults]
+    if unknown:
+        raise _unknown(f"setting for attack {name!r}:", unknown[0], list(spec.defaults))
+    merged = {**spec.defaults, **settings}
+    _validate(merged)
+    return merged
 
 
 def make_attack(name: str, policy: Callable[[torch.Tensor], Any],

@@ -112,10 +112,13 @@ def check_attacks(config: ExperimentConfig | AttackConfig, source: str) -> None:
             ATTACKS.get(spec.name)
         except UnknownNameError as err:
             raise ConfigError(f"{source}: key '{key}.name': {err}") from None
-        from rlkit.attacks import attack_settings
+        from rlkit.attacks.attacks import attack_settings, validate_settings
 
-        allowed = set(attack_settings(spec.name))
-        _check_kwargs(spec.settings, allowed, f"{key}.settings", source)
+        _check_kwargs(spec.settings, set(attack_settings(spec.name)), f"{key}.settings", source)
+        try:
+            validate_settings(spec.name, spec.settings)
+        except ValueError as err:
+            raise ConfigError(f"{source}: key '{key}.settings': {err}") from None
         for value in [*(spec.eps or []), *attack.eps]:
             if value < 0:
                 raise ConfigError(f"{source}: key '{key}.eps': given {value}; allowed: eps >= 0")

@@ -255,12 +255,6 @@ def test_non_finite_eps_exits_2(run_dir, attack_yaml, tmp_path, capsys, eps):
     assert "--eps" in error_line(capsys)
 
 
-@pytest.mark.xfail(
-    reason="check_attacks (rlkit/catalog.py) checks setting names only; a bad value (iterations: 0) raises "
-    "ValueError from make_attack inside evaluate_attacks, after the clean run, uncaught by main()",
-    strict=True,
-    raises=ValueError,
-)
 def test_bad_attack_setting_value_exits_2(run_dir, tmp_path, capsys):
     bad = write_yaml(tmp_path / "bad.yaml", {"attack": {**ATTACKS, "attacks": [{"name": "pgd", "settings": {"iterations": 0}}]}})
     capsys.readouterr()
