@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 
 from rlkit.io import atomic_write_json, atomic_write_text  # noqa: E402
 
-HEADLINE = ("return", "cost", "daily_peak", "ramping", "consumption", "voltage_violations", "min_voltage", "max_line_loading")
+HEADLINE = ("cost_norm", "daily_peak_norm", "ramping_norm", "consumption_norm", "voltage_violations", "vmin", "max_line_loading")
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -41,16 +41,26 @@ def write_tables(results: dict[str, Any], out: Path, context: dict[str, Any]) ->
     atomic_write_json(out / "results.json", {**context, "meta": results["meta"], "clean": results["clean"], "rows": results["rows"], "stealth": results["stealth"]})
 
 
-def _kpi_keys(rows: list[dict[str, Any]]) -> list[str]:
-    regrets = [k[len("regret_"):] for k in rows[0] if k.startswith("regret_")] if rows else []
-    preferred = [k for k in regrets if any(k.startswith(h) for h in HEADLINE)]
-    return (preferred or regrets)[:6]
+def headline_kpis(rows: list[dict[str, Any]], limit: int = 5) -> list[str]:
+    """The KPIs worth a column: the paper's normalised energy KPIs and the grid KPIs first.
+
+    Counterfactual (``*_no_battery``) KPIs are left out: an attack cannot change them.
+
+    :param rows: attack result rows (with ``regret_*`` keys).
+    :param limit: at most this many.
+    """
+    if not rows:
+        return []
+    regrets = [k[len("regret_"):] for k in rows[0] if k.startswith("regret_") and k != "regret_return"]
+    regrets = [k for k in regrets if not k.endswith("_no_battery")]
+    ordered = [k for k in HEADLINE if k in regrets] + [k for k in regrets if k not in HEADLINE]
+    return ordered[:limit]
 
 
 def plot_regret(results: dict[str, Any], out: Path) -> Path:
     """Regret (attacked minus clean) vs epsilon, one line per attack, one panel per KPI."""
     rows = results["rows"]
-    keys = _kpi_keys(rows)
+    keys = headline_kpis(rows)
     fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4 * max(len(keys), 1), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=False):
         for attack in dict.fromkeys(r["attack"] for r in rows):
@@ -109,7 +119,7 @@ def _fmt(value: Any) -> str:
 def write_markdown(results: dict[str, Any], out: Path, title: str, plots: list[Path]) -> Path:
     """``report.md``: the clean baseline, a regret table per (attack, eps), stealth, the plots."""
     rows = results["rows"]
-    keys = _kpi_keys(rows)
+    keys = headline_kpis(rows)
     damage = "attack_success_rate" if rows and "attack_success_rate" in rows[0] else "action_mae"
     lines = [f"# {title}", "", f"Episodes: {results['meta']['episodes']} (seeds {results['meta']['seeds']}).", ""]
     clean = results["clean"]

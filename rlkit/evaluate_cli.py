@@ -78,12 +78,15 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
 
 def _print_attacks(results: dict, console: Console) -> None:
+    from rlkit.attacks.report import headline_kpis
+
     rows = results["rows"]
     table = Table(title="regret under attack (attacked - clean)")
-    keys = [k for k in rows[0] if k.startswith("regret_")][:6] if rows else []
-    for col in ["attack", "eps", *keys, "linf_mean", "mmd_p_value"]:
-        table.add_column(col.replace("regret_", "Δ"), justify="right")
+    keys = ["return", *headline_kpis(rows, limit=4)]
+    short = {"daily_peak_norm": "Δpeak", "voltage_violations": "Δviol", "consumption_norm": "Δcons", "ramping_norm": "Δramp"}
+    for col in ["attack", "eps", *(short.get(k, "Δ" + k.removesuffix("_norm")) for k in keys), "linf", "MMD p"]:
+        table.add_column(col, justify="right")
     for r in rows:
-        cells = [r["attack"], f"{r['eps']:g}", *[f"{r[k]:+.4g}" for k in keys], f"{r['linf_mean']:.3g}", f"{r.get('mmd_p_value', float('nan')):.3g}"]
+        cells = [r["attack"], f"{r['eps']:g}", *[f"{r[f'regret_{k}']:+.3g}" for k in keys], f"{r['linf_mean']:.3g}", f"{r.get('mmd_p_value', float('nan')):.3g}"]
         table.add_row(*cells)
     console.print(table)
