@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--permutations", type=int, help="MMD permutations (default from the attack config)")
 
     sub.add_parser("info", help="list registered envs, agents and attacks")
-    sub.add_parser("config-help", help="every config key with its default and meaning")
+    p_help = sub.add_parser("config-help", help="every config key with its default and meaning")
+    p_help.add_argument("--env", help="also list env.kwargs of this registered env (e.g. grid)")
     return parser
 
 
@@ -92,7 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "info":
             cmd_info()
         elif args.command == "config-help":
+            from rlkit.catalog import ENVS
+
+            model = ENVS.get(args.env).params_model() if args.env else None
             print("\n".join(config_help()))
+            if args.env:
+                print(f"env.kwargs of {args.env!r}:")
+                print("\n".join(config_help(model, "env.kwargs.")) if model else "  (not described)")
         elif args.command == "train":
             from rlkit.train import train
 
