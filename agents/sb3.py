@@ -73,6 +73,20 @@ class SB3Agent:
         self.obs_var: np.ndarray | None = None
         self.clip_obs = 10.0
 
+    @classmethod
+    def from_model(cls, model: BaseAlgorithm, obs_mean: np.ndarray | None = None, obs_var: np.ndarray | None = None, clip_obs: float = 10.0) -> SB3Agent:
+        """Wrap an already built SB3 model (e.g. loaded from a zip trained elsewhere).
+
+        :param model: the SB3 model.
+        :param obs_mean: observation-normalisation mean it was trained with, if any.
+        :param obs_var: observation-normalisation variance.
+        :param clip_obs: clipping of normalised observations.
+        """
+        agent = cls.__new__(cls)
+        agent.algo, agent.model, agent.vec_normalize = type(model).__name__, model, None
+        agent.obs_mean, agent.obs_var, agent.clip_obs = obs_mean, obs_var, clip_obs
+        return agent
+
     @staticmethod
     def _model_kwargs(cls: type, config: AgentConfig, seed: int, device: str, total_steps: int | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"seed": seed, "device": device, "verbose": 0, **config.kwargs}

@@ -118,11 +118,11 @@ def load_sb3_zip(path: str | Path, env_id: str, algo: str | None = None, vecnorm
     check_env(ExperimentConfig(env=env_config, agent={"name": algo}), "--env")
     cls = getattr(stable_baselines3, SB3_ALGOS[algo][0])
     model = cls.load(path, device="cpu")
-    agent = SB3Agent.__new__(SB3Agent)
-    agent.algo, agent.model, agent.vec_normalize, agent.clip_obs = SB3_ALGOS[algo][0], model, None, 10.0
-    agent.obs_mean = agent.obs_var = None
+    mean = var = None
+    clip = 10.0
     if vecnormalize:
         env = make_env(env_config)
         stats = VecNormalize.load(vecnormalize, DummyVecEnv([lambda: SpacesEnv(env.observation_space, env.action_space)]))
-        agent.obs_mean, agent.obs_var, agent.clip_obs = stats.obs_rms.mean, stats.obs_rms.var, stats.clip_obs
+        mean, var, clip = stats.obs_rms.mean, stats.obs_rms.var, stats.clip_obs
+    agent = SB3Agent.from_model(model, mean, var, clip)
     return LoadedPolicy(env_config, lambda obs: agent.act(obs), agent.policy_view(), None, None, seed)
