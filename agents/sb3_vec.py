@@ -63,7 +63,9 @@ class GymnasiumVecEnv(VecEnv):
         self.venv.close()
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        return [getattr(self.venv, attr_name)] * len(self._get_indices(indices))
+        # gymnasium vector envs without rendering have no render_mode attribute; SB3 asks for it
+        value = getattr(self.venv, attr_name, None) if attr_name == "render_mode" else getattr(self.venv, attr_name)
+        return [value] * len(self._get_indices(indices))
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         setattr(self.venv, attr_name, value)
