@@ -715,9 +715,6 @@ def make_attack(name: str, policy: Callable[[torch.Tensor], Any],
         ValueError: unknown attack or setting (with a close-match suggestion) or a bad value.
     """
     spec = _spec(name)
-    unknown = [key for key in settings if key not in spec.defaults]
-    if unknown:
-        raise _unknown(f"setting for attack {name!r}:", unknown[0], list(spec.defaults))
     if not callable(policy):
         raise ValueError(f"policy must be callable (an nn.Module or function), got {policy!r}")
     if isinstance(budget, Mapping):
@@ -731,6 +728,5 @@ def make_attack(name: str, policy: Callable[[torch.Tensor], Any],
             raise ValueError(f"setting 'action_kind'={given!r} contradicts the policy's "
                              f"action_kind={declared!r}")
         settings = {**settings, "action_kind": declared}
-    merged = {**spec.defaults, **settings}
-    _validate(merged)
+    merged = validate_settings(name, settings)
     return spec.cls(name, policy, budget, merged)
