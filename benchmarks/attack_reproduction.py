@@ -30,7 +30,8 @@ from rlkit.evaluation import EVAL_SEED_OFFSET
 from rlkit.loading import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
-VICTIMS = {"sac": ROOT / "benchmarks/runs/grid/sac", "ppo_discrete": ROOT / "benchmarks/runs/grid/ppo_discrete"}
+VICTIMS = {name: ROOT / "benchmarks/runs/grid" / name for name in ("sac", "ppo_discrete", "td3", "ppo")}
+DEFAULT_VICTIMS = ["sac", "ppo_discrete"]
 REGRET_KPIS = ("cost_norm", "daily_peak_norm", "ramping_norm", "consumption_norm", "voltage_violations")
 
 
@@ -55,14 +56,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--episodes", type=int, default=10, help="test days per attack")
     parser.add_argument("--permutations", type=int, default=10_000)
-    parser.add_argument("--victims", nargs="+", default=list(VICTIMS), choices=list(VICTIMS))
+    parser.add_argument("--victims", nargs="+", default=DEFAULT_VICTIMS, choices=list(VICTIMS))
+    parser.add_argument("--name", default="attack_reproduction", help="result file name")
     args = parser.parse_args()
     config = attack_set(args.permutations, args.episodes)
     figures = {}
     for victim in args.victims:
         loaded = load_run(VICTIMS[victim])
         results = evaluate_attacks(loaded.make_env, loaded.view, config, loaded.seed + EVAL_SEED_OFFSET)
-        out = RESULTS / "attack_reproduction" / victim
+        out = RESULTS / args.name / victim
         write_report(results, out, f"Attack reproduction: {victim} grid controller", {"victim": victim})
         rows = {r["attack"]: r for r in results["rows"]}
         bif, pgd = rows["bifurcation"], rows["pgd"]
@@ -78,7 +80,7 @@ def main() -> None:
             "mmd_null": results["meta"].get("mmd_null", {}) and {k: results["meta"]["mmd_null"][k] for k in ("mean_p", "min_p")},
         }
         print(victim, figures[victim]["bifurcation_over_pgd"], figures[victim]["mmd_p_value"])
-    write_result("attack_reproduction", figures, {"attacks": config.model_dump(mode="json"), "victims": {v: str(VICTIMS[v]) for v in args.victims}})
+    write_result(args.name, figures, {"attacks": config.model_dump(mode="json"), "victims": {v: str(VICTIMS[v]) for v in args.victims}})
 
 
 if __name__ == "__main__":

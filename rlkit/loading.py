@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,7 +66,9 @@ def load_run(run_dir: str | Path) -> LoadedPolicy:
         from rlkit.agents.sb3 import SB3Agent
         from rlkit.loops.sb3 import load_agent_state
 
-        agent = SB3Agent(entry.extra["algo"], config.agent, spaces=spaces, seed=config.seed)
+        with warnings.catch_warnings():  # rollout-size advice about the 1-env shell is noise here
+            warnings.simplefilter("ignore", UserWarning)
+            agent = SB3Agent(entry.extra["algo"], config.agent, spaces=spaces, seed=config.seed)
         load_agent_state(agent, folder, policy_only=True)
         act = lambda obs: agent.act(obs, deterministic=config.eval.deterministic)  # noqa: E731
     else:
