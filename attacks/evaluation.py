@@ -183,6 +183,7 @@ def evaluate_attacks(
                 report = stealth_report(
                     clean_episodes, [np.asarray(o) for o in trace.fed_obs], feature_names=names,
                     permutations=attack_config.permutations, seed=seed,
+                    block_steps=per_day if attack_config.block_permutation else None,
                 )
                 row.update(_stealth_columns(report))
                 stealth[f"{spec.key}@{eps}"] = report
@@ -196,7 +197,8 @@ def evaluate_attacks(
     total_days = sum(len(o) for o in clean_episodes) // per_day if per_day else 0
     if attack_config.stealth and total_days >= 4:
         null = split_by_day_null(
-            np.concatenate(clean_episodes), per_day, repeats=50, permutations=attack_config.permutations, seed=seed
+            clean_episodes, per_day, repeats=50, permutations=attack_config.permutations, seed=seed,
+            max_samples=2000, blockwise=attack_config.block_permutation,
         ).to_dict()
     meta = {"episodes": n, "seeds": seeds, "feature_names": names, "steps_per_day": per_day, "mmd_null": null}
     return {"clean": clean_row, "rows": rows, "traces": traces, "stealth": stealth, "meta": meta}

@@ -224,8 +224,9 @@ class _KernelStats:
         self.total = float(self.r.sum())
         self.n_total = kernel.shape[0]
 
-    def from_indicators(self, ind: np.ndarray, n: int) -> np.ndarray:
-        """MMD^2 for each row of ``ind`` (0/1 float64, ``n`` ones per row)."""
+    def from_indicators(self, ind: np.ndarray, n: int | np.ndarray) -> np.ndarray:
+        """MMD^2 for each row of ``ind`` (0/1 float64 with ``n`` ones per row; ``n`` may be a
+        per-row array when the split sizes differ, as with block permutations)."""
         m = self.n_total - n
         a = np.einsum("ij,ij->i", ind @ self.k, ind)
         rx = ind @ self.r
@@ -270,6 +271,31 @@ class _KernelStats:
         return out
 
 
+    def block_permutation_stats(self, blocks: np.ndarray, n_x_blocks: int, permutations: int,
+                                rng: np.random.Generator) -> np.ndarray:
+        """MMD^2 of ``permutations`` random splits that move whole blocks.
+
+        Rows with the same label in ``blocks`` (e.g. one simulated day) stay together: each
+        split puts ``n_x_blocks`` randomly chosen blocks into X. Permuting blocks instead of
+        rows keeps the dependence between consecutive steps of a time series out of the null.
+        """
+        labels, row_block = np.unique(blocks, return_inverse=True)
+        member = np.zeros((labels.size, self.n_total), dtype=np.float64)
+        member[row_block, np.arange(self.n_total)] = 1.0
+        out = np.empty(permutations, dtype=np.float64)
+        chunk = max(1, _CHUNK_ELEMS // self.n_total)
+        done = 0
+        while done < permutations:
+            c = min(chunk, permutations - done)
+            u = rng.random((c, labels.size))
+            chosen = np.zeros((c, labels.size), dtype=np.float64)
+            np.put_along_axis(chosen, np.argpartition(u, n_x_blocks - 1, axis=1)[:, :n_x_blocks], 1.0, axis=1)
+            ind = chosen @ member
+            out[done : done + c] = self.from_indicators(ind, ind.sum(axis=1))
+            done += c
+        return out
+
+
 def _perm_p_value(observed: float, perm: np.ndarray) -> float:
     count = int(np.count_nonzero(perm >= observed - _TIE_TOL))
     return (count + 1) / (perm.size + 1)
@@ -292,8 +318,16 @@ def mmd_test(
     seed: int = 0,
     max_samples: int | None = None,
     estimator: Estimator = "biased",
+    x_blocks: Sequence[int] | np.ndarray | None = None,
+    y_blocks: Sequence[int] | np.ndarray | None = None,
 ) -> MMDResult:
     """Two-sample kernel MMD permutation test with a Gaussian kernel.
+
+    With ``x_blocks``/``y_blocks`` (a block label per row, e.g. the day of each step) the
+    permutations move whole blocks between the samples instead of single rows. Rows of a time
+    series are not exchangeable (consecutive steps are alike), and the row-wise test then rejects
+    too often; block permutation keeps the test calibrated at the price of power (with B blocks
+    in all there are at most C(B, B_x) distinct splits).
 
     Kernel: ``k(a, b) = exp(-||a - b||^2 / (2 sigma^2))``. Unless ``bandwidth``
     is given, sigma is the median heuristic over the *pooled* sample: the
@@ -340,20 +374,35 @@ def mmd_test(
         raise ValueError(f"x has {xa.shape[1]} features, y has {ya.shape[1]}")
     if permutations < 1:
         raise ValueError("permutations must be >= 1")
+    if (x_blocks is None) != (y_blocks is None):
+        raise ValueError("give both x_blocks and y_blocks, or neither")
+    xb = None if x_blocks is None else np.asarray(x_blocks).reshape(-1)
+    yb = None if y_blocks is None else np.asarray(y_blocks).reshape(-1)
+    if xb is not None and (xb.size != xa.shape[0] or yb.size != ya.shape[0]):
+        raise ValueError("x_blocks / y_blocks need one label per row of x / y")
     if max_samples is not None:
         if max_samples < 1:
             raise ValueError("max_samples must be >= 1")
         if xa.shape[0] > max_samples:
-            xa = xa[_even_subsample(xa.shape[0], max_samples)]
+            keep = _even_subsample(xa.shape[0], max_samples)
+            xa, xb = xa[keep], None if xb is None else xb[keep]
         if ya.shape[0] > max_samples:
-            ya = ya[_even_subsample(ya.shape[0], max_samples)]
+            keep = _even_subsample(ya.shape[0], max_samples)
+            ya, yb = ya[keep], None if yb is None else yb[keep]
     n, m = xa.shape[0], ya.shape[0]
     _check_sizes(n, m, estimator)
 
     kernel, sigma = _gaussian_kernel(np.concatenate([xa, ya], axis=0), bandwidth)
     ks = _KernelStats(kernel, estimator)
     observed = ks.direct(n)
-    perm = ks.permutation_stats(n, permutations, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    if xb is None:
+        perm = ks.permutation_stats(n, permutations, rng)
+    else:  # labels made distinct per side: a block never mixes the two samples
+        _, x_ids = np.unique(xb, return_inverse=True)
+        _, y_ids = np.unique(yb, return_inverse=True)
+        labels = np.concatenate([x_ids, x_ids.max() + 1 + y_ids])
+        perm = ks.block_permutation_stats(labels, int(x_ids.max()) + 1, permutations, rng)
     p = _perm_p_value(observed, perm)
     if estimator == "biased":
         observed = max(observed, 0.0)  # the V-statistic is non-negative; drop rounding noise
@@ -421,8 +470,12 @@ def split_by_day_null(
     bandwidth: float | None = None,
     max_samples: int | None = None,
     estimator: Estimator = "biased",
+    blockwise: bool = False,
 ) -> SplitNullResult:
     """Null calibration of :func:`mmd_test` on clean data, as in the paper.
+
+    ``blockwise=True`` scores each split against day-block permutations (as
+    ``mmd_test(..., x_blocks=..., y_blocks=...)`` does) instead of row permutations.
 
     The clean trace is cut into day blocks of ``steps_per_day`` consecutive
     steps (a trailing partial day is its own block; with a list of episodes,
@@ -500,9 +553,14 @@ def split_by_day_null(
         n = int(sizes[chosen].sum())
         _check_sizes(n, big_n - n, estimator)
         observed = float(ks.from_indicators(ind, n)[0])
-        if n not in reference:
-            reference[n] = ks.permutation_stats(n, permutations, perm_rng)
-        p_values.append(_perm_p_value(observed, reference[n]))
+        key = -1 if blockwise else n
+        if key not in reference:
+            reference[key] = (
+                ks.block_permutation_stats(np.repeat(np.arange(n_days), sizes), half, permutations, perm_rng)
+                if blockwise
+                else ks.permutation_stats(n, permutations, perm_rng)
+            )
+        p_values.append(_perm_p_value(observed, reference[key]))
         mmd2.append(max(observed, 0.0) if estimator == "biased" else observed)
 
     pv = np.asarray(p_values)
@@ -684,6 +742,18 @@ def first_difference_check(
 # --------------------------------------------------------------------------- #
 # combined report
 # --------------------------------------------------------------------------- #
+def _block_labels(obs: Any, block_steps: int) -> np.ndarray:
+    """A label per pooled row: the block of ``block_steps`` consecutive steps of its episode."""
+    if block_steps < 1:
+        raise ValueError("block_steps must be >= 1")
+    labels, offset = [], 0
+    for episode in _episodes(obs, "obs"):
+        ids = np.arange(episode.shape[0]) // block_steps
+        labels.append(offset + ids)
+        offset += int(ids.max()) + 1 if ids.size else 0
+    return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+
+
 def stealth_report(
     clean_obs: Any,
     attacked_obs: Any,
@@ -695,8 +765,13 @@ def stealth_report(
     seed: int = 0,
     max_samples: int | None = 2000,
     null_repeats: int = 100,
+    block_steps: int | None = None,
 ) -> dict[str, Any]:
     """All stealth statistics for one clean/attacked pair, as a JSON-ready dict.
+
+    ``block_steps`` (e.g. the steps of one day): the MMD test and the null calibration permute
+    whole blocks of that many consecutive steps of an episode instead of single steps, which keeps
+    the test calibrated on time series (see :func:`mmd_test`).
 
     Contents (plain ``float``/``int``/``bool``/``str``/``list``/``dict``/``None``):
 
@@ -735,12 +810,16 @@ def stealth_report(
         raise ValueError(f"clean has {n_feat} features, attacked has {attacked_rows.shape[1]}")
     names = _feature_names(feature_names, n_feat)
 
+    blocks: dict[str, Any] = {}
+    if block_steps is not None:
+        blocks = {"x_blocks": _block_labels(clean_obs, block_steps), "y_blocks": _block_labels(attacked_obs, block_steps)}
     mmd = mmd_test(
         clean_rows,
         attacked_rows,
         permutations=permutations,
         seed=seed,
         max_samples=max_samples,
+        **blocks,
     )
     mmd_d = mmd.to_dict()
     mmd_d["detected"] = bool(mmd.p_value < alpha)
@@ -767,6 +846,7 @@ def stealth_report(
             permutations=permutations,
             seed=seed,
             max_samples=max_samples,
+            blockwise=block_steps is not None,
         )
         null_d = null.to_dict()
         null_d["fraction_below_alpha"] = null.fraction_below(alpha)

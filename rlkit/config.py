@@ -122,6 +122,11 @@ class AttackConfig(Strict):
     stealth: bool = Field(True, description="compute stealth statistics (MMD, KS, first differences)")
     permutations: int = Field(1000, ge=10, description="permutations of the MMD test (the paper used 10,000)")
     plot_features: int = Field(3, ge=0, description="perturbed features shown in the time-series plot")
+    block_permutation: bool = Field(
+        True,
+        description="MMD permutations move whole days (envs that know steps_per_day), which keeps the test "
+        "calibrated on time series; false: permute single steps as the paper did",
+    )
 
     @model_validator(mode="after")
     def _unique_labels(self) -> AttackConfig:

@@ -294,3 +294,59 @@ def test_stealth_report_json() -> None:
     assert shifted["null"] is None
     assert shifted["ks"]["n_significant"] == 3
     assert shifted["first_difference"]["fraction_within"] == 1.0  # a constant offset keeps diffs
+
+
+# --------------------------------------------------------------------------- #
+# block (day) permutations
+# --------------------------------------------------------------------------- #
+def _correlated_days(n_days: int, seed: int, shift: float = 0.0) -> list[np.ndarray]:
+    """Days whose steps share a random day-level offset: rows within a day are dependent."""
+    rng = np.random.default_rng(seed)
+    return [rng.normal(0, 1, (1, 4)) + 0.2 * rng.normal(0, 1, (24, 4)) + shift for _ in range(n_days)]
+
+
+def test_block_permutation_keeps_the_test_calibrated_on_dependent_rows():
+    x, y = np.concatenate(_correlated_days(16, 1)), np.concatenate(_correlated_days(16, 2))
+    days = np.repeat(np.arange(16), 24)
+    rowwise = mmd_test(x, y, permutations=400, seed=0)
+    blockwise = mmd_test(x, y, permutations=400, seed=0, x_blocks=days, y_blocks=days)
+    assert rowwise.p_value < 0.01  # same distribution, yet rows are not exchangeable
+    assert blockwise.p_value > 0.05
+    assert blockwise.mmd2 == pytest.approx(rowwise.mmd2)
+
+
+def test_block_permutation_still_detects_a_shift():
+    x, y = np.concatenate(_correlated_days(16, 1)), np.concatenate(_correlated_days(16, 3, shift=2.0))
+    days = np.repeat(np.arange(16), 24)
+    assert mmd_test(x, y, permutations=400, x_blocks=days, y_blocks=days).p_value < 0.01
+
+
+def test_one_row_blocks_equal_row_permutations_in_distribution():
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(30, 3)), rng.normal(0.3, 1, size=(30, 3))
+    rows = mmd_test(x, y, permutations=2000, seed=1).p_value
+    blocks = mmd_test(x, y, permutations=2000, seed=1, x_blocks=np.arange(30), y_blocks=np.arange(30)).p_value
+    assert abs(rows - blocks) < 0.05
+
+
+def test_block_labels_are_checked():
+    x = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="both"):
+        mmd_test(x, x + 1, x_blocks=[0, 0, 1, 1])
+    with pytest.raises(ValueError, match="one label per row"):
+        mmd_test(x, x + 1, x_blocks=[0, 1], y_blocks=[0, 0, 1, 1])
+
+
+def test_blockwise_null_is_calibrated_where_the_rowwise_one_is_not():
+    days = _correlated_days(24, 7)
+    rowwise = split_by_day_null(days, 24, repeats=20, permutations=200, seed=0)
+    blockwise = split_by_day_null(days, 24, repeats=20, permutations=200, seed=0, blockwise=True)
+    assert rowwise.mean_p < 0.05
+    assert blockwise.mean_p > 0.2
+
+
+def test_stealth_report_with_day_blocks():
+    clean = _correlated_days(12, 1)
+    report = stealth_report(clean, [d + 0.01 for d in clean], steps_per_day=24, permutations=200, block_steps=24, null_repeats=10)
+    assert report["mmd_p_value"] > 0.05 and report["null"]["mean_p"] > 0.2
+    json.dumps(report, allow_nan=False)
