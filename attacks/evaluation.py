@@ -166,6 +166,7 @@ def evaluate_attacks(
     seeds = [seed + i for i in range(n)]
     names = feature_names(envs[0])
     per_day = steps_per_day(envs[0])
+    blockwise = attack_config.mmd_permutation != "rows" and per_day is not None
     runs = [(spec, eps) for spec in attack_config.attacks for eps in (spec.eps or attack_config.eps)]
     budgets = [build_budget(spec, eps, envs[0]) for spec, eps in runs]  # validate before the long work
     with Progress(disable=not progress) as bar:
@@ -183,7 +184,8 @@ def evaluate_attacks(
                 report = stealth_report(
                     clean_episodes, [np.asarray(o) for o in trace.fed_obs], feature_names=names,
                     permutations=attack_config.permutations, seed=seed,
-                    block_steps=per_day if attack_config.block_permutation else None,
+                    block_steps=per_day if blockwise else None,
+                    paired=attack_config.mmd_permutation == "paired_days",
                 )
                 row.update(_stealth_columns(report))
                 stealth[f"{spec.key}@{eps}"] = report
@@ -198,7 +200,7 @@ def evaluate_attacks(
     if attack_config.stealth and total_days >= 4:
         null = split_by_day_null(
             clean_episodes, per_day, repeats=50, permutations=attack_config.permutations, seed=seed,
-            max_samples=2000, blockwise=attack_config.block_permutation,
+            max_samples=2000, blockwise=blockwise,
         ).to_dict()
     meta = {"episodes": n, "seeds": seeds, "feature_names": names, "steps_per_day": per_day, "mmd_null": null}
     return {"clean": clean_row, "rows": rows, "traces": traces, "stealth": stealth, "meta": meta}

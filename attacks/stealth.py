@@ -296,6 +296,32 @@ class _KernelStats:
         return out
 
 
+    def paired_permutation_stats(self, x_rows: list[np.ndarray], y_rows: list[np.ndarray], permutations: int,
+                                 rng: np.random.Generator) -> np.ndarray:
+        """MMD^2 of ``permutations`` random swaps within pairs of blocks.
+
+        Pair ``i`` is (rows ``x_rows[i]`` of X, rows ``y_rows[i]`` of Y), e.g. the same day
+        clean and attacked; each permutation swaps every pair's two blocks with probability 1/2.
+        Differences between pairs (days, seasons) stay out of the null, so the test is
+        calibrated and keeps its power on paired time series.
+        """
+        pairs = len(x_rows)
+        member_x = np.zeros((pairs, self.n_total))
+        member_y = np.zeros((pairs, self.n_total))
+        for i, (xr, yr) in enumerate(zip(x_rows, y_rows, strict=True)):
+            member_x[i, xr], member_y[i, yr] = 1.0, 1.0
+        out = np.empty(permutations, dtype=np.float64)
+        chunk = max(1, _CHUNK_ELEMS // self.n_total)
+        done = 0
+        while done < permutations:
+            c = min(chunk, permutations - done)
+            swap = (rng.random((c, pairs)) < 0.5).astype(np.float64)
+            ind = (1.0 - swap) @ member_x + swap @ member_y
+            out[done : done + c] = self.from_indicators(ind, ind.sum(axis=1))
+            done += c
+        return out
+
+
 def _perm_p_value(observed: float, perm: np.ndarray) -> float:
     count = int(np.count_nonzero(perm >= observed - _TIE_TOL))
     return (count + 1) / (perm.size + 1)
@@ -320,6 +346,7 @@ def mmd_test(
     estimator: Estimator = "biased",
     x_blocks: Sequence[int] | np.ndarray | None = None,
     y_blocks: Sequence[int] | np.ndarray | None = None,
+    paired: bool = False,
 ) -> MMDResult:
     """Two-sample kernel MMD permutation test with a Gaussian kernel.
 
@@ -327,7 +354,10 @@ def mmd_test(
     permutations move whole blocks between the samples instead of single rows. Rows of a time
     series are not exchangeable (consecutive steps are alike), and the row-wise test then rejects
     too often; block permutation keeps the test calibrated at the price of power (with B blocks
-    in all there are at most C(B, B_x) distinct splits).
+    in all there are at most C(B, B_x) distinct splits). ``paired=True``: blocks with the same
+    label in x and y form a pair (the same day, clean and attacked) and permutations swap the
+    two blocks of a pair, so between-day differences stay out of the null (calibrated and
+    powerful when the attacked trace replays the clean days).
 
     Kernel: ``k(a, b) = exp(-||a - b||^2 / (2 sigma^2))``. Unless ``bandwidth``
     is given, sigma is the median heuristic over the *pooled* sample: the
@@ -398,6 +428,13 @@ def mmd_test(
     rng = np.random.default_rng(seed)
     if xb is None:
         perm = ks.permutation_stats(n, permutations, rng)
+    elif paired:
+        common = np.intersect1d(xb, yb)
+        if common.size != np.union1d(xb, yb).size:
+            raise ValueError("paired blocks need the same block labels in x and y")
+        x_rows = [np.flatnonzero(xb == b) for b in common]
+        y_rows = [n + np.flatnonzero(yb == b) for b in common]
+        perm = ks.paired_permutation_stats(x_rows, y_rows, permutations, rng)
     else:  # labels made distinct per side: a block never mixes the two samples
         _, x_ids = np.unique(xb, return_inverse=True)
         _, y_ids = np.unique(yb, return_inverse=True)
@@ -766,12 +803,14 @@ def stealth_report(
     max_samples: int | None = 2000,
     null_repeats: int = 100,
     block_steps: int | None = None,
+    paired: bool = False,
 ) -> dict[str, Any]:
     """All stealth statistics for one clean/attacked pair, as a JSON-ready dict.
 
     ``block_steps`` (e.g. the steps of one day): the MMD test and the null calibration permute
     whole blocks of that many consecutive steps of an episode instead of single steps, which keeps
-    the test calibrated on time series (see :func:`mmd_test`).
+    the test calibrated on time series (see :func:`mmd_test`). ``paired=True`` (with
+    ``block_steps``): the attacked episodes replay the clean ones, block i of both is a pair.
 
     Contents (plain ``float``/``int``/``bool``/``str``/``list``/``dict``/``None``):
 
@@ -819,6 +858,7 @@ def stealth_report(
         permutations=permutations,
         seed=seed,
         max_samples=max_samples,
+        paired=paired and block_steps is not None,
         **blocks,
     )
     mmd_d = mmd.to_dict()

@@ -122,10 +122,11 @@ class AttackConfig(Strict):
     stealth: bool = Field(True, description="compute stealth statistics (MMD, KS, first differences)")
     permutations: int = Field(1000, ge=10, description="permutations of the MMD test (the paper used 10,000)")
     plot_features: int = Field(3, ge=0, description="perturbed features shown in the time-series plot")
-    block_permutation: bool = Field(
-        True,
-        description="MMD permutations move whole days (envs that know steps_per_day), which keeps the test "
-        "calibrated on time series; false: permute single steps as the paper did",
+    mmd_permutation: Literal["rows", "days", "paired_days"] = Field(
+        "rows",
+        description="MMD permutation scheme: 'rows' permutes single steps (the paper; anti-conservative on "
+        "time series, see the day-split null in the report), 'days' moves whole days, 'paired_days' swaps "
+        "the clean and attacked copies of each day (calibrated; needs an env that knows steps_per_day)",
     )
 
     @model_validator(mode="after")

@@ -350,3 +350,34 @@ def test_stealth_report_with_day_blocks():
     report = stealth_report(clean, [d + 0.01 for d in clean], steps_per_day=24, permutations=200, block_steps=24, null_repeats=10)
     assert report["mmd_p_value"] > 0.05 and report["null"]["mean_p"] > 0.2
     json.dumps(report, allow_nan=False)
+
+
+def _day_pairs(n_days: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clean and 'attacked' copies of the same days: same day offset, fresh within-day noise."""
+    rng = np.random.default_rng(seed)
+    offsets = rng.normal(0, 1, (n_days, 1, 4))
+    clean = offsets + 0.2 * rng.normal(0, 1, (n_days, 24, 4))
+    other = offsets + 0.2 * rng.normal(0, 1, (n_days, 24, 4)) + shift
+    return clean.reshape(-1, 4), other.reshape(-1, 4), np.repeat(np.arange(n_days), 24)
+
+
+def test_paired_days_are_calibrated_under_the_null():
+    p_values = []
+    for seed in range(20):
+        x, y, days = _day_pairs(12, seed)
+        p_values.append(mmd_test(x, y, permutations=200, seed=seed, x_blocks=days, y_blocks=days, paired=True).p_value)
+    assert np.mean(np.asarray(p_values) < 0.05) <= 0.2
+    assert np.mean(p_values) > 0.3
+
+
+def test_paired_days_detect_a_shift_that_unpaired_days_miss():
+    x, y, days = _day_pairs(16, 1, shift=0.15)
+    unpaired = mmd_test(x, y, permutations=400, x_blocks=days, y_blocks=days).p_value
+    paired = mmd_test(x, y, permutations=400, x_blocks=days, y_blocks=days, paired=True).p_value
+    assert paired < 0.01 < unpaired
+
+
+def test_paired_blocks_need_matching_labels():
+    x = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="same block labels"):
+        mmd_test(x, x + 1, x_blocks=[0, 0, 1, 1], y_blocks=[0, 0, 2, 2], paired=True)
