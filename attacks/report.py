@@ -69,7 +69,8 @@ def plot_regret(results: dict[str, Any], out: Path) -> Path:
         ax.axhline(0.0, color="grey", lw=0.8)
         ax.set_xlabel("epsilon")
         ax.set_title(f"regret: {key}")
-    axes[0][0].legend(fontsize=8)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     path = out / "regret_vs_eps.png"
     fig.savefig(path, dpi=110)
