@@ -22,8 +22,8 @@ setup: $(STAMP)
 
 # The main job: train a battery controller on the smart grid, attack it, write the report.
 demo: setup
-	$(BIN)/rlkit train configs/grid/demo_sac.yaml
-	$(BIN)/rlkit evaluate runs/demo_sac --attack configs/attacks/demo.yaml
+	$(BIN)/rlkit train configs/grid/demo.yaml
+	$(BIN)/rlkit evaluate runs/demo --attack configs/attacks/demo.yaml
 
 test: setup
 	MUJOCO_GL=egl $(BIN)/python -m pytest
