@@ -65,6 +65,7 @@ class AgentConfig(Strict):
     net_arch: list[int] | None = Field(None, description="hidden layer sizes of the policy and value networks")
     learning_rate: float | None = Field(None, gt=0, le=1, description="optimiser learning rate (agent default if unset)")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="other arguments of the agent's constructor")
+    init_from: str | None = Field(None, description="start from the policy of this run directory's final model (fine-tuning)")
 
 
 class TrainConfig(Strict):

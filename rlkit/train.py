@@ -188,6 +188,9 @@ def preflight(config: ExperimentConfig, source: str) -> None:
     """
     from rlkit.envs import make_env
 
+    init = config.agent.init_from
+    if init is not None and not (Path(init) / "final" / "meta.json").is_file():
+        raise ConfigError(f"{source}: key 'agent.init_from': {init!r} is not a run directory with a final model")
     try:
         env = make_env(config.env)
     except (TypeError, ValueError) as err:

@@ -90,6 +90,8 @@ def train_online(config: ExperimentConfig, run: RunDir, resume: Path | None) -> 
         vars(counters).update(state["counters"])
         set_generator_state(sampler, state["sampler_rng"])
         set_rng_state(state["rng"])
+    elif config.agent.init_from:
+        agent.load_state_dict(load_torch(Path(config.agent.init_from) / "final" / "state.pt")["agent"])
     obs = _restore_env(env, config, counters, buffer)
     log = MetricsLog(run, tensorboard=config.run.tensorboard)
     log.truncate(counters.step)

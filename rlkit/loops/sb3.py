@@ -114,6 +114,8 @@ def train_sb3(config: ExperimentConfig, run: RunDir, resume: Path | None) -> SB3
         state = load_agent_state(agent, resume)
         set_rng_state(state["rng"])
         step = agent.model.num_timesteps
+    elif config.agent.init_from:
+        load_agent_state(agent, Path(config.agent.init_from) / "final", policy_only=True)
     log.truncate(step)
     agent.model.set_logger(Logger(folder=None, output_formats=[_MetricsWriter(log)]))
     ctx = TrainContext(config, run, log)
