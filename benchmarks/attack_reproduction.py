@@ -1,7 +1,7 @@
 """Reproduce the bifurcation-attack findings on the smart-grid simulator.
 
-Victims: the SAC and discrete-PPO (20 bins) grid controllers trained by
-benchmarks/grid_controllers.py. On the same test days, each victim is evaluated clean and under
+Victims: the SAC and discrete-PPO (20 bins; the voltage fine-tuned ``ppo_discrete_safe``) grid
+controllers trained by benchmarks/grid_controllers.py. On the same test days, each victim is evaluated clean and under
 random noise (the paper's positive-only U[0, eps)), untargeted PGD, the bifurcation attack (GDL
 loss, the authors' 100-step decayed PGD) and its toggle variant at eps = 0.05, plus the paper's
 stealthy setting (eps = 0.03, calendar features masked). Paper claims checked:
@@ -36,8 +36,8 @@ from rlkit.evaluation import EVAL_SEED_OFFSET
 from rlkit.loading import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
-VICTIMS = {name: ROOT / "benchmarks/runs/grid" / name for name in ("sac", "ppo_discrete", "td3", "ppo")}
-DEFAULT_VICTIMS = ["sac", "ppo_discrete"]
+VICTIMS = {name: ROOT / "benchmarks/runs/grid" / name for name in ("sac", "ppo_discrete_safe", "ppo_discrete", "td3", "ppo", "ppo_safe")}
+DEFAULT_VICTIMS = ["sac", "ppo_discrete_safe"]
 REGRET_KPIS = ("cost_norm", "daily_peak_norm", "ramping_norm", "consumption_norm", "voltage_violations")
 
 

@@ -29,7 +29,7 @@ from rlkit.loading import load_run  # noqa: E402
 from rlkit.train import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTROLLERS = ("sac", "td3", "ppo", "ppo_discrete", "ppo_discrete_safe")  # safe fine-tunes ppo_discrete
+CONTROLLERS = ("sac", "td3", "ppo", "ppo_safe", "ppo_discrete", "ppo_discrete_safe")  # *_safe fine-tune the run before
 KPIS = ("cost_norm", "daily_peak_norm", "ramping_norm", "consumption_norm", "voltage_violations", "voltage_violation_depth", "vmin", "losses_mwh")
 RUNS = ROOT / "benchmarks" / "runs" / "grid"
 
