@@ -58,3 +58,23 @@ def evaluate(env: gym.Env, act: ActFn, episodes: int, seed: int) -> dict[str, An
     :param seed: first episode seed.
     """
     return summarize([run_episode(env, act, seed + i) for i in range(episodes)])
+
+
+def random_observations(env: gym.Env, count: int, seed: int = 0) -> np.ndarray:
+    """Observations visited under uniformly random actions (resetting at episode ends).
+
+    Handy for comparing policies on states an env actually produces.
+
+    :param env: the environment.
+    :param count: observations to collect.
+    :param seed: seed of the first reset and of the action sampler.
+    """
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    found = []
+    for _ in range(count):
+        found.append(obs)
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            obs, _ = env.reset()
+    return np.asarray(found, dtype=np.float32)

@@ -11,6 +11,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from rlkit.agents.sb3 import BUFFER_KEYS, SB3Agent
 from rlkit.config import AgentConfig
+from rlkit.evaluation import random_observations
 from rlkit.io import load_arrays, load_torch, save_arrays, save_torch
 
 
@@ -26,16 +27,7 @@ def spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
 
 
 def observations(env_id: str, count: int = 32, seed: int = 0) -> np.ndarray:
-    env = gym.make(env_id)
-    env.action_space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    found = []
-    for _ in range(count):
-        found.append(obs)
-        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            obs, _ = env.reset()
-    return np.asarray(found, dtype=np.float32)
+    return random_observations(gym.make(env_id), count, seed)
 
 
 def assert_nested_equal(a, b, where=""):

@@ -27,6 +27,7 @@ from rlkit.agents.sb3 import BUFFER_KEYS, SB3Agent
 from rlkit.cli import main
 from rlkit.config import ExperimentConfig, load_config
 from rlkit.envs import make_env
+from rlkit.evaluation import random_observations
 from rlkit.io import load_arrays, load_torch
 from rlkit.loading import load_run
 from rlkit.loops.sb3 import load_agent_state
@@ -128,16 +129,9 @@ def metrics_rows(run: RunDir, drop: tuple[str, ...] = WALL_CLOCK) -> list[dict[s
 def observations(trained: Trained, count: int = 64, seed: int = 0) -> np.ndarray:
     """Real observations from the run's env under random actions."""
     env = make_env(trained.config.env)
-    env.action_space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    found = []
-    for _ in range(count):
-        found.append(obs)
-        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            obs, _ = env.reset()
+    found = random_observations(env, count, seed)
     env.close()
-    return np.asarray(found, dtype=np.float32)
+    return found
 
 
 def trained_act(trained: Trained, obs: np.ndarray) -> np.ndarray:
