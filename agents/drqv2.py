@@ -3,13 +3,16 @@
 DDPG with clipped double Q, n-step returns, a scheduled exploration std and clipped target-policy
 noise, as in facebookresearch/drqv2. The pixel encoder and augmentation arrive with the visual
 agents (MENTOR builds on this one); here the encoder is the identity, so the agent learns from
-state vectors. The agent knows nothing of envs, files or logging: ``act``, ``update(batch)``,
-``state_dict``/``load_state_dict`` and a ``policy_view`` for attacks.
+state vectors. The agent follows :class:`rlkit.agent.Agent`: ``act``, ``update(batch)``,
+``save``/``load`` into a folder, and a ``policy_view`` for attacks; it knows nothing of envs,
+run directories or logging.
 """
 
 from __future__ import annotations
 
+import copy
 import re
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -18,8 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlkit.agent import UpdateSchedule
 from rlkit.batch import Batch
+from rlkit.config import ExperimentConfig
+from rlkit.io import load_torch, save_torch
 from rlkit.policy import PolicyView
+
+STATE_FILE = "agent.pt"
+NETWORKS = ("actor", "critic", "critic_target", "actor_opt", "critic_opt")
 
 
 def mlp(inp: int, hidden: int, out: int, depth: int = 2) -> nn.Sequential:
@@ -112,9 +121,9 @@ class DrQV2Agent:
         self.low = np.asarray(action_space.low, dtype=np.float32)
         self.high = np.asarray(action_space.high, dtype=np.float32)
         self.device = torch.device(device)
-        self.tau, self.update_every_steps, self.num_expl_steps = critic_target_tau, update_every_steps, num_expl_steps
+        self.tau, self.num_expl_steps = critic_target_tau, num_expl_steps
         self.stddev_schedule, self.stddev_clip = stddev_schedule, stddev_clip
-        self.batch_size, self.nstep, self.discount = batch_size, nstep, discount
+        self.schedule = UpdateSchedule(batch_size, update_every_steps, num_expl_steps, nstep, discount)
         self.actor = Actor(self.obs_dim, self.action_dim, hidden_dim).to(self.device)
         self.critic = Critic(self.obs_dim, self.action_dim, hidden_dim).to(self.device)
         self.critic_target = Critic(self.obs_dim, self.action_dim, hidden_dim).to(self.device)
@@ -131,16 +140,16 @@ class DrQV2Agent:
         return 2.0 * (action - self.low) / (self.high - self.low) - 1.0
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, step: int = 0, eval_mode: bool = True) -> np.ndarray:
+    def act(self, obs: np.ndarray, step: int = 0, explore: bool = False) -> np.ndarray:
         """Actions (env units) for a batch of observations.
 
         :param obs: (B, obs_dim) observations.
         :param step: env steps so far (exploration schedule).
-        :param eval_mode: deterministic mean action.
+        :param explore: uniform actions before ``num_expl_steps``, then scheduled noise.
         """
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device).reshape(-1, self.obs_dim)
         mean = torch.tanh(self.actor(obs_t))
-        if not eval_mode:
+        if explore:
             if step < self.num_expl_steps:
                 mean = torch.empty_like(mean).uniform_(-1.0, 1.0)
             else:
@@ -182,23 +191,68 @@ class DrQV2Agent:
                 tp.lerp_(p, self.tau)
         return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "q": q1.mean().item(), "stddev": std}
 
+    def on_episode_end(self, info: dict[str, Any]) -> None:
+        """Nothing to do at episode ends (DrQ-v2 keeps no per-episode state).
+
+        :param info: the episode's final info.
+        """
+
     def state_dict(self) -> dict[str, Any]:
         """Networks and optimisers."""
-        names = ("actor", "critic", "critic_target", "actor_opt", "critic_opt")
-        return {name: getattr(self, name).state_dict() for name in names}
+        return {name: getattr(self, name).state_dict() for name in NETWORKS}
 
     def load_state_dict(self, state: dict[str, Any], policy_only: bool = False) -> None:
-        """Restore :meth:`state_dict` (only the actor when ``policy_only``)."""
-        names = ("actor",) if policy_only else ("actor", "critic", "critic_target", "actor_opt", "critic_opt")
-        for name in names:
+        """Restore :meth:`state_dict` (only the actor when ``policy_only``).
+
+        :param state: what :meth:`state_dict` returned.
+        :param policy_only: load the actor only.
+        """
+        for name in ("actor",) if policy_only else NETWORKS:
             getattr(self, name).load_state_dict(state[name])
 
-    def policy_view(self) -> PolicyView:
-        """Frozen pre-tanh actor mean on raw observations (squash: tanh to the env bounds)."""
-        import copy
+    def save(self, folder: Path) -> None:
+        """Write networks and optimisers to ``folder/agent.pt`` (weights-only loadable).
 
+        :param folder: the checkpoint or final folder.
+        """
+        save_torch(Path(folder) / STATE_FILE, self.state_dict())
+
+    def load(self, folder: Path, policy_only: bool = False) -> None:
+        """Restore :meth:`save` (``torch.load(weights_only=True)``).
+
+        :param folder: the folder.
+        :param policy_only: load the actor only.
+        """
+        self.load_state_dict(load_torch(Path(folder) / STATE_FILE), policy_only)
+
+    def policy_view(self, live: bool = False) -> PolicyView:
+        """Pre-tanh actor mean on raw observations (squash: tanh to the env bounds).
+
+        :param live: share the training actor (for attacks inside training) instead of a frozen
+            CPU copy.
+        """
+        if live:
+            return PolicyView(self.actor.net, "continuous", "tanh", self.low, self.high).to(self.device)
         view = PolicyView(copy.deepcopy(self.actor.net).cpu(), "continuous", "tanh", self.low, self.high)
         view.eval()
         for param in view.parameters():
             param.requires_grad_(False)
         return view
+
+
+def build_drqv2(
+    config: ExperimentConfig, observation_space: gym.Space, action_space: gym.Space, env: Any = None
+) -> DrQV2Agent:
+    """Registry factory: ``agent.kwargs`` plus ``learning_rate`` (lr) and ``net_arch[0]`` (width).
+
+    :param config: the experiment config.
+    :param observation_space: flat Box observations.
+    :param action_space: Box actions.
+    :param env: unused (the loop steps the env).
+    """
+    kwargs = dict(config.agent.kwargs)
+    if config.agent.learning_rate is not None:
+        kwargs["lr"] = config.agent.learning_rate
+    if config.agent.net_arch:
+        kwargs["hidden_dim"] = config.agent.net_arch[0]
+    return DrQV2Agent(observation_space, action_space, device=config.train.device, **kwargs)  # type: ignore[arg-type]

@@ -3,11 +3,14 @@
 The adapter builds an SB3 model from an :class:`~rlkit.config.AgentConfig`, keeps optional
 observation-normalisation statistics beside it, saves and restores everything with weights-only
 torch files (never SB3's pickled zip data), and exposes a differentiable :class:`PolicyView`
-with the normalisation folded in, so attacks work on raw observations.
+with the normalisation folded in, so attacks work on raw observations. It follows
+:class:`rlkit.agent.Agent`, except that SB3 collects its own rollouts and learns inside
+``model.learn`` (the ``sb3`` loop), so :meth:`SB3Agent.update` is not used.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -19,9 +22,16 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from torch import nn
 
-from rlkit.config import AgentConfig
+from rlkit.agent import UpdateSchedule
+from rlkit.batch import Batch
+from rlkit.config import AgentConfig, ExperimentConfig
+from rlkit.io import load_arrays, load_torch, save_arrays, save_torch
+from rlkit.params import signature_model
 from rlkit.policy import ObsNormalizer, PolicyView
 
+STATE_FILE, ARRAYS_FILE = "agent.pt", "agent.npz"
+#: constructor arguments rlkit supplies itself (not settable through ``agent.kwargs``)
+SUPPLIED = ("policy", "env", "device", "seed", "verbose", "_init_setup_model")
 BUFFER_KEYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
 
@@ -53,7 +63,7 @@ class SB3Agent:
 
     def __init__(
         self,
-        algo: str,
+        algo: str | type[BaseAlgorithm],
         config: AgentConfig,
         env: VecEnv | None = None,
         spaces: tuple[gym.Space, gym.Space] | None = None,
@@ -61,8 +71,8 @@ class SB3Agent:
         device: str = "cpu",
         total_steps: int | None = None,
     ) -> None:
-        self.algo = algo
-        cls: type[BaseAlgorithm] = getattr(stable_baselines3, algo)
+        cls: type[BaseAlgorithm] = getattr(stable_baselines3, algo) if isinstance(algo, str) else algo
+        self.algo = _base_algo(cls)
         if env is None:
             if spaces is None:
                 raise ValueError("SB3Agent needs an env or (observation_space, action_space)")
@@ -72,6 +82,7 @@ class SB3Agent:
         self.obs_mean: np.ndarray | None = None
         self.obs_var: np.ndarray | None = None
         self.clip_obs = 10.0
+        self.schedule = UpdateSchedule()
 
     @classmethod
     def from_model(cls, model: BaseAlgorithm, obs_mean: np.ndarray | None = None, obs_var: np.ndarray | None = None, clip_obs: float = 10.0) -> SB3Agent:
@@ -83,8 +94,9 @@ class SB3Agent:
         :param clip_obs: clipping of normalised observations.
         """
         agent = cls.__new__(cls)
-        agent.algo, agent.model, agent.vec_normalize = type(model).__name__, model, None
+        agent.algo, agent.model, agent.vec_normalize = _base_algo(type(model)), model, None
         agent.obs_mean, agent.obs_var, agent.clip_obs = obs_mean, obs_var, clip_obs
+        agent.schedule = UpdateSchedule()
         return agent
 
     @staticmethod
@@ -121,26 +133,47 @@ class SB3Agent:
             return self.obs_mean, self.obs_var
         return None
 
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def act(self, obs: np.ndarray, step: int = 0, explore: bool = False) -> np.ndarray:
         """Actions for a batch of raw observations.
 
         :param obs: observations, shape (B, *obs_shape).
-        :param deterministic: mean / argmax action instead of a sample.
+        :param step: env steps so far (unused: SB3 keeps its own schedules).
+        :param explore: sample from the policy instead of the mean / argmax action.
         """
-        action, _ = self.model.predict(self.normalize(np.asarray(obs, dtype=np.float32)), deterministic=deterministic)
+        action, _ = self.model.predict(self.normalize(np.asarray(obs, dtype=np.float32)), deterministic=not explore)
         return action
 
-    def policy_view(self) -> PolicyView:
-        """A frozen, differentiable copy of the deterministic policy taking raw observations."""
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        """Not used: stable-baselines3 learns inside ``model.learn`` (the ``sb3`` loop).
+
+        :param batch: unused.
+        :param step: unused.
+        """
+        raise NotImplementedError("stable-baselines3 agents learn inside their own rollouts (loop 'sb3')")
+
+    def on_episode_end(self, info: dict[str, Any]) -> None:
+        """Nothing to do: SB3 tracks its own episodes.
+
+        :param info: the episode's final info.
+        """
+
+    def policy_view(self, live: bool = False) -> PolicyView:
+        """A differentiable deterministic policy taking raw observations.
+
+        :param live: share the model's training weights (attacks inside training) instead of a
+            frozen CPU copy.
+        """
         policy = self.model.policy
         space = self.model.action_space
-        body, squash = _policy_body(self.algo, policy)
+        body, squash = _policy_body(self.algo, policy, copy_policy=not live)
         stats = self._stats()
         normalizer = ObsNormalizer(stats[0], stats[1], self.clip_obs) if stats is not None else None
         if isinstance(space, gym.spaces.Discrete):
             view = PolicyView(body, "discrete", "argmax", normalizer=normalizer)
         else:
             view = PolicyView(body, "continuous", squash, space.low, space.high, normalizer)
+        if live:
+            return view.to(self.model.device)
         view.eval()
         for param in view.parameters():
             param.requires_grad_(False)
@@ -216,6 +249,50 @@ class SB3Agent:
             buffer.full = bool(arrays["buffer_full"])
 
 
+    def save(self, folder: Path, with_buffer: bool = True) -> None:
+        """Write ``agent.pt`` (weights-only torch) and ``agent.npz`` (normaliser, buffer).
+
+        :param folder: the checkpoint or final folder.
+        :param with_buffer: include the replay buffer (checkpoints; not final models).
+        """
+        state, arrays = self.state_dict(with_buffer=with_buffer)
+        save_torch(Path(folder) / STATE_FILE, state)
+        save_arrays(Path(folder) / ARRAYS_FILE, arrays)
+
+    def load(self, folder: Path, policy_only: bool = False) -> None:
+        """Restore :meth:`save` (weights-only torch, numpy without pickle).
+
+        :param folder: the folder.
+        :param policy_only: load the policy weights (and normaliser) only.
+        """
+        state = load_torch(Path(folder) / STATE_FILE)
+        self.load_state_dict(state, load_arrays(Path(folder) / ARRAYS_FILE), policy_only=policy_only)
+
+
+def build_sb3(
+    config: ExperimentConfig, observation_space: gym.Space, action_space: gym.Space, env: Any = None, *, algo: Any
+) -> SB3Agent:
+    """Registry factory of the SB3 agents: a model on the training VecEnv, or on the spaces only.
+
+    :param config: the experiment config.
+    :param observation_space: the env's observation space.
+    :param action_space: the env's action space.
+    :param env: the training VecEnv (None: a model for loading and evaluation).
+    :param algo: SB3 class name (``"SAC"``) or class (a plug-in subclass).
+    """
+    spaces = None if env is not None else (observation_space, action_space)
+    return SB3Agent(algo, config.agent, env=env, spaces=spaces, seed=config.seed, device=config.train.device, total_steps=config.train.total_steps)
+
+
+def sb3_params(algo: Any) -> Any:
+    """The typed model of ``agent.kwargs`` for SB3 algorithm ``algo`` (from its signature).
+
+    :param algo: SB3 class name or class.
+    """
+    cls = getattr(stable_baselines3, algo) if isinstance(algo, str) else algo
+    return signature_model(cls, f"{cls.__name__}Params", exclude=SUPPLIED)
+
+
 def _getattr_path(obj: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         obj = getattr(obj, part)
@@ -225,14 +302,13 @@ def _getattr_path(obj: Any, dotted: str) -> Any:
 class _ActorMean(nn.Module):
     """SAC/TD3/DDPG actor up to the pre-squash mean."""
 
-    def __init__(self, actor: nn.Module, head: nn.Module) -> None:
+    def __init__(self, actor: nn.Module, latent: nn.Module, head: nn.Module) -> None:
         super().__init__()
-        self.actor, self.head = actor, head
+        self.actor, self.latent, self.head = actor, latent, head
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         features = self.actor.extract_features(obs, self.actor.features_extractor)
-        latent = self.actor.latent_pi(features) if hasattr(self.actor, "latent_pi") else features
-        return self.head(latent)
+        return self.head(self.latent(features))
 
 
 class _ActorCriticHead(nn.Module):
@@ -248,16 +324,31 @@ class _ActorCriticHead(nn.Module):
         return policy.action_net(policy.mlp_extractor.forward_actor(features))
 
 
-def _policy_body(algo: str, policy: nn.Module) -> tuple[nn.Module, str]:
-    """(module producing the pre-squash output, squash kind) for an SB3 policy."""
+def _base_algo(cls: type) -> str:
+    """Name of the stable-baselines3 algorithm ``cls`` is (or derives from), e.g. ``"SAC"``.
+
+    :param cls: an SB3 algorithm class or a subclass of one (plug-ins).
+    """
+    for klass in cls.__mro__:
+        if klass.__module__.startswith("stable_baselines3.") and klass.__name__ in ("SAC", "TD3", "DDPG", "PPO", "A2C", "DQN"):
+            return klass.__name__
+    return cls.__name__
+
+
+def _policy_body(algo: str, policy: nn.Module, copy_policy: bool = True) -> tuple[nn.Module, str]:
+    """(module producing the pre-squash output, squash kind) for an SB3 policy.
+
+    :param algo: SB3 algorithm name.
+    :param policy: the model's policy.
+    :param copy_policy: work on a CPU copy (frozen views) rather than the training policy.
+    """
     import copy
 
-    policy = copy.deepcopy(policy).cpu()
+    if copy_policy:
+        policy = copy.deepcopy(policy).cpu()
     if algo == "SAC":
-        return _ActorMean(policy.actor, policy.actor.mu), "tanh"
+        return _ActorMean(policy.actor, policy.actor.latent_pi, policy.actor.mu), "tanh"
     if algo in ("TD3", "DDPG"):
         mu = policy.actor.mu  # Sequential(..., Tanh): drop the final Tanh
-        actor = policy.actor
-        actor.latent_pi = nn.Identity()
-        return _ActorMean(actor, nn.Sequential(*list(mu)[:-1])), "tanh"
+        return _ActorMean(policy.actor, nn.Identity(), nn.Sequential(*list(mu)[:-1])), "tanh"
     return _ActorCriticHead(policy), "tanh" if getattr(policy, "squash_output", False) else "clip"

@@ -1,8 +1,21 @@
 """Evaluate a trained policy clean and under every (attack, epsilon) on the same episodes.
 
-Episodes run in lock-step: E envs (one per episode seed) are stepped together and one attack
-call perturbs the whole batch of E observations, so a 100-iteration PGD costs 100 batched
-forward/backward passes per time step, not per episode.
+Every run goes through one path: the E episodes (one per seed) are the E sub-envs of a gymnasium
+``VectorEnv`` (``SyncVectorEnv`` over ``make_env()`` unless a ``make_vector_env`` is given),
+wrapped in :class:`~rlkit.attacks.wrappers.AttackedVectorObservation` with
+``single_episode=True`` - the wrapper adversarial training reuses.  The clean run uses the
+identity attack through the same wrapper.  One attack call perturbs the batch of sub-envs whose
+episode is still running (a 100-iteration PGD costs 100 batched passes per time step, not per
+episode); a sub-env whose episode ended drops out of the batch and its later steps (autoreset
+episodes) are ignored, so episodes of different lengths are each recorded to their own end.  The
+policy acts on ``info["perturbed_obs"]`` and the clean actions come from ``info["clean_obs"]``.
+
+Observations may be flat feature vectors (T, F) or images (C, H, W): traces and distortion
+statistics (linf / l2 over all elements of an observation) work for any shape.  Stealth
+statistics (MMD, KS, first differences, the day-split null) are computed for flat observations
+only; for images they are skipped and the row carries ``stealth_note`` saying so (a summary such
+as per-channel means would call a sign-pattern perturbation that leaves channel means unchanged
+"stealthy", which is not a claim worth printing).
 """
 
 from __future__ import annotations
@@ -14,24 +27,28 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from rich.progress import Progress
 
 from rlkit.attacks.attacks import make_attack
 from rlkit.attacks.budget import AttackBudget
 from rlkit.attacks.stealth import split_by_day_null, stealth_report
+from rlkit.attacks.wrappers import AttackedVectorObservation
 from rlkit.config import AttackConfig, AttackSpec, ConfigError
 from rlkit.envs import feature_groups, feature_names
 from rlkit.policy import PolicyView
 
-Perturb = Callable[[torch.Tensor, int], torch.Tensor]
+AttackFn = Callable[..., torch.Tensor]
+STEALTH_SKIPPED = "stealth statistics skipped: observations are not flat feature vectors"
 
 
 @dataclass
 class Trace:
     """Everything recorded over a batch of episodes (lists indexed by episode).
 
-    Per episode: clean observations, observations fed to the policy, actions taken, actions the
-    policy would have taken on the clean observations, rewards, and the env's episode KPIs.
+    Per episode: clean observations (float32, or the env's integer dtype for frames),
+    observations fed to the policy (float32), actions taken, actions the policy would have taken
+    on the clean observations, rewards, and the env's episode KPIs.
     """
 
     clean_obs: list[list[np.ndarray]] = field(default_factory=list)
@@ -46,72 +63,139 @@ class Trace:
         return np.asarray(getattr(self, name)[episode])
 
 
-def run_batch(envs: list[gym.Env], view: PolicyView, seeds: list[int], perturb: Perturb | None) -> Trace:
-    """Run one episode per env in lock-step, perturbing the whole batch each step.
+def identity_attack(obs: torch.Tensor, t: Any = None) -> torch.Tensor:
+    """The clean run's attack: returns ``obs`` unchanged."""
+    return obs
 
-    :param envs: one env per episode.
-    :param view: the policy view (actions are ``view.squash(view(obs))``).
-    :param seeds: reset seed per env.
-    :param perturb: ``(obs_batch, t) -> perturbed batch`` or None for the clean run.
+
+def _device(view: Any) -> torch.device:
+    if isinstance(view, torch.nn.Module):
+        for tensor in (*view.parameters(), *view.buffers()):
+            return tensor.device
+    return torch.device("cpu")
+
+
+def _store(obs: np.ndarray) -> np.ndarray:
+    """How a trace keeps an observation: integer frames as they are, everything else float32."""
+    return obs if np.issubdtype(obs.dtype, np.integer) else obs.astype(np.float32, copy=False)
+
+
+def _leaf(info: dict[str, Any], path: tuple[str, ...], i: int) -> dict[str, Any] | None:
+    """``info[path...]`` for sub-env ``i`` of a gymnasium vector info dict (None when absent)."""
+    node: Any = info
+    for key in path:
+        mask = node.get(f"_{key}") if isinstance(node, dict) else None
+        if not isinstance(node, dict) or key not in node or (mask is not None and not mask[i]):
+            return None
+        node = node[key]
+    return node
+
+
+def _episode_kpis(info: dict[str, Any], i: int, mode: AutoresetMode) -> dict[str, float]:
+    """``episode_kpis`` of sub-env ``i`` on its final step (``final_info`` for SAME_STEP)."""
+    path = ("final_info", "episode_kpis") if mode == AutoresetMode.SAME_STEP else ("episode_kpis",)
+    kpis = _leaf(info, path, i)
+    if not kpis:
+        return {}
+    out = {}
+    for key, values in kpis.items():
+        if key.startswith("_") and key[1:] in kpis:
+            continue
+        mask = kpis.get(f"_{key}")
+        if mask is None or mask[i]:
+            out[key] = float(values[i])
+    return out
+
+
+def run_episodes(env: AttackedVectorObservation, view: PolicyView, seeds: list[int]) -> Trace:
+    """One episode per sub-env of ``env`` (reset with ``seeds``), each recorded to its own end.
+
+    :param env: the vector env in an :class:`AttackedVectorObservation` with
+        ``single_episode=True`` (the attack perturbs only sub-envs still in their episode).
+    :param view: the policy view (actions are ``view.squash(view(obs))``, computed for the
+        running sub-envs only).
+    :param seeds: reset seed per sub-env.
     """
-    n = len(envs)
+    if not env.single_episode:
+        raise ValueError("run_episodes needs AttackedVectorObservation(..., single_episode=True)")
+    n = env.num_envs
+    if len(seeds) != n:
+        raise ValueError(f"{len(seeds)} seeds for {n} sub-envs")
     trace = Trace(*([[] for _ in range(n)] for _ in range(5)), kpis=[{} for _ in range(n)])
-    obs = [np.asarray(env.reset(seed=s)[0], dtype=np.float32) for env, s in zip(envs, seeds, strict=True)]
-    active = list(range(n))
-    t = 0
-    while active:
-        clean = torch.as_tensor(np.stack([obs[i] for i in active]))
-        fed = perturb(clean, t) if perturb is not None else clean
+    device = _device(view)
+    _, info = env.reset(seed=list(seeds))
+    running = np.ones(n, dtype=bool)
+    actions_all: np.ndarray | None = None
+    while running.any():
+        rows = np.flatnonzero(running)
+        clean = np.asarray(info["clean_obs"])[rows]
+        fed = np.asarray(info["perturbed_obs"])[rows].astype(np.float32, copy=False)
+        clean32 = clean.astype(np.float32, copy=False)
         with torch.no_grad():
-            actions = view.squash(view(fed)).cpu().numpy()
-            clean_actions = view.squash(view(clean)).cpu().numpy() if perturb is not None else actions
-        still = []
-        for row, i in enumerate(active):
-            trace.clean_obs[i].append(clean[row].numpy())
-            trace.fed_obs[i].append(fed[row].numpy())
+            actions = view.squash(view(torch.as_tensor(fed, device=device))).cpu().numpy()
+            if np.array_equal(fed, clean32):
+                clean_actions = actions
+            else:
+                clean_actions = view.squash(view(torch.as_tensor(clean32, device=device))).cpu().numpy()
+        if actions_all is None:
+            actions_all = np.zeros((n, *actions.shape[1:]), dtype=actions.dtype)
+        actions_all[rows] = actions  # finished sub-envs repeat their last action (ignored)
+        for row, i in enumerate(rows):
+            trace.clean_obs[i].append(_store(clean[row]))
+            trace.fed_obs[i].append(fed[row])
             trace.actions[i].append(actions[row])
             trace.clean_actions[i].append(clean_actions[row])
-            next_obs, reward, terminated, truncated, info = envs[i].step(actions[row])
-            trace.rewards[i].append(float(reward))
-            obs[i] = np.asarray(next_obs, dtype=np.float32)
-            if terminated or truncated:
-                trace.kpis[i] = {k: float(v) for k, v in (info.get("episode_kpis") or {}).items()}
-            else:
-                still.append(i)
-        active = still
-        t += 1
+        _, reward, terminated, truncated, info = env.step(actions_all)
+        for i in rows:
+            trace.rewards[i].append(float(reward[i]))
+            if terminated[i] or truncated[i]:
+                trace.kpis[i] = _episode_kpis(info, int(i), env.autoreset_mode)
+                running[i] = False
     return trace
 
 
-def build_budget(spec: AttackSpec, eps: float, env: gym.Env) -> AttackBudget:
+def _single_space(env: gym.Env | VectorEnv) -> gym.spaces.Space:
+    space = getattr(env, "single_observation_space", None)
+    return env.observation_space if space is None else space
+
+
+def build_budget(spec: AttackSpec, eps: float, env: gym.Env | VectorEnv) -> AttackBudget:
     """The budget of ``spec`` at ``eps`` in ``env``'s raw observation space (groups by name).
+
+    Flat observations get per-feature mask and scale from the env's named groups; other shapes
+    (images) get a uniform budget with per-element bounds (they have no groups to name).
 
     :param spec: the attack spec (norm, mask and scale groups).
     :param eps: the radius.
-    :param env: the env (for groups, size and observation bounds).
+    :param env: the env, or a vector env (for groups, size and observation bounds).
     """
     groups = feature_groups(env)
     for name in [*spec.mask, *spec.scale]:
         if name not in groups:
             raise ConfigError(f"attack {spec.key!r}: unknown observation group {name!r}; this env has: {', '.join(groups) or 'no groups'}")
-    space = env.observation_space
+    space = _single_space(env)
     low = np.where(np.isfinite(space.low), space.low, -np.inf).astype(np.float32)
     high = np.where(np.isfinite(space.high), space.high, np.inf).astype(np.float32)
     bounded = np.isfinite(low).all() and np.isfinite(high).all()
+    bounds = {"low": low if bounded else None, "high": high if bounded else None}
+    if len(space.shape) != 1:
+        return AttackBudget(eps, norm=spec.norm, **bounds)
     return AttackBudget.from_groups(
-        eps,
-        groups,
-        int(np.prod(space.shape)),
-        mask_groups=spec.mask,
-        scale_groups=spec.scale,
-        norm=spec.norm,
-        low=low if bounded else None,
-        high=high if bounded else None,
+        eps, groups, int(np.prod(space.shape)), mask_groups=spec.mask, scale_groups=spec.scale,
+        norm=spec.norm, **bounds,
     )
+
+
+def _flat_steps(episodes: list[list[np.ndarray]]) -> np.ndarray:
+    """All steps of all episodes as (sum T, n_elements) float32."""
+    return np.concatenate([np.asarray(e, dtype=np.float32).reshape(len(e), -1) for e in episodes])
 
 
 def summarize_trace(trace: Trace, clean: Trace | None, action_kind: str) -> dict[str, Any]:
     """Return, KPIs, action damage and distortion of a trace (regret against ``clean``).
+
+    Distortion: linf / l2 of (fed - clean) over all elements of each observation (any shape),
+    then mean and max over steps.
 
     :param trace: the attacked (or clean) run.
     :param clean: the clean run on the same seeds, or None.
@@ -131,16 +215,55 @@ def summarize_trace(trace: Trace, clean: Trace | None, action_kind: str) -> dict
         row["attack_success_rate"] = float(np.mean(np.any(acts != clean_acts, axis=1)))
     else:
         row["action_mae"] = float(np.mean(np.abs(acts - clean_acts)))
-    delta = np.concatenate([np.asarray(f) - np.asarray(c) for f, c in zip(trace.fed_obs, trace.clean_obs, strict=True)])
+    delta = _flat_steps(trace.fed_obs) - _flat_steps(trace.clean_obs)
     linf, l2 = np.abs(delta).max(axis=1), np.linalg.norm(delta, axis=1)
     row.update({"linf_mean": float(linf.mean()), "linf_max": float(linf.max()), "l2_mean": float(l2.mean()), "l2_max": float(l2.max())})
     return row
 
 
-def steps_per_day(env: gym.Env) -> int | None:
+def steps_per_day(env: gym.Env | VectorEnv) -> int | None:
     """Observations per simulated day, when the env knows it (grid envs), else None."""
     value = getattr(env.unwrapped, "steps_per_day", None)
     return int(value) if value else None
+
+
+class HoldAfterEpisode(gym.Wrapper):
+    """A sub-env of an evaluation: once its episode ends it holds still until a seeded reset.
+
+    The vector env's autoreset (a ``reset()`` without a seed) and later steps return the final
+    observation again (reward 0, not done, empty info) without touching the env, so a finished
+    episode costs nothing while the longer ones run on.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        """Wrap ``env``."""
+        super().__init__(env)
+        self._ended = False
+        self._last: Any = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset ``env`` (``seed``, ``options``), unless the episode ended and no seed is given."""
+        if self._ended and seed is None:
+            return self._last, {}
+        self._ended = False
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._last = obs
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """Step ``env`` with ``action`` while its episode runs; afterwards hold."""
+        if self._ended:
+            return self._last, 0.0, False, False, {}
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._last = obs
+        self._ended = bool(terminated or truncated)
+        return obs, reward, terminated, truncated, info
+
+
+def _probe(venv: VectorEnv) -> gym.Env | VectorEnv:
+    """A sub-env to ask for groups, names and days (``SyncVectorEnv``), else the vector env."""
+    envs = getattr(venv, "envs", None)
+    return envs[0] if envs else venv
 
 
 def evaluate_attacks(
@@ -150,37 +273,60 @@ def evaluate_attacks(
     seed: int,
     episodes: int | None = None,
     progress: bool = True,
+    make_vector_env: Callable[[int], VectorEnv] | None = None,
 ) -> dict[str, Any]:
     """Run the clean baseline once, then each (attack, epsilon) on the same episode seeds.
 
-    :param make_env: builds one evaluation env.
+    :param make_env: builds one evaluation env (the sub-envs of a ``SyncVectorEnv``, each in a
+        :class:`HoldAfterEpisode`).
     :param view: the policy view.
     :param attack_config: attacks, budgets, episodes, stealth options.
-    :param seed: first episode seed.
+    :param seed: first episode seed (episode i is reset with ``seed + i``).
     :param episodes: overrides ``attack_config.episodes``.
     :param progress: show a progress bar.
-    :return: ``{"clean": row, "rows": [row per (attack, eps)], "traces": {...}, "meta": {...}}``.
+    :param make_vector_env: optional ``n -> VectorEnv`` of ``n`` sub-envs used instead of
+        ``SyncVectorEnv([make_env] * n)`` (e.g. a native batched env); any autoreset mode.
+    :return: ``{"clean": row, "rows": [row per (attack, eps)], "traces": {"clean": Trace,
+        (attack, eps): Trace}, "stealth": {"attack@eps": report}, "meta": {...}}``.
     """
     n = episodes or attack_config.episodes
-    envs = [make_env() for _ in range(n)]
+    if make_vector_env is not None:
+        venv = make_vector_env(n)
+    else:
+        venv = SyncVectorEnv([lambda: HoldAfterEpisode(make_env()) for _ in range(n)])
+    try:
+        return _evaluate(venv, view, attack_config, seed, n, progress)
+    finally:
+        venv.close()
+
+
+def _evaluate(venv: VectorEnv, view: PolicyView, attack_config: AttackConfig, seed: int, n: int,
+              progress: bool) -> dict[str, Any]:
     seeds = [seed + i for i in range(n)]
-    names = feature_names(envs[0])
-    per_day = steps_per_day(envs[0])
+    probe = _probe(venv)
+    shape = tuple(_single_space(venv).shape)
+    flat = len(shape) == 1
+    names = feature_names(probe) if flat else None
+    per_day = steps_per_day(probe)
     blockwise = attack_config.mmd_permutation != "rows" and per_day is not None
+    stealth_on = attack_config.stealth and flat
     runs = [(spec, eps) for spec in attack_config.attacks for eps in (spec.eps or attack_config.eps)]
-    budgets = [build_budget(spec, eps, envs[0]) for spec, eps in runs]  # validate before the long work
+    budgets = [build_budget(spec, eps, probe) for spec, eps in runs]  # validate before the long work
+
+    def run(attack: AttackFn) -> Trace:
+        return run_episodes(AttackedVectorObservation(venv, attack, single_episode=True), view, seeds)
+
     with Progress(disable=not progress) as bar:
         task = bar.add_task("attacks", total=len(runs) + 1)
-        clean = run_batch(envs, view, seeds, None)
+        clean = run(identity_attack)
         bar.advance(task)
-        clean_episodes = [np.asarray(o) for o in clean.clean_obs]
+        clean_episodes = [np.asarray(o) for o in clean.clean_obs] if stealth_on else []
         rows, traces, stealth = [], {"clean": clean}, {}
         for (spec, eps), budget in zip(runs, budgets, strict=True):
             bar.update(task, description=f"{spec.key} eps={eps}")
-            attack = make_attack(spec.name, view, budget, **spec.settings)
-            trace = run_batch(envs, view, seeds, lambda obs, t, a=attack: a(obs, t=t))
+            trace = run(make_attack(spec.name, view, budget, **spec.settings))
             row = {"attack": spec.key, "eps": eps, **summarize_trace(trace, clean, view.action_kind)}
-            if attack_config.stealth:
+            if stealth_on:
                 report = stealth_report(
                     clean_episodes, [np.asarray(o) for o in trace.fed_obs], feature_names=names,
                     permutations=attack_config.permutations, seed=seed,
@@ -189,24 +335,31 @@ def evaluate_attacks(
                 )
                 row.update(_stealth_columns(report))
                 stealth[f"{spec.key}@{eps}"] = report
+            elif attack_config.stealth:
+                row.update(_stealth_columns(None))
             rows.append(row)
             traces[(spec.key, eps)] = trace
             bar.advance(task)
-    for env in envs:
-        env.close()
     clean_row = {"attack": "clean", "eps": 0.0, **summarize_trace(clean, None, view.action_kind)}
     null = None
     total_days = sum(len(o) for o in clean_episodes) // per_day if per_day else 0
-    if attack_config.stealth and total_days >= 4:
+    if stealth_on and total_days >= 4:
         null = split_by_day_null(
             clean_episodes, per_day, repeats=50, permutations=attack_config.permutations, seed=seed,
             max_samples=2000, blockwise=blockwise,
         ).to_dict()
-    meta = {"episodes": n, "seeds": seeds, "feature_names": names, "steps_per_day": per_day, "mmd_null": null}
+    meta = {
+        "episodes": n, "seeds": seeds, "feature_names": names, "obs_shape": list(shape),
+        "steps_per_day": per_day, "mmd_null": null,
+        "stealth_note": STEALTH_SKIPPED if attack_config.stealth and not flat else None,
+    }
     return {"clean": clean_row, "rows": rows, "traces": traces, "stealth": stealth, "meta": meta}
 
 
-def _stealth_columns(report: dict[str, Any]) -> dict[str, Any]:
+def _stealth_columns(report: dict[str, Any] | None) -> dict[str, Any]:
+    if report is None:
+        return {"mmd_p_value": None, "mmd_detected": None, "ks_n_significant": None,
+                "first_diff_within": None, "stealth_note": STEALTH_SKIPPED}
     first = report.get("first_difference", {})
     ks = report.get("ks", {})
     return {

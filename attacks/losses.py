@@ -5,9 +5,18 @@
   Group Difference Logits (GDL) loss, see :func:`group_difference_logits`.
 * :func:`action_distance` - MSE / MAE / Huber distance between two action batches.
 * :func:`categorical_kl`, :func:`gaussian_kl` - KL divergences used by the MAD attack.
+
+These torch definitions are the only definition of each loss: every attack engine
+(:mod:`rlkit.attacks.engines`) evaluates them, or differentiates them with torch autograd, through
+an :class:`OutputLoss` that names the loss of the policy output an attack maximises.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,13 +27,13 @@ DISTANCES = ("mse", "mae", "huber")
 def difference_of_logits(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     """Largest other logit minus the logit of ``label``, along the last dimension.
 
-    Args:
-        logits: tensor (..., K) with K >= 2.
-        label: integer tensor (...) of class indices in [0, K).
-
     The other logits are masked with ``-inf`` (not multiplied by zero as in the authors'
     ``CWLoss``/``DLLoss``, which makes the "largest other" ``max(0, z_j)`` whenever all other
     logits are negative); this is the stated formula.
+
+    :param logits: tensor (..., K) with K >= 2.
+    :param label: integer tensor (...) of class indices in [0, K).
+    :return: the loss, shape (...).
     """
     if logits.shape[-1] < 2:
         raise ValueError("difference_of_logits needs at least 2 logits")
@@ -37,9 +46,9 @@ def difference_of_logits(logits: torch.Tensor, label: torch.Tensor) -> torch.Ten
 def group_difference_logits(groups: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     """GDL loss: :func:`difference_of_logits` on group logits, summed over action dimensions.
 
-    Args:
-        groups: group logits (B, G) or (B, D, G) (one set of G groups per action dimension).
-        label: group index per sample (B,) or per sample and dimension (B, D).
+    :param groups: group logits (B, G) or (B, D, G) (one set of G groups per action dimension).
+    :param label: group index per sample (B,) or per sample and dimension (B, D).
+    :return: the loss, shape (B,).
     """
     loss = difference_of_logits(groups, label)
     return loss if loss.dim() == 1 else loss.flatten(1).sum(dim=1)
@@ -49,10 +58,11 @@ def action_distance(action: torch.Tensor, reference: torch.Tensor,
                     kind: str = "mse") -> torch.Tensor:
     """Per-sample distance between action batches, averaged over action dimensions.
 
-    Args:
-        action: actions (B, act_dim).
-        reference: reference actions broadcastable to ``action``.
-        kind: ``"mse"`` (squared error), ``"mae"`` (absolute error) or ``"huber"`` (delta = 1).
+    :param action: actions (B, act_dim).
+    :param reference: reference actions broadcastable to ``action``.
+    :param kind: ``"mse"`` (squared error), ``"mae"`` (absolute error) or ``"huber"``
+        (delta = 1).
+    :return: the distance, shape (B,).
     """
     reference = torch.broadcast_to(reference, action.shape)
     if kind == "mse":
@@ -69,9 +79,9 @@ def action_distance(action: torch.Tensor, reference: torch.Tensor,
 def categorical_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
     """KL(softmax(logits_p) || softmax(logits_q)) per sample.
 
-    Args:
-        logits_p: reference (clean) logits (B, K).
-        logits_q: perturbed logits (B, K).
+    :param logits_p: reference (clean) logits (B, K).
+    :param logits_q: perturbed logits (B, K).
+    :return: the divergence, shape (B,).
     """
     logp = F.log_softmax(logits_p, dim=-1)
     logq = F.log_softmax(logits_q, dim=-1)
@@ -82,13 +92,74 @@ def gaussian_kl(mean_p: torch.Tensor, mean_q: torch.Tensor, log_std: float | tor
                 ) -> torch.Tensor:
     """KL between diagonal Gaussians sharing a fixed ``log_std``, summed over action dims.
 
-    Args:
-        mean_p: reference (clean) means (B, act_dim).
-        mean_q: perturbed means (B, act_dim).
-        log_std: shared log standard deviation (scalar or per action dimension).
-
     With equal covariances the KL is ``sum((mean_p - mean_q)^2 / (2 sigma^2))``: a scaled squared
     distance (log_std = 0 gives half the squared Euclidean distance).
+
+    :param mean_p: reference (clean) means (B, act_dim).
+    :param mean_q: perturbed means (B, act_dim).
+    :param log_std: shared log standard deviation (scalar or per action dimension).
+    :return: the divergence, shape (B,).
     """
     var = torch.exp(2 * torch.as_tensor(log_std, dtype=mean_p.dtype, device=mean_p.device))
     return (((mean_p - mean_q) ** 2) / (2 * var)).flatten(1).sum(dim=1)
+
+
+# --------------------------------------------------------------------------- attack objectives
+@dataclass(frozen=True)
+class OutputLoss:
+    """The per-sample objective an attack maximises, as a function of the policy output.
+
+    An engine computes the clean output ``clean = policy(obs)`` (B, k) with its *own* forward
+    pass, gets the loss's per-sample tensors ``args = prepare(clean)`` and maximises
+    ``fn(policy(obs + delta), *args)``.  Using the engine's own clean output makes a loss that is
+    zero-gradient at the clean point (a distance from the clean action) exactly zero-gradient
+    there on every engine, rather than the sign of rounding noise between two forward passes.
+
+    :param fn: ``fn(z, *args) -> (B,)``: the loss of the policy output ``z`` (B, k); a
+        :func:`functools.partial` of a module-level function with hashable keywords, so the
+        compiled engine can cache its compiled gradient by :attr:`key`.
+    :param prepare: ``prepare(clean) -> args``: per-sample tensors (batch first) from the clean
+        output, e.g. its argmax label, the clean action itself or a target.
+    :param linear: ``fn`` is affine in ``z`` for fixed ``args`` (its output gradient does not
+        depend on ``z``; e.g. GDL on two continuous groups ``[a, -a]``), which lets the MLP engine
+        compute the output gradient once per attack call.
+    """
+
+    fn: Callable[..., torch.Tensor]
+    prepare: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+    linear: bool = False
+
+    @property
+    def key(self) -> Any:
+        """A hashable identity of :attr:`fn` (function and keywords of a partial, else the id)."""
+        fn = self.fn
+        if isinstance(fn, partial) and not fn.args:
+            try:
+                key = (fn.func, tuple(sorted(fn.keywords.items())))
+                hash(key)
+                return key
+            except TypeError:
+                pass
+        return ("id", id(fn))
+
+    def value(self, z: torch.Tensor, args: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The per-sample loss (B,) at outputs ``z``.
+
+        :param z: policy outputs (B, k).
+        :param args: the tensors from :attr:`prepare`.
+        """
+        return self.fn(z, *args)
+
+    def output_gradient(self, z: torch.Tensor, args: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Gradient of the summed loss w.r.t. the policy output, by torch autograd.
+
+        :param z: policy outputs (B, k) (detached).
+        :param args: the tensors from :attr:`prepare`, rows matching ``z``.
+        :return: ``d sum(fn(z, *args)) / dz``, shape and dtype of ``z``.
+        """
+        z = z.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = self.fn(z, *args)
+            (grad,) = torch.autograd.grad(loss.sum(), z, allow_unused=True)
+        return torch.zeros_like(z) if grad is None else grad
+

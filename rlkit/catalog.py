@@ -1,14 +1,19 @@
-"""The built-in envs, agents and attacks, and the name checks run on every config."""
+"""The built-in envs, agents, attacks and loops, the plug-in hooks, and the name checks run on
+every config.
+
+:func:`register_builtins` fills :mod:`rlkit.registry` explicitly; ``import rlkit`` runs it once,
+so every entry point (the CLI, ``import rlkit.envs``, ``gymnasium.make("rlkit/GridBattery-v0")``)
+sees the same registry whatever was imported before. Registering imports nothing heavy: factories
+and parameter models are ``"module:attr"`` strings resolved on first use.
+"""
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from pydantic import ValidationError
-
-from rlkit.config import AttackConfig, ConfigError, ExperimentConfig, validation_message
-from rlkit.registry import AGENTS, ATTACKS, ENVS, UnknownNameError, resolve, unknown_name_message
+from rlkit.config import AttackConfig, ConfigError, ExperimentConfig
+from rlkit.params import check_params
+from rlkit.registry import AGENTS, ATTACKS, DATASETS, ENVS, LOOPS, Entry, UnknownNameError, unknown_name_message
 
 SB3_ALGOS = {
     "sac": ("SAC", "Soft Actor-Critic (stable-baselines3), continuous actions"),
@@ -19,10 +24,27 @@ SB3_ALGOS = {
 }
 CONTINUOUS_ONLY = ("Box",)
 ANY_ACTION = ("Box", "Discrete", "MultiDiscrete", "MultiBinary")
+GRID_GYM_ID = "rlkit/GridBattery-v0"
+ATTACK_NAMES = ("random", "fgsm", "pgd", "targeted_pgd", "bifurcation", "bifurcation_toggle", "mad")
 
-def _register_builtins() -> None:
+
+def register_builtins() -> None:
+    """Fill the registry with rlkit's own parts (idempotent)."""
     if "grid" in ENVS:
         return
+    _register_envs()
+    _register_agents()
+    _register_attacks()
+    LOOPS.register("online", "rlkit.loops.online:OnlineLoop", "rlkit's online loop: act, store, update from replay")
+    LOOPS.register("sb3", "rlkit.loops.sb3:SB3Loop", "stable-baselines3's learn() inside an rlkit run")
+    DATASETS.register("replay", "rlkit.loops.online:build_replay", "replay buffer filled by the online loop (frame-aware, n-step)")
+    AGENTS.plugin = agent_plugin
+    ATTACKS.plugin = attack_plugin
+
+
+def _register_envs() -> None:
+    import gymnasium as gym
+
     ENVS.register(
         "grid",
         "rlkit.envs.grid:make_grid_env",
@@ -30,69 +52,235 @@ def _register_builtins() -> None:
         params="rlkit.envs.grid.config:GridEnvConfig",
         vector="rlkit.envs.grid:GridBatteryVectorEnv",
     )
-    for name, (cls, description) in SB3_ALGOS.items():
-        spaces = ANY_ACTION if name in ("ppo", "a2c") else CONTINUOUS_ONLY
-        AGENTS.register(name, "rlkit.agents.sb3:SB3Agent", description, algo=cls, backend="sb3", action_spaces=spaces)
+    if GRID_GYM_ID not in gym.registry:
+        gym.register(
+            id=GRID_GYM_ID,
+            entry_point="rlkit.envs.grid.env:GridBatteryEnv",
+            vector_entry_point="rlkit.envs.grid.vector:GridBatteryVectorEnv",
+        )
+
+
+def _register_agents() -> None:
+    for name, (algo, description) in SB3_ALGOS.items():
+        register_sb3_agent(name, algo, description, ANY_ACTION if name in ("ppo", "a2c") else CONTINUOUS_ONLY)
     AGENTS.register(
         "drqv2",
-        "rlkit.agents.drqv2:DrQV2Agent",
+        "rlkit.agents.drqv2:build_drqv2",
         "DrQ-v2 actor-critic (DDPG, n-step, clipped noise schedule) on the rlkit-native loop",
-        backend="native",
+        params=lambda: native_params("rlkit.agents.drqv2:DrQV2Agent"),
+        loop="online",
+        data="replay",
         action_spaces=CONTINUOUS_ONLY,
     )
-    from rlkit.attacks.attacks import ATTACKS as ATTACK_DESCRIPTIONS
-
-    for name, description in ATTACK_DESCRIPTIONS.items():
-        ATTACKS.register(name, "rlkit.attacks:make_attack", description)
 
 
-_register_builtins()
+def register_sb3_agent(name: str, algo: Any, description: str, action_spaces: tuple[str, ...] = ANY_ACTION) -> Entry:
+    """Register a stable-baselines3 algorithm (a built-in name or a subclass) as an agent.
+
+    :param name: the agent name.
+    :param algo: SB3 class name (``"SAC"``) or an algorithm class.
+    :param description: one line for ``rlkit info``.
+    :param action_spaces: action space kinds it can act in.
+    """
+    return AGENTS.register(
+        name,
+        "rlkit.agents.sb3:build_sb3",
+        description,
+        params=lambda: _sb3_params(algo),
+        loop="sb3",
+        action_spaces=action_spaces,
+        bind={"algo": algo},
+        algo=algo if isinstance(algo, str) else algo.__name__,
+    )
+
+
+def register_agent(name: str, cls: Any, description: str = "", action_spaces: tuple[str, ...] = ANY_ACTION) -> Entry:
+    """Register a native agent class (one following :class:`rlkit.agent.Agent`) on the online loop.
+
+    The class is built as ``cls(observation_space, action_space, device=..., **agent.kwargs)``.
+
+    :param name: the agent name.
+    :param cls: the agent class (or ``"module:Class"``).
+    :param description: one line for ``rlkit info``.
+    :param action_spaces: action space kinds it can act in.
+    """
+    return AGENTS.register(
+        name,
+        "rlkit.catalog:build_native",
+        description or f"plug-in agent {cls}",
+        params=lambda: native_params(cls),
+        loop="online",
+        data="replay",
+        action_spaces=action_spaces,
+        bind={"cls": cls},
+    )
+
+
+def register_attack(name: str, cls: Any, description: str = "") -> Entry:
+    """Register an attack class (a subclass of :class:`rlkit.attacks.Attack`) under ``name``.
+
+    :param name: the attack name.
+    :param cls: the attack class (or ``"module:Class"``).
+    :param description: one line for ``rlkit info``.
+    """
+    return ATTACKS.register(name, cls, description or f"plug-in attack {cls}", params=lambda: attack_params(cls))
+
+
+def _sb3_params(algo: Any) -> Any:
+    from rlkit.agents.sb3 import sb3_params
+
+    return sb3_params(algo)
+
+
+def native_params(cls: Any) -> Any:
+    """Typed ``agent.kwargs`` of a native agent class (spaces and device are supplied by rlkit).
+
+    :param cls: the class or ``"module:Class"``.
+    """
+    from rlkit.params import signature_model
+    from rlkit.registry import resolve
+
+    klass = resolve(cls)
+    return signature_model(klass, f"{klass.__name__}Params", exclude=("observation_space", "action_space", "device"))
+
+
+def attack_params(cls: Any) -> Any:
+    """Typed settings of an attack class: its ``settings_model`` attribute, if it has one.
+
+    :param cls: the class or ``"module:Class"``.
+    """
+    from rlkit.registry import resolve
+
+    return getattr(resolve(cls), "settings_model", None)
+
+
+def build_native(config: ExperimentConfig, observation_space: Any, action_space: Any, env: Any = None, *, cls: Any) -> Any:
+    """Factory of native agents: ``cls(observation_space, action_space, device, **kwargs)``.
+
+    ``agent.learning_rate`` and ``agent.net_arch`` are passed as ``lr`` / ``hidden_dim`` when the
+    class accepts them.
+
+    :param config: the experiment config.
+    :param observation_space: the env's observation space.
+    :param action_space: the env's action space.
+    :param env: unused (the loop steps the env).
+    :param cls: the agent class.
+    """
+    from rlkit.registry import resolve
+
+    klass = resolve(cls)
+    kwargs = dict(config.agent.kwargs)
+    model = native_params(klass)
+    fields = model.model_fields if model is not None else {}
+    if config.agent.learning_rate is not None and "lr" in fields:
+        kwargs["lr"] = config.agent.learning_rate
+    if config.agent.net_arch and "hidden_dim" in fields:
+        kwargs["hidden_dim"] = config.agent.net_arch[0]
+    return klass(observation_space, action_space, device=config.train.device, **kwargs)
+
+
+def agent_plugin(path: str, obj: Any) -> Entry:
+    """Turn ``agent.name: package.module:Class`` into an entry: an SB3 algorithm subclass trains
+    on the sb3 loop, any other class is a native agent on the online loop.
+
+    :param path: the class path.
+    :param obj: the imported class.
+    """
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    if not isinstance(obj, type):
+        raise UnknownNameError("agent", path, AGENTS.names(), f" ({path} is not a class)")
+    entry = Entry(path, None, f"plug-in {path}")
+    if issubclass(obj, BaseAlgorithm):
+        entry.factory, entry.params = "rlkit.agents.sb3:build_sb3", lambda: _sb3_params(obj)
+        entry.extra = {"loop": "sb3", "action_spaces": ANY_ACTION, "bind": {"algo": obj}, "algo": obj.__name__}
+    else:
+        entry.factory, entry.params = "rlkit.catalog:build_native", lambda: native_params(obj)
+        entry.extra = {"loop": "online", "data": "replay", "action_spaces": ANY_ACTION, "bind": {"cls": obj}}
+    return entry
+
+
+def attack_plugin(path: str, obj: Any) -> Entry:
+    """Turn ``name: package.module:AttackClass`` into an attack entry.
+
+    :param path: the class path.
+    :param obj: the imported class.
+    """
+    if not isinstance(obj, type):
+        raise UnknownNameError("attack", path, ATTACKS.names(), f" ({path} is not a class)")
+    return Entry(path, obj, f"plug-in {path}", params=lambda: attack_params(obj))
+
+
+def _register_attacks() -> None:
+    for name in ATTACK_NAMES:
+        ATTACKS.register(
+            name,
+            "rlkit.attacks:make_attack",
+            "",
+            params=lambda n=name: _builtin_attack_model(n),
+            builtin=name,
+        )
+
+
+def _builtin_attack_model(name: str) -> Any:
+    from rlkit.attacks.attacks import settings_model
+
+    return settings_model(name)
+
+
+def attack_description(entry: Entry) -> str:
+    """An attack's one-line description (read from the attacks module for built-ins).
+
+    :param entry: the attack's entry.
+    """
+    if entry.description:
+        return entry.description
+    from rlkit.attacks.attacks import ATTACKS as DESCRIPTIONS
+
+    return DESCRIPTIONS.get(entry.extra.get("builtin", ""), "")
+
+
+def build_attack(name: str, policy: Any, budget: Any, settings: dict[str, Any]) -> Any:
+    """Build the attack registered as ``name`` (a built-in or a plug-in) against ``policy``.
+
+    :param name: the attack name or class path.
+    :param policy: the differentiable policy view.
+    :param budget: the :class:`rlkit.attacks.AttackBudget`.
+    :param settings: the attack's settings.
+    """
+    entry = ATTACKS.get(name)
+    if "builtin" in entry.extra:
+        return entry.build(entry.extra["builtin"], policy, budget, **settings)
+    model = entry.params_model()
+    merged = model.model_validate(settings).model_dump() if model is not None else dict(settings)
+    return entry.build(name, policy, budget, merged)
+
+
+# ---------------------------------------------------------------------------------------------
+# name and parameter checks run on every config
 
 
 def is_gym_id(env_id: str) -> bool:
-    """True when ``env_id`` is a gymnasium id (importing rlkit's own gymnasium ids if needed)."""
-    import gymnasium as gym
+    """True when ``env_id`` is a gymnasium id.
 
-    if env_id.startswith("rlkit/"):
-        import rlkit.envs.grid  # noqa: F401  registers rlkit/GridBattery-v0
+    :param env_id: the id.
+    """
+    import gymnasium as gym
 
     return env_id in gym.registry
 
 
-def accepted_kwargs(entry_factory: Any, algo: str | None) -> set[str] | None:
-    """Keyword arguments an agent constructor accepts (None: anything goes)."""
-    if algo is None:
-        target = resolve(entry_factory)
-        params = inspect.signature(target).parameters
-    else:
-        import stable_baselines3
-
-        params = inspect.signature(getattr(stable_baselines3, algo).__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return None
-    return {name for name in params if name not in {"self", "policy", "env", "observation_space", "action_space", "device"}}
-
-
-def _check_kwargs(given: dict[str, Any], accepted: set[str] | None, key: str, source: str) -> None:
-    if accepted is None:
-        return
-    for name in given:
-        if name not in accepted:
-            raise ConfigError(f"{source}: key '{key}.{name}': {unknown_name_message('argument', name, accepted)}")
-
-
 def check_env(config: ExperimentConfig, source: str) -> None:
-    """Check ``env.id`` exists and ``env.kwargs``/``eval.env_kwargs`` fit its parameter model."""
+    """Check ``env.id`` exists and ``env.kwargs``/``eval.env_kwargs`` fit its parameter model.
+
+    :param config: the validated config.
+    :param source: where it came from, for messages.
+    """
     env_id = config.env.id
     if env_id in ENVS:
         model = ENVS.get(env_id).params_model()
-        for key, kwargs in (("env.kwargs", config.env.kwargs), ("eval.env_kwargs", {**config.env.kwargs, **config.eval.env_kwargs})):
-            if model is None:
-                continue
-            try:
-                model.model_validate(kwargs)
-            except ValidationError as err:
-                raise ConfigError(validation_message(err, source, model, prefix=key + ".")) from None
+        check_params(model, config.env.kwargs, source, "env.kwargs")
+        check_params(model, {**config.env.kwargs, **config.eval.env_kwargs}, source, "eval.env_kwargs")
         return
     if is_gym_id(env_id):
         return
@@ -102,41 +290,47 @@ def check_env(config: ExperimentConfig, source: str) -> None:
 
 
 def check_attacks(config: ExperimentConfig | AttackConfig, source: str) -> None:
-    """Check attack names and their settings keys (of an experiment or an attack config)."""
+    """Check attack names and their settings (of an experiment or an attack config).
+
+    :param config: the config holding the attacks.
+    :param source: where it came from, for messages.
+    """
     attack = config.attack if isinstance(config, ExperimentConfig) else config
     if attack is None:
         return
     for i, spec in enumerate(attack.attacks):
         key = f"attack.attacks.{i}"
         try:
-            ATTACKS.get(spec.name)
+            entry = ATTACKS.get(spec.name)
         except UnknownNameError as err:
             raise ConfigError(f"{source}: key '{key}.name': {err}") from None
-        from rlkit.attacks.attacks import attack_settings, validate_settings
-
-        _check_kwargs(spec.settings, set(attack_settings(spec.name)), f"{key}.settings", source)
-        try:
-            validate_settings(spec.name, spec.settings)
-        except ValueError as err:
-            raise ConfigError(f"{source}: key '{key}.settings': {err}") from None
+        check_params(entry.params_model(), spec.settings, source, f"{key}.settings")
         for value in [*(spec.eps or []), *attack.eps]:
             if value < 0:
                 raise ConfigError(f"{source}: key '{key}.eps': given {value}; allowed: eps >= 0")
 
 
+def agent_entry(config: ExperimentConfig, source: str) -> Entry:
+    """The registry entry of ``agent.name`` (ConfigError naming the key when unknown).
+
+    :param config: the config.
+    :param source: where it came from, for messages.
+    """
+    try:
+        return AGENTS.get(config.agent.name)
+    except UnknownNameError as err:
+        raise ConfigError(f"{source}: key 'agent.name': {err}") from None
+
+
 def check_names(config: ExperimentConfig, source: str) -> None:
-    """Check every registry name and kwargs in ``config``; raise ConfigError on the first problem.
+    """Check every registry name and parameter in ``config``; raise ConfigError on the first problem.
 
     :param config: the validated config.
     :param source: where it came from, for messages.
     """
     check_env(config, source)
-    try:
-        entry = AGENTS.get(config.agent.name)
-    except UnknownNameError as err:
-        raise ConfigError(f"{source}: key 'agent.name': {err}") from None
-    algo = (entry.extra or {}).get("algo")
-    if entry.extra.get("backend") == "native" and config.env.n_envs != 1:
+    entry = agent_entry(config, source)
+    if entry.extra.get("loop") == "online" and config.env.n_envs != 1:
         raise ConfigError(f"{source}: key 'env.n_envs': given {config.env.n_envs}; agent {config.agent.name!r} trains on one env (allowed: 1)")
-    _check_kwargs(config.agent.kwargs, accepted_kwargs(entry.factory, algo), "agent.kwargs", source)
+    check_params(entry.params_model(), config.agent.kwargs, source, "agent.kwargs")
     check_attacks(config, source)

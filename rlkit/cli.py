@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from pydantic import BaseModel
 
@@ -31,15 +32,29 @@ def config_help(model: type[BaseModel] = ExperimentConfig, prefix: str = "") -> 
     return lines
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1.
+
+    :param text: the argument.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rlkit``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rlkit",
         description="Train RL agents from YAML configs, evaluate them clean and under observation attacks.",
         epilog="Config keys (override any with key.sub=value):\n" + "\n".join(config_help()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p_train = sub.add_parser("train", help="train from a config (re-running the same command resumes)")
     p_train.add_argument("config", help="YAML config file")
@@ -47,33 +62,61 @@ def build_parser() -> argparse.ArgumentParser:
     p_train.add_argument("--fresh", action="store_true", help="move an existing run directory aside and start over")
 
     p_eval = sub.add_parser("evaluate", help="evaluate a run (or an SB3 zip) clean and under attacks")
-    p_eval.add_argument("run_dir", nargs="?", help="run directory made by `rlkit train`")
-    p_eval.add_argument("--episodes", type=int, help="episodes (default: eval.episodes / attack.episodes)")
+    p_eval.add_argument("targets", nargs="*", metavar="RUN_DIR | key=value", help="run directory made by `rlkit train`; with --model --config, key.sub=value overrides of that config")
+    p_eval.add_argument("--episodes", type=positive_int, help="episodes (default: eval.episodes / attack.episodes)")
     p_eval.add_argument("--attack", help="attack config YAML (an `attack:` section), e.g. configs/attacks/bifurcation.yaml")
     p_eval.add_argument("--eps", help="comma-separated budgets overriding the attack config, e.g. 0.01,0.03,0.05")
     p_eval.add_argument("--out", help="output folder (default RUN_DIR/attacks/<attack config stem>)")
     p_eval.add_argument("--model", help="a stable-baselines3 .zip trained elsewhere (trusted files only)")
     p_eval.add_argument("--algo", help="SB3 algorithm of --model (sac, ppo, ...); read from the zip if omitted")
     p_eval.add_argument("--env", help="env id or registered name for --model")
+    p_eval.add_argument("--config", help="for --model: an experiment config whose env section describes the env (kwargs, bins, wrappers)")
     p_eval.add_argument("--vecnormalize", help="VecNormalize statistics (.pkl, trusted) saved with --model")
     p_eval.add_argument("--seed", type=int, default=0, help="first episode seed for --model")
     p_eval.add_argument("--permutations", type=int, help="MMD permutations (default from the attack config)")
 
-    sub.add_parser("info", help="list registered envs, agents and attacks")
+    sub.add_parser("info", help="list registered envs, agents, attacks, loops and data sources")
     p_help = sub.add_parser("config-help", help="every config key with its default and meaning")
     p_help.add_argument("--env", help="also list env.kwargs of this registered env (e.g. grid)")
+    p_help.add_argument("--agent", help="also list agent.kwargs of this agent (e.g. sac, drqv2)")
+    p_help.add_argument("--attack", help="also list the settings of this attack (e.g. bifurcation)")
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with rlkit's one-line errors (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"rlkit: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def cmd_info() -> None:
     """Print the registries."""
-    from rlkit.catalog import AGENTS, ATTACKS, ENVS
+    from rlkit.catalog import attack_description
+    from rlkit.registry import AGENTS, ATTACKS, DATASETS, ENVS, LOOPS
 
-    for title, registry in (("envs", ENVS), ("agents", AGENTS), ("attacks", ATTACKS)):
+    for title, registry in (("envs", ENVS), ("agents", AGENTS), ("attacks", ATTACKS), ("loops", LOOPS), ("data sources", DATASETS)):
         print(f"{title}:")
         for name, entry in registry.items():
-            print(f"  {name:<20} {entry.description}")
-    print("  (any gymnasium id also works as env.id, e.g. Pendulum-v1, CartPole-v1, Hopper-v5)")
+            description = attack_description(entry) if registry is ATTACKS else entry.description
+            loop = f" [loop {entry.extra['loop']}]" if "loop" in entry.extra else ""
+            print(f"  {name:<20} {description}{loop}")
+    print("  (any gymnasium id also works as env.id, e.g. Pendulum-v1, CartPole-v1, Hopper-v5;")
+    print("   a plug-in agent or attack is named by its class path, package.module:Class)")
+
+
+def cmd_config_help(args: argparse.Namespace) -> None:
+    """Every config key, then the parameters of the env, agent or attack asked for."""
+    from rlkit.params import model_help
+    from rlkit.registry import AGENTS, ATTACKS, ENVS
+
+    print("\n".join(config_help()))
+    for flag, registry, prefix in (("env", ENVS, "env.kwargs."), ("agent", AGENTS, "agent.kwargs."), ("attack", ATTACKS, "attack.attacks.N.settings.")):
+        name = getattr(args, flag)
+        if name:
+            model = registry.get(name).params_model()
+            print(f"{prefix[:-1]} of {flag} {name!r}:")
+            print("\n".join(model_help(model, prefix)) if model else "  (not described: any keyword argument)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -93,13 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "info":
             cmd_info()
         elif args.command == "config-help":
-            from rlkit.catalog import ENVS
-
-            model = ENVS.get(args.env).params_model() if args.env else None
-            print("\n".join(config_help()))
-            if args.env:
-                print(f"env.kwargs of {args.env!r}:")
-                print("\n".join(config_help(model, "env.kwargs.")) if model else "  (not described)")
+            cmd_config_help(args)
         elif args.command == "train":
             from rlkit.train import train
 

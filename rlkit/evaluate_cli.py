@@ -14,13 +14,27 @@ from rlkit.io import atomic_write_json
 from rlkit.loading import LoadedPolicy, load_run, load_sb3_zip
 
 
+def split_targets(targets: list[str]) -> tuple[str | None, list[str]]:
+    """Split the positional arguments into the run directory and ``key=value`` overrides.
+
+    :param targets: what followed ``rlkit evaluate``.
+    """
+    overrides = [t for t in targets if "=" in t]
+    runs = [t for t in targets if "=" not in t]
+    if len(runs) > 1:
+        raise ConfigError(f"expected one run directory, got {len(runs)}: {' '.join(runs)}")
+    return (runs[0] if runs else None), overrides
+
+
 def _load(args: argparse.Namespace) -> LoadedPolicy:
     if args.model:
-        if not args.env:
-            raise ConfigError("--model needs --env (the env id the model was trained on)")
-        return load_sb3_zip(args.model, args.env, args.algo, args.vecnormalize, args.seed)
+        if args.run_dir:
+            raise ConfigError(f"give a run directory or --model, not both (got {args.run_dir} and --model {args.model})")
+        return load_sb3_zip(args.model, args.env, args.algo, args.vecnormalize, args.seed, args.config, args.overrides)
+    if args.overrides or args.config:
+        raise ConfigError("--config and key=value overrides describe the env of --model; a run directory has its own config")
     if not args.run_dir:
-        raise ConfigError("give a run directory (or --model FILE.zip --env ENV_ID)")
+        raise ConfigError("give a run directory (or --model FILE.zip --env ENV_ID | --config FILE)")
     return load_run(args.run_dir)
 
 
@@ -41,6 +55,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
     :param args: from :func:`rlkit.cli.build_parser`.
     """
     console = Console()
+    args.run_dir, args.overrides = split_targets(args.targets)
     eps = parse_eps(args.eps) if args.eps else None
     attack_config = None
     if args.attack:

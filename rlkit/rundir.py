@@ -6,18 +6,18 @@ Layout::
         config.yaml           resolved config (itself a valid config)
         metrics.csv           one row per log point; columns grow as new metrics appear
         tb/                   TensorBoard events
-        checkpoints/step_000001000/   meta.json + state.pt (+ buffer.npz)
-        final/                meta.json + state.pt (the trained model)
+        checkpoints/step_000001000/   meta.json + agent files + loop.pt (RNG states, counters)
+        replay/               replay chunks, appended by checkpoints (meta.json lists its own)
+        final/                meta.json + agent files (the trained model)
         eval.json             clean evaluation
 
 A checkpoint is written into a hidden temporary folder and renamed into place, so a run killed
-mid-checkpoint still resumes from the previous complete one.
+mid-checkpoint still resumes from the previous complete one; a checkpoint that cannot be read
+(a damaged file) is skipped with a warning in favour of the one before it.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import shutil
 import time
@@ -26,7 +26,11 @@ from typing import Any
 
 from rlkit.io import atomic_write_json, atomic_write_text
 
-CHECKPOINT_SCHEMA = 1
+CHECKPOINT_SCHEMA = 2
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or final model that cannot be read (damaged, truncated or from another version)."""
 
 
 class RunDir:
@@ -44,6 +48,7 @@ class RunDir:
     final = property(lambda self: self.path / "final")
     eval_path = property(lambda self: self.path / "eval.json")
     tb_path = property(lambda self: self.path / "tb")
+    replay_store = property(lambda self: self.path / "replay")
 
     def create(self, config_text: str) -> None:
         """Create the folder and write the resolved config."""
@@ -103,64 +108,19 @@ class RunDir:
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
-    """Read a checkpoint's ``meta.json`` and check its schema version."""
-    meta = json.loads((folder / "meta.json").read_text())
-    if meta.get("schema") != CHECKPOINT_SCHEMA:
-        raise ValueError(f"{folder}: checkpoint schema {meta.get('schema')} is not supported (expected {CHECKPOINT_SCHEMA})")
-    return meta
+    """Read a checkpoint's (or final model's) ``meta.json`` and check its schema version.
 
-
-class MetricsLog:
-    """Metrics to ``metrics.csv`` (wide: a column per metric) and TensorBoard.
-
-    :param run: the run directory.
-    :param tensorboard: also write TensorBoard events.
+    :param folder: the checkpoint or final folder.
+    :raises CheckpointError: missing, unreadable or of another schema version.
     """
-
-    def __init__(self, run: RunDir, tensorboard: bool = True) -> None:
-        self.run = run
-        self.rows: list[dict[str, Any]] = []
-        self.columns: list[str] = ["step"]
-        if run.metrics_path.is_file():
-            with run.metrics_path.open() as handle:
-                reader = csv.DictReader(handle)
-                self.columns = list(reader.fieldnames or ["step"])
-                self.rows = [dict(r) for r in reader]
-        self._tb = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(run.tb_path))
-
-    def truncate(self, step: int) -> None:
-        """Drop rows logged after ``step`` (when resuming from an older checkpoint)."""
-        self.rows = [r for r in self.rows if int(float(r["step"])) <= step]
-        self._flush()
-
-    def log(self, step: int, metrics: dict[str, float]) -> None:
-        """Record ``metrics`` at ``step``.
-
-        :param step: environment steps so far.
-        :param metrics: name -> value.
-        """
-        row: dict[str, Any] = {"step": step}
-        for key, value in metrics.items():
-            row[key] = float(value)
-            if key not in self.columns:
-                self.columns.append(key)
-            if self._tb is not None:
-                self._tb.add_scalar(key, float(value), step)
-        self.rows.append(row)
-        self._flush()
-
-    def _flush(self) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self.columns, restval="", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.run.metrics_path, buffer.getvalue())
-
-    def close(self) -> None:
-        """Flush TensorBoard."""
-        if self._tb is not None:
-            self._tb.close()
+    try:
+        meta = json.loads((Path(folder) / "meta.json").read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{folder}: cannot read meta.json ({err})") from None
+    if not isinstance(meta, dict) or meta.get("schema") != CHECKPOINT_SCHEMA:
+        schema = meta.get("schema") if isinstance(meta, dict) else None
+        raise CheckpointError(
+            f"{folder}: checkpoint schema {schema} is not supported (expected {CHECKPOINT_SCHEMA}); "
+            "it was written by another rlkit version"
+        )
+    return meta

@@ -1,4 +1,8 @@
-"""Train a stable-baselines3 agent inside an rlkit run directory (metrics, checkpoints, resume)."""
+"""Train a stable-baselines3 agent inside an rlkit run directory (metrics, checkpoints, resume).
+
+SB3 collects its own rollouts inside ``model.learn``; this loop routes SB3's logger into rlkit's
+metrics and runs evaluation and checkpoints from a callback at rollout boundaries.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,14 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from rlkit.agent import build_agent
 from rlkit.agents.sb3 import SB3Agent
 from rlkit.agents.sb3_vec import GymnasiumVecEnv
 from rlkit.config import ExperimentConfig
 from rlkit.envs import make_env
-from rlkit.io import load_arrays, load_torch, save_arrays, save_torch
-from rlkit.registry import AGENTS, ENVS, resolve
-from rlkit.rundir import MetricsLog, RunDir, read_meta
-from rlkit.seeding import rng_state, seed_everything, set_rng_state
-from rlkit.train import TrainContext, periodic_eval, write_final
+from rlkit.loops.common import Schedules, TrainLoop
+from rlkit.metrics import MetricsLog
+from rlkit.registry import ENVS, resolve
 
 
 class _MetricsWriter(KVWriter):
@@ -38,18 +41,19 @@ class _MetricsWriter(KVWriter):
 
 
 class _Hooks(BaseCallback):
-    def __init__(self, ctx: TrainContext, evaluate_fn: Any, checkpoint_fn: Any) -> None:
+    def __init__(self, loop: SB3Loop, schedules: Schedules) -> None:
         super().__init__()
-        self.ctx, self.evaluate_fn, self.checkpoint_fn = ctx, evaluate_fn, checkpoint_fn
+        self.loop, self.schedules = loop, schedules
 
     def _on_step(self) -> bool:
-        self.ctx.show(self.model.num_timesteps)
+        self.schedules.show(self.model.num_timesteps)
         return True
 
     def _on_rollout_start(self) -> None:
         # SB3 calls on_step before storing the step's transition and training on it; at the
         # start of the next rollout both are done, so a checkpoint here is consistent.
-        self.ctx.tick(self.model.num_timesteps, self.evaluate_fn, self.checkpoint_fn)
+        self.loop.step = self.model.num_timesteps
+        self.schedules.tick(self.loop.step, self.loop.periodic_eval, self.loop.checkpoint)
 
 
 def make_training_env(config: ExperimentConfig) -> VecEnv:
@@ -57,12 +61,14 @@ def make_training_env(config: ExperimentConfig) -> VecEnv:
 
     Envs registered with a native batched vector env (the grid) use it when n_envs > 1 and no
     per-env wrapper is configured; otherwise n_envs monitored copies step one after another.
+
+    :param config: the experiment config.
     """
     entry = ENVS.get(config.env.id) if config.env.id in ENVS else None
-    vector = (entry.extra or {}).get("vector") if entry else None
+    vector = entry.extra.get("vector") if entry else None
     plain = config.env.discrete_bins is None and config.env.max_episode_steps is None
     if vector and plain and config.env.n_envs > 1:
-        venv = GymnasiumVecEnv(resolve(vector)(config.env.n_envs, **config.env.kwargs))
+        venv: VecEnv = GymnasiumVecEnv(resolve(vector)(config.env.n_envs, **config.env.kwargs))
         venv.seed(config.seed)
     else:
         venv = make_vec_env(lambda: make_env(config.env), n_envs=config.env.n_envs, seed=config.seed)
@@ -71,81 +77,44 @@ def make_training_env(config: ExperimentConfig) -> VecEnv:
     return venv
 
 
-def algo_of(config: ExperimentConfig) -> str:
-    """SB3 class name of the configured agent."""
-    return AGENTS.get(config.agent.name).extra["algo"]
+class SB3Loop(TrainLoop):
+    """stable-baselines3's ``learn()`` with rlkit's skeleton around it."""
 
+    agent: SB3Agent
 
-def save_agent(agent: SB3Agent, folder: Path, with_buffer: bool) -> None:
-    """Write ``state.pt`` (weights-only torch) and ``arrays.npz`` for ``agent`` into ``folder``."""
-    state, arrays = agent.state_dict(with_buffer=with_buffer)
-    state["rng"] = rng_state()
-    save_torch(folder / "state.pt", state)
-    save_arrays(folder / "arrays.npz", arrays)
+    def build(self) -> None:
+        """The training VecEnv and the SB3 agent on it."""
+        self.venv = make_training_env(self.config)
+        self.agent = build_agent(self.entry, self.config, self.venv.observation_space, self.venv.action_space, env=self.venv)  # type: ignore[assignment]
 
+    def load_state(self, folder: Path, meta: dict[str, Any]) -> None:
+        """The step counter lives in the SB3 model (restored with the agent).
 
-def load_agent_state(agent: SB3Agent, folder: Path, policy_only: bool = False) -> dict[str, Any]:
-    """Restore ``agent`` from a checkpoint or final folder; returns the torch state."""
-    read_meta(folder)
-    state = load_torch(folder / "state.pt")
-    agent.load_state_dict(state, load_arrays(folder / "arrays.npz"), policy_only=policy_only)
-    return state
+        :param folder: the checkpoint folder.
+        :param meta: its meta.json.
+        """
+        self.step = int(self.agent.model.num_timesteps)
 
+    def train(self, schedules: Schedules) -> None:
+        """``model.learn`` for the remaining steps, with evaluation/checkpoint hooks.
 
-def save_final_sb3(agent: SB3Agent, folder: Path) -> None:
-    """The final model: weights-only state (no buffer) plus an SB3 zip for other tools."""
-    save_agent(agent, folder, with_buffer=False)
-    agent.model.save(folder / "sb3_model.zip", exclude=["env", "replay_buffer"])
-
-
-def train_sb3(config: ExperimentConfig, run: RunDir, resume: Path | None) -> SB3Agent:
-    """Train (or resume) an SB3 agent; writes checkpoints, ``final/`` and ``eval.json``.
-
-    :param config: the resolved config.
-    :param run: the run directory.
-    :param resume: checkpoint folder to resume from, or None.
-    """
-    seed_everything(config.seed)
-    venv = make_training_env(config)
-    agent = SB3Agent(algo_of(config), config.agent, env=venv, seed=config.seed, device=config.train.device, total_steps=config.train.total_steps)
-    log = MetricsLog(run, tensorboard=config.run.tensorboard)
-    step = 0
-    if resume is not None:
-        state = load_agent_state(agent, resume)
-        set_rng_state(state["rng"])
-        step = agent.model.num_timesteps
-    elif config.agent.init_from:
-        load_agent_state(agent, Path(config.agent.init_from) / "final", policy_only=True)
-    log.truncate(step)
-    agent.model.set_logger(Logger(folder=None, output_formats=[_MetricsWriter(log)]))
-    ctx = TrainContext(config, run, log)
-
-    def checkpoint(at: int) -> None:
-        tmp = run.begin_checkpoint(at)
-        save_agent(agent, tmp, with_buffer=True)
-        run.commit_checkpoint(tmp, at, {"kind": "sb3", "algo": agent.algo}, config.train.keep_checkpoints)
-
-    eval_env_factory = lambda: make_env(config.env, config.eval.env_kwargs)  # noqa: E731
-    act = lambda obs: agent.act(obs, deterministic=config.eval.deterministic)  # noqa: E731
-    ctx.start(step)
-    try:
-        remaining = config.train.total_steps - step
-        evaluate_fn = periodic_eval(config, act, eval_env_factory)
+        :param schedules: evaluation/checkpoint schedules.
+        """
+        model = self.agent.model
+        model.set_logger(Logger(folder=None, output_formats=[_MetricsWriter(self.log)]))
+        remaining = self.config.train.total_steps - self.step
         if remaining > 0:
-            agent.model.learn(remaining, callback=_Hooks(ctx, evaluate_fn, checkpoint), reset_num_timesteps=False)
-        final_step = agent.model.num_timesteps
-        ctx.tick(final_step, evaluate_fn, checkpoint)  # what fell due in the last rollout
-        if not run.latest_checkpoint() or read_meta(run.latest_checkpoint())["step"] != final_step:
-            checkpoint(final_step)
-        write_final(
-            run,
-            config,
-            lambda folder: save_final_sb3(agent, folder),
-            {"kind": "sb3", "algo": agent.algo, "step": final_step},
-            act,
-            eval_env_factory,
-        )
-    finally:
-        ctx.close()
-        venv.close()
-    return agent
+            model.learn(remaining, callback=_Hooks(self, schedules), reset_num_timesteps=False)
+        self.step = int(model.num_timesteps)
+
+    def save_final(self, folder: Path) -> None:
+        """Weights-only state (no buffer) plus an SB3 zip for other tools.
+
+        :param folder: the temporary final folder.
+        """
+        self.agent.save(folder, with_buffer=False)
+        self.agent.model.save(folder / "sb3_model.zip", exclude=["env", "replay_buffer"])
+
+    def close(self) -> None:
+        """Close the training VecEnv."""
+        self.venv.close()
