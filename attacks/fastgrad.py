@@ -1,18 +1,38 @@
-"""Fast input gradients for MLP policies: PGD and FGSM without autograd.
+"""The MLP engine's arithmetic: input gradients of plain MLP policies without autograd.
 
 For the small MLP policies of SB3 (two hidden layers of 256 units), autograd bookkeeping and
 per-operation dispatch cost far more than the arithmetic when a few observations are attacked at
 a time: the authors' 100-step PGD spends most of its time outside the matmuls.  This module
-compiles a policy that is a plain chain of layers and computes the forward pass and the input
-gradient of the attack loss by hand, with the whole PGD loop outside torch:
+recognises a policy that is a plain chain of layers (:func:`compile_policy`) and computes its
+forward pass and input gradient by hand, with the whole PGD loop outside torch
+(:func:`fast_pgd`, :func:`fast_fgsm`; :class:`rlkit.attacks.engines.MLPEngine` runs them):
 
 * backend ``"numba"`` (when numba is installed, the ``fast`` extra): one compiled kernel runs
   every iteration of every sample (linf budgets); the matrix-vector products skip the zeros that
   ReLU leaves, and a sample stops as soon as an iteration leaves its iterate unchanged;
 * backend ``"numpy"``: batched float matmuls per iteration (any budget norm).
 
+The losses are not re-implemented here: the gradient of the loss w.r.t. the policy output comes
+from the torch definition in :mod:`rlkit.attacks.losses` through
+:meth:`rlkit.attacks.losses.OutputLoss.output_gradient` (torch autograd on the small (B, k)
+output tensor), and this module back-propagates it through the network:
+
+* a loss that is affine in the output (``OutputLoss.linear``: the continuous bifurcation
+  attacks, GDL on ``[m1 a + b1, m2 a + b2]``) has a constant output gradient, computed once per
+  attack call (:class:`ConstantGrad`); only those run in the numba kernel, which then needs no
+  loss code at all;
+* any other loss (distances, difference of logits, group maxima, KL) gets its output gradient
+  from torch at every iteration (:class:`TorchOutputGrad`) in the numpy loop.
+
+Trade-off (measured by ``benchmarks/attack_engines.py``): keeping per-loss numba copies would let
+non-affine losses run in the numba kernel too (about 1.5 ms per 100-step call at batch 1 on the
+256x256 MLP, like the affine ones); deriving their gradient from torch instead costs one small
+torch autograd call per iteration, which puts them at the numpy backend's speed plus that call.
+The affine case - the paper's bifurcation attack, and ``benchmarks/attack_speed.py`` - keeps the
+numba speed, and each loss exists once.
+
 Recognised policies (anything else gives ``None`` from :func:`compile_policy`, and the attacks
-fall back to autograd):
+use another engine):
 
 * :class:`rlkit.policy.PolicyView` (normaliser, then body) with float32 parameters;
 * :class:`rlkit.policy.ObsNormalizer` (``clamp((x - mean) / std, -clip, clip)``);
@@ -22,12 +42,14 @@ fall back to autograd):
   ``_ActorCriticHead`` (PPO/A2C), when the features extractor is SB3's ``FlattenExtractor`` on a
   non-image ``Box`` space.
 
-The gradient follows autograd's conventions: ReLU passes no gradient at 0, clamp passes it on the
-closed range ``[-clip, clip]``, and a max over a group (``amax``) splits it evenly among tied
-maxima.  The PGD update repeats the exact elementwise operations of
-:func:`rlkit.attacks.optim.pgd` in the observations' dtype, so the two engines differ only by the
+The gradient follows autograd's conventions: ReLU passes no gradient at 0 and clamp passes it on
+the closed range ``[-clip, clip]``.  The PGD update repeats the exact elementwise operations of
+:func:`rlkit.attacks.optim.pgd` in the observations' dtype, so the engines differ only by the
 rounding of the network's sums, which can flip the sign of a gradient component that is ~0.
-Only 2-D observation batches on the CPU are handled.
+The clean output that a loss is defined around (``OutputLoss.prepare``) is computed with this
+module's own forward pass, so a loss whose gradient vanishes at the clean point (a distance from
+the clean action) has an exactly zero gradient there, as with autograd.  Only 2-D observation
+batches on the CPU are handled.
 """
 
 from __future__ import annotations
@@ -41,7 +63,8 @@ import torch
 from torch import nn
 
 from .budget import BoundBudget
-from .optim import ascent_direction, step_schedule
+from .losses import OutputLoss
+from .optim import Optimiser, ascent_direction, step_schedule
 
 try:  # numba is optional (the ``fast`` extra)
     import numba as _nb
@@ -54,9 +77,7 @@ BACKENDS = ("auto", "numba", "numpy")
 NUMBA_MAX_BATCH = 8
 _LINEAR, _RELU, _TANH, _AFFINE = 0, 1, 2, 3
 _OP_NAMES = {_LINEAR: "linear", _RELU: "relu", _TANH: "tanh", _AFFINE: "affine_clamp"}
-# loss kinds of the numba kernel
-_L_CONSTANT, _L_GROUPS, _L_LOGITS, _L_DISTANCE = 0, 1, 2, 3
-_DISTANCES = {"mse": 0, "mae": 1, "huber": 2}
+Op = tuple[int, Any, Any, float]
 
 
 def numba_available() -> bool:
@@ -64,15 +85,23 @@ def numba_available() -> bool:
     return _nb is not None
 
 
-# --------------------------------------------------------------------------- compiling
+# --------------------------------------------------------------------------- recognising
 def _loaded_class(module: str, name: str) -> type | None:
-    """Class ``name`` of an already imported module (None if not imported: nothing to match)."""
+    """Class ``name`` of an already imported module (None if not imported: nothing to match).
+
+    :param module: the module's import name.
+    :param name: the class name.
+    """
     mod = sys.modules.get(module)
     return getattr(mod, name, None) if mod is not None else None
 
 
 def _sb3_features_ok(policy: nn.Module, extractor: nn.Module) -> bool:
-    """Whether SB3's ``policy.extract_features(obs, extractor)`` is a plain float flatten."""
+    """Whether SB3's ``policy.extract_features(obs, extractor)`` is a plain float flatten.
+
+    :param policy: the SB3 policy (or actor).
+    :param extractor: its features extractor.
+    """
     try:
         from gymnasium import spaces
         from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel
@@ -95,47 +124,62 @@ def _sb3_features_ok(policy: nn.Module, extractor: nn.Module) -> bool:
     return type(extractor) is FlattenExtractor
 
 
+def _walk_sb3(module: Any, kind: type) -> list[tuple[int, nn.Module | None]] | None:
+    """Op list of the SB3 bodies of :mod:`rlkit.agents.sb3` (None if not recognised).
+
+    :param module: an ``_ActorMean`` or ``_ActorCriticHead``.
+    :param kind: its type.
+    """
+    if kind is _loaded_class("rlkit.agents.sb3", "_ActorMean"):
+        actor = module.actor
+        if not _sb3_features_ok(actor, actor.features_extractor):
+            return None
+        latent = getattr(module, "latent", None)
+        if latent is None:
+            latent = actor.latent_pi if hasattr(actor, "latent_pi") else nn.Identity()
+        return _chain(actor.features_extractor.flatten, latent, module.head)
+    policy = module.policy
+    extractor = getattr(policy, "pi_features_extractor", None)
+    mlp = getattr(policy, "mlp_extractor", None)
+    mlp_cls = _loaded_class("stable_baselines3.common.torch_layers", "MlpExtractor")
+    if extractor is None or mlp_cls is None or type(mlp) is not mlp_cls:
+        return None
+    if not _sb3_features_ok(policy, extractor):
+        return None
+    return _chain(extractor.flatten, mlp.policy_net, policy.action_net)
+
+
 def _walk(module: Any) -> list[tuple[int, nn.Module | None]] | None:
-    """Op list of ``module`` (referencing its layers) or None if it is not a recognised chain."""
+    """Op list of ``module`` (referencing its layers) or None if it is not a recognised chain.
+
+    :param module: a policy or one of its sub-modules.
+    """
     kind = type(module)
     if kind in (nn.Identity, nn.Flatten):
         # Flatten(1, -1) is the identity on the (B, n) batches the engine accepts
         if kind is nn.Flatten and (module.start_dim, module.end_dim) != (1, -1):
             return None
         return []
-    if kind is nn.Linear:
-        return [(_LINEAR, module)]
-    if kind is nn.ReLU:
-        return [(_RELU, None)]
-    if kind is nn.Tanh:
-        return [(_TANH, None)]
+    simple = {nn.Linear: _LINEAR, nn.ReLU: _RELU, nn.Tanh: _TANH}
+    if kind in simple:
+        return [(simple[kind], module if kind is nn.Linear else None)]
     if kind is nn.Sequential:
         return _chain(*module)
     if kind is _loaded_class("rlkit.policy", "ObsNormalizer"):
         return [(_AFFINE, module)]
     if kind is _loaded_class("rlkit.policy", "PolicyView"):
         return _chain(module.normalizer, module.body)
-    if kind is _loaded_class("rlkit.agents.sb3", "_ActorMean"):
-        actor = module.actor
-        if not _sb3_features_ok(actor, actor.features_extractor):
-            return None
-        latent = actor.latent_pi if hasattr(actor, "latent_pi") else nn.Identity()
-        return _chain(actor.features_extractor.flatten, latent, module.head)
-    if kind is _loaded_class("rlkit.agents.sb3", "_ActorCriticHead"):
-        policy = module.policy
-        extractor = getattr(policy, "pi_features_extractor", None)
-        mlp = getattr(policy, "mlp_extractor", None)
-        mlp_cls = _loaded_class("stable_baselines3.common.torch_layers", "MlpExtractor")
-        if extractor is None or mlp_cls is None or type(mlp) is not mlp_cls:
-            return None
-        if not _sb3_features_ok(policy, extractor):
-            return None
-        return _chain(extractor.flatten, mlp.policy_net, policy.action_net)
+    if kind in (_loaded_class("rlkit.agents.sb3", "_ActorMean"),
+                _loaded_class("rlkit.agents.sb3", "_ActorCriticHead")):
+        return _walk_sb3(module, kind)
     return None
 
 
 def _chain(*modules: Any) -> list[tuple[int, nn.Module | None]] | None:
-    """Concatenated op lists of ``modules`` applied in order (None if any is unrecognised)."""
+    """Concatenated op lists of ``modules`` applied in order (None if any is unrecognised).
+
+    :param modules: the modules, in order.
+    """
     ops: list[tuple[int, nn.Module | None]] = []
     for module in modules:
         sub = _walk(module)
@@ -148,12 +192,11 @@ def _chain(*modules: Any) -> list[tuple[int, nn.Module | None]] | None:
 class MLPPlan:
     """The structure of a recognised MLP policy: ops referencing the live torch modules.
 
-    Parameters are read at every :meth:`engine` call (as zero-copy numpy views), so training or
+    Parameters are read at every :meth:`net` call (as zero-copy numpy views), so training or
     loading weights after the attack was built is seen, as with autograd.
 
-    Args:
-        ops: ``(kind, module)`` pairs (kinds: linear, relu, tanh, affine_clamp).
-        float32_input: the policy casts its input to float32 (``PolicyView.forward`` does).
+    :param ops: ``(kind, module)`` pairs (kinds: linear, relu, tanh, affine_clamp).
+    :param float32_input: the policy casts its input to float32 (``PolicyView.forward`` does).
     """
 
     def __init__(self, ops: list[tuple[int, nn.Module | None]], float32_input: bool) -> None:
@@ -176,20 +219,30 @@ class MLPPlan:
                 out += [module.mean, module.std]
         return out
 
-    def engine(self) -> MLPEngine | None:
-        """A numpy engine over the current parameters; None if they are not all on the CPU in
-        one float dtype (float32 or float64; float32 when the input is cast to float32)."""
+    def unavailable(self) -> str | None:
+        """Why :meth:`net` cannot serve the current parameters (None when it can)."""
         tensors = self._tensors()
         if not tensors:
-            return None
+            return "the policy has no parameters"
         dtype = tensors[0].dtype
-        if any(t.device.type != "cpu" or t.dtype != dtype for t in tensors):
-            return None
-        if dtype not in (torch.float32, torch.float64):
-            return None
+        if any(t.device.type != "cpu" for t in tensors):
+            return "the policy's parameters are not on the CPU"
+        if any(t.dtype != dtype for t in tensors) or dtype not in (torch.float32, torch.float64):
+            return "the policy's parameters are not all float32 or all float64"
         if self.float32_input and dtype != torch.float32:
+            return "a PolicyView casts its input to float32 but its parameters are float64"
+        return None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype (the compute dtype of :meth:`net`)."""
+        return self._tensors()[0].dtype
+
+    def net(self) -> MLPNet | None:
+        """A numpy executor over the current parameters; None if :meth:`unavailable`."""
+        if self.unavailable() is not None:
             return None
-        ops = []
+        ops: list[Op] = []
         for kind, module in self.ops:
             if kind == _LINEAR:
                 bias = None if module.bias is None else module.bias.detach().numpy()
@@ -199,17 +252,14 @@ class MLPPlan:
                             float(module.clip)))
             else:
                 ops.append((kind, None, None, 0.0))
-        return MLPEngine(ops, np.dtype(str(dtype).removeprefix("torch.")), plan=self)
+        return MLPNet(ops, np.dtype(str(self.dtype).removeprefix("torch.")), plan=self)
 
 
 def compile_policy(policy: Any) -> MLPPlan | None:
     """Recognise ``policy`` as a chain of affine/clamp, Linear and ReLU/Tanh layers.
 
-    Args:
-        policy: the attack's policy view (usually a :class:`rlkit.policy.PolicyView`).
-
-    Returns:
-        an :class:`MLPPlan`, or None when the policy is anything else (use autograd).
+    :param policy: the attack's policy view (usually a :class:`rlkit.policy.PolicyView`).
+    :return: an :class:`MLPPlan`, or None when the policy is anything else.
     """
     ops = _walk(policy)
     if not ops or not any(kind == _LINEAR for kind, _ in ops):
@@ -218,166 +268,102 @@ def compile_policy(policy: Any) -> MLPPlan | None:
     return MLPPlan(ops, float32_input=view_cls is not None and type(policy) is view_cls)
 
 
-# --------------------------------------------------------------------------- loss gradients
+# --------------------------------------------------------------------------- output gradients
 def _take(values: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
-    """``values`` restricted to ``rows`` (all when None)."""
+    """``values`` restricted to ``rows`` (all when None).
+
+    :param values: per-sample array (B, ...).
+    :param rows: sample indices or None.
+    """
     return values if rows is None else values[rows]
-
-
-def _amax_grad(z: np.ndarray) -> np.ndarray:
-    """Gradient of ``z.amax(-1)`` (torch splits it evenly among tied maxima)."""
-    hit = z == z.max(axis=-1, keepdims=True)
-    return hit / hit.sum(axis=-1, keepdims=True)
 
 
 class OutputGrad:
     """Gradient of a summed per-sample attack loss w.r.t. the policy output.
 
     Calling it with ``(z, rows)`` gives ``dL/dz`` for the outputs ``z`` (B', k) of the samples
-    ``rows`` of the attacked batch (None = all).  ``kind`` and the arrays describe the loss to
-    the numba kernel.
+    ``rows`` of the attacked batch (None = all).
     """
 
-    kind: int = -1
-    sign: float = 1.0
-    labels: np.ndarray | None = None
-    values: np.ndarray | None = None
-    split: int = 0
-    distance: int = 0
-
     def __call__(self, z: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray:
-        """The output gradient of samples ``rows`` at outputs ``z``."""
+        """The output gradient of samples ``rows`` at outputs ``z``.
+
+        :param z: policy outputs of those samples (B', k).
+        :param rows: their indices in the attacked batch (None = all).
+        """
         raise NotImplementedError
 
 
 class ConstantGrad(OutputGrad):
-    """A loss linear in the policy output (e.g. continuous GDL): the gradient is ``grad``.
+    """A loss affine in the policy output: the gradient ``grad`` does not depend on it.
 
-    The numpy engine then skips the trailing linear layers in the forward pass and
-    back-propagates ``grad`` through them once per attack call.
+    The numpy executor then skips the trailing linear layers in the forward pass and
+    back-propagates ``grad`` through them once per attack call; the numba kernel serves only
+    these.
 
-    Args:
-        grad: the per-sample output gradient (B, k).
+    :param grad: the per-sample output gradient (B, k).
     """
-
-    kind = _L_CONSTANT
 
     def __init__(self, grad: np.ndarray) -> None:
         """Store the gradient."""
-        self.values = self.grad = np.asarray(grad)
+        self.grad = np.ascontiguousarray(grad)
 
     def __call__(self, z: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray:
-        """The gradient of samples ``rows`` (``z`` is not needed)."""
+        """The gradient of samples ``rows`` (``z`` is not needed).
+
+        :param z: unused.
+        :param rows: sample indices (None = all).
+        """
         return _take(self.grad, rows)
 
 
-class GroupMaxGrad(OutputGrad):
-    """Output gradient of GDL on ``g = [max z[:split], max z[split:]]`` (discrete bifurcation).
+class TorchOutputGrad(OutputGrad):
+    """The output gradient of an :class:`~rlkit.attacks.losses.OutputLoss`, by torch autograd.
 
-    Args:
-        labels: own group per sample (B,), 0 (lower bins) or 1 (upper bins).
-        split: first bin of the upper group.
-        sign: +1 for GDL (``g_other - g_y``), -1 for the toggle attack's ``g_y - g_other``.
+    :param loss: the attack's loss.
+    :param args: its per-sample tensors (``loss.prepare(clean)``), batch first.
     """
 
-    kind = _L_GROUPS
-
-    def __init__(self, labels: np.ndarray, split: int, sign: float = 1.0) -> None:
-        """Store the labels, split and sign."""
-        self.labels = np.ascontiguousarray(labels, dtype=np.int64)
-        self.split, self.sign = int(split), float(sign)
+    def __init__(self, loss: OutputLoss, args: tuple[torch.Tensor, ...]) -> None:
+        """Store the loss and its tensors."""
+        self.loss, self.args = loss, args
 
     def __call__(self, z: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray:
-        """+1 into the other group's max, -1 into the own group's max (times ``sign``)."""
-        upper = (_take(self.labels, rows) == 1)[:, None]
-        lower_g, upper_g = _amax_grad(z[:, :self.split]), _amax_grad(z[:, self.split:])
-        return np.concatenate([np.where(upper, lower_g, -lower_g),
-                               np.where(upper, -upper_g, upper_g)], axis=1) * self.sign
+        """``d sum(loss) / dz`` of samples ``rows`` at outputs ``z``.
+
+        :param z: policy outputs of those samples (B', k).
+        :param rows: their indices in the attacked batch (None = all).
+        """
+        args = self.args if rows is None else tuple(a[torch.from_numpy(rows)] for a in self.args)
+        return self.loss.output_gradient(torch.from_numpy(z), args).numpy()
 
 
-class LogitsGrad(OutputGrad):
-    """Output gradient of ``max_{j != y} z_j - z_y`` (times ``sign``).
+def output_grad_for(loss: OutputLoss, clean: torch.Tensor,
+                    args: tuple[torch.Tensor, ...]) -> OutputGrad:
+    """The output gradient the MLP engine uses for ``loss``.
 
-    Args:
-        labels: class ``y`` per sample (B,).
-        sign: +1 (untargeted: maximise) or -1 (targeted: pull toward ``y``).
+    :param loss: the attack's loss.
+    :param clean: the clean policy outputs (B, k) (from :meth:`MLPNet.forward`).
+    :param args: ``loss.prepare(clean)``.
+    :return: a :class:`ConstantGrad` (computed once, at ``clean``) for an affine loss, else a
+        :class:`TorchOutputGrad`.
+    """
+    if loss.linear:
+        return ConstantGrad(loss.output_gradient(clean, args).numpy())
+    return TorchOutputGrad(loss, args)
+
+
+# --------------------------------------------------------------------------- numpy executor
+class MLPNet:
+    """Forward pass and input gradient of a recognised MLP, on numpy arrays.
+
+    :param ops: ``(kind, a, b, c)``: linear ``(W, bias or None)``; affine_clamp
+        ``(mean, std, clip)``; relu/tanh without arrays.
+    :param dtype: the parameters' dtype (computation runs in it, as in torch).
+    :param plan: the plan that made the executor (caches the numba kernel's flat weights).
     """
 
-    kind = _L_LOGITS
-
-    def __init__(self, labels: np.ndarray, sign: float = 1.0) -> None:
-        """Store the labels and sign."""
-        self.labels = np.ascontiguousarray(labels, dtype=np.int64)
-        self.sign = float(sign)
-
-    def __call__(self, z: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray:
-        """Even split among the tied largest other logits, -1 on the label (times ``sign``)."""
-        y = _take(self.labels, rows)
-        idx = np.arange(z.shape[0])
-        others = z.copy()
-        others[idx, y] = -np.inf
-        g = _amax_grad(others)
-        g[idx, y] -= 1.0
-        return g * self.sign
-
-
-class DistanceGrad(OutputGrad):
-    """Output gradient of the per-sample mean ``kind`` distance to ``reference`` (times ``sign``).
-
-    Args:
-        reference: actions (B, D) (clean actions or targets).
-        kind: "mse", "mae" or "huber" (delta = 1), as :func:`rlkit.attacks.losses.action_distance`.
-        sign: +1 (push away) or -1 (pull toward).
-    """
-
-    kind = _L_DISTANCE
-
-    def __init__(self, reference: np.ndarray, kind: str, sign: float = 1.0) -> None:
-        """Store the reference actions, distance kind and sign."""
-        if kind not in _DISTANCES:
-            raise ValueError(f"distance kind must be one of {list(_DISTANCES)}, got {kind!r}")
-        self.values = np.asarray(reference)
-        self.distance_name, self.distance, self.sign = kind, _DISTANCES[kind], float(sign)
-
-    def __call__(self, z: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray:
-        """``2 err`` / ``sign(err)`` / ``clip(err, -1, 1)``, over the action size."""
-        err = z - _take(self.values, rows)
-        if self.distance == 0:
-            g = 2.0 * err
-        elif self.distance == 1:
-            g = np.sign(err)  # |x|' = 0 at 0, like torch
-        else:
-            g = np.clip(err, -1.0, 1.0)
-        return g * (self.sign / z.shape[1])
-
-
-def bifurcation_continuous_grad(labels: np.ndarray, m1: float, m2: float,
-                                sign: float = 1.0) -> ConstantGrad:
-    """Output gradient of the GDL loss on ``g = [m1 a + b1, m2 a + b2]`` per action dimension.
-
-    Args:
-        labels: group per sample and action dimension (B, D), 0 or 1 (own group ``y``).
-        m1, m2: slopes of the two group logits (offsets do not affect the gradient).
-        sign: +1 for GDL (``g_other - g_y``), -1 for the toggle attack's ``g_y - g_other``.
-
-    With two groups GDL is linear in ``a``: its gradient is ``m_other - m_y`` everywhere.
-    """
-    return ConstantGrad(np.where(np.asarray(labels) == 0, m2 - m1, m1 - m2) * sign)
-
-
-# --------------------------------------------------------------------------- numpy engine
-class MLPEngine:
-    """Forward pass and input gradient of a compiled MLP, on numpy arrays.
-
-    Args:
-        ops: ``(kind, a, b, c)``: linear ``(W, bias or None)``; affine_clamp ``(mean, std, clip)``;
-            relu/tanh without arrays.
-        dtype: the parameters' dtype (computation runs in it, as in torch).
-        plan: the plan that made the engine (caches the numba kernel's flat weights).
-    """
-
-    def __init__(self, ops: list[tuple[int, Any, Any, float]], dtype: np.dtype,
-                 plan: MLPPlan | None = None) -> None:
+    def __init__(self, ops: list[Op], dtype: np.dtype, plan: MLPPlan | None = None) -> None:
         """Store the ops and the compute dtype; split off the trailing linear layers."""
         self.ops = ops
         self.dtype = dtype
@@ -387,13 +373,21 @@ class MLPEngine:
         self._tail_cache: tuple[ConstantGrad, np.ndarray] | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Policy output (B, k) for the observation batch ``x`` (B, n)."""
+        """Policy output (B, k) for the observation batch ``x`` (B, n).
+
+        :param x: observations.
+        """
         return self._forward(x, self.ops, None, True)
 
-    def _forward(self, x: np.ndarray, ops: list[tuple[int, Any, Any, float]],
-                 tape: list[Any] | None, output: bool) -> np.ndarray:
-        """Run ``ops`` on ``x``, appending what the backward pass needs to ``tape`` (if given);
-        with ``output=False`` a final ReLU only records its mask."""
+    def _forward(self, x: np.ndarray, ops: list[Op], tape: list[Any] | None,
+                 output: bool) -> np.ndarray:
+        """Run ``ops`` on ``x``, appending what the backward pass needs to ``tape``.
+
+        :param x: input batch.
+        :param ops: the ops to run.
+        :param tape: list receiving ReLU masks, tanh outputs and clamp masks (None: none kept).
+        :param output: False: a final ReLU only records its mask (its output is not needed).
+        """
         h = x if x.dtype == self.dtype else x.astype(self.dtype)
         last = len(ops) - 1
         for i, (kind, a, b, c) in enumerate(ops):
@@ -419,9 +413,13 @@ class MLPEngine:
         return h
 
     @staticmethod
-    def _backward(g: np.ndarray, ops: list[tuple[int, Any, Any, float]],
-                  tape: list[Any]) -> np.ndarray:
-        """Back-propagate the gradient ``g`` at the output of ``ops`` to their input."""
+    def _backward(g: np.ndarray, ops: list[Op], tape: list[Any]) -> np.ndarray:
+        """Back-propagate the gradient ``g`` at the output of ``ops`` to their input.
+
+        :param g: gradient at the output.
+        :param ops: the ops that ran.
+        :param tape: what their forward pass recorded (consumed).
+        """
         for kind, a, b, _ in reversed(ops):
             if kind == _LINEAR:
                 g = g @ a
@@ -438,10 +436,9 @@ class MLPEngine:
                        rows: np.ndarray | None = None) -> np.ndarray:
         """Gradient of the summed loss w.r.t. the observations ``x`` (B', n), dtype of ``x``.
 
-        Args:
-            x: observation batch (all samples, or the samples ``rows`` of the attacked batch).
-            output_grad: the loss gradient w.r.t. the policy output.
-            rows: indices of the samples of the attacked batch that ``x`` holds (None = all).
+        :param x: observation batch (all samples, or the samples ``rows`` of the attacked batch).
+        :param output_grad: the loss gradient w.r.t. the policy output.
+        :param rows: indices of the samples of the attacked batch that ``x`` holds (None = all).
         """
         tape: list[Any] = []
         if isinstance(output_grad, ConstantGrad):
@@ -487,7 +484,10 @@ class MLPEngine:
         return codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf
 
     def _weights_match(self, cached: tuple[np.ndarray, ...]) -> bool:
-        """Whether ``cached`` (from :meth:`_pack_weights`) holds this engine's weights."""
+        """Whether ``cached`` (from :meth:`_pack_weights`) holds this executor's weights.
+
+        :param cached: the packed weights.
+        """
         codes, _, _, woff, _, wbuf, _ = cached
         if len(codes) != len(self.ops) or wbuf.dtype != self.dtype:
             return False
@@ -528,21 +528,22 @@ class MLPEngine:
 
 
 # --------------------------------------------------------------------------- numba kernel
-def _net_grad_py(x, codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, buf, gb,  # noqa: ANN001, ANN202
-                 loss, row, labels, values, split, distance, sign, out):
-    """Input gradient of one sample ``x`` into ``out`` (numba kernel; see :func:`fast_pgd`)."""
+def _net_forward_py(x, codes, din, dout, woff, poff, clips, wtbuf, pbuf,  # noqa: ANN001, ANN202
+                    buf, widths):
+    """Forward pass of one sample ``x``: layer outputs into ``buf`` rows, widths into ``widths``.
+
+    Linear layers are axpys over W^T rows that skip zero inputs (ReLU leaves many).
+    """
     n_ops = codes.shape[0]
     width = x.shape[0]
     for i in range(width):
         buf[0, i] = x[i]
-    widths = np.empty(n_ops + 1, np.int64)
     widths[0] = width
     for op in range(n_ops):
         code = codes[op]
         src = buf[op]
         dst = buf[op + 1]
-        if code == 0:  # linear: dst = W src + b, as axpys over W^T rows, skipping zero inputs
-            # (slices keep the indices provably non-negative, so the loops vectorise)
+        if code == 0:  # linear: dst = W src + b (slices keep indices provably non-negative)
             di, do, wo, bo = din[op], dout[op], woff[op], poff[op]
             if bo >= 0:
                 bias = pbuf[bo:bo + do]
@@ -571,55 +572,16 @@ def _net_grad_py(x, codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, buf,
                 u = (src[j] - mean[j]) / std[j]
                 dst[j] = -cl if u < -cl else (cl if u > cl else u)
         widths[op + 1] = width
-    # loss gradient at the output z
-    z = buf[n_ops]
-    k = widths[n_ops]
-    g = gb[0]
-    vals = values[row]
-    if loss == 0:
-        for j in range(k):
-            g[j] = vals[j]
-    elif loss == 1:  # +1 to the other group's max, -1 to the own group's max, ties split evenly
-        lm, um = z[0], z[split]
-        for j in range(split):
-            lm = max(lm, z[j])
-        for j in range(split, k):
-            um = max(um, z[j])
-        lc, uc = 0, 0
-        for j in range(split):
-            lc += z[j] == lm
-        for j in range(split, k):
-            uc += z[j] == um
-        lower = sign if labels[row] == 1 else -sign
-        for j in range(split):
-            g[j] = lower / lc if z[j] == lm else 0.0
-        for j in range(split, k):
-            g[j] = -lower / uc if z[j] == um else 0.0
-    elif loss == 2:  # largest other logit (ties split) minus the label's logit
-        y = labels[row]
-        m = -np.inf
-        for j in range(k):
-            if j != y and z[j] > m:
-                m = z[j]
-        cnt = 0
-        for j in range(k):
-            cnt += j != y and z[j] == m
-        for j in range(k):
-            g[j] = sign / cnt if (j != y and z[j] == m) else 0.0
-        g[y] = -sign
-    else:
-        scale = sign / k
-        for j in range(k):
-            err = z[j] - vals[j]
-            if distance == 0:
-                g[j] = 2.0 * err * scale
-            elif distance == 1:
-                g[j] = (1.0 if err > 0 else (-1.0 if err < 0 else 0.0)) * scale
-            else:
-                g[j] = (1.0 if err > 1.0 else (-1.0 if err < -1.0 else err)) * scale
-    # backward pass, ping-ponging between the two rows of gb
+
+
+def _net_backward_py(codes, woff, poff, clips, wbuf, pbuf, buf, gb, widths,  # noqa: ANN001, ANN202
+                     out):
+    """Back-propagate the output gradient in ``gb[0]`` through the ops recorded in ``buf``.
+
+    The two rows of ``gb`` ping-pong between layers; the input gradient lands in ``out``.
+    """
     p = 0
-    for op in range(n_ops - 1, -1, -1):
+    for op in range(codes.shape[0] - 1, -1, -1):
         code = codes[op]
         cur = gb[p]
         nxt = gb[1 - p]
@@ -655,18 +617,29 @@ def _net_grad_py(x, codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, buf,
         out[i] = gb[p, i]
 
 
+def _net_grad_py(x, codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf,  # noqa: ANN001, ANN202
+                 buf, gb, widths, gout, out):
+    """Input gradient of one sample ``x`` for the output gradient ``gout``, into ``out``."""
+    _net_forward(x, codes, din, dout, woff, poff, clips, wtbuf, pbuf, buf, widths)
+    g = gb[0]
+    for j in range(gout.shape[0]):
+        g[j] = gout[j]
+    _net_backward(codes, woff, poff, clips, wbuf, pbuf, buf, gb, widths, out)
+
+
 def _pgd_py(obs, delta, eps, active, lo, hi, steps, clip_in_loop, can_stop,  # noqa: ANN001, ANN202
-            codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, maxw,
-            loss, labels, values, split, distance, sign, counts):
+            codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, maxw, grads, counts):
     """Linf PGD of every sample, in place on ``delta`` (numba kernel; see :func:`fast_pgd`).
 
-    The update repeats ``pgd``'s elementwise operations in the observations' dtype: ``delta +
-    step * sign(g)`` (inactive features: ``+ 0``), clamp to ``[-eps, eps]``, then, if
-    ``clip_in_loop``, ``clip(obs + delta, lo, hi) - obs``.
+    ``grads`` (B, k) is the constant output gradient of each sample.  The update repeats
+    ``pgd``'s elementwise operations in the observations' dtype: ``delta + step * sign(g)``
+    (inactive features: ``+ 0``), clamp to ``[-eps, eps]``, then, if ``clip_in_loop``,
+    ``clip(obs + delta, lo, hi) - obs``.
     """
     batch, n = obs.shape
     buf = np.empty((codes.shape[0] + 1, maxw), wbuf.dtype)
     gb = np.empty((2, maxw), wbuf.dtype)
+    widths = np.empty(codes.shape[0] + 1, np.int64)
     x = np.empty(n, obs.dtype)
     grad = np.empty(n, wbuf.dtype)
     for row in range(batch):
@@ -678,7 +651,7 @@ def _pgd_py(obs, delta, eps, active, lo, hi, steps, clip_in_loop, can_stop,  # n
                 for i in range(n):
                     x[i] = o[i] + d[i]
                 _net_grad(x, codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, buf, gb,
-                          loss, row, labels, values, split, distance, sign, grad)
+                          widths, grads[row], grad)
                 counts[row] += 1
             elif can_stop:
                 break
@@ -709,13 +682,15 @@ def _pgd_py(obs, delta, eps, active, lo, hi, steps, clip_in_loop, can_stop,  # n
 
 
 if _nb is not None:
-    # reassociation lets the axpy loops use FMA/wide adds; no nnan/ninf: the loss code compares
-    # against -inf.  The PGD update kernel keeps strict IEEE semantics (it mirrors torch).
-    _net_grad = _nb.njit(cache=True, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})(
-        _net_grad_py)
+    # reassociation lets the axpy loops use FMA/wide adds.  The PGD update kernel keeps strict
+    # IEEE semantics (it mirrors torch).
+    _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+    _net_forward = _nb.njit(cache=True, fastmath=_FASTMATH)(_net_forward_py)
+    _net_backward = _nb.njit(cache=True, fastmath=_FASTMATH)(_net_backward_py)
+    _net_grad = _nb.njit(cache=True)(_net_grad_py)
     _pgd_kernel = _nb.njit(cache=True)(_pgd_py)
 else:  # pragma: no cover - numba missing
-    _net_grad = _net_grad_py
+    _net_forward, _net_backward, _net_grad = _net_forward_py, _net_backward_py, _net_grad_py
     _pgd_kernel = None
 
 
@@ -728,42 +703,43 @@ def _steps(step_size: float, iterations: int, decay_every: int, decay_rate: floa
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
-    """A detached CPU numpy view of ``t``."""
+    """A detached CPU numpy view of ``t``.
+
+    :param t: a CPU tensor.
+    """
     return t.detach().numpy()
 
 
-def fast_fgsm(engine: MLPEngine, output_grad: OutputGrad, obs: torch.Tensor,
+def fast_fgsm(net: MLPNet, output_grad: OutputGrad, obs: torch.Tensor,
               budget: BoundBudget, *, random_start: bool = False,
               generator: torch.Generator | None = None) -> torch.Tensor:
-    """:func:`rlkit.attacks.optim.fgsm` with the gradient from ``engine``.
+    """:func:`rlkit.attacks.optim.fgsm` with the gradient from ``net``.
 
-    Args:
-        engine: the compiled policy.
-        output_grad: loss gradient w.r.t. the policy output.
-        obs: clean batch (B, n) on the CPU.
-        budget: tensor budget bound to ``obs``.
-        random_start: step from a random in-budget point.
-        generator: RNG for the random start.
+    :param net: the policy's numpy executor.
+    :param output_grad: loss gradient w.r.t. the policy output.
+    :param obs: clean batch (B, n) on the CPU.
+    :param budget: tensor budget bound to ``obs``.
+    :param random_start: step from a random in-budget point.
+    :param generator: RNG for the random start.
     """
     start = obs
     if random_start:
         start = budget.clip(obs + budget.random_delta(obs, generator), obs)
-    grad = torch.from_numpy(engine.input_gradient(_numpy(start), output_grad))
+    grad = torch.from_numpy(net.input_gradient(_numpy(start), output_grad))
     delta = budget.eps * ascent_direction(grad, budget)
     return budget.clip(start + delta, obs).detach()
 
 
-def choose_backend(engine: MLPEngine, output_grad: OutputGrad, obs: torch.Tensor,
+def choose_backend(net: MLPNet, output_grad: OutputGrad, obs: torch.Tensor,
                    budget: BoundBudget, backend: str = "auto") -> str:
     """The PGD backend for this call: "numba" or "numpy".
 
-    Args:
-        engine: the compiled policy.
-        output_grad: the loss gradient (must be one of this module's kinds for numba).
-        obs: the clean batch.
-        budget: the bound budget (numba: linf only).
-        backend: "auto" (numba when it can serve the call and the batch has at most
-            :data:`NUMBA_MAX_BATCH` samples), "numba" (error if it cannot) or "numpy".
+    :param net: the policy's numpy executor.
+    :param output_grad: the loss gradient (numba: a :class:`ConstantGrad` only).
+    :param obs: the clean batch.
+    :param budget: the bound budget (numba: linf only).
+    :param backend: "auto" (numba when it can serve the call and the batch has at most
+        :data:`NUMBA_MAX_BATCH` samples), "numba" (error if it cannot) or "numpy".
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
@@ -774,10 +750,10 @@ def choose_backend(engine: MLPEngine, output_grad: OutputGrad, obs: torch.Tensor
         reasons.append("numba is not installed")
     if budget.norm != "linf":
         reasons.append("the budget norm is not linf")
-    if np.dtype(str(obs.dtype).removeprefix("torch.")) != engine.dtype:
+    if np.dtype(str(obs.dtype).removeprefix("torch.")) != net.dtype:
         reasons.append("the observations' dtype differs from the parameters'")
-    if output_grad.kind < 0:
-        reasons.append("the loss has no numba form")
+    if not isinstance(output_grad, ConstantGrad):
+        reasons.append("the loss is not affine in the policy output")
     if not reasons and (backend == "numba" or obs.shape[0] <= NUMBA_MAX_BATCH):
         return "numba"
     if backend == "numba":
@@ -785,140 +761,126 @@ def choose_backend(engine: MLPEngine, output_grad: OutputGrad, obs: torch.Tensor
     return "numpy"
 
 
-def fast_pgd(
-    engine: MLPEngine,
-    output_grad: OutputGrad,
-    obs: torch.Tensor,
-    budget: BoundBudget,
-    *,
-    step_size: float = 0.01,
-    iterations: int = 100,
-    random_start: bool = False,
-    decay_every: int = 25,
-    decay_rate: float = 0.5,
-    decay_schedule: str = "authors",
-    clip_in_loop: bool = True,
-    generator: torch.Generator | None = None,
-    backend: str = "auto",
-    reuse: bool = True,
-    stats: dict[str, int] | None = None,
-) -> torch.Tensor:
-    """:func:`rlkit.attacks.optim.pgd` with the gradient from ``engine``, outside torch.
+def fast_pgd(net: MLPNet, output_grad: OutputGrad, obs: torch.Tensor, budget: BoundBudget,
+             optimiser: Optimiser, *, generator: torch.Generator | None = None,
+             backend: str = "auto", reuse: bool = True,
+             stats: dict[str, int] | None = None) -> torch.Tensor:
+    """:func:`rlkit.attacks.optim.pgd` with the gradient from ``net``, outside torch.
 
     The update is the same sequence of elementwise operations as in ``pgd`` (same dtype), so
     the iterates match the autograd path up to the rounding of the network's sums.
 
-    Args:
-        engine: the compiled policy.
-        output_grad: loss gradient w.r.t. the policy output.
-        obs: clean batch (B, n) on the CPU.
-        budget: tensor budget bound to ``obs``.
-        step_size, iterations, random_start, decay_every, decay_rate, decay_schedule,
-            clip_in_loop, generator: as for :func:`rlkit.attacks.optim.pgd`.
-        backend: "auto", "numba" or "numpy", see :func:`choose_backend`.
-        reuse: skip work that cannot change the result: the gradient is a function of the
-            iterate, so it is recomputed only for samples whose iterate moved, and (linf) a
-            sample whose iterate one step left unchanged is a fixed point of every later step
-            (each feature sits on the face its gradient sign points at, and later steps are far
-            above rounding), so its loop stops.
-        stats: if given, ``"rows"`` (sample-iterations) and ``"gradient_rows"`` (gradients
-            actually computed) are added to it.
+    :param net: the policy's numpy executor.
+    :param output_grad: loss gradient w.r.t. the policy output.
+    :param obs: clean batch (B, n) on the CPU.
+    :param budget: tensor budget bound to ``obs``.
+    :param optimiser: the PGD settings (``method`` is ignored).
+    :param generator: RNG for the random start.
+    :param backend: "auto", "numba" or "numpy", see :func:`choose_backend`.
+    :param reuse: skip work that cannot change the result: the gradient is a function of the
+        iterate, so it is recomputed only for samples whose iterate moved, and (linf) a sample
+        whose iterate one step left unchanged is a fixed point of every later step (each feature
+        sits on the face its gradient sign points at, and later steps are far above rounding),
+        so its loop stops.
+    :param stats: if given, ``"rows"`` (sample-iterations) and ``"gradient_rows"`` (gradients
+        actually computed) are added to it.
     """
+    opt = optimiser
     obs = obs.detach()
-    delta_t = budget.random_delta(obs, generator) if random_start else torch.zeros_like(obs)
-    if clip_in_loop:
+    delta_t = budget.random_delta(obs, generator) if opt.random_start else torch.zeros_like(obs)
+    if opt.clip_in_loop:
         delta_t = budget.clip_bounds(obs + delta_t, obs) - obs
     o, delta = _numpy(obs), _numpy(delta_t).copy()
-    eps_vec, active = _numpy(budget.eps_vec), _numpy(budget.active)
-    batch = o.shape[0]
-    steps = _steps(step_size, iterations, decay_every, decay_rate, decay_schedule)
+    eps_vec = _numpy(budget.eps_vec)
+    steps = _steps(opt.step_size, opt.iterations, opt.decay_every, opt.decay_rate,
+                   opt.decay_schedule)
     tol = 64 * np.finfo(o.dtype).eps * (1.0 + float(np.abs(o).max(initial=0.0))
                                         + float(eps_vec.max(initial=0.0)))
     can_stop = reuse and budget.norm == "linf" and bool(steps) and min(steps) >= tol
     lo = None if budget.low is None else np.minimum(_numpy(budget.low), o)
     hi = None if budget.high is None else np.maximum(_numpy(budget.high), o)
-    if choose_backend(engine, output_grad, obs, budget, backend) == "numba" and reuse:
-        counts = np.zeros(batch, np.int64)
-        codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf = engine.packed()
-        maxw = int(max(o.shape[1], *np.abs(dout), *np.abs(din)))
-        dt = engine.dtype
-        labels = output_grad.labels if output_grad.labels is not None else np.zeros(1, np.int64)
-        values = (np.zeros((1, 1), dt) if output_grad.values is None
-                  else np.ascontiguousarray(output_grad.values, dtype=dt).reshape(batch, -1))
-        _pgd_kernel(np.ascontiguousarray(o), delta, eps_vec, active,
-                    np.full_like(o, -np.inf) if lo is None else lo,
-                    np.full_like(o, np.inf) if hi is None else hi,
-                    np.asarray(steps, dtype=o.dtype), bool(clip_in_loop), bool(can_stop),
-                    codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, maxw,
-                    int(output_grad.kind), labels, values, int(output_grad.split),
-                    int(output_grad.distance), dt.type(output_grad.sign), counts)
-        computed = int(counts.sum())
+    if choose_backend(net, output_grad, obs, budget, backend) == "numba" and reuse:
+        delta, computed = _numba_pgd(net, output_grad, o, delta, budget, steps, lo, hi,
+                                     opt.clip_in_loop, can_stop)
     else:
-        delta, computed = _numpy_pgd(engine, output_grad, o, delta, budget, steps, lo, hi,
-                                     clip_in_loop, reuse, can_stop)
+        delta, computed = _numpy_pgd(net, output_grad, o, delta, budget, steps, lo, hi,
+                                     opt.clip_in_loop, reuse, can_stop)
     if stats is not None:
-        stats["rows"] = stats.get("rows", 0) + batch * len(steps)
+        stats["rows"] = stats.get("rows", 0) + o.shape[0] * len(steps)
         stats["gradient_rows"] = stats.get("gradient_rows", 0) + computed
     return budget.clip(obs + torch.from_numpy(delta), obs).detach()
 
 
-def _numpy_pgd(engine: MLPEngine, output_grad: OutputGrad, o: np.ndarray, delta: np.ndarray,
+def _numba_pgd(net: MLPNet, output_grad: ConstantGrad, o: np.ndarray, delta: np.ndarray,
+               budget: BoundBudget, steps: tuple[float, ...], lo: np.ndarray | None,
+               hi: np.ndarray | None, clip_in_loop: bool,
+               can_stop: bool) -> tuple[np.ndarray, int]:
+    """The PGD loop of :func:`fast_pgd` in the numba kernel; (final delta, gradients computed).
+
+    :param net: the policy's numpy executor.
+    :param output_grad: the constant output gradient.
+    :param o: clean batch (B, n).
+    :param delta: start perturbation (B, n), updated in place.
+    :param budget: the bound (linf) budget.
+    :param steps: step size per iteration.
+    :param lo: per-sample lower bounds ``min(low, obs)`` (None: no bound).
+    :param hi: per-sample upper bounds ``max(high, obs)`` (None: no bound).
+    :param clip_in_loop: clip to the bounds at every iteration.
+    :param can_stop: stop a sample whose iterate did not move.
+    """
+    batch = o.shape[0]
+    counts = np.zeros(batch, np.int64)
+    codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf = net.packed()
+    maxw = int(max(o.shape[1], *np.abs(dout), *np.abs(din)))
+    grads = np.ascontiguousarray(output_grad(None, None), dtype=net.dtype).reshape(batch, -1)
+    _pgd_kernel(np.ascontiguousarray(o), delta, _numpy(budget.eps_vec), _numpy(budget.active),
+                np.full_like(o, -np.inf) if lo is None else lo,
+                np.full_like(o, np.inf) if hi is None else hi,
+                np.asarray(steps, dtype=o.dtype), bool(clip_in_loop), bool(can_stop),
+                codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, maxw, grads, counts)
+    return delta, int(counts.sum())
+
+
+def _numpy_pgd(net: MLPNet, output_grad: OutputGrad, o: np.ndarray, delta: np.ndarray,
                budget: BoundBudget, steps: tuple[float, ...], lo: np.ndarray | None,
                hi: np.ndarray | None, clip_in_loop: bool, reuse: bool,
                can_stop: bool) -> tuple[np.ndarray, int]:
     """The PGD loop of :func:`fast_pgd` with batched numpy matmuls; (final delta, gradients
     computed).
 
-    Args:
-        engine, output_grad: the compiled policy and the loss gradient.
-        o: clean batch (B, n).
-        delta: start perturbation (B, n).
-        budget: the bound budget.
-        steps: step size per iteration.
-        lo, hi: per-sample bounds ``min(low, obs)``, ``max(high, obs)`` (None: no bound).
-        clip_in_loop, reuse, can_stop: as in :func:`fast_pgd`.
+    :param net: the policy's numpy executor.
+    :param output_grad: the loss gradient w.r.t. the policy output.
+    :param o: clean batch (B, n).
+    :param delta: start perturbation (B, n).
+    :param budget: the bound budget.
+    :param steps: step size per iteration.
+    :param lo: per-sample lower bounds ``min(low, obs)`` (None: no bound).
+    :param hi: per-sample upper bounds ``max(high, obs)`` (None: no bound).
+    :param clip_in_loop: clip to the bounds at every iteration.
+    :param reuse: recompute gradients only for samples that moved.
+    :param can_stop: stop when no sample moved.
     """
-    eps_vec, active = _numpy(budget.eps_vec), _numpy(budget.active)
-    neg_eps, all_active = -eps_vec, bool(active.all())
-    safe_scale = _numpy(budget.safe_scale)
-    linf, eps = budget.norm == "linf", budget.eps
     batch = o.shape[0]
     grad: np.ndarray | None = None
     last = delta
     computed = 0
     for step in steps:
         if grad is None or not reuse:
-            grad = engine.input_gradient(o + delta, output_grad)
+            grad = net.input_gradient(o + delta, output_grad)
             computed += batch
         else:
             changed = (delta != last).any(axis=1)
             if changed.all():
-                grad = engine.input_gradient(o + delta, output_grad)
+                grad = net.input_gradient(o + delta, output_grad)
                 computed += batch
             elif changed.any():
                 rows = np.flatnonzero(changed)
-                grad[rows] = engine.input_gradient(o[rows] + delta[rows], output_grad, rows)
+                grad[rows] = net.input_gradient(o[rows] + delta[rows], output_grad, rows)
                 computed += rows.size
             elif can_stop:
                 break
         last = delta
-        # the same operations on the same values as ascent_direction / BoundBudget.project
-        if linf:
-            upd = np.sign(grad)
-            if not all_active:
-                upd *= active
-            upd *= step
-            upd += delta
-            np.minimum(upd, eps_vec, out=upd)
-            delta = np.maximum(upd, neg_eps, out=upd)
-        else:
-            g_u = grad * safe_scale * active
-            norms = np.maximum(np.sqrt((g_u * g_u).sum(axis=1)), 1e-30)
-            delta = (delta + step * (safe_scale * g_u / norms[:, None])) * active
-            u = delta * active / safe_scale
-            n = np.sqrt((u * u).sum(axis=1))
-            factor = np.where(n > eps, eps / np.maximum(n, 1e-30), 1.0).astype(delta.dtype)
-            delta = delta * factor[:, None]
+        delta = _numpy_update(delta, grad, step, budget)
         if clip_in_loop:  # BoundBudget.clip_bounds(obs + delta, obs) - obs
             x = o + delta
             if lo is not None:
@@ -928,3 +890,32 @@ def _numpy_pgd(engine: MLPEngine, output_grad: OutputGrad, o: np.ndarray, delta:
             x -= o
             delta = x
     return delta, computed
+
+
+def _numpy_update(delta: np.ndarray, grad: np.ndarray, step: float,
+                  budget: BoundBudget) -> np.ndarray:
+    """One PGD step with projection: the operations of ``ascent_direction`` and
+    ``BoundBudget.project`` on the same values (a new array).
+
+    :param delta: current perturbation (B, n).
+    :param grad: input gradient (B, n).
+    :param step: the step size.
+    :param budget: the bound budget.
+    """
+    eps_vec, active = _numpy(budget.eps_vec), _numpy(budget.active)
+    if budget.norm == "linf":
+        upd = np.sign(grad)
+        if not active.all():
+            upd *= active
+        upd *= step
+        upd += delta
+        np.minimum(upd, eps_vec, out=upd)
+        return np.maximum(upd, -eps_vec, out=upd)
+    eps, safe_scale = budget.eps, _numpy(budget.safe_scale)
+    g_u = grad * safe_scale * active
+    norms = np.maximum(np.sqrt((g_u * g_u).sum(axis=1)), 1e-30)
+    delta = (delta + step * (safe_scale * g_u / norms[:, None])) * active
+    u = delta * active / safe_scale
+    n = np.sqrt((u * u).sum(axis=1))
+    factor = np.where(n > eps, eps / np.maximum(n, 1e-30), 1.0).astype(delta.dtype)
+    return delta * factor[:, None]

@@ -3,34 +3,44 @@
 Both work on whole batches: an ``objective(x) -> (B,)`` per-sample loss to *maximise* is summed
 and differentiated once per iteration, so one forward/backward pass serves every sample (the
 samples must not interact inside the policy, which holds for eval-mode networks).
+
+The loops themselves only need the input gradient: :func:`fgsm_steps` and :func:`pgd_steps` take
+a ``gradient(x) -> dL/dx`` callable, which is how the autograd and compiled engines of
+:mod:`rlkit.attacks.engines` share one implementation of the update; :func:`fgsm` and
+:func:`pgd` are the same loops with the gradient from torch autograd on ``objective``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from .budget import BoundBudget
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
+Gradient = Callable[[torch.Tensor], torch.Tensor]
 DECAY_SCHEDULES = ("authors", "standard")
+METHODS = ("fgsm", "pgd")
 
 
 def step_schedule(step_size: float, iterations: int, decay_every: int = 0,
                   decay_rate: float = 1.0, decay_schedule: str = "authors") -> list[float]:
     """Step size used at each PGD iteration.
 
-    Args:
-        step_size: initial step.
-        iterations: number of iterations.
-        decay_every: multiply the step by ``decay_rate`` every this many iterations (0 = never).
-        decay_rate: multiplier in (0, 1].
-        decay_schedule: ``"authors"``: like the authors' ``my_pgd_linf``, the decay is applied
-            *after* every iteration ``i`` with ``i % decay_every == 0`` - including ``i = 0`` - so
-            with 100 iterations, every 25, rate 0.5 the steps are 0.01 once, then 0.005 (25x),
-            0.0025, 0.00125 and 0.000625 (24x).  ``"standard"``: the step is multiplied after
-            iterations ``decay_every, 2*decay_every, ...`` (0.01 x25, 0.005 x25, ...).
+    ``"authors"``: like the authors' ``my_pgd_linf``, the decay is applied *after* every
+    iteration ``i`` with ``i % decay_every == 0`` - including ``i = 0`` - so with 100 iterations,
+    every 25, rate 0.5 the steps are 0.01 once, then 0.005 (25x), 0.0025, 0.00125 and 0.000625
+    (24x).  ``"standard"``: the step is multiplied after iterations ``decay_every,
+    2*decay_every, ...`` (0.01 x25, 0.005 x25, ...).
+
+    :param step_size: initial step.
+    :param iterations: number of iterations.
+    :param decay_every: multiply the step by ``decay_rate`` every this many iterations (0 = never).
+    :param decay_rate: multiplier in (0, 1].
+    :param decay_schedule: ``"authors"`` or ``"standard"``.
+    :return: one step size per iteration.
     """
     if decay_schedule not in DECAY_SCHEDULES:
         raise ValueError(
@@ -51,9 +61,9 @@ def step_schedule(step_size: float, iterations: int, decay_every: int = 0,
 def input_gradient(objective: Objective, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of ``objective(x).sum()`` w.r.t. ``x`` only, and the per-sample loss.
 
-    Args:
-        objective: per-sample loss (B,) of an input batch.
-        x: input batch (detached; a leaf requiring grad is made from it).
+    :param objective: per-sample loss (B,) of an input batch.
+    :param x: input batch (detached; a leaf requiring grad is made from it).
+    :return: (gradient like ``x``, per-sample loss), both detached.
     """
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -72,13 +82,12 @@ def input_gradient(objective: Objective, x: torch.Tensor) -> tuple[torch.Tensor,
 def ascent_direction(grad: torch.Tensor, budget: BoundBudget) -> torch.Tensor:
     """Norm-aware steepest-ascent direction of unit budget size.
 
-    Args:
-        grad: input gradient (B, *features).
-        budget: tensor budget (gives the norm, active features and scale).
-
     linf: ``sign(grad)`` on active features.  l2: the gradient normalised in the scaled
     coordinates ``u = delta / scale`` (``scale * g_u / ||g_u||`` with ``g_u = grad * scale``), so a
     step of size ``s`` moves ``s`` in budget norm.
+
+    :param grad: input gradient (B, *features).
+    :param budget: tensor budget (gives the norm, active features and scale).
     """
     if budget.norm == "linf":
         return grad.sign() * budget.active
@@ -87,27 +96,64 @@ def ascent_direction(grad: torch.Tensor, budget: BoundBudget) -> torch.Tensor:
     return budget.safe_scale * g_u / norms.view(-1, *([1] * (grad.dim() - 1)))
 
 
-def fgsm(objective: Objective, obs: torch.Tensor, budget: BoundBudget, *,
-         random_start: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One full-budget gradient step: ``obs + eps * direction`` projected and clipped.
+def fgsm_steps(gradient: Gradient, obs: torch.Tensor, budget: BoundBudget, *,
+               random_start: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """FGSM with the input gradient from ``gradient`` (see :func:`fgsm`).
 
-    Args:
-        objective: per-sample loss to maximise.
-        obs: clean batch (B, *features).
-        budget: tensor budget bound to ``obs``.
-        random_start: take the gradient at a random in-budget point ``obs + r`` and step from
-            there (R+FGSM style), needed when the gradient vanishes at ``obs``.
-        generator: RNG for the random start.
-
-    For linf the step is ``eps_i * sign(grad_i)`` per feature (eps_i = eps * scale_i * mask_i).
+    :param gradient: ``gradient(x)``: the input gradient of the summed loss at batch ``x``.
+    :param obs: clean batch (B, *features).
+    :param budget: tensor budget bound to ``obs``.
+    :param random_start: take the gradient at a random in-budget point.
+    :param generator: RNG for the random start.
     """
     obs = obs.detach()
     start = obs
     if random_start:
         start = budget.clip(obs + budget.random_delta(obs, generator), obs)
-    grad, _ = input_gradient(objective, start)
-    delta = budget.eps * ascent_direction(grad, budget)
+    delta = budget.eps * ascent_direction(gradient(start), budget)
     return budget.clip(start + delta, obs).detach()
+
+
+def pgd_steps(gradient: Gradient, obs: torch.Tensor, budget: BoundBudget, steps: list[float], *,
+              random_start: bool = False, clip_in_loop: bool = True,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """PGD with the input gradient from ``gradient`` (see :func:`pgd`).
+
+    :param gradient: ``gradient(x)``: the input gradient of the summed loss at batch ``x``.
+    :param obs: clean batch (B, *features).
+    :param budget: tensor budget bound to ``obs``.
+    :param steps: step size of each iteration (:func:`step_schedule`).
+    :param random_start: start from a uniform point of the budget instead of delta = 0.
+    :param clip_in_loop: clip ``obs + delta`` to the bounds at every iteration.
+    :param generator: RNG for the random start.
+    """
+    obs = obs.detach()
+    delta = budget.random_delta(obs, generator) if random_start else torch.zeros_like(obs)
+    if clip_in_loop:
+        delta = budget.clip_bounds(obs + delta, obs) - obs
+    for step in steps:
+        delta = budget.project(delta + step * ascent_direction(gradient(obs + delta), budget))
+        if clip_in_loop:
+            delta = budget.clip_bounds(obs + delta, obs) - obs
+    return budget.clip(obs + delta, obs).detach()
+
+
+def fgsm(objective: Objective, obs: torch.Tensor, budget: BoundBudget, *,
+         random_start: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One full-budget gradient step: ``obs + eps * direction`` projected and clipped.
+
+    For linf the step is ``eps_i * sign(grad_i)`` per feature (eps_i = eps * scale_i * mask_i).
+
+    :param objective: per-sample loss to maximise.
+    :param obs: clean batch (B, *features).
+    :param budget: tensor budget bound to ``obs``.
+    :param random_start: take the gradient at a random in-budget point ``obs + r`` and step from
+        there (R+FGSM style), needed when the gradient vanishes at ``obs``.
+    :param generator: RNG for the random start.
+    """
+    return fgsm_steps(lambda x: input_gradient(objective, x)[0], obs, budget,
+                      random_start=random_start, generator=generator)
 
 
 def pgd(
@@ -126,29 +172,67 @@ def pgd(
 ) -> torch.Tensor:
     """Projected gradient ascent on ``objective`` within ``budget``; returns perturbed obs.
 
-    Args:
-        objective: per-sample loss (B,) to maximise.
-        obs: clean batch (B, *features).
-        budget: tensor budget bound to ``obs``.
-        step_size: initial step (in budget units: linf -> per-feature sign step).
-        iterations: number of gradient steps.
-        random_start: start from a uniform point of the budget instead of delta = 0.
-        decay_every, decay_rate, decay_schedule: step decay, see :func:`step_schedule`.
-        clip_in_loop: clip ``obs + delta`` to the bounds at every iteration (standard PGD).  The
-            authors' code only clamps delta to the budget in the loop and clips once at the end
-            (``clip_in_loop=False``).
-        generator: RNG for the random start.
-
     Each iteration: ``delta <- project(delta + step * direction(grad))`` (then bounds if
     ``clip_in_loop``).  The result is always projected and clipped once more.
+
+    :param objective: per-sample loss (B,) to maximise.
+    :param obs: clean batch (B, *features).
+    :param budget: tensor budget bound to ``obs``.
+    :param step_size: initial step (in budget units: linf -> per-feature sign step).
+    :param iterations: number of gradient steps.
+    :param random_start: start from a uniform point of the budget instead of delta = 0.
+    :param decay_every: step decay period, see :func:`step_schedule`.
+    :param decay_rate: step decay factor, see :func:`step_schedule`.
+    :param decay_schedule: ``"authors"`` or ``"standard"``, see :func:`step_schedule`.
+    :param clip_in_loop: clip ``obs + delta`` to the bounds at every iteration (standard PGD).
+        The authors' code only clamps delta to the budget in the loop and clips once at the end
+        (``clip_in_loop=False``).
+    :param generator: RNG for the random start.
     """
-    obs = obs.detach()
-    delta = budget.random_delta(obs, generator) if random_start else torch.zeros_like(obs)
-    if clip_in_loop:
-        delta = budget.clip_bounds(obs + delta, obs) - obs
-    for step in step_schedule(step_size, iterations, decay_every, decay_rate, decay_schedule):
-        grad, _ = input_gradient(objective, obs + delta)
-        delta = budget.project(delta + step * ascent_direction(grad, budget))
-        if clip_in_loop:
-            delta = budget.clip_bounds(obs + delta, obs) - obs
-    return budget.clip(obs + delta, obs).detach()
+    steps = step_schedule(step_size, iterations, decay_every, decay_rate, decay_schedule)
+    return pgd_steps(lambda x: input_gradient(objective, x)[0], obs, budget, steps,
+                     random_start=random_start, clip_in_loop=clip_in_loop, generator=generator)
+
+
+@dataclass(frozen=True)
+class Optimiser:
+    """The optimiser settings of a gradient attack (what every engine runs).
+
+    :param method: ``"fgsm"`` or ``"pgd"``.
+    :param step_size: initial PGD step.
+    :param iterations: PGD iterations.
+    :param random_start: start from a random point of the budget.
+    :param decay_every: step decay period (0 = none).
+    :param decay_rate: step decay factor.
+    :param decay_schedule: ``"authors"`` or ``"standard"``.
+    :param clip_in_loop: clip to the observation bounds at every PGD iteration.
+    """
+
+    method: str = "pgd"
+    step_size: float = 0.01
+    iterations: int = 100
+    random_start: bool = False
+    decay_every: int = 25
+    decay_rate: float = 0.5
+    decay_schedule: str = "authors"
+    clip_in_loop: bool = True
+
+    def steps(self) -> list[float]:
+        """The step size of every PGD iteration (:func:`step_schedule`)."""
+        return step_schedule(self.step_size, self.iterations, self.decay_every, self.decay_rate,
+                             self.decay_schedule)
+
+    def run(self, gradient: Gradient, obs: torch.Tensor, budget: BoundBudget,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+        """Run FGSM or PGD with the input gradient from ``gradient``.
+
+        :param gradient: ``gradient(x)``: the input gradient of the summed loss at batch ``x``.
+        :param obs: clean batch (B, *features).
+        :param budget: tensor budget bound to ``obs``.
+        :param generator: RNG for the random start.
+        """
+        if self.method == "fgsm":
+            return fgsm_steps(gradient, obs, budget, random_start=self.random_start,
+                              generator=generator)
+        return pgd_steps(gradient, obs, budget, self.steps(), random_start=self.random_start,
+                         clip_in_loop=self.clip_in_loop, generator=generator)

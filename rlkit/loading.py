@@ -107,7 +107,7 @@ def sb3_algo_of_zip(path: Path) -> str:
     """The algorithm of an SB3 zip, from its JSON metadata (no unpickling).
 
     PPO and A2C share a policy class; PPO saves ``n_epochs`` and ``clip_range``, A2C does not.
-    TD3 and DDPG share one too; DDPG is TD3 with ``policy_delay`` 1 and no target noise.
+    TD3 and DDPG share one too; DDPG is TD3 with ``policy_delay`` 1 and target noise clipped to 0.
 
     :param path: the zip file.
     :raises ConfigError: when the zip does not say (pass ``--algo``).
@@ -117,10 +117,11 @@ def sb3_algo_of_zip(path: Path) -> str:
     if ".sac." in module:
         return "sac"
     if ".td3." in module:
-        ddpg = data.get("policy_delay") == 1 and not data.get("target_policy_noise")
+        ddpg = data.get("policy_delay") == 1 and data.get("target_noise_clip") == 0
         return "ddpg" if ddpg else "td3"
-    if ".dqn." in module:
-        return "dqn"
+    for algo in ("dqn", "ppo", "a2c"):
+        if f".{algo}." in module:
+            return algo
     if "n_epochs" in data or "clip_range" in data:
         return "ppo"
     if "ent_coef" in data and "gae_lambda" in data:

@@ -104,8 +104,7 @@ class Entry:
         """The pydantic model of this entry's parameters, or None."""
         if self._model is None and self.params is not None:
             target = resolve(self.params)
-            is_model = isinstance(target, type) and hasattr(target, "model_validate")
-            self._model = target if is_model else target()
+            self._model = target if isinstance(target, type) else target()
         return self._model
 
 

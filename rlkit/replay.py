@@ -70,7 +70,8 @@ class _ChunkLog:
     def _chunk(self, index: int) -> dict[str, np.ndarray]:
         if index not in self.chunks:
             self.chunks[index] = {
-                key: np.zeros((self.chunk_size, *shape), dtype) for key, (shape, dtype) in self.fields.items()
+                key: np.zeros((self.chunk_size, *shape), dtype)
+                for key, (shape, dtype) in self.fields.items()
             }
         return self.chunks[index]
 
@@ -107,6 +108,14 @@ class _ChunkLog:
         cuts = [first, *range((first // size + 1) * size, stop, size), stop]
         return list(zip(cuts[:-1], cuts[1:], strict=True))
 
+    def row(self, index: int) -> dict[str, np.ndarray]:
+        """The row at global index ``index`` (views into the chunk).
+
+        :param index: a live global index.
+        """
+        chunk, offset = divmod(index, self.chunk_size)
+        return {key: value[offset] for key, value in self.chunks[chunk].items()}
+
     def gather(self, index: np.ndarray) -> dict[str, np.ndarray]:
         """Rows at global indices ``index`` (any shape): field -> array of ``index.shape + row``.
 
@@ -115,7 +124,9 @@ class _ChunkLog:
         flat = np.asarray(index, dtype=np.int64).ravel()
         chunk = flat // self.chunk_size
         offset = flat - chunk * self.chunk_size
-        out = {key: np.empty((flat.size, *shape), dtype) for key, (shape, dtype) in self.fields.items()}
+        out = {
+            key: np.empty((flat.size, *shape), dtype) for key, (shape, dtype) in self.fields.items()
+        }
         # Group by chunk: one fancy-index per chunk touched instead of one per row.
         order = np.argsort(chunk, kind="stable")
         for rows in np.split(order, np.flatnonzero(np.diff(chunk[order])) + 1):
@@ -158,7 +169,9 @@ class _ChunkLog:
             base = (start // self.chunk_size) * self.chunk_size
             chunk = self.chunks[start // self.chunk_size]
             name = f"{self.name}_{start:012d}_{end:012d}_{token}.npz"
-            save_arrays(store / name, {key: chunk[key][start - base : end - base] for key in self.fields})
+            save_arrays(
+                store / name, {key: chunk[key][start - base : end - base] for key in self.fields}
+            )
             segments.append((start, end, name))
         return segments
 
@@ -187,18 +200,24 @@ class _ChunkLog:
 
     def _read(self, path: Path, rows: int) -> dict[str, np.ndarray]:
         if not path.is_file():
-            raise FileNotFoundError(f"replay store {path.parent} lacks {path.name}, listed in the manifest")
+            raise FileNotFoundError(
+                f"replay store {path.parent} lacks {path.name}, listed in the manifest"
+            )
         arrays = load_arrays(path)
         for key, (shape, dtype) in self.fields.items():
             value = arrays.get(key)
             if value is None or value.shape != (rows, *shape) or value.dtype != dtype:
-                raise ValueError(f"{path} does not hold {rows} rows of {key} {shape} {np.dtype(dtype)}")
+                raise ValueError(
+                    f"{path} does not hold {rows} rows of {key} {shape} {np.dtype(dtype)}"
+                )
         return arrays
 
 
 def _obs_dtype(space: gym.spaces.Box) -> np.dtype:
     """uint8 (and other integer) observations keep their dtype; floats are stored as float32."""
-    return np.dtype(np.float32) if np.issubdtype(space.dtype, np.floating) else np.dtype(space.dtype)
+    return (
+        np.dtype(np.float32) if np.issubdtype(space.dtype, np.floating) else np.dtype(space.dtype)
+    )
 
 
 def _action_spec(space: gym.spaces.Space) -> tuple[tuple[int, ...], np.dtype]:
@@ -244,13 +263,17 @@ class ReplayBuffer:
         self.frame_shape = (self.obs_shape[0] // self.frame_stack, *self.obs_shape[1:])
         self.action_shape, self.action_dtype = _action_spec(action_space)
         rows = min(int(chunk_size), self.capacity)
-        self._steps = _ChunkLog("transitions", {
-            "action": (self.action_shape, self.action_dtype),
-            "reward": ((), np.dtype(np.float32)),
-            "terminated": ((), np.dtype(bool)),
-            "truncated": ((), np.dtype(bool)),
-            "next_frame": ((), np.dtype(np.int64)),
-        }, rows)
+        self._steps = _ChunkLog(
+            "transitions",
+            {
+                "action": (self.action_shape, self.action_dtype),
+                "reward": ((), np.dtype(np.float32)),
+                "terminated": ((), np.dtype(bool)),
+                "truncated": ((), np.dtype(bool)),
+                "next_frame": ((), np.dtype(np.int64)),
+            },
+            rows,
+        )
         self._frames = _ChunkLog("frames", {"frame": (self.frame_shape, self.obs_dtype)}, rows)
         self.size = 0
         self._token = secrets.token_hex(4)
@@ -270,7 +293,15 @@ class ReplayBuffer:
 
     # ----------------------------------------------------------------------------------- adding
 
-    def add(self, obs: np.ndarray, action: Any, reward: float, next_obs: np.ndarray, terminated: bool, truncated: bool) -> None:
+    def add(
+        self,
+        obs: np.ndarray,
+        action: Any,
+        reward: float,
+        next_obs: np.ndarray,
+        terminated: bool,
+        truncated: bool,
+    ) -> None:
         """Store one transition.
 
         ``obs`` must be the previous transition's ``next_obs`` unless that one ended the episode
@@ -293,13 +324,15 @@ class ReplayBuffer:
         if not np.array_equal(frames[1:], next_frames[:-1], equal_nan=self._floating):
             raise ValueError("next_obs must be obs shifted by one frame (oldest frame first)")
         newest = self._frames.append({"frame": next_frames[-1]})
-        self._steps.append({
-            "action": action,
-            "reward": reward,
-            "terminated": bool(terminated),
-            "truncated": bool(truncated),
-            "next_frame": newest,
-        })
+        self._steps.append(
+            {
+                "action": action,
+                "reward": reward,
+                "terminated": bool(terminated),
+                "truncated": bool(truncated),
+                "next_frame": newest,
+            }
+        )
         self.size = min(self.size + 1, self.capacity)
         self._steps.free_below(self._first)
         self._frames.free_below(self._first_frame())
@@ -322,7 +355,7 @@ class ReplayBuffer:
         """Whether the newest transition continues into the next one (did not end its episode)."""
         if self._steps.end == 0:
             return False
-        last = self._steps.gather(np.array(self._steps.end - 1))
+        last = self._steps.row(self._steps.end - 1)
         return not (last["terminated"] or last["truncated"])
 
     def _check_continues(self, obs: np.ndarray) -> None:
@@ -343,8 +376,7 @@ class ReplayBuffer:
         """Global index of the oldest frame a live transition needs."""
         if self.size == 0:
             return self._frames.end
-        first = self._steps.gather(np.array(self._first))
-        return int(first["next_frame"]) - self.frame_stack
+        return int(self._steps.row(self._first)["next_frame"]) - self.frame_stack
 
     # --------------------------------------------------------------------------------- sampling
 
@@ -377,7 +409,9 @@ class ReplayBuffer:
             torch.from_numpy(next_obs),
         )
 
-    def _nstep(self, rows: dict[str, np.ndarray], logical: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _nstep(
+        self, rows: dict[str, np.ndarray], logical: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(reward, discount, window position of the last step used), accumulated in float64."""
         batch = len(logical)
         reward = np.zeros(batch, dtype=np.float64)
@@ -433,7 +467,11 @@ class ReplayBuffer:
             "size": self.size,
         }
         for log, first in ((self._steps, self._first), (self._frames, self._first_frame())):
-            manifest[log.name] = {"first": first, "end": log.end, "segments": log.save(store, first, self._token)}
+            manifest[log.name] = {
+                "first": first,
+                "end": log.end,
+                "segments": log.save(store, first, self._token),
+            }
         return manifest
 
     def load(self, store: Path, manifest: dict[str, Any]) -> None:
@@ -469,7 +507,8 @@ class ReplayBuffer:
                 raise ValueError(f"checkpointed buffer has {key} {manifest[key]}, this one {value}")
         if manifest["size"] > self.capacity:
             raise ValueError(
-                f"checkpointed buffer holds {manifest['size']} transitions, more than the capacity {self.capacity}"
+                f"checkpointed buffer holds {manifest['size']} transitions, "
+                f"more than the capacity {self.capacity}"
             )
 
     @staticmethod

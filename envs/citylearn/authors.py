@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zipfile
 from typing import Any, Literal
 
@@ -67,7 +68,6 @@ def authors_custom_objects(action: Literal["discrete", "continuous"], bins: int 
         "observation_space": spaces.Box(0.0, 1.0, (n_features,), dtype=np.float32),
         "action_space": action_space,
         "lr_schedule": lambda _progress: 0.0,
-        "learning_rate": 0.0,
         "clip_range": lambda _progress: 0.2,
     }
 
@@ -92,6 +92,9 @@ def load_authors_model(
     :param device: torch device.
     :return: the SB3 model; ``model.predict(obs, deterministic=True)`` gives the env's action.
     """
+    from .compat import silence_gym_banner
+
+    silence_gym_banner()
     import stable_baselines3 as sb3
 
     if not os.path.isfile(path):
@@ -100,6 +103,9 @@ def load_authors_model(
     classes = {"ppo": sb3.PPO, "sac": sb3.SAC, "a2c": sb3.A2C, "td3": sb3.TD3}
     if name not in classes:
         raise ValueError(f"algo must be one of {sorted(classes)}, got {algo!r}")
-    return classes[name].load(
-        path, device=device, custom_objects=authors_custom_objects(action, bins=bins, n_features=n_features)
-    )
+    with warnings.catch_warnings():
+        # the zips pickle numpy 1.23 arrays, which name numpy.core (numpy 2 warns, then loads them)
+        warnings.filterwarnings("ignore", message=r"numpy\.core.* is deprecated", category=DeprecationWarning)
+        return classes[name].load(
+            path, device=device, custom_objects=authors_custom_objects(action, bins=bins, n_features=n_features)
+        )

@@ -21,7 +21,6 @@ CityLearn (and gym) are imported only when an env is built: importing this modul
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import sys
 import warnings
@@ -33,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .compat import silence_gym_banner
 from .config import CityLearnEnvConfig
 
 INSTALL_HINT = (
@@ -61,31 +61,6 @@ _SINGLE = (
 GROUP_NAMES = ("calendar", "weather", *_SINGLE, "electricity_pricing")
 
 
-@contextlib.contextmanager
-def _quiet_gym_import() -> Iterator[None]:
-    """Drop the deprecation banner gym 0.25 prints to stderr when first imported (nothing else)."""
-    if "gym" in sys.modules:
-        yield
-        return
-    buffer = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(buffer):
-            yield
-    finally:
-        text = buffer.getvalue()
-        try:
-            import gym
-            import gym_notices.notices as notices
-
-            notice = notices.notices.get(gym.__version__)
-            if notice:
-                text = text.replace(notice + "\n", "").replace(notice, "")
-        except Exception:  # noqa: BLE001 - gym missing or no notices: nothing to remove
-            pass
-        if text:
-            sys.stderr.write(text)
-
-
 def import_citylearn() -> SimpleNamespace:
     """Import CityLearn 2.0.x (and gym 0.25) quietly, or raise ``ValueError`` saying how to install.
 
@@ -93,8 +68,7 @@ def import_citylearn() -> SimpleNamespace:
         wrappers, ``RewardFunction``, ``SolarPenaltyReward`` and ``version``.
     """
     try:
-        with _quiet_gym_import():
-            import gym  # noqa: F401 - imported here so that its banner is silenced
+        silence_gym_banner()
         import citylearn
         from citylearn.citylearn import CityLearnEnv, EvaluationCondition
         from citylearn.data import DataSet

@@ -10,8 +10,10 @@ catalog.
 
 from __future__ import annotations
 
+import pickle
 import shutil
 import time
+import zipfile
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -32,7 +34,10 @@ from rlkit.seeding import rng_state, seed_everything, set_rng_state
 
 LOOP_STATE = "loop.pt"
 #: what a damaged checkpoint raises while being read (torch, numpy, zip, json, our own checks)
-READ_ERRORS = (CheckpointError, OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, IndexError)
+READ_ERRORS = (
+    CheckpointError, OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, IndexError,
+    pickle.UnpicklingError, zipfile.BadZipFile,
+)
 
 
 class Schedules:
@@ -133,6 +138,7 @@ class TrainLoop:
         self.entry = AGENTS.get(config.agent.name)
         self.agent: Agent
         self.step = 0
+        self.resumed_from: Path | None = None
         self._eval_env: gym.Env | None = None
 
     # --- what a loop provides ---------------------------------------------------------------
@@ -229,6 +235,7 @@ class TrainLoop:
                 self.load_state(folder, meta)
                 set_rng_state(loop_state["rng"])
                 self.step = int(loop_state["step"])
+                self.resumed_from = folder
                 return True
             except READ_ERRORS as err:
                 tried.append(folder.name)

@@ -89,24 +89,24 @@ def test_eval_action_is_deterministic_tanh_mean_and_uses_no_randomness():
     agent = make_agent()
     obs = obs_batch()
     rng_before = torch.get_rng_state()
-    action = agent.act(obs, step=0, eval_mode=True)
+    action = agent.act(obs, step=0, explore=False)
     assert torch.equal(torch.get_rng_state(), rng_before)
     with torch.no_grad():
         expected = agent.to_env_action(torch.tanh(agent.actor(torch.as_tensor(obs))).numpy())
     np.testing.assert_allclose(action, expected, atol=1e-6)
-    np.testing.assert_array_equal(agent.act(obs, eval_mode=True), action)
-    assert agent.act(obs[0], eval_mode=True).shape == (1, 2)
+    np.testing.assert_array_equal(agent.act(obs, explore=False), action)
+    assert agent.act(obs[0], explore=False).shape == (1, 2)
 
 
 def test_exploration_is_uniform_then_noisy_within_bounds():
     agent = make_agent()
     obs = np.repeat(obs_batch(1), 2000, axis=0)
-    mean = agent.act(obs[:1], eval_mode=True)[0]
+    mean = agent.act(obs[:1], explore=False)[0]
     torch.manual_seed(0)
-    early = agent.act(obs, step=5, eval_mode=False)  # step < num_expl_steps: uniform in the box
+    early = agent.act(obs, step=5, explore=True)  # step < num_expl_steps: uniform in the box
     assert (early >= ACT_SPACE.low).all() and (early <= ACT_SPACE.high).all()
     np.testing.assert_allclose(early.mean(axis=0), (ACT_SPACE.low + ACT_SPACE.high) / 2, atol=0.1)
-    late = agent.act(obs, step=100, eval_mode=False)  # std 0.1 (unit scale) around the mean
+    late = agent.act(obs, step=100, explore=True)  # std 0.1 (unit scale) around the mean
     assert (late >= ACT_SPACE.low).all() and (late <= ACT_SPACE.high).all()
     unit_std = agent.to_unit_action(late).std(axis=0)
     assert unit_std == pytest.approx([0.1, 0.1], rel=0.25)

@@ -1,7 +1,9 @@
-"""Attack evaluation: lock-step episodes, trace summaries, budgets from groups, end to end.
+"""Attack evaluation: episodes through the vector-env attack wrapper, trace summaries, budgets
+from groups, end to end, and equality with the lock-step reference loop evaluation used before.
 
 Everything runs on a tiny deterministic env (4 features in [0, 1], a few steps per episode) and
-hand-built linear policy views, so every summary value is known in closed form.
+hand-built linear policy views, so every summary value is known in closed form; the reference
+comparison also runs on the grid env (one day of hourly steps).
 """
 
 from __future__ import annotations
@@ -12,18 +14,25 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from pydantic import ValidationError
 from torch import nn
 
+from rlkit.attacks import AttackedVectorObservation, make_attack
 from rlkit.attacks.budget import AttackBudget
 from rlkit.attacks.evaluation import (
+    STEALTH_SKIPPED,
+    HoldAfterEpisode,
     Trace,
     build_budget,
     evaluate_attacks,
-    run_batch,
+    identity_attack,
+    run_episodes,
     summarize_trace,
 )
+from rlkit.attacks.stealth import split_by_day_null, stealth_report
 from rlkit.config import AttackConfig, AttackSpec, ConfigError
+from rlkit.envs import feature_names
 from rlkit.policy import PolicyView
 
 W = [1.0, -1.0, 0.5, -0.5]  # continuous view: action = W . obs
@@ -103,18 +112,101 @@ def hand_loop(env: gym.Env, view: PolicyView, seed: int) -> tuple[list[np.ndarra
 
 
 def add_constant(c: float):
-    return lambda obs, t: obs + c
+    return lambda obs, t=None: obs + c
+
+
+def run_batch(make: Any, view: PolicyView, seeds: list[int], attack: Any = None) -> Trace:
+    """``run_episodes`` on a SyncVectorEnv of held sub-envs (``attack=None``: identity)."""
+    venv = SyncVectorEnv([lambda: HoldAfterEpisode(make()) for _ in seeds])
+    env = AttackedVectorObservation(venv, attack or identity_attack, single_episode=True)
+    try:
+        return run_episodes(env, view, seeds)
+    finally:
+        venv.close()
+
+
+def reference_batch(envs: list[gym.Env], view: PolicyView, seeds: list[int], perturb: Any) -> Trace:
+    """The lock-step loop evaluation used before the wrapper path (kept verbatim as reference):
+    one list of envs, the batch of running episodes perturbed each step, finished ones dropped."""
+    n = len(envs)
+    trace = Trace(*([[] for _ in range(n)] for _ in range(5)), kpis=[{} for _ in range(n)])
+    obs = [np.asarray(env.reset(seed=s)[0], dtype=np.float32) for env, s in zip(envs, seeds, strict=True)]
+    active = list(range(n))
+    t = 0
+    while active:
+        clean = torch.as_tensor(np.stack([obs[i] for i in active]))
+        fed = perturb(clean, t) if perturb is not None else clean
+        with torch.no_grad():
+            actions = view.squash(view(fed)).cpu().numpy()
+            clean_actions = view.squash(view(clean)).cpu().numpy() if perturb is not None else actions
+        still = []
+        for row, i in enumerate(active):
+            trace.clean_obs[i].append(clean[row].numpy())
+            trace.fed_obs[i].append(fed[row].numpy())
+            trace.actions[i].append(actions[row])
+            trace.clean_actions[i].append(clean_actions[row])
+            next_obs, reward, terminated, truncated, info = envs[i].step(actions[row])
+            trace.rewards[i].append(float(reward))
+            obs[i] = np.asarray(next_obs, dtype=np.float32)
+            if terminated or truncated:
+                trace.kpis[i] = {k: float(v) for k, v in (info.get("episode_kpis") or {}).items()}
+            else:
+                still.append(i)
+        active = still
+        t += 1
+    return trace
+
+
+def reference_evaluate(make_env: Any, view: PolicyView, config: AttackConfig, seed: int) -> dict[str, Any]:
+    """The evaluation before the wrapper path, on :func:`reference_batch` (rows and null)."""
+    from rlkit.attacks.evaluation import _stealth_columns, steps_per_day
+
+    n = config.episodes
+    envs = [make_env() for _ in range(n)]
+    seeds = [seed + i for i in range(n)]
+    names, per_day = feature_names(envs[0]), steps_per_day(envs[0])
+    blockwise = config.mmd_permutation != "rows" and per_day is not None
+    clean = reference_batch(envs, view, seeds, None)
+    clean_episodes = [np.asarray(o) for o in clean.clean_obs]
+    rows, traces = [], {"clean": clean}
+    for spec in config.attacks:
+        for eps in spec.eps or config.eps:
+            attack = make_attack(spec.name, view, build_budget(spec, eps, envs[0]), **spec.settings)
+            trace = reference_batch(envs, view, seeds, lambda obs, t, a=attack: a(obs, t=t))
+            row = {"attack": spec.key, "eps": eps, **summarize_trace(trace, clean, view.action_kind)}
+            if config.stealth:
+                report = stealth_report(clean_episodes, [np.asarray(o) for o in trace.fed_obs], feature_names=names,
+                                        permutations=config.permutations, seed=seed, block_steps=per_day if blockwise else None,
+                                        paired=config.mmd_permutation == "paired_days")
+                row.update(_stealth_columns(report))
+            rows.append(row)
+            traces[(spec.key, eps)] = trace
+    null = None
+    if config.stealth and per_day and sum(len(o) for o in clean_episodes) // per_day >= 4:
+        null = split_by_day_null(clean_episodes, per_day, repeats=50, permutations=config.permutations, seed=seed,
+                                 max_samples=2000, blockwise=blockwise).to_dict()
+    clean_row = {"attack": "clean", "eps": 0.0, **summarize_trace(clean, None, view.action_kind)}
+    return {"clean": clean_row, "rows": rows, "traces": traces, "null": null}
+
+
+def assert_same_traces(got: Trace, expected: Trace) -> None:
+    for name in ("clean_obs", "fed_obs", "actions", "clean_actions"):
+        assert [len(e) for e in getattr(got, name)] == [len(e) for e in getattr(expected, name)], name
+        for i in range(len(expected.rewards)):
+            np.testing.assert_array_equal(got.stacked(name, i), expected.stacked(name, i), err_msg=name)
+    assert got.rewards == expected.rewards
+    assert got.kpis == expected.kpis
 
 
 # ---------------------------------------------------------------------------------------------
-# run_batch
+# run_episodes
 
 
 @pytest.mark.parametrize("squash", ["none", "clip"])
-def test_run_batch_clean_equals_hand_loop_with_unequal_lengths(squash):
+def test_run_episodes_clean_equals_hand_loop_with_unequal_lengths(squash):
     view = continuous_view(squash)
     seeds = [10, 11, 12]  # lengths 4, 5, 3
-    trace = run_batch([TinyEnv(length=3, variable=True) for _ in seeds], view, seeds, None)
+    trace = run_batch(lambda: TinyEnv(length=3, variable=True), view, seeds)
     assert [len(r) for r in trace.rewards] == [4, 5, 3]
     for i, seed in enumerate(seeds):
         observations, rewards, kpis = hand_loop(TinyEnv(length=3, variable=True), view, seed)
@@ -131,16 +223,16 @@ def test_run_batch_clean_equals_hand_loop_with_unequal_lengths(squash):
         np.testing.assert_array_equal(trace.stacked("actions", i), trace.stacked("clean_actions", i))
 
 
-def test_run_batch_perturb_sees_active_batch_and_time():
-    calls: list[tuple[int, int]] = []
+def test_run_episodes_attack_sees_running_batch_and_time():
+    calls: list[tuple[int, list[int]]] = []
 
-    def perturb(obs: torch.Tensor, t: int) -> torch.Tensor:
-        calls.append((obs.shape[0], t))
+    def perturb(obs: torch.Tensor, t: Any) -> torch.Tensor:
+        calls.append((obs.shape[0], torch.as_tensor(t).reshape(-1).tolist()))
         return obs + 0.01
 
-    seeds = [10, 11, 12]  # lengths 4, 5, 3: batch shrinks as episodes end
-    trace = run_batch([TinyEnv(length=3, variable=True) for _ in seeds], continuous_view(), seeds, perturb)
-    assert calls == [(3, 0), (3, 1), (3, 2), (2, 3), (1, 4)]
+    seeds = [10, 11, 12]  # lengths 4, 5, 3: batch shrinks as episodes end; final obs not attacked
+    trace = run_batch(lambda: TinyEnv(length=3, variable=True), continuous_view(), seeds, perturb)
+    assert calls == [(3, [0, 0, 0]), (3, [1, 1, 1]), (3, [2, 2, 2]), (2, [3, 3]), (1, [4])]
     for i in range(3):
         delta = trace.stacked("fed_obs", i) - trace.stacked("clean_obs", i)
         np.testing.assert_allclose(delta, 0.01, atol=1e-6)
@@ -152,7 +244,7 @@ def test_run_batch_perturb_sees_active_batch_and_time():
 
 def test_summary_of_clean_trace_against_itself_has_zero_regret():
     seeds = [0, 1, 2]
-    trace = run_batch([TinyEnv() for _ in seeds], continuous_view(), seeds, None)
+    trace = run_batch(TinyEnv, continuous_view(), seeds)
     row = summarize_trace(trace, trace, "continuous")
     returns = [sum(r) for r in trace.rewards]
     assert row["return"] == pytest.approx(np.mean(returns))
@@ -172,8 +264,8 @@ def test_summary_constant_perturbation_gives_known_distortion_action_error_and_r
         body.weight.fill_(0.75)
     view = PolicyView(body, "continuous", "none")
     seeds = [3, 4]
-    clean = run_batch([TinyEnv() for _ in seeds], view, seeds, None)
-    attacked = run_batch([TinyEnv() for _ in seeds], view, seeds, add_constant(c))
+    clean = run_batch(TinyEnv, view, seeds)
+    attacked = run_batch(TinyEnv, view, seeds, add_constant(c))
     row = summarize_trace(attacked, clean, "continuous")
     assert row["linf_mean"] == pytest.approx(c, abs=1e-6)
     assert row["linf_max"] == pytest.approx(c, abs=1e-6)
@@ -190,17 +282,16 @@ def test_summary_constant_perturbation_gives_known_distortion_action_error_and_r
 
 
 def test_discrete_attack_success_rate_is_fraction_of_flipped_steps():
-    def flip_even_steps(obs: torch.Tensor, t: int) -> torch.Tensor:
+    def flip_even_steps(obs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out = obs.clone()
-        if t % 2 == 0:
-            out[:, 0] = 1.0  # logit 1 = 1.0 > 0.5: argmax 0 -> 1
+        out[t % 2 == 0, 0] = 1.0  # logit 1 = 1.0 > 0.5: argmax 0 -> 1
         return out
 
     seeds = [10, 11, 12]  # lengths 4, 5, 3: flipped steps 2 + 3 + 2 of 12
     view = discrete_view()
-    clean = run_batch([TinyEnv(length=3, variable=True) for _ in seeds], view, seeds, None)
+    clean = run_batch(lambda: TinyEnv(length=3, variable=True), view, seeds)
     assert all(int(a) == 0 for ep in clean.actions for a in ep)
-    attacked = run_batch([TinyEnv(length=3, variable=True) for _ in seeds], view, seeds, flip_even_steps)
+    attacked = run_batch(lambda: TinyEnv(length=3, variable=True), view, seeds, flip_even_steps)
     row = summarize_trace(attacked, clean, "discrete")
     assert row["attack_success_rate"] == pytest.approx(7 / 12)
     assert "action_mae" not in row
@@ -300,8 +391,9 @@ def test_evaluate_attacks_rows_and_meta(results):
     assert results["meta"]["steps_per_day"] is None and results["meta"]["mmd_null"] is None
     assert set(results["traces"]) == {"clean", *[(r["attack"], r["eps"]) for r in rows]}
     assert set(results["stealth"]) == {"random@0.0", "random@0.1", "bifurcation@0.0", "bifurcation@0.1"}
-    clean = run_batch([TinyEnv() for _ in range(3)], continuous_view(), [5, 6, 7], None)
-    assert results["clean"]["return"] == pytest.approx(summarize_trace(clean, None, "continuous")["return"])
+    clean = run_batch(TinyEnv, continuous_view(), [5, 6, 7])
+    assert results["clean"]["return"] == summarize_trace(clean, None, "continuous")["return"]
+    assert results["meta"]["obs_shape"] == [4] and results["meta"]["stealth_note"] is None
 
 
 def test_evaluate_attacks_eps_zero_is_harmless(results):
@@ -358,3 +450,186 @@ def test_duplicate_attack_keys_are_rejected():
         AttackConfig.model_validate(data)
     data["attacks"][1]["label"] = "random_masked"
     assert [a.key for a in AttackConfig.model_validate(data).attacks] == ["random", "random_masked"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the wrapper path gives the numbers of the lock-step reference loop, bit for bit
+
+REFERENCE_ATTACKS = [
+    {"name": "random", "settings": {"positive_only": True}},  # unseeded: the global torch RNG
+    {"name": "pgd", "settings": {"iterations": 10}},
+    {"name": "bifurcation", "settings": {"iterations": 10}},
+    {"name": "bifurcation_toggle", "settings": {"iterations": 5}},
+]
+
+
+def assert_same_evaluation(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert got["clean"] == expected["clean"]
+    assert got["rows"] == expected["rows"]  # every float equal, not approximately
+    assert got["meta"]["mmd_null"] == expected["null"]
+    assert set(got["traces"]) == set(expected["traces"])
+    for key, trace in expected["traces"].items():
+        assert_same_traces(got["traces"][key], trace)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "discrete"])
+def test_evaluate_attacks_equals_reference_loop_with_unequal_lengths(kind):
+    view = continuous_view() if kind == "continuous" else discrete_view()
+    config = attack_config(attacks=REFERENCE_ATTACKS)
+    make = lambda: TinyEnv(length=3, variable=True)  # noqa: E731  lengths 4, 5, 3
+    torch.manual_seed(0)
+    expected = reference_evaluate(make, view, config, seed=10)
+    torch.manual_seed(0)
+    got = evaluate_attacks(make, view, config, seed=10, progress=False)
+    assert [len(r) for r in got["traces"]["clean"].rewards] == [4, 5, 3]
+    assert_same_evaluation(got, expected)
+    rnd = got["rows"][1]
+    assert rnd["attack"] == "random" and rnd["eps"] == 0.1 and rnd["linf_max"] > 0.05
+
+
+def test_evaluate_attacks_equals_reference_loop_on_grid_env():
+    from rlkit.envs.grid import GridBatteryEnv
+
+    kw = dict(profiles="synthetic", numba=False, episode_days=1, step_minutes=60, initial_soc_noise=0.2, split="test")
+    probe = GridBatteryEnv(**kw)
+    n = probe.observation_space.shape[0]
+    torch.manual_seed(1)
+    body = nn.Sequential(nn.Linear(n, 16), nn.Tanh(), nn.Linear(16, 4))
+    view = PolicyView(body, "continuous", "tanh", probe.action_space.low, probe.action_space.high)
+    config = AttackConfig.model_validate({
+        "eps": [0.05], "episodes": 2, "permutations": 50, "mmd_permutation": "days",
+        "attacks": [{"name": "random", "settings": {"positive_only": True}},
+                    {"name": "bifurcation", "mask": ["calendar"], "settings": {"iterations": 10}}],
+    })
+    torch.manual_seed(0)
+    expected = reference_evaluate(lambda: GridBatteryEnv(**kw), view, config, seed=100)
+    torch.manual_seed(0)
+    got = evaluate_attacks(lambda: GridBatteryEnv(**kw), view, config, seed=100, progress=False)
+    assert_same_evaluation(got, expected)
+    assert got["meta"]["steps_per_day"] == 24
+    assert [len(r) for r in got["traces"]["clean"].rewards] == [24, 24]
+    assert got["clean"]["steps"] == 24.0 and "cost_norm" in got["clean"]
+    bif = got["rows"][1]
+    assert bif["attack"] == "bifurcation" and bif["linf_max"] <= 0.05 + 1e-6 and bif["action_mae"] > 0
+    calendar = probe.unwrapped.obs_groups["calendar"]
+    delta = got["traces"][("bifurcation", 0.05)].stacked("fed_obs", 0) - got["traces"]["clean"].stacked("clean_obs", 0)
+    assert np.all(delta[:, calendar] == 0)  # masked group untouched
+
+
+class CountingEnv(TinyEnv):
+    """TinyEnv that counts its resets and steps and accepts an unseeded reset."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.resets = self.steps = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self.resets += 1
+        return super().reset(seed=1000 if seed is None else seed, options=options)
+
+    def step(self, action: Any):
+        self.steps += 1
+        return super().step(action)
+
+
+def test_finished_episodes_hold_still():
+    """Held sub-envs are neither reset nor stepped after their episode: no wasted env work."""
+    venv = SyncVectorEnv([lambda: HoldAfterEpisode(CountingEnv(length=3, variable=True)) for _ in range(3)])
+    trace = run_episodes(AttackedVectorObservation(venv, identity_attack, single_episode=True), continuous_view(), [10, 11, 12])
+    inner = [env.unwrapped for env in venv.envs]
+    assert [e.steps for e in inner] == [4, 5, 3] == [len(r) for r in trace.rewards]
+    assert [e.resets for e in inner] == [1, 1, 1]
+    assert [k["steps"] for k in trace.kpis] == [4, 5, 3]
+    venv.close()
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_any_vector_env_and_autoreset_mode_gives_the_same_evaluation(mode):
+    """A plain vector env (its sub-envs autoreset and run on) gives the same rows; SAME_STEP
+    reads the KPIs from ``final_info``."""
+    config = attack_config(attacks=REFERENCE_ATTACKS[:3])
+    make = lambda: CountingEnv(length=3, variable=True)  # noqa: E731
+    torch.manual_seed(0)
+    default = evaluate_attacks(make, continuous_view(), config, seed=10, progress=False)
+    torch.manual_seed(0)
+    plain = evaluate_attacks(None, continuous_view(), config, seed=10, progress=False,
+                             make_vector_env=lambda k: SyncVectorEnv([make for _ in range(k)], autoreset_mode=mode))
+    assert plain["rows"] == default["rows"] and plain["clean"] == default["clean"]
+    assert [k["steps"] for k in plain["traces"]["clean"].kpis] == [4, 5, 3]
+
+
+def test_run_episodes_needs_single_episode_mode():
+    venv = SyncVectorEnv([TinyEnv])
+    with pytest.raises(ValueError, match="single_episode=True"):
+        run_episodes(AttackedVectorObservation(venv, identity_attack), continuous_view(), [0])
+    with pytest.raises(ValueError, match="1 seeds for 2"):
+        run_episodes(AttackedVectorObservation(SyncVectorEnv([TinyEnv, TinyEnv]), identity_attack, single_episode=True), continuous_view(), [0])
+
+
+# ---------------------------------------------------------------------------------------------
+# image observations
+
+
+class ImageEnv(gym.Env):
+    """uint8 frames (3, 4, 4) in [50, 200] drawn from the reset seed; ``3 + seed % 2`` steps;
+    reward ``-|a - mean(frame) / 255|``."""
+
+    observation_space = gym.spaces.Box(0, 255, (3, 4, 4), dtype=np.uint8)
+    action_space = gym.spaces.Box(-10.0, 10.0, (1,), dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._rng = np.random.default_rng(seed)
+        self.T, self.t = 3 + (seed or 0) % 2, 0
+        self.frame = self._rng.integers(50, 201, (3, 4, 4)).astype(np.uint8)
+        return self.frame.copy(), {}
+
+    def step(self, action: Any):
+        reward = -abs(float(np.asarray(action).reshape(-1)[0]) - float(self.frame.mean()) / 255)
+        self.t += 1
+        self.frame = self._rng.integers(50, 201, (3, 4, 4)).astype(np.uint8)
+        done = self.t >= self.T
+        return self.frame.copy(), reward, False, done, {"episode_kpis": {"steps": float(self.t)}} if done else {}
+
+
+def image_view() -> PolicyView:
+    """action = mean(frame) / 255."""
+    linear = nn.Linear(48, 1, bias=False)
+    with torch.no_grad():
+        linear.weight.fill_(1.0 / (48 * 255))
+    return PolicyView(nn.Sequential(nn.Flatten(), linear), "continuous", "none")
+
+
+def test_build_budget_for_images_is_uniform_with_pixel_bounds():
+    budget = build_budget(AttackSpec(name="random", norm="l2"), 4.0, ImageEnv())
+    assert budget.eps == 4.0 and budget.norm == "l2" and budget.mask is None and budget.scale is None
+    assert np.shape(budget.low) == (3, 4, 4) and np.all(budget.low == 0) and np.all(budget.high == 255)
+
+
+def test_image_observations_traces_distortion_and_skipped_stealth():
+    config = AttackConfig.model_validate({
+        "eps": [3.0], "episodes": 2, "permutations": 20,
+        "attacks": [{"name": "random", "settings": {"positive_only": True, "seed": 0}}],
+    })
+    out = evaluate_attacks(ImageEnv, image_view(), config, seed=4, progress=False)
+    meta = out["meta"]
+    assert meta["obs_shape"] == [3, 4, 4] and meta["feature_names"] is None
+    assert meta["stealth_note"] == STEALTH_SKIPPED and meta["mmd_null"] is None and out["stealth"] == {}
+    clean, trace = out["traces"]["clean"], out["traces"][("random", 3.0)]
+    assert [len(r) for r in trace.rewards] == [3, 4]  # seeds 4, 5
+    assert clean.stacked("clean_obs", 0).shape == (3, 3, 4, 4) and clean.stacked("clean_obs", 0).dtype == np.uint8
+    first = ImageEnv().reset(seed=4)[0]
+    np.testing.assert_array_equal(trace.stacked("clean_obs", 0)[0], first)
+    deltas = [trace.stacked("fed_obs", i).astype(np.float64) - trace.stacked("clean_obs", i) for i in range(2)]
+    steps = np.concatenate([d.reshape(len(d), -1) for d in deltas])
+    assert steps.shape == (7, 48) and steps.min() >= 0.0 and 0.0 < steps.max() <= 3.0 + 1e-5
+    row = out["rows"][0]
+    assert row["linf_mean"] == pytest.approx(np.abs(steps).max(axis=1).mean(), rel=1e-6)
+    assert row["linf_max"] == pytest.approx(np.abs(steps).max(), rel=1e-6)
+    assert row["l2_mean"] == pytest.approx(np.linalg.norm(steps, axis=1).mean(), rel=1e-6)
+    assert row["action_mae"] == pytest.approx(np.mean(steps.sum(axis=1) / (48 * 255)), rel=1e-4)
+    assert row["mmd_p_value"] is None and row["stealth_note"] == STEALTH_SKIPPED
+    assert out["clean"]["linf_max"] == 0.0 and out["clean"]["steps"] == 3.5
+    fed_actions = np.concatenate([trace.stacked("actions", i)[:, 0] for i in range(2)])
+    fed_means = np.concatenate([trace.stacked("fed_obs", i).reshape(-1, 48).mean(axis=1) for i in range(2)])
+    np.testing.assert_allclose(fed_actions, fed_means / 255, rtol=1e-5)

@@ -260,3 +260,69 @@ def test_bad_attack_setting_value_exits_2(run_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(run_dir), "--attack", str(bad), "--episodes", "1", "--out", str(tmp_path / "o")]) == 2
     assert "iterations" in error_line(capsys)
+
+
+@pytest.mark.parametrize("algo", ["PPO", "A2C", "TD3", "DDPG", "SAC"])
+def test_algorithm_told_apart_from_saved_data(tmp_path, algo):
+    """PPO/A2C (one policy class) and TD3/DDPG (another) are told apart from the zip's JSON."""
+    import stable_baselines3
+
+    cls = getattr(stable_baselines3, algo)
+    env_id = "CartPole-v1" if algo in ("PPO", "A2C") else "Pendulum-v1"
+    kwargs = {} if algo in ("PPO", "A2C") else {"buffer_size": 10}
+    cls("MlpPolicy", env_id, policy_kwargs={"net_arch": [8]}, **kwargs).save(tmp_path / "m.zip")
+    assert sb3_algo_of_zip(tmp_path / "m.zip") == algo.lower()
+
+
+def test_model_that_is_not_a_zip(tmp_path, capsys):
+    fake = tmp_path / "model.zip"
+    fake.write_text("not a zip")
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(fake), "--env", "Pendulum-v1"]) == 2
+    line = error_line(capsys)
+    assert str(fake) in line and "not a zip archive" in line
+
+
+def test_model_with_env_of_other_observation_shape(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(run_dir / "final" / "sb3_model.zip"), "--env", "CartPole-v1"]) == 2
+    line = error_line(capsys)
+    assert "observes shape (3,)" in line and "(4,)" in line
+
+
+def test_episodes_zero_is_refused(run_dir, capsys):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", str(run_dir), "--episodes", "0"])
+    assert info.value.code == 2
+    line = error_line(capsys)
+    assert "--episodes" in line and ">= 1" in line
+
+
+def test_corrupt_final_model_on_evaluate(run_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "final" / "agent.pt").write_bytes(b"PK\x03\x04 truncated")
+    capsys.readouterr()
+    assert main(["evaluate", str(copy), "--episodes", "1"]) == 2
+    line = error_line(capsys)
+    assert str(copy / "final") in line and "cannot be read" in line
+    assert not (copy / "eval.json").read_text() == ""  # the run's files are untouched
+
+
+def test_model_with_config_and_overrides(run_dir, tmp_path):
+    """--model --config FILE key=value: the env comes from the config (here a 50-step limit)."""
+    config = write_yaml(tmp_path / "env.yaml", {"env": {"id": "Pendulum-v1"}, "eval": {"episodes": 2}, "seed": 0})
+    out = tmp_path / "o"
+    zip_path = str(run_dir / "final" / "sb3_model.zip")
+    assert main(["evaluate", "--model", zip_path, "--config", str(config), "env.max_episode_steps=50", "--out", str(out)]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert result["episodes"] == 2 and result["length_mean"] == 50.0
+
+
+def test_config_overrides_without_model_are_refused(run_dir, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "env.max_episode_steps=5"]) == 2
+    assert "--config and key=value overrides" in error_line(capsys)

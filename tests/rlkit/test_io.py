@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlkit.config import dump_config, load_config
+from rlkit.config import ConfigError, dump_config, load_config
 from rlkit.io import (
     atomic_write_bytes,
     atomic_write_json,
@@ -22,7 +22,7 @@ from rlkit.io import (
     save_torch,
 )
 from rlkit.loading import load_run
-from rlkit.rundir import MetricsLog, RunDir, read_meta
+from rlkit.rundir import CHECKPOINT_SCHEMA, RunDir, read_meta
 
 
 class WritesMarker:
@@ -60,10 +60,10 @@ def test_load_run_with_malicious_final_model_does_not_run_code(tmp_path):
     config = load_config(None, data={"env": {"id": "Pendulum-v1"}, "agent": {"name": "drqv2"}})
     run.create(dump_config(config))
     run.final.mkdir()
-    (run.final / "meta.json").write_text(json.dumps({"schema": 1, "kind": "native", "agent": "drqv2", "step": 1}))
+    (run.final / "meta.json").write_text(json.dumps({"schema": CHECKPOINT_SCHEMA, "agent": "drqv2", "step": 1}))
     marker = tmp_path / "marker"
-    write_malicious_state(run.final / "state.pt", marker)
-    with pytest.raises(pickle.UnpicklingError):
+    write_malicious_state(run.final / "agent.pt", marker)
+    with pytest.raises(ConfigError, match="the model cannot be read.*UnpicklingError"):
         load_run(run.path)
     assert not marker.exists()
 
@@ -154,7 +154,7 @@ def test_checkpoints_commit_prune_and_skip_incomplete(tmp_path):
     for step in (5, 10, 100):
         commit(run, step)
     assert [p.name for p in run.checkpoint_dirs()] == ["step_000000010", "step_000000100"]  # keep=2
-    assert read_meta(run.latest_checkpoint()) == {"schema": 1, "step": 100, "kind": "test"}
+    assert read_meta(run.latest_checkpoint()) == {"schema": CHECKPOINT_SCHEMA, "step": 100, "kind": "test"}
     half = run.begin_checkpoint(200)  # killed before commit
     save_torch(half / "state.pt", {"step": torch.tensor(200)})
     (run.checkpoints / "step_000000300").mkdir()  # renamed but without meta.json
@@ -184,15 +184,3 @@ def test_move_aside_never_overwrites(tmp_path):
     assert [(m / "config.yaml").read_text() for m in moved] == ["seed: a\n", "seed: b\n"]
 
 
-def test_metrics_log_grows_columns_truncates_and_reloads(tmp_path):
-    run = RunDir(tmp_path / "run")
-    run.create("")
-    log = MetricsLog(run, tensorboard=False)
-    log.log(10, {"a": 1})
-    log.log(20, {"b": np.float32(2.5)})
-    log.log(30, {"a": 3, "c": 4})
-    assert run.metrics_path.read_text() == "step,a,b,c\n10,1.0,,\n20,,2.5,\n30,3.0,,4.0\n"
-    reloaded = MetricsLog(run, tensorboard=False)
-    reloaded.truncate(20)
-    reloaded.log(25, {"d": 5})
-    assert run.metrics_path.read_text() == "step,a,b,c,d\n10,1.0,,,\n20,,2.5,,\n25,,,,5.0\n"

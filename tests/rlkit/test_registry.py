@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from rlkit.catalog import AGENTS, ATTACKS, ENVS, accepted_kwargs, is_gym_id
-from rlkit.registry import Registry, UnknownNameError, close_matches, resolve, unknown_name_message
+from rlkit.catalog import is_gym_id
+from rlkit.registry import AGENTS, ATTACKS, ENVS, LOOPS, Registry, UnknownNameError, close_matches, resolve, unknown_name_message
 
 
 def make_registry() -> Registry:
@@ -24,7 +24,7 @@ def test_names_and_items_are_sorted():
     assert "alpha" in registry and "gamma" not in registry
     entry = registry.get("alpha")
     assert (entry.description, entry.extra) == ("first", {"colour": "red"})
-    assert registry.get("beta").extra is None
+    assert registry.get("beta").extra == {}
 
 
 def test_build_calls_the_factory():
@@ -84,17 +84,50 @@ def test_resolve_dotted_attribute_and_passthrough():
 
 def test_builtin_catalog():
     assert {"sac", "td3", "ddpg", "ppo", "a2c", "drqv2"} <= set(AGENTS.names())
-    assert AGENTS.get("sac").extra == {"algo": "SAC", "backend": "sb3", "action_spaces": ("Box",)}
-    assert AGENTS.get("drqv2").extra == {"backend": "native", "action_spaces": ("Box",)}
+    sac = AGENTS.get("sac").extra
+    assert (sac["loop"], sac["algo"], sac["action_spaces"]) == ("sb3", "SAC", ("Box",))
+    drq = AGENTS.get("drqv2").extra
+    assert (drq["loop"], drq["data"], drq["action_spaces"]) == ("online", "replay", ("Box",))
+    assert set(LOOPS.names()) == {"online", "sb3"}
     assert "grid" in ENVS.names()
     assert {"bifurcation", "fgsm", "pgd", "random"} <= set(ATTACKS.names())
     assert is_gym_id("Pendulum-v1") and not is_gym_id("Pendulum-v9")
 
 
-def test_accepted_kwargs_of_agents():
-    sac = accepted_kwargs(AGENTS.get("sac").factory, "SAC")
-    assert {"learning_starts", "batch_size", "gamma"} <= sac
-    assert not {"self", "policy", "env", "device"} & sac
-    drq = accepted_kwargs(AGENTS.get("drqv2").factory, None)
-    assert {"nstep", "batch_size", "stddev_schedule", "hidden_dim", "lr"} <= drq
-    assert "observation_space" not in drq
+def test_agent_params_are_typed_from_signatures():
+    sac = AGENTS.get("sac").params_model()
+    assert {"learning_starts", "batch_size", "gamma"} <= set(sac.model_fields)
+    assert not {"self", "policy", "env", "device", "seed"} & set(sac.model_fields)
+    assert sac.model_fields["learning_starts"].default == 100
+    assert "before learning starts" in sac.model_fields["learning_starts"].description
+    with pytest.raises(ValueError, match="learning_starts"):
+        sac.model_validate({"learning_starts": "soon"})
+    drq = AGENTS.get("drqv2").params_model()
+    assert {"nstep", "batch_size", "stddev_schedule", "hidden_dim", "lr"} <= set(drq.model_fields)
+    assert "observation_space" not in drq.model_fields
+    assert drq.model_fields["nstep"].default == 3
+    with pytest.raises(ValueError, match="batchsize"):
+        drq.model_validate({"batchsize": 3})
+
+
+def test_import_rlkit_registers_everything_in_a_fresh_interpreter():
+    """No import-order dependence: `import rlkit.envs` alone makes the grid env and gym id work."""
+    import subprocess
+
+    code = (
+        "from rlkit.envs import make_env\n"
+        "from rlkit.config import EnvConfig\n"
+        "import gymnasium as gym\n"
+        "env = make_env(EnvConfig(id='grid', kwargs={'episode_days': 1}))\n"
+        "print(env.observation_space.shape, gym.make('rlkit/GridBattery-v0').observation_space.shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "(54,) (54,)"
+
+
+def test_import_rlkit_is_light():
+    import subprocess
+
+    code = "import sys, rlkit; print(sorted(m for m in ('torch', 'pandapower', 'stable_baselines3') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

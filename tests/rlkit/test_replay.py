@@ -1,4 +1,4 @@
-"""Replay buffer: n-step known answers, frame-stack reconstruction, ring, append-only checkpoints."""
+"""Replay buffer: n-step known answers, frame stacks, the ring, append-only checkpoints."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ def flat_buffer(capacity: int, nstep: int = 1, **kwargs) -> ReplayBuffer:
     return ReplayBuffer(capacity, FLAT, FLAT, nstep=nstep, gamma=GAMMA, **kwargs)
 
 
-def fill(buffer: ReplayBuffer, rewards: list[float], ends: dict[int, str] | None = None, start: int = 0) -> None:
+def fill(
+    buffer: ReplayBuffer, rewards: list[float], ends: dict[int, str] | None = None, start: int = 0
+) -> None:
     """Add transitions ``i`` with obs=i, action=-i and reward ``rewards[i]``.
 
     next_obs is i+1 (the next transition's obs) within an episode and the true final obs
@@ -34,14 +36,22 @@ def fill(buffer: ReplayBuffer, rewards: list[float], ends: dict[int, str] | None
     for i, reward in enumerate(rewards, start=start):
         end = ends.get(i, "")
         next_obs = i + 0.5 if end else i + 1.0
-        buffer.add(np.array([i], np.float32), np.array([-i], np.float32), reward, np.array([next_obs], np.float32),
-                   end == "terminated", end == "truncated")
+        buffer.add(
+            np.array([i], np.float32),
+            np.array([-i], np.float32),
+            reward,
+            np.array([next_obs], np.float32),
+            end == "terminated",
+            end == "truncated",
+        )
 
 
 def by_first_obs(batch: Batch) -> dict[int, tuple[float, float, float]]:
     """{transition index: (reward, discount, next_obs)} from a sampled batch (obs identifies it)."""
     out: dict[int, tuple[float, float, float]] = {}
-    for obs, reward, discount, next_obs in zip(batch.obs[:, 0], batch.reward[:, 0], batch.discount[:, 0], batch.next_obs[:, 0], strict=True):
+    for obs, reward, discount, next_obs in zip(
+        batch.obs[:, 0], batch.reward[:, 0], batch.discount[:, 0], batch.next_obs[:, 0], strict=True
+    ):
         out[int(obs)] = (float(reward), float(discount), float(next_obs))
     return out
 
@@ -61,7 +71,11 @@ def episodes(nstep: int) -> ReplayBuffer:
 
 
 def batches_equal(a: Batch, b: Batch) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(vars(a).values(), vars(b).values(), strict=True) if isinstance(x, torch.Tensor))
+    return all(
+        torch.equal(x, y)
+        for x, y in zip(vars(a).values(), vars(b).values(), strict=True)
+        if isinstance(x, torch.Tensor)
+    )
 
 
 # ---------------------------------------------------------------------------------- n-step sums
@@ -73,7 +87,11 @@ def test_three_step_returns_and_discounts():
         0: (1 + 0.5 * 2 + 0.25 * 3, 0.0, 2.5),  # runs into termination: no bootstrap
         1: (2 + 0.5 * 3, 0.0, 2.5),
         2: (3, 0.0, 2.5),
-        3: (4 + 0.5 * 5, 0.25, 4.5),  # truncation: stops at the episode end, bootstraps from its final obs
+        3: (
+            4 + 0.5 * 5,
+            0.25,
+            4.5,
+        ),  # truncation: stops at the episode end, bootstraps from its final obs
         4: (5, 0.5, 4.5),
         5: (6, 0.5, 6.0),  # newest transition: the sum stops there
     }
@@ -95,7 +113,10 @@ def test_batch_shapes_and_types():
     batch = buffer.sample(7, np.random.default_rng(1))
     assert batch.obs.shape == (7, 1) and batch.action.shape == (7, 1)
     assert batch.reward.shape == (7, 1) and batch.discount.shape == (7, 1)
-    assert all(t.dtype == torch.float32 for t in (batch.obs, batch.action, batch.reward, batch.discount, batch.next_obs))
+    assert all(
+        t.dtype == torch.float32
+        for t in (batch.obs, batch.action, batch.reward, batch.discount, batch.next_obs)
+    )
     assert torch.equal(batch.action, -batch.obs)
     moved = batch.to("cpu")
     assert isinstance(moved, Batch) and torch.equal(moved.reward, batch.reward)
@@ -104,7 +125,9 @@ def test_batch_shapes_and_types():
 def test_discrete_actions_are_int64():
     buffer = ReplayBuffer(5, FLAT, gym.spaces.Discrete(4))
     for i in range(3):
-        buffer.add(np.array([i], np.float32), i + 1, 0.0, np.array([i + 1], np.float32), False, False)
+        buffer.add(
+            np.array([i], np.float32), i + 1, 0.0, np.array([i + 1], np.float32), False, False
+        )
     batch = buffer.sample(4, np.random.default_rng(0))
     assert batch.action.dtype == torch.int64 and batch.action.shape == (4,)
     assert torch.equal(batch.action, batch.obs[:, 0].long() + 1)
@@ -118,16 +141,32 @@ def test_empty_buffer_cannot_be_sampled():
 
 def test_same_generator_state_gives_same_batch():
     buffer = episodes(nstep=2)
-    assert batches_equal(buffer.sample(5, np.random.default_rng(3)), buffer.sample(5, np.random.default_rng(3)))
+    assert batches_equal(
+        buffer.sample(5, np.random.default_rng(3)), buffer.sample(5, np.random.default_rng(3))
+    )
 
 
 def test_obs_that_does_not_continue_the_episode_is_refused():
     buffer = flat_buffer(5)
     fill(buffer, [1.0])
     with pytest.raises(ValueError, match="not the previous transition's next_obs"):
-        buffer.add(np.array([7], np.float32), np.array([0], np.float32), 0.0, np.array([8], np.float32), False, False)
+        buffer.add(
+            np.array([7], np.float32),
+            np.array([0], np.float32),
+            0.0,
+            np.array([8], np.float32),
+            False,
+            False,
+        )
     with pytest.raises(ValueError, match="shape"):
-        buffer.add(np.zeros(2, np.float32), np.array([0], np.float32), 0.0, np.zeros(2, np.float32), False, False)
+        buffer.add(
+            np.zeros(2, np.float32),
+            np.array([0], np.float32),
+            0.0,
+            np.zeros(2, np.float32),
+            False,
+            False,
+        )
 
 
 # ----------------------------------------------------------------------------- ring buffer
@@ -166,7 +205,9 @@ class LegacyReplayBuffer:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.obs, self.next_obs, self.action = (np.zeros((capacity, 1), np.float32) for _ in range(3))
+        self.obs, self.next_obs, self.action = (
+            np.zeros((capacity, 1), np.float32) for _ in range(3)
+        )
         self.reward = np.zeros(capacity, np.float32)
         self.terminated = np.zeros(capacity, bool)
         self.truncated = np.zeros(capacity, bool)
@@ -197,14 +238,24 @@ class LegacyReplayBuffer:
             active = valid & ~ended
         first = (oldest + logical) % self.capacity
         as_t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float32))  # noqa: E731
-        return Batch(as_t(self.obs[first]), as_t(self.action[first]), as_t(reward)[:, None], as_t(discount)[:, None], as_t(self.next_obs[last]))
+        return Batch(
+            as_t(self.obs[first]),
+            as_t(self.action[first]),
+            as_t(reward)[:, None],
+            as_t(discount)[:, None],
+            as_t(self.next_obs[last]),
+        )
 
 
 @settings(max_examples=40, deadline=None)
 @given(
     capacity=st.integers(1, 8),
     chunk_size=st.integers(1, 5),
-    steps=st.lists(st.tuples(st.floats(-5, 5, width=32), st.sampled_from(["", "", "terminated", "truncated"])), min_size=1, max_size=25),
+    steps=st.lists(
+        st.tuples(st.floats(-5, 5, width=32), st.sampled_from(["", "", "terminated", "truncated"])),
+        min_size=1,
+        max_size=25,
+    ),
     n_step=st.integers(1, 4),
     gamma=st.floats(0.0, 1.0),
 )
@@ -257,7 +308,12 @@ class StackedPixelEnv:
         self.t += 1
         self.stack = [*self.stack[1:], self._frame()]
         terminated = bool(self.rng.random() < 0.1)
-        return np.concatenate(self.stack), float(self.rng.normal()), terminated, not terminated and self.t >= self.limit
+        return (
+            np.concatenate(self.stack),
+            float(self.rng.normal()),
+            terminated,
+            not terminated and self.t >= self.limit,
+        )
 
 
 def play(buffer: ReplayBuffer, env: StackedPixelEnv, steps: int, record: list[tuple]) -> None:
@@ -266,12 +322,16 @@ def play(buffer: ReplayBuffer, env: StackedPixelEnv, steps: int, record: list[tu
     obs = env.reset() if not record or record[-1][3] or record[-1][4] else record[-1][2]
     for _ in range(steps):
         next_obs, reward, terminated, truncated = env.step()
-        buffer.add(obs, np.array([len(record)], np.float32), reward, next_obs, terminated, truncated)
+        buffer.add(
+            obs, np.array([len(record)], np.float32), reward, next_obs, terminated, truncated
+        )
         record.append((obs, reward, next_obs, terminated, truncated))
         obs = env.reset() if terminated or truncated else next_obs
 
 
-def reference_nstep(record: list[tuple], start: int, n_step: int, gamma: float) -> tuple[float, float, int]:
+def reference_nstep(
+    record: list[tuple], start: int, n_step: int, gamma: float
+) -> tuple[float, float, int]:
     """Plain-loop n-step (reward, discount, last transition) of transition ``start``."""
     total, discount, last = 0.0, 1.0, start
     for i in range(start, min(start + n_step, len(record))):
@@ -286,7 +346,9 @@ def reference_nstep(record: list[tuple], start: int, n_step: int, gamma: float) 
     return total, discount, last
 
 
-def check_against_record(buffer: ReplayBuffer, record: list[tuple], seed: int = 0, batch_size: int = 300) -> set[int]:
+def check_against_record(
+    buffer: ReplayBuffer, record: list[tuple], seed: int = 0, batch_size: int = 300
+) -> set[int]:
     """Every sampled obs/next_obs/reward/discount equals what the env gave; returns the indices."""
     batch = buffer.sample(batch_size, np.random.default_rng(seed))
     assert batch.obs.dtype == torch.uint8 and batch.next_obs.dtype == torch.uint8
@@ -298,15 +360,24 @@ def check_against_record(buffer: ReplayBuffer, record: list[tuple], seed: int = 
         reward, discount, last = reference_nstep(record, t, buffer.nstep, buffer.gamma)
         np.testing.assert_array_equal(batch.obs[row].numpy(), record[t][0])
         np.testing.assert_array_equal(batch.next_obs[row].numpy(), record[last][2])
-        assert (float(batch.reward[row, 0]), float(batch.discount[row, 0])) == pytest.approx((reward, discount))
+        assert (float(batch.reward[row, 0]), float(batch.discount[row, 0])) == pytest.approx(
+            (reward, discount)
+        )
         seen.add(t)
     return seen
 
 
 def pixel_buffer(capacity: int, nstep: int = 3, chunk_size: int = 8) -> ReplayBuffer:
     obs_space, action_space = StackedPixelEnv.spaces()
-    return ReplayBuffer(capacity, obs_space, action_space, nstep=nstep, gamma=0.9,
-                        frame_stack=StackedPixelEnv.K, chunk_size=chunk_size)
+    return ReplayBuffer(
+        capacity,
+        obs_space,
+        action_space,
+        nstep=nstep,
+        gamma=0.9,
+        frame_stack=StackedPixelEnv.K,
+        chunk_size=chunk_size,
+    )
 
 
 @pytest.mark.parametrize("capacity", [500, 37])
@@ -350,7 +421,9 @@ def test_next_obs_must_shift_the_stack():
     buffer = pixel_buffer(10)
     obs = np.zeros(buffer.obs_shape, np.uint8)
     with pytest.raises(ValueError, match="shifted by one frame"):
-        buffer.add(obs, np.zeros(1, np.float32), 0.0, np.full(buffer.obs_shape, 7, np.uint8), False, False)
+        buffer.add(
+            obs, np.zeros(1, np.float32), 0.0, np.full(buffer.obs_shape, 7, np.uint8), False, False
+        )
 
 
 # ------------------------------------------------------------------------------- checkpoints
@@ -369,13 +442,17 @@ def test_save_load_round_trip_gives_identical_future(tmp_path):
     restored.load(tmp_path, manifest)
     assert len(restored) == len(buffer) and restored.transitions_added == 80
     np.testing.assert_array_equal(restored.recent_actions(7), buffer.recent_actions(7))
-    assert batches_equal(restored.sample(64, np.random.default_rng(9)), buffer.sample(64, np.random.default_rng(9)))
+    assert batches_equal(
+        restored.sample(64, np.random.default_rng(9)), buffer.sample(64, np.random.default_rng(9))
+    )
     # Both continue with the same transitions and stay equal.
     twin_env, twin_record = StackedPixelEnv(seed=4), []
     play(pixel_buffer(50), twin_env, 80, twin_record)
     play(buffer, env, 30, record)
     play(restored, twin_env, 30, twin_record)
-    assert batches_equal(restored.sample(64, np.random.default_rng(2)), buffer.sample(64, np.random.default_rng(2)))
+    assert batches_equal(
+        restored.sample(64, np.random.default_rng(2)), buffer.sample(64, np.random.default_rng(2))
+    )
     check_against_record(restored, twin_record)
 
 
@@ -401,7 +478,9 @@ def test_second_save_writes_only_the_new_rows(tmp_path):
     # Roughly the raw rows: npz adds a fixed header per array.
     assert sum(new.values()) < frames_written * frame_bytes + 20 * 18 + len(new) * 1500
     assert segment_files(tmp_path).items() >= before.items()  # nothing rewritten
-    assert buffer.save(tmp_path) == second and len(segment_files(tmp_path)) == len(before) + len(new)
+    assert buffer.save(tmp_path) == second and len(segment_files(tmp_path)) == len(before) + len(
+        new
+    )
 
 
 def test_load_from_an_older_manifest_ignores_newer_chunks(tmp_path):
@@ -433,7 +512,9 @@ def test_wrapped_chunks_get_new_file_names(tmp_path):
     assert all(end > second["frames"]["first"] for _, end, _ in shared)
     assert shared == [s for s in first["frames"]["segments"] if s[1] > second["frames"]["first"]]
     on_disk = set(segment_files(tmp_path))
-    assert all(names(m, log) <= on_disk for m in (first, second) for log in ("transitions", "frames"))
+    assert all(
+        names(m, log) <= on_disk for m in (first, second) for log in ("transitions", "frames")
+    )
 
 
 def test_prune_store_removes_unreferenced_files_only(tmp_path):
@@ -448,10 +529,14 @@ def test_prune_store_removes_unreferenced_files_only(tmp_path):
     (tmp_path / ".frames_000000000000_000000000008_abcd0123.npz.x1y2.npz").write_bytes(b"torn")
     everything = set(segment_files(tmp_path))
     ReplayBuffer.prune_store(tmp_path, manifests)
-    assert set(segment_files(tmp_path)) == everything - {".frames_000000000000_000000000008_abcd0123.npz.x1y2.npz"}
+    assert set(segment_files(tmp_path)) == everything - {
+        ".frames_000000000000_000000000008_abcd0123.npz.x1y2.npz"
+    }
     ReplayBuffer.prune_store(tmp_path, manifests[1:])
     left = set(segment_files(tmp_path))
-    used = {s[2] for m in manifests[1:] for log in ("transitions", "frames") for s in m[log]["segments"]}
+    used = {
+        s[2] for m in manifests[1:] for log in ("transitions", "frames") for s in m[log]["segments"]
+    }
     assert left == used | {"notes.txt", "frames_other.npz"}
     assert everything - left, "the first checkpoint's dead chunks were removed"
     for manifest in manifests[1:]:

@@ -1,7 +1,7 @@
 """Training end to end with tiny budgets: run directory, evaluation, loading, determinism, resume.
 
 Each training run happens once per module (fixtures) and several tests check it. The trained agent
-object is captured by wrapping the loops that :func:`rlkit.train.train` dispatches to.
+object is captured by wrapping :meth:`rlkit.loops.common.TrainLoop.run_all`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import pytest
 import torch
 import yaml
 
-import rlkit.loops.online
-import rlkit.loops.sb3
 from rlkit.agents.sb3 import BUFFER_KEYS, SB3Agent
 from rlkit.cli import main
 from rlkit.config import ExperimentConfig, load_config
@@ -30,7 +28,7 @@ from rlkit.envs import make_env
 from rlkit.evaluation import random_observations
 from rlkit.io import load_arrays, load_torch
 from rlkit.loading import load_run
-from rlkit.loops.sb3 import load_agent_state
+from rlkit.loops.common import TrainLoop
 from rlkit.rundir import RunDir
 from rlkit.train import train
 
@@ -88,18 +86,17 @@ class Trained:
 
 @contextmanager
 def capture_loops() -> Iterator[list[Trained]]:
-    """Record every call of the native and SB3 training loops (what ``train`` dispatches to)."""
+    """Record every training loop run (what ``train`` dispatches to)."""
     calls: list[Trained] = []
+    original = TrainLoop.run_all
+
+    def wrapper(self: TrainLoop) -> Any:
+        agent = original(self)
+        calls.append(Trained(self.config, self.run, self.resumed_from, agent, json.loads(self.run.eval_path.read_text())))
+        return agent
+
     with pytest.MonkeyPatch.context() as mp:
-        for module, name in ((rlkit.loops.sb3, "train_sb3"), (rlkit.loops.online, "train_online")):
-            original = getattr(module, name)
-
-            def wrapper(config, run, resume, _original=original):
-                agent = _original(config, run, resume)
-                calls.append(Trained(config, run, resume, agent, json.loads(run.eval_path.read_text())))
-                return agent
-
-            mp.setattr(module, name, wrapper)
+        mp.setattr(TrainLoop, "run_all", wrapper)
         yield calls
 
 
@@ -136,9 +133,7 @@ def observations(trained: Trained, count: int = 64, seed: int = 0) -> np.ndarray
 
 def trained_act(trained: Trained, obs: np.ndarray) -> np.ndarray:
     """Deterministic actions of the agent object that was trained."""
-    if isinstance(trained.agent, SB3Agent):
-        return trained.agent.act(obs, deterministic=True)
-    return trained.agent.act(obs, eval_mode=True)
+    return trained.agent.act(obs, 0, explore=False)
 
 
 def assert_state_dicts_equal(a: dict[str, Any], b: dict[str, Any], path: str = "") -> None:
@@ -192,27 +187,27 @@ def any_run(request) -> Trained:
 # run directory and evaluation
 
 
-RUN_LAYOUTS = [  # (fixture, checkpoint steps, evaluation steps, kind)
-    ("sac_run", [150, 300], [150, 300], "sb3"),
-    ("ppo_run", [128, 256], [128, 256], "sb3"),
-    ("drq_run", [N, 2 * N], [50, 100, 150, 200], "native"),
+RUN_LAYOUTS = [  # (fixture, checkpoint steps, evaluation steps, loop, files of the agent)
+    ("sac_run", [150, 300], [150, 300], "sb3", {"agent.pt", "agent.npz"}),
+    ("ppo_run", [128, 256], [128, 256], "sb3", {"agent.pt", "agent.npz"}),
+    ("drq_run", [N, 2 * N], [50, 100, 150, 200], "online", {"agent.pt", "counters.pt"}),
 ]
 
 
-@pytest.mark.parametrize(("fixture", "steps", "eval_steps", "kind"), RUN_LAYOUTS, ids=[r[0] for r in RUN_LAYOUTS])
-def test_run_directory_contents(request, fixture, steps, eval_steps, kind):
+@pytest.mark.parametrize(("fixture", "steps", "eval_steps", "loop", "files"), RUN_LAYOUTS, ids=[r[0] for r in RUN_LAYOUTS])
+def test_run_directory_contents(request, fixture, steps, eval_steps, loop, files):
     trained: Trained = request.getfixturevalue(fixture)
     run = trained.run
     assert trained.resume is None
     assert run.config_path.is_file()
     assert step_names(run) == [f"step_{s:09d}" for s in steps]
     for folder in run.checkpoint_dirs():
-        assert {"meta.json", "state.pt", "arrays.npz"} <= {p.name for p in folder.iterdir()}
+        assert {"meta.json", "loop.pt", *files} <= {p.name for p in folder.iterdir()}
         assert json.loads((folder / "meta.json").read_text())["step"] == int(folder.name.split("_")[1])
     assert not list(run.checkpoints.glob(".tmp_*"))
     final_meta = json.loads((run.final / "meta.json").read_text())
-    assert (final_meta["kind"], final_meta["step"], final_meta["schema"]) == (kind, steps[-1], 1)
-    assert (run.final / "state.pt").is_file()
+    assert (final_meta["loop"], final_meta["step"], final_meta["schema"]) == (loop, steps[-1], 2)
+    assert (run.final / "agent.pt").is_file()
 
     rows = metrics_rows(run, drop=())
     assert "eval/return_mean" in rows[0]
@@ -229,8 +224,8 @@ def test_run_directory_contents(request, fixture, steps, eval_steps, kind):
 
 def test_sb3_final_folder_has_zip_for_other_tools(sac_run):
     assert (sac_run.run.final / "sb3_model.zip").is_file()
-    assert "buffer_observations" not in load_arrays(sac_run.run.final / "arrays.npz")
-    assert "buffer_observations" in load_arrays(sac_run.run.latest_checkpoint() / "arrays.npz")
+    assert "buffer_observations" not in load_arrays(sac_run.run.final / "agent.npz")
+    assert "buffer_observations" in load_arrays(sac_run.run.latest_checkpoint() / "agent.npz")
 
 
 def test_resolved_config_in_run_dir_loads_back_equal(any_run):
@@ -352,7 +347,7 @@ def test_half_written_checkpoints_are_ignored(drq_run, tmp_path):
     (crashed.checkpoints / f"step_{2 * N:09d}" / "meta.json").unlink()  # meta.json is written last
     partial = crashed.checkpoints / f".tmp_step_{N + 50:09d}"
     partial.mkdir()
-    (partial / "state.pt").write_bytes(b"\x80\x02truncated")
+    (partial / "agent.pt").write_bytes(b"\x80\x02truncated")
     assert crashed.latest_checkpoint() == crashed.checkpoints / f"step_{N:09d}"
 
     resumed = train_run(tmp_path, DRQ)
@@ -394,10 +389,10 @@ def sac_resumed(tmp_path_factory) -> dict[str, Any]:
     first = train_run(folder, SAC_RESUME)
     checkpoint = first.run.checkpoints / "step_000000150"
     snapshot = {
-        "arrays": load_arrays(checkpoint / "arrays.npz"),
-        "state": load_torch(checkpoint / "state.pt"),
+        "arrays": load_arrays(checkpoint / "agent.npz"),
+        "state": load_torch(checkpoint / "agent.pt"),
         "rows": metrics_rows(first.run, drop=()),
-        "final_state": load_torch(first.run.final / "state.pt"),
+        "final_state": load_torch(first.run.final / "agent.pt"),
     }
     second = train_run(folder, SAC_RESUME, overrides=["train.total_steps=300"])
     return {"first": first, "second": second, "checkpoint": checkpoint, **snapshot}
@@ -408,7 +403,7 @@ def test_sb3_resume_continues_the_step_counter(sac_resumed):
     assert second.resume == sac_resumed["checkpoint"]
     assert second.agent.model.num_timesteps == 300
     assert step_names(second.run) == ["step_000000150", "step_000000300"]
-    state = load_torch(second.run.checkpoints / "step_000000300" / "state.pt")
+    state = load_torch(second.run.checkpoints / "step_000000300" / "agent.pt")
     assert state["counters"]["num_timesteps"] == 300
     assert state["counters"]["n_updates"] > sac_resumed["state"]["counters"]["n_updates"]
     assert json.loads(second.run.eval_path.read_text())["step"] == 300
@@ -416,7 +411,7 @@ def test_sb3_resume_continues_the_step_counter(sac_resumed):
 
 def test_sb3_resume_keeps_the_checkpointed_replay_buffer(sac_resumed):
     before = sac_resumed["arrays"]
-    after = load_arrays(sac_resumed["second"].run.checkpoints / "step_000000300" / "arrays.npz")
+    after = load_arrays(sac_resumed["second"].run.checkpoints / "step_000000300" / "agent.npz")
     count = len(before["buffer_rewards"])
     assert count >= 149
     assert len(after["buffer_rewards"]) > count
@@ -440,7 +435,8 @@ def test_sb3_loaded_optimiser_state_equals_checkpoint(sac_resumed):
     env = make_env(first.config.env)
     agent = SB3Agent("SAC", first.config.agent, spaces=(env.observation_space, env.action_space), seed=99, total_steps=300)
     env.close()
-    state = load_agent_state(agent, sac_resumed["checkpoint"])
+    agent.load(sac_resumed["checkpoint"])
+    state = load_torch(sac_resumed["checkpoint"] / "agent.pt")
     saved = sac_resumed["state"]
     assert_state_dicts_equal(state["params"], saved["params"])
     model = agent.model
