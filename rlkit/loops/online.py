@@ -111,7 +111,8 @@ class OnlineLoop(TrainLoop):
         return self.config.seed * 1_000_003 + episode
 
     def _env_step(self, obs: np.ndarray) -> np.ndarray:
-        action = self.agent.act(obs[None], self.step, explore=True)[0]
+        # step the env with exactly what the replay stores, so a resumed run replays it exactly
+        action = np.asarray(self.agent.act(obs[None], self.step, explore=True)[0], dtype=self.env.action_space.dtype)
         next_obs, reward, terminated, truncated, info = self.env.step(action)
         self.buffer.add(obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
         self.step += 1
