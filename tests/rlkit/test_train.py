@@ -461,3 +461,44 @@ def test_sb3_resume_preserves_metrics_rows_up_to_n(sac_resumed):
     kept = [{k: r[k] for k in before[0]} for r in after if int(float(r["step"])) <= 150]
     assert kept == before
     assert max(int(float(r["step"])) for r in after) == 300
+
+
+def test_damaged_latest_checkpoint_falls_back_with_a_warning(drq_run, tmp_path):
+    """A corrupt newest checkpoint is set aside (kept) and the run resumes from the one before."""
+    damaged = RunDir(tmp_path / "run")
+    shutil.copytree(drq_run.run.path, damaged.path)
+    shutil.rmtree(damaged.final)
+    latest = damaged.checkpoints / f"step_{2 * N:09d}"
+    (latest / "agent.pt").write_bytes(b"PK\x03\x04 not a torch file")
+    with pytest.warns(UserWarning, match="cannot be read"):
+        resumed = train_run(tmp_path, DRQ)
+    assert resumed.resume == damaged.checkpoints / f"step_{N:09d}"
+    assert (damaged.checkpoints / f".damaged-step_{2 * N:09d}" / "agent.pt").is_file()
+    assert metrics_rows(resumed.run) == metrics_rows(drq_run.run)
+    assert_state_dicts_equal(resumed.agent.state_dict(), drq_run.agent.state_dict())
+
+
+def test_no_readable_checkpoint_stops_clearly(drq_run, tmp_path, capsys):
+    damaged = RunDir(tmp_path / "run")
+    shutil.copytree(drq_run.run.path, damaged.path)
+    for folder in damaged.checkpoint_dirs():
+        (folder / "loop.pt").write_bytes(b"garbage")
+    path = write_config(tmp_path, DRQ)
+    capsys.readouterr()
+    with pytest.warns(UserWarning):
+        assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no readable checkpoint" in err[0] and "--fresh" in err[0]
+    assert sorted(p.name for p in damaged.checkpoints.iterdir()) == [f".damaged-step_{N:09d}", f".damaged-step_{2 * N:09d}"]
+    assert (damaged.final / "agent.pt").is_file()  # nothing else touched
+
+
+def test_sb3_damaged_latest_checkpoint_falls_back(sac_resumed, tmp_path):
+    source = sac_resumed["second"].run
+    damaged = RunDir(tmp_path / "run")
+    shutil.copytree(source.path, damaged.path)
+    (damaged.checkpoints / "step_000000300" / "agent.npz").write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="step_000000300"):
+        resumed = train_run(tmp_path, SAC_RESUME, overrides=["train.total_steps=300"])
+    assert resumed.resume == damaged.checkpoints / "step_000000150"
+    assert resumed.agent.model.num_timesteps == 300
