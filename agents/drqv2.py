@@ -49,7 +49,9 @@ def schedule(spec: str | float, step: int) -> float:
         return float(spec)
     match = re.fullmatch(r"linear\(([^,]+),([^,]+),([^,]+)\)", spec.replace(" ", ""))
     if not match:
-        raise ValueError(f"unknown schedule {spec!r}; allowed: a number or linear(start,end,duration)")
+        raise ValueError(
+            f"unknown schedule {spec!r}; allowed: a number or linear(start,end,duration)"
+        )
     start, end, duration = (float(g) for g in match.groups())
     mix = np.clip(step / duration, 0.0, 1.0)
     return float((1.0 - mix) * start + mix * end)
@@ -123,7 +125,9 @@ class DrQV2Agent:
         self.device = torch.device(device)
         self.tau, self.num_expl_steps = critic_target_tau, num_expl_steps
         self.stddev_schedule, self.stddev_clip = stddev_schedule, stddev_clip
-        self.schedule = UpdateSchedule(batch_size, update_every_steps, num_expl_steps, nstep, discount)
+        self.schedule = UpdateSchedule(
+            batch_size, update_every_steps, num_expl_steps, nstep, discount
+        )
         self.actor = Actor(self.obs_dim, self.action_dim, hidden_dim).to(self.device)
         self.critic = Critic(self.obs_dim, self.action_dim, hidden_dim).to(self.device)
         self.critic_target = Critic(self.obs_dim, self.action_dim, hidden_dim).to(self.device)
@@ -147,7 +151,9 @@ class DrQV2Agent:
         :param step: env steps so far (exploration schedule).
         :param explore: uniform actions before ``num_expl_steps``, then scheduled noise.
         """
-        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device).reshape(-1, self.obs_dim)
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device).reshape(
+            -1, self.obs_dim
+        )
         mean = torch.tanh(self.actor(obs_t))
         if explore:
             if step < self.num_expl_steps:
@@ -165,7 +171,9 @@ class DrQV2Agent:
         :return: metrics (losses, Q values).
         """
         batch = batch.to(self.device)
-        action = torch.as_tensor(self.to_unit_action(batch.action.cpu().numpy()), device=self.device)
+        action = torch.as_tensor(
+            self.to_unit_action(batch.action.cpu().numpy()), device=self.device
+        )
         std = schedule(self.stddev_schedule, step)
         with torch.no_grad():
             next_mean = torch.tanh(self.actor(batch.next_obs))
@@ -180,16 +188,25 @@ class DrQV2Agent:
         self.critic_opt.step()
 
         mean = torch.tanh(self.actor(batch.obs))
-        policy_action = (mean + (torch.randn_like(mean) * std).clamp(-self.stddev_clip, self.stddev_clip)).clamp(-1.0, 1.0)
+        policy_action = (
+            mean + (torch.randn_like(mean) * std).clamp(-self.stddev_clip, self.stddev_clip)
+        ).clamp(-1.0, 1.0)
         actor_loss = -torch.min(*self.critic(batch.obs, policy_action)).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
 
         with torch.no_grad():
-            for p, tp in zip(self.critic.parameters(), self.critic_target.parameters(), strict=True):
+            for p, tp in zip(
+                self.critic.parameters(), self.critic_target.parameters(), strict=True
+            ):
                 tp.lerp_(p, self.tau)
-        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "q": q1.mean().item(), "stddev": std}
+        return {
+            "critic_loss": critic_loss.item(),
+            "actor_loss": actor_loss.item(),
+            "q": q1.mean().item(),
+            "stddev": std,
+        }
 
     def on_episode_end(self, info: dict[str, Any]) -> None:
         """Nothing to do at episode ends (DrQ-v2 keeps no per-episode state).
@@ -232,8 +249,12 @@ class DrQV2Agent:
             CPU copy.
         """
         if live:
-            return PolicyView(self.actor.net, "continuous", "tanh", self.low, self.high).to(self.device)
-        view = PolicyView(copy.deepcopy(self.actor.net).cpu(), "continuous", "tanh", self.low, self.high)
+            return PolicyView(self.actor.net, "continuous", "tanh", self.low, self.high).to(
+                self.device
+            )
+        view = PolicyView(
+            copy.deepcopy(self.actor.net).cpu(), "continuous", "tanh", self.low, self.high
+        )
         view.eval()
         for param in view.parameters():
             param.requires_grad_(False)

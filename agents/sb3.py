@@ -71,21 +71,31 @@ class SB3Agent:
         device: str = "cpu",
         total_steps: int | None = None,
     ) -> None:
-        cls: type[BaseAlgorithm] = getattr(stable_baselines3, algo) if isinstance(algo, str) else algo
+        cls: type[BaseAlgorithm] = (
+            getattr(stable_baselines3, algo) if isinstance(algo, str) else algo
+        )
         self.algo = _base_algo(cls)
         if env is None:
             if spaces is None:
                 raise ValueError("SB3Agent needs an env or (observation_space, action_space)")
             env = DummyVecEnv([lambda: SpacesEnv(*spaces)])
         self.vec_normalize = env if isinstance(env, VecNormalize) else None
-        self.model: BaseAlgorithm = cls("MlpPolicy", env, **self._model_kwargs(cls, config, seed, device, total_steps))
+        self.model: BaseAlgorithm = cls(
+            "MlpPolicy", env, **self._model_kwargs(cls, config, seed, device, total_steps)
+        )
         self.obs_mean: np.ndarray | None = None
         self.obs_var: np.ndarray | None = None
         self.clip_obs = 10.0
         self.schedule = UpdateSchedule()
 
     @classmethod
-    def from_model(cls, model: BaseAlgorithm, obs_mean: np.ndarray | None = None, obs_var: np.ndarray | None = None, clip_obs: float = 10.0) -> SB3Agent:
+    def from_model(
+        cls,
+        model: BaseAlgorithm,
+        obs_mean: np.ndarray | None = None,
+        obs_var: np.ndarray | None = None,
+        clip_obs: float = 10.0,
+    ) -> SB3Agent:
         """Wrap an already built SB3 model (e.g. loaded from a zip trained elsewhere).
 
         :param model: the SB3 model.
@@ -100,12 +110,17 @@ class SB3Agent:
         return agent
 
     @staticmethod
-    def _model_kwargs(cls: type, config: AgentConfig, seed: int, device: str, total_steps: int | None) -> dict[str, Any]:
+    def _model_kwargs(
+        cls: type, config: AgentConfig, seed: int, device: str, total_steps: int | None
+    ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"seed": seed, "device": device, "verbose": 0, **config.kwargs}
         if config.learning_rate is not None:
             kwargs["learning_rate"] = config.learning_rate
         if config.net_arch is not None:
-            kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), "net_arch": list(config.net_arch)}
+            kwargs["policy_kwargs"] = {
+                **kwargs.get("policy_kwargs", {}),
+                "net_arch": list(config.net_arch),
+            }
         if issubclass(cls, OffPolicyAlgorithm) and "buffer_size" not in kwargs and total_steps:
             kwargs["buffer_size"] = int(min(1_000_000, max(total_steps, 1000)))
         return kwargs
@@ -114,8 +129,10 @@ class SB3Agent:
 
     @property
     def action_kind(self) -> str:
-        """"discrete" for Discrete action spaces, else "continuous"."""
-        return "discrete" if isinstance(self.model.action_space, gym.spaces.Discrete) else "continuous"
+        """ "discrete" for Discrete action spaces, else "continuous"."""
+        return (
+            "discrete" if isinstance(self.model.action_space, gym.spaces.Discrete) else "continuous"
+        )
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         """Apply the saved observation normalisation (identity when there is none)."""
@@ -123,11 +140,13 @@ class SB3Agent:
         if stats is None:
             return obs
         mean, var = stats
-        return np.clip((obs - mean) / np.sqrt(var + 1e-8), -self.clip_obs, self.clip_obs).astype(np.float32)
+        return np.clip((obs - mean) / np.sqrt(var + 1e-8), -self.clip_obs, self.clip_obs).astype(
+            np.float32
+        )
 
     def _stats(self) -> tuple[np.ndarray, np.ndarray] | None:
         if self.vec_normalize is not None:
-            rms = self.vec_normalize.obs_rms
+            rms: Any = self.vec_normalize.obs_rms  # a RunningMeanStd for Box observations
             return rms.mean, rms.var
         if self.obs_mean is not None and self.obs_var is not None:
             return self.obs_mean, self.obs_var
@@ -140,7 +159,9 @@ class SB3Agent:
         :param step: env steps so far (unused: SB3 keeps its own schedules).
         :param explore: sample from the policy instead of the mean / argmax action.
         """
-        action, _ = self.model.predict(self.normalize(np.asarray(obs, dtype=np.float32)), deterministic=not explore)
+        action, _ = self.model.predict(
+            self.normalize(np.asarray(obs, dtype=np.float32)), deterministic=not explore
+        )
         return action
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
@@ -149,7 +170,9 @@ class SB3Agent:
         :param batch: unused.
         :param step: unused.
         """
-        raise NotImplementedError("stable-baselines3 agents learn inside their own rollouts (loop 'sb3')")
+        raise NotImplementedError(
+            "stable-baselines3 agents learn inside their own rollouts (loop 'sb3')"
+        )
 
     def on_episode_end(self, info: dict[str, Any]) -> None:
         """Nothing to do: SB3 tracks its own episodes.
@@ -171,7 +194,8 @@ class SB3Agent:
         if isinstance(space, gym.spaces.Discrete):
             view = PolicyView(body, "discrete", "argmax", normalizer=normalizer)
         else:
-            view = PolicyView(body, "continuous", squash, space.low, space.high, normalizer)
+            box: Any = space
+            view = PolicyView(body, "continuous", squash, box.low, box.high, normalizer)
         if live:
             return view.to(self.model.device)
         view.eval()
@@ -190,7 +214,9 @@ class SB3Agent:
         _, torch_vars = model._get_torch_save_params()
         state: dict[str, Any] = {
             "params": model.get_parameters(),
-            "torch_vars": {name: _getattr_path(model, name).detach().clone() for name in torch_vars},
+            "torch_vars": {
+                name: _getattr_path(model, name).detach().clone() for name in torch_vars
+            },
             "counters": {
                 "num_timesteps": int(model.num_timesteps),
                 "n_updates": int(getattr(model, "_n_updates", 0)),
@@ -202,7 +228,7 @@ class SB3Agent:
         if stats is not None:
             arrays["obs_mean"], arrays["obs_var"] = np.asarray(stats[0]), np.asarray(stats[1])
             if self.vec_normalize is not None:
-                arrays["obs_count"] = np.asarray(self.vec_normalize.obs_rms.count)
+                arrays["obs_count"] = np.asarray(self.vec_normalize.obs_rms.count)  # type: ignore[attr-defined]
         buffer = getattr(model, "replay_buffer", None)
         if with_buffer and buffer is not None:
             size = buffer.buffer_size if buffer.full else buffer.pos
@@ -214,7 +240,9 @@ class SB3Agent:
             arrays["buffer_full"] = np.asarray(buffer.full)
         return state, arrays
 
-    def load_state_dict(self, state: dict[str, Any], arrays: dict[str, np.ndarray], policy_only: bool = False) -> None:
+    def load_state_dict(
+        self, state: dict[str, Any], arrays: dict[str, np.ndarray], policy_only: bool = False
+    ) -> None:
         """Restore what :meth:`state_dict` returned.
 
         :param state: the torch part (parameters, optimisers, counters).
@@ -236,7 +264,7 @@ class SB3Agent:
         if "obs_mean" in arrays:
             self.obs_mean, self.obs_var = arrays["obs_mean"], arrays["obs_var"]
             if self.vec_normalize is not None:
-                rms = self.vec_normalize.obs_rms
+                rms: Any = self.vec_normalize.obs_rms
                 rms.mean, rms.var = arrays["obs_mean"].copy(), arrays["obs_var"].copy()
                 rms.count = float(arrays["obs_count"])
         buffer = getattr(model, "replay_buffer", None)
@@ -247,7 +275,6 @@ class SB3Agent:
                     getattr(buffer, key)[: len(saved)] = saved
             buffer.pos = int(arrays["buffer_pos"])
             buffer.full = bool(arrays["buffer_full"])
-
 
     def save(self, folder: Path, with_buffer: bool = True) -> None:
         """Write ``agent.pt`` (weights-only torch) and ``agent.npz`` (normaliser, buffer).
@@ -266,11 +293,18 @@ class SB3Agent:
         :param policy_only: load the policy weights (and normaliser) only.
         """
         state = load_torch(Path(folder) / STATE_FILE)
-        self.load_state_dict(state, load_arrays(Path(folder) / ARRAYS_FILE), policy_only=policy_only)
+        self.load_state_dict(
+            state, load_arrays(Path(folder) / ARRAYS_FILE), policy_only=policy_only
+        )
 
 
 def build_sb3(
-    config: ExperimentConfig, observation_space: gym.Space, action_space: gym.Space, env: Any = None, *, algo: Any
+    config: ExperimentConfig,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    env: Any = None,
+    *,
+    algo: Any,
 ) -> SB3Agent:
     """Registry factory of the SB3 agents: a model on the training VecEnv, or on the spaces only.
 
@@ -281,7 +315,15 @@ def build_sb3(
     :param algo: SB3 class name (``"SAC"``) or class (a plug-in subclass).
     """
     spaces = None if env is not None else (observation_space, action_space)
-    return SB3Agent(algo, config.agent, env=env, spaces=spaces, seed=config.seed, device=config.train.device, total_steps=config.train.total_steps)
+    return SB3Agent(
+        algo,
+        config.agent,
+        env=env,
+        spaces=spaces,
+        seed=config.seed,
+        device=config.train.device,
+        total_steps=config.train.total_steps,
+    )
 
 
 def sb3_params(algo: Any) -> Any:
@@ -330,7 +372,14 @@ def _base_algo(cls: type) -> str:
     :param cls: an SB3 algorithm class or a subclass of one (plug-ins).
     """
     for klass in cls.__mro__:
-        if klass.__module__.startswith("stable_baselines3.") and klass.__name__ in ("SAC", "TD3", "DDPG", "PPO", "A2C", "DQN"):
+        if klass.__module__.startswith("stable_baselines3.") and klass.__name__ in (
+            "SAC",
+            "TD3",
+            "DDPG",
+            "PPO",
+            "A2C",
+            "DQN",
+        ):
             return klass.__name__
     return cls.__name__
 
@@ -346,9 +395,9 @@ def _policy_body(algo: str, policy: nn.Module, copy_policy: bool = True) -> tupl
 
     if copy_policy:
         policy = copy.deepcopy(policy).cpu()
+    actor: Any = getattr(policy, "actor", None)
     if algo == "SAC":
-        return _ActorMean(policy.actor, policy.actor.latent_pi, policy.actor.mu), "tanh"
-    if algo in ("TD3", "DDPG"):
-        mu = policy.actor.mu  # Sequential(..., Tanh): drop the final Tanh
-        return _ActorMean(policy.actor, nn.Identity(), nn.Sequential(*list(mu)[:-1])), "tanh"
+        return _ActorMean(actor, actor.latent_pi, actor.mu), "tanh"
+    if algo in ("TD3", "DDPG"):  # mu is Sequential(..., Tanh): drop the final Tanh
+        return _ActorMean(actor, nn.Identity(), nn.Sequential(*list(actor.mu)[:-1])), "tanh"
     return _ActorCriticHead(policy), "tanh" if getattr(policy, "squash_output", False) else "clip"

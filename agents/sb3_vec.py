@@ -37,7 +37,7 @@ class GymnasiumVecEnv(VecEnv):
 
     def reset(self) -> np.ndarray:
         seeds = None if all(s is None for s in self._seeds) else [s for s in self._seeds]
-        obs, _ = self.venv.reset(seed=seeds)
+        obs, _ = self.venv.reset(seed=seeds)  # type: ignore[arg-type]  # gymnasium takes a list too
         self._reset_seeds()
         self._returns[:] = 0.0
         self._lengths[:] = 0
@@ -55,7 +55,11 @@ class GymnasiumVecEnv(VecEnv):
         for i in np.flatnonzero(dones):
             infos[i]["terminal_observation"] = info["final_obs"][i]
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
-            infos[i]["episode"] = {"r": float(self._returns[i]), "l": int(self._lengths[i]), "t": round(time.time() - self._t0, 6)}
+            infos[i]["episode"] = {
+                "r": float(self._returns[i]),
+                "l": int(self._lengths[i]),
+                "t": round(time.time() - self._t0, 6),
+            }
             self._returns[i], self._lengths[i] = 0.0, 0
         return obs, rewards.astype(np.float32), dones, infos
 
@@ -64,14 +68,26 @@ class GymnasiumVecEnv(VecEnv):
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         # gymnasium vector envs without rendering have no render_mode attribute; SB3 asks for it
-        value = getattr(self.venv, attr_name, None) if attr_name == "render_mode" else getattr(self.venv, attr_name)
-        return [value] * len(self._get_indices(indices))
+        value = (
+            getattr(self.venv, attr_name, None)
+            if attr_name == "render_mode"
+            else getattr(self.venv, attr_name)
+        )
+        return [value] * len(list(self._get_indices(indices)))
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         setattr(self.venv, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self,
+        method_name: str,
+        *method_args: Any,
+        indices: VecEnvIndices = None,
+        **method_kwargs: Any,
+    ) -> list[Any]:
         return [getattr(self.venv, method_name)(*method_args, **method_kwargs)]
 
-    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
+    def env_is_wrapped(
+        self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
+    ) -> list[bool]:
+        return [False] * len(list(self._get_indices(indices)))

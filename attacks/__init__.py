@@ -1,5 +1,5 @@
-"""Observation attacks: budgets, losses, the bifurcation layer, optimisers, named attacks and
-gymnasium wrappers.
+"""Observation attacks: budgets, losses, the bifurcation layer, optimisers, engines (autograd,
+compiled, MLP), named attacks and gymnasium wrappers.
 
     from rlkit.attacks import AttackBudget, make_attack, AttackedObservation
     budget = AttackBudget.from_groups(0.03, {"calendar": slice(0, 6)}, 31, mask_groups=["calendar"],
@@ -12,29 +12,53 @@ from .attacks import (
     ACTION_KINDS,
     ATTACKS,
     Attack,
+    GradientAttack,
     attack_settings,
     frozen_policy,
     make_attack,
+    settings_model,
     validate_settings,
 )
 from .bifurcation import Bifurcation, bifurcate_continuous, bifurcate_discrete
 from .budget import NORMS, AttackBudget, BoundBudget
+from .engines import (
+    AUTO_MLP_MAX_BATCH,
+    ENGINES,
+    AttackTask,
+    AutogradEngine,
+    CompiledEngine,
+    CompileUnavailable,
+    Engine,
+    MLPEngine,
+)
 from .losses import (
+    OutputLoss,
     action_distance,
     categorical_kl,
     difference_of_logits,
     gaussian_kl,
     group_difference_logits,
 )
-from .optim import fgsm, pgd, step_schedule
+from .optim import Optimiser, fgsm, pgd, step_schedule
 from .wrappers import AttackedObservation, AttackedVectorObservation
 
 __all__ = [
     "ACTION_KINDS",
     "ATTACKS",
+    "AUTO_MLP_MAX_BATCH",
+    "ENGINES",
     "NORMS",
     "Attack",
     "AttackBudget",
+    "AttackTask",
+    "AutogradEngine",
+    "CompileUnavailable",
+    "CompiledEngine",
+    "Engine",
+    "GradientAttack",
+    "MLPEngine",
+    "Optimiser",
+    "OutputLoss",
     "AttackedObservation",
     "AttackedVectorObservation",
     "Bifurcation",
@@ -52,5 +76,6 @@ __all__ = [
     "group_difference_logits",
     "make_attack",
     "pgd",
+    "settings_model",
     "step_schedule",
 ]

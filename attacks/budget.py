@@ -19,6 +19,13 @@ pushes a feature outside the bounds, but a *clean* value already outside them is
 the box is widened per sample to ``[min(low, obs), max(high, obs)]``.  Because clipping into a box
 that contains the clean observation only shrinks each ``|delta_i|``, the result stays in both the
 bounds and the budget, and masked features are never touched.
+
+Observations may have any shape (B, *shape): flat feature vectors (B, n) or images (B, C, H, W).
+``mask``, ``scale``, ``low`` and ``high`` are arrays broadcastable to one observation's shape:
+per feature (n,), per channel (C, 1, 1), per pixel (1, H, W) or per element (C, H, W).
+Pixel observations in 0..255 take ``low=0, high=255``; with ``quantize=True`` the attacked
+observation is put back on the integer grid at the end (see :meth:`BoundBudget.quantize_grid`),
+so a uint8 env sees integers, and the rounding keeps it inside the budget and the bounds.
 """
 
 from __future__ import annotations
@@ -52,12 +59,15 @@ def _to_numpy(value: ArrayLike, name: str) -> np.ndarray:
 class AttackBudget:
     """An observation-perturbation budget.
 
-    Args:
-        eps: radius (>= 0) in the raw observation space (scaled coordinates, see module doc).
-        norm: ``"linf"`` or ``"l2"``.
-        mask: per-feature 0/1 array (0 = the attacker may not touch the feature); None = all 1.
-        scale: per-feature non-negative multiplier of ``eps``; None = all 1.
-        low, high: observation bounds to clip into (scalars or per-feature arrays); None = none.
+    :param eps: radius (>= 0) in the raw observation space (scaled coordinates, see module doc).
+    :param norm: ``"linf"`` or ``"l2"``.
+    :param mask: 0/1 array broadcastable to one observation (0 = the attacker may not touch the
+        element: a feature, a channel, a pixel); None = all 1.
+    :param scale: non-negative multiplier of ``eps``, broadcastable like ``mask``; None = all 1.
+    :param low: lower observation bound to clip into (scalar or broadcastable array); None = none.
+    :param high: upper observation bound, like ``low`` (e.g. 255 for uint8 frames).
+    :param quantize: round the final perturbed observation to the integer grid (for uint8
+        observations: the clean ones must be integers), staying within ``eps`` and the bounds.
     """
 
     eps: float
@@ -66,6 +76,7 @@ class AttackBudget:
     scale: ArrayLike | None = None
     low: ArrayLike | None = None
     high: ArrayLike | None = None
+    quantize: bool = False
 
     def __post_init__(self) -> None:
         """Validate the fields; raise ValueError with a clear message on bad input."""
@@ -90,8 +101,14 @@ class AttackBudget:
                 raise ValueError("budget scale values must be finite and >= 0")
         if self.mask is not None and self.scale is not None:
             m, s = np.shape(_to_numpy(self.mask, "mask")), np.shape(_to_numpy(self.scale, "scale"))
-            if s != () and m != s:
-                raise ValueError(f"budget mask shape {m} and scale shape {s} differ")
+            try:
+                np.broadcast_shapes(m, s)
+            except ValueError as exc:
+                raise ValueError(f"budget mask shape {m} and scale shape {s} do not "
+                                 "broadcast together") from exc
+        if not isinstance(self.quantize, (bool, np.bool_)):
+            raise ValueError(f"budget quantize must be true or false, got {self.quantize!r}")
+        self.quantize = bool(self.quantize)
         for name in ("low", "high"):
             value = getattr(self, name)
             if value is not None:
@@ -103,7 +120,8 @@ class AttackBudget:
                             > high).any())
             except ValueError as exc:
                 raise ValueError(
-                    f"budget low shape {low.shape} and high shape {high.shape} differ"
+                    f"budget low shape {low.shape} and high shape {high.shape} do not broadcast "
+                    "together"
                 ) from exc
             if bad:
                 raise ValueError("budget low must be <= high everywhere")
@@ -112,7 +130,7 @@ class AttackBudget:
         """Field-wise equality (arrays compared by value, numpy or torch alike)."""
         if not isinstance(other, AttackBudget):
             return NotImplemented
-        if (self.eps, self.norm) != (other.eps, other.norm):
+        if (self.eps, self.norm, self.quantize) != (other.eps, other.norm, other.quantize):
             return False
         for name in ("mask", "scale", "low", "high"):
             a, b = getattr(self, name), getattr(other, name)
@@ -136,17 +154,20 @@ class AttackBudget:
         norm: str = "linf",
         low: ArrayLike | None = None,
         high: ArrayLike | None = None,
+        quantize: bool = False,
     ) -> AttackBudget:
         """Build a budget whose mask/scale come from named feature groups.
 
-        Args:
-            eps: budget radius.
-            feature_groups: group name -> slice (or list of indices) into the feature vector.
-            n_features: length of the observation vector.
-            mask_groups: names of groups the attacker may not touch (eps = 0 there).
-            scale_groups: group name -> multiplier of eps for that group (e.g. ``{"pv": 0.004}``).
-            norm: ``"linf"`` or ``"l2"``.
-            low, high: observation bounds.
+        :param eps: budget radius.
+        :param feature_groups: group name -> slice (or list of indices) into the feature vector.
+        :param n_features: length of the observation vector.
+        :param mask_groups: names of groups the attacker may not touch (eps = 0 there).
+        :param scale_groups: group name -> multiplier of eps for that group (e.g.
+            ``{"pv": 0.004}``).
+        :param norm: ``"linf"`` or ``"l2"``.
+        :param low: lower observation bound.
+        :param high: upper observation bound.
+        :param quantize: round the result to the integer grid (see the class).
         """
         if int(n_features) != n_features or n_features <= 0:
             raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
@@ -178,34 +199,39 @@ class AttackBudget:
             if not np.isfinite(factor) or factor < 0:
                 raise ValueError(f"scale for group {name!r} must be >= 0, got {factor!r}")
             scale[members(name)] *= float(factor)
-        return cls(eps=eps, norm=norm, mask=mask, scale=scale, low=low, high=high)
+        return cls(eps=eps, norm=norm, mask=mask, scale=scale, low=low, high=high,
+                   quantize=quantize)
 
     # ------------------------------------------------------------------ tensor views
     def bind(self, like: torch.Tensor) -> BoundBudget:
-        """Return the budget as tensors matching ``like`` (an obs batch of shape (B, *features))."""
+        """Return the budget as tensors matching ``like``.
+
+        :param like: an observation batch (B, *shape) (gives shape, dtype and device).
+        """
         return BoundBudget(self, like)
 
     def per_feature_eps(self, n_features: int | Sequence[int], like: torch.Tensor) -> torch.Tensor:
         """Per-feature linf radius ``eps * scale * mask`` as a tensor.
 
-        Args:
-            n_features: feature count (or feature shape) of one observation.
-            like: tensor whose dtype/device the result takes.
+        :param n_features: feature count (or shape) of one observation.
+        :param like: tensor whose dtype/device the result takes.
         """
         shape = (n_features,) if isinstance(n_features, int) else tuple(n_features)
         template = torch.zeros((1, *shape), dtype=like.dtype, device=like.device)
         return self.bind(template).eps_vec
 
     def project(self, delta: torch.Tensor) -> torch.Tensor:
-        """Project a perturbation batch ``delta`` (B, *features) into the budget."""
+        """Project a perturbation batch into the budget.
+
+        :param delta: perturbations (B, *shape).
+        """
         return self.bind(delta).project(delta)
 
     def clip(self, obs_adv: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """Return ``obs_adv`` moved into the budget around ``obs`` and into the bounds.
 
-        Args:
-            obs_adv: candidate perturbed observations (B, *features).
-            obs: clean observations, same shape.
+        :param obs_adv: candidate perturbed observations (B, *shape).
+        :param obs: clean observations, same shape.
         """
         return self.bind(obs).clip(obs_adv, obs)
 
@@ -214,10 +240,14 @@ class BoundBudget:
     """An :class:`AttackBudget` converted to tensors of one dtype/device/feature shape.
 
     Built once per attack call so the PGD loop does no host->device conversions.
+
+    :param budget: the budget.
+    :param like: an observation batch (B, *shape): the tensors take one sample's shape, the
+        batch's float dtype and its device.
     """
 
     def __init__(self, budget: AttackBudget, like: torch.Tensor) -> None:
-        """Convert ``budget`` to tensors shaped like one sample of ``like`` (B, *features)."""
+        """Convert ``budget`` to tensors shaped like one sample of ``like``."""
         if like.dim() < 2:
             raise ValueError(
                 f"observations must be a batch of shape (B, n_features), got shape {tuple(like.shape)}"
@@ -225,11 +255,13 @@ class BoundBudget:
         self.budget = budget
         self.norm = budget.norm
         self.eps = budget.eps
+        self.quantize = budget.quantize
         feat = tuple(like.shape[1:])
         kw = {"dtype": like.dtype if like.is_floating_point() else torch.float32,
               "device": like.device}
 
         def per_feature(value: ArrayLike | None, default: float, name: str) -> torch.Tensor:
+            """``value`` broadcast to one observation's shape (``default`` where None)."""
             if value is None:
                 return torch.full(feat, default, **kw)
             t = torch.as_tensor(_to_numpy(value, name), **kw)
@@ -250,14 +282,20 @@ class BoundBudget:
         self.high = None if budget.high is None else per_feature(budget.high, 0.0, "high")
 
     def scaled_norm(self, delta: torch.Tensor) -> torch.Tensor:
-        """Per-sample budget norm of ``delta`` in scaled coordinates (inactive features ignored)."""
+        """Per-sample budget norm of ``delta`` in scaled coordinates (inactive features ignored).
+
+        :param delta: perturbations (B, *shape).
+        """
         u = (delta * self.active / self.safe_scale).flatten(1)
         if self.norm == "linf":
             return u.abs().amax(dim=1)
         return u.norm(dim=1)
 
     def project(self, delta: torch.Tensor) -> torch.Tensor:
-        """Project ``delta`` (B, *features) into the budget (see module doc for the l2 rule)."""
+        """Project ``delta`` into the budget (see the module doc for the l2 rule).
+
+        :param delta: perturbations (B, *shape).
+        """
         if self.norm == "linf":
             return torch.maximum(torch.minimum(delta, self.eps_vec), -self.eps_vec)
         delta = delta * self.active
@@ -267,7 +305,11 @@ class BoundBudget:
         return delta * factor.view(-1, *([1] * (delta.dim() - 1)))
 
     def clip_bounds(self, obs_adv: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        """Clip ``obs_adv`` into ``[min(low, obs), max(high, obs)]`` per feature."""
+        """Clip ``obs_adv`` into ``[min(low, obs), max(high, obs)]`` per feature.
+
+        :param obs_adv: candidate perturbed observations.
+        :param obs: clean observations.
+        """
         if self.low is not None:
             obs_adv = torch.maximum(obs_adv, torch.minimum(self.low, obs))
         if self.high is not None:
@@ -277,9 +319,8 @@ class BoundBudget:
     def clip(self, obs_adv: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """Project ``obs_adv - obs`` into the budget, then clip into the bounds.
 
-        Args:
-            obs_adv: candidate perturbed observations.
-            obs: clean observations.
+        :param obs_adv: candidate perturbed observations.
+        :param obs: clean observations.
         """
         return self.clip_bounds(obs + self.project(obs_adv - obs), obs)
 
@@ -287,10 +328,9 @@ class BoundBudget:
                      positive_only: bool = False) -> torch.Tensor:
         """Sample a perturbation inside the budget.
 
-        Args:
-            obs: clean batch (gives shape, dtype, device).
-            generator: torch RNG (None = global RNG).
-            positive_only: linf only: sample U[0, eps_i) instead of U(-eps_i, eps_i).
+        :param obs: clean batch (gives shape, dtype, device).
+        :param generator: torch RNG (None = global RNG).
+        :param positive_only: linf only: sample U[0, eps_i) instead of U(-eps_i, eps_i).
         """
         rand = torch.rand(obs.shape, generator=generator, dtype=obs.dtype, device=obs.device)
         if self.norm == "linf":
@@ -307,3 +347,38 @@ class BoundBudget:
         radius = self.eps * rand.flatten(1)[:, 0] ** (1.0 / max(d, 1))
         shape = (-1, *([1] * (obs.dim() - 1)))
         return self.project(u / norms.view(shape) * radius.view(shape) * self.safe_scale)
+
+    def quantize_grid(self, obs_adv: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """Round ``obs_adv`` to the integer grid, staying within the budget and the bounds.
+
+        ``obs`` must be integer-valued (uint8 frames as floats).  Each element becomes
+        ``obs + round(delta)``; where that would leave the per-element linf radius or the bounds
+        it becomes ``obs + trunc(delta)`` instead (rounded toward the clean value, so its
+        ``|delta|`` only shrinks and it stays between ``obs`` and ``obs_adv``, both inside the
+        bounds); under an l2 budget a sample whose rounded norm exceeds ``eps`` is truncated as a
+        whole.  ``obs_adv`` should already be in the budget (the attacks' final
+        :meth:`clip`).
+
+        :param obs_adv: perturbed observations inside the budget and bounds.
+        :param obs: integer-valued clean observations.
+        :raises ValueError: ``obs`` is not on the integer grid.
+        """
+        if not torch.equal(obs, obs.round()):
+            raise ValueError("budget quantize=True needs integer-valued observations (e.g. "
+                             "uint8 frames); these have fractional values")
+        delta = obs_adv - obs
+        rounded, toward = delta.round(), delta.trunc()
+        x = obs + rounded
+        bad = torch.zeros_like(delta, dtype=torch.bool)
+        if self.low is not None:
+            bad |= x < torch.minimum(self.low, obs)
+        if self.high is not None:
+            bad |= x > torch.maximum(self.high, obs)
+        if self.norm == "linf":
+            bad |= rounded.abs() > self.eps_vec
+        bad |= ~self.active & (rounded != 0)
+        q = torch.where(bad, toward, rounded)
+        if self.norm == "l2":
+            over = self.scaled_norm(q) > self.eps
+            q = torch.where(over.view(-1, *([1] * (q.dim() - 1))), toward, q)
+        return obs + q

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import itertools
 import types
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -214,8 +213,9 @@ class CompiledEngine:
     """``torch.compile`` of the policy forward and input gradient; the PGD loop in torch.
 
     The compiled function ``(x, *args) -> (d sum(loss) / dx, policy output)`` is built once per
-    policy and loss kind (:attr:`OutputLoss.key`) and cached for the life of the policy, so new
-    attacks on the same policy (other budgets, other settings) reuse it.
+    policy and loss kind (:attr:`OutputLoss.key`) and kept by this engine (one per attack).  A
+    new attack compiles again, which is fast after the first time in a process: inductor caches
+    the generated code of identical graphs.
 
     :param backend: ``torch.compile`` backend ("inductor"; "aot_eager" compiles faster and is
         useful to test the engine's plumbing).
@@ -223,11 +223,11 @@ class CompiledEngine:
     """
 
     name = "compiled"
-    _cache: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
 
     def __init__(self, backend: str = "inductor", mode: str | None = None) -> None:
         """Store the compile options."""
         self.backend, self.mode = backend, mode
+        self._compiled: dict[Any, Any] = {}
 
     def unavailable(self, task: AttackTask) -> str | None:
         """Why ``torch.compile`` cannot run here (None when it can).
@@ -242,10 +242,7 @@ class CompiledEngine:
         :param policy: the policy view.
         :param loss: the objective.
         """
-        try:
-            per_policy = self._cache.setdefault(policy, {})
-        except TypeError:  # not weak-referenceable: no caching
-            per_policy = {}
+        per_policy = self._compiled.setdefault(id(policy), {})
         key = (loss.key, self.backend, self.mode)
         if key not in per_policy:
             fn = loss.fn

@@ -197,10 +197,10 @@ def clean_columns(clean: dict[str, Any]) -> list[str]:
 
 def attack_columns(rows: list[dict[str, Any]]) -> list[str]:
     """Every column of the attack rows, ordered: label, eps, regret of the return and of the
-    headline KPIs, damage, distortion, stealth, then the rest in the rows' own order."""
+    headline KPIs (:func:`headline_kpis`, as in the short table), damage, distortion, stealth,
+    then the rest in the rows' own order."""
     keys = _columns(rows)
-    regrets = [k for k in keys if k.startswith("regret_") and k != "regret_return"]
-    headline = [f"regret_{k}" for k in HEADLINE if f"regret_{k}" in regrets]
+    headline = [f"regret_{k}" for k in headline_kpis(rows)]
     first = ["attack", "eps", "regret_return", *headline, damage_column(rows), "linf_mean",
              "mmd_p_value", "mmd_detected", "first_diff_within", "return", "return_std"]
     first = [k for k in first if k in keys]

@@ -13,7 +13,16 @@ from typing import Any
 
 from rlkit.config import AttackConfig, ConfigError, ExperimentConfig
 from rlkit.params import check_params
-from rlkit.registry import AGENTS, ATTACKS, DATASETS, ENVS, LOOPS, Entry, UnknownNameError, unknown_name_message
+from rlkit.registry import (
+    AGENTS,
+    ATTACKS,
+    DATASETS,
+    ENVS,
+    LOOPS,
+    Entry,
+    UnknownNameError,
+    unknown_name_message,
+)
 
 SB3_ALGOS = {
     "sac": ("SAC", "Soft Actor-Critic (stable-baselines3), continuous actions"),
@@ -35,9 +44,19 @@ def register_builtins() -> None:
     _register_envs()
     _register_agents()
     _register_attacks()
-    LOOPS.register("online", "rlkit.loops.online:OnlineLoop", "rlkit's online loop: act, store, update from replay")
-    LOOPS.register("sb3", "rlkit.loops.sb3:SB3Loop", "stable-baselines3's learn() inside an rlkit run")
-    DATASETS.register("replay", "rlkit.loops.online:build_replay", "replay buffer filled by the online loop (frame-aware, n-step)")
+    LOOPS.register(
+        "online",
+        "rlkit.loops.online:OnlineLoop",
+        "rlkit's online loop: act, store, update from replay",
+    )
+    LOOPS.register(
+        "sb3", "rlkit.loops.sb3:SB3Loop", "stable-baselines3's learn() inside an rlkit run"
+    )
+    DATASETS.register(
+        "replay",
+        "rlkit.loops.online:build_replay",
+        "replay buffer filled by the online loop (frame-aware, n-step)",
+    )
     AGENTS.plugin = agent_plugin
     ATTACKS.plugin = attack_plugin
 
@@ -62,7 +81,9 @@ def _register_envs() -> None:
 
 def _register_agents() -> None:
     for name, (algo, description) in SB3_ALGOS.items():
-        register_sb3_agent(name, algo, description, ANY_ACTION if name in ("ppo", "a2c") else CONTINUOUS_ONLY)
+        register_sb3_agent(
+            name, algo, description, ANY_ACTION if name in ("ppo", "a2c") else CONTINUOUS_ONLY
+        )
     AGENTS.register(
         "drqv2",
         "rlkit.agents.drqv2:build_drqv2",
@@ -74,7 +95,9 @@ def _register_agents() -> None:
     )
 
 
-def register_sb3_agent(name: str, algo: Any, description: str, action_spaces: tuple[str, ...] = ANY_ACTION) -> Entry:
+def register_sb3_agent(
+    name: str, algo: Any, description: str, action_spaces: tuple[str, ...] = ANY_ACTION
+) -> Entry:
     """Register a stable-baselines3 algorithm (a built-in name or a subclass) as an agent.
 
     :param name: the agent name.
@@ -94,7 +117,9 @@ def register_sb3_agent(name: str, algo: Any, description: str, action_spaces: tu
     )
 
 
-def register_agent(name: str, cls: Any, description: str = "", action_spaces: tuple[str, ...] = ANY_ACTION) -> Entry:
+def register_agent(
+    name: str, cls: Any, description: str = "", action_spaces: tuple[str, ...] = ANY_ACTION
+) -> Entry:
     """Register a native agent class (one following :class:`rlkit.agent.Agent`) on the online loop.
 
     The class is built as ``cls(observation_space, action_space, device=..., **agent.kwargs)``.
@@ -123,7 +148,9 @@ def register_attack(name: str, cls: Any, description: str = "") -> Entry:
     :param cls: the attack class (or ``"module:Class"``).
     :param description: one line for ``rlkit info``.
     """
-    return ATTACKS.register(name, cls, description or f"plug-in attack {cls}", params=lambda: attack_params(cls))
+    return ATTACKS.register(
+        name, cls, description or f"plug-in attack {cls}", params=lambda: attack_params(cls)
+    )
 
 
 def _sb3_params(algo: Any) -> Any:
@@ -141,7 +168,9 @@ def native_params(cls: Any) -> Any:
     from rlkit.registry import resolve
 
     klass = resolve(cls)
-    return signature_model(klass, f"{klass.__name__}Params", exclude=("observation_space", "action_space", "device"))
+    return signature_model(
+        klass, f"{klass.__name__}Params", exclude=("observation_space", "action_space", "device")
+    )
 
 
 def attack_params(cls: Any) -> Any:
@@ -154,7 +183,14 @@ def attack_params(cls: Any) -> Any:
     return getattr(resolve(cls), "settings_model", None)
 
 
-def build_native(config: ExperimentConfig, observation_space: Any, action_space: Any, env: Any = None, *, cls: Any) -> Any:
+def build_native(
+    config: ExperimentConfig,
+    observation_space: Any,
+    action_space: Any,
+    env: Any = None,
+    *,
+    cls: Any,
+) -> Any:
     """Factory of native agents: ``cls(observation_space, action_space, device, **kwargs)``.
 
     ``agent.learning_rate`` and ``agent.net_arch`` are passed as ``lr`` / ``hidden_dim`` when the
@@ -193,10 +229,20 @@ def agent_plugin(path: str, obj: Any) -> Entry:
     entry = Entry(path, None, f"plug-in {path}")
     if issubclass(obj, BaseAlgorithm):
         entry.factory, entry.params = "rlkit.agents.sb3:build_sb3", lambda: _sb3_params(obj)
-        entry.extra = {"loop": "sb3", "action_spaces": ANY_ACTION, "bind": {"algo": obj}, "algo": obj.__name__}
+        entry.extra = {
+            "loop": "sb3",
+            "action_spaces": ANY_ACTION,
+            "bind": {"algo": obj},
+            "algo": obj.__name__,
+        }
     else:
         entry.factory, entry.params = "rlkit.catalog:build_native", lambda: native_params(obj)
-        entry.extra = {"loop": "online", "data": "replay", "action_spaces": ANY_ACTION, "bind": {"cls": obj}}
+        entry.extra = {
+            "loop": "online",
+            "data": "replay",
+            "action_spaces": ANY_ACTION,
+            "bind": {"cls": obj},
+        }
     return entry
 
 
@@ -280,13 +326,17 @@ def check_env(config: ExperimentConfig, source: str) -> None:
     if env_id in ENVS:
         model = ENVS.get(env_id).params_model()
         check_params(model, config.env.kwargs, source, "env.kwargs")
-        check_params(model, {**config.env.kwargs, **config.eval.env_kwargs}, source, "eval.env_kwargs")
+        check_params(
+            model, {**config.env.kwargs, **config.eval.env_kwargs}, source, "eval.env_kwargs"
+        )
         return
     if is_gym_id(env_id):
         return
     import gymnasium as gym
 
-    raise ConfigError(f"{source}: key 'env.id': {unknown_name_message('env', env_id, [*ENVS.names(), *gym.registry])}")
+    raise ConfigError(
+        f"{source}: key 'env.id': {unknown_name_message('env', env_id, [*ENVS.names(), *gym.registry])}"
+    )
 
 
 def check_attacks(config: ExperimentConfig | AttackConfig, source: str) -> None:
@@ -331,6 +381,8 @@ def check_names(config: ExperimentConfig, source: str) -> None:
     check_env(config, source)
     entry = agent_entry(config, source)
     if entry.extra.get("loop") == "online" and config.env.n_envs != 1:
-        raise ConfigError(f"{source}: key 'env.n_envs': given {config.env.n_envs}; agent {config.agent.name!r} trains on one env (allowed: 1)")
+        raise ConfigError(
+            f"{source}: key 'env.n_envs': given {config.env.n_envs}; agent {config.agent.name!r} trains on one env (allowed: 1)"
+        )
     check_params(entry.params_model(), config.agent.kwargs, source, "agent.kwargs")
     check_attacks(config, source)

@@ -22,12 +22,22 @@ def config_help(model: type[BaseModel] = ExperimentConfig, prefix: str = "") -> 
     for name, info in model.model_fields.items():
         key = f"{prefix}{name}"
         annotation = info.annotation
-        nested = [a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)]
+        nested = [
+            a
+            for a in (annotation, *getattr(annotation, "__args__", ()))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         if nested:
-            lines.append(f"{key}:  {(info.description or nested[0].__doc__ or '').strip().splitlines()[0]}")
+            lines.append(
+                f"{key}:  {(info.description or nested[0].__doc__ or '').strip().splitlines()[0]}"
+            )
             lines.extend(config_help(nested[0], key + "."))
             continue
-        default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+        default = (
+            "required"
+            if info.is_required()
+            else f"default {info.get_default(call_default_factory=True)!r}"
+        )
         lines.append(f"  {key} ({default}): {info.description or ''}")
     return lines
 
@@ -56,24 +66,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p_train = sub.add_parser("train", help="train from a config (re-running the same command resumes)")
+    p_train = sub.add_parser(
+        "train", help="train from a config (re-running the same command resumes)"
+    )
     p_train.add_argument("config", help="YAML config file")
-    p_train.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.total_steps=2000 seed=3")
-    p_train.add_argument("--fresh", action="store_true", help="move an existing run directory aside and start over")
+    p_train.add_argument(
+        "overrides", nargs="*", help="key.sub=value overrides, e.g. train.total_steps=2000 seed=3"
+    )
+    p_train.add_argument(
+        "--fresh", action="store_true", help="move an existing run directory aside and start over"
+    )
 
-    p_eval = sub.add_parser("evaluate", help="evaluate a run (or an SB3 zip) clean and under attacks")
-    p_eval.add_argument("targets", nargs="*", metavar="RUN_DIR | key=value", help="run directory made by `rlkit train`; with --model --config, key.sub=value overrides of that config")
-    p_eval.add_argument("--episodes", type=positive_int, help="episodes (default: eval.episodes / attack.episodes)")
-    p_eval.add_argument("--attack", help="attack config YAML (an `attack:` section), e.g. configs/attacks/bifurcation.yaml")
-    p_eval.add_argument("--eps", help="comma-separated budgets overriding the attack config, e.g. 0.01,0.03,0.05")
-    p_eval.add_argument("--out", help="output folder (default RUN_DIR/attacks/<attack config stem>)")
-    p_eval.add_argument("--model", help="a stable-baselines3 .zip trained elsewhere (trusted files only)")
-    p_eval.add_argument("--algo", help="SB3 algorithm of --model (sac, ppo, ...); read from the zip if omitted")
+    p_eval = sub.add_parser(
+        "evaluate", help="evaluate a run (or an SB3 zip) clean and under attacks"
+    )
+    p_eval.add_argument(
+        "targets",
+        nargs="*",
+        metavar="RUN_DIR | key=value",
+        help="run directory made by `rlkit train`; with --model --config, key.sub=value overrides of that config",
+    )
+    p_eval.add_argument(
+        "--episodes", type=positive_int, help="episodes (default: eval.episodes / attack.episodes)"
+    )
+    p_eval.add_argument(
+        "--attack",
+        help="attack config YAML (an `attack:` section), e.g. configs/attacks/bifurcation.yaml",
+    )
+    p_eval.add_argument(
+        "--eps", help="comma-separated budgets overriding the attack config, e.g. 0.01,0.03,0.05"
+    )
+    p_eval.add_argument(
+        "--out", help="output folder (default RUN_DIR/attacks/<attack config stem>)"
+    )
+    p_eval.add_argument(
+        "--model", help="a stable-baselines3 .zip trained elsewhere (trusted files only)"
+    )
+    p_eval.add_argument(
+        "--algo", help="SB3 algorithm of --model (sac, ppo, ...); read from the zip if omitted"
+    )
     p_eval.add_argument("--env", help="env id or registered name for --model")
-    p_eval.add_argument("--config", help="for --model: an experiment config whose env section describes the env (kwargs, bins, wrappers)")
-    p_eval.add_argument("--vecnormalize", help="VecNormalize statistics (.pkl, trusted) saved with --model")
+    p_eval.add_argument(
+        "--config",
+        help="for --model: an experiment config whose env section describes the env (kwargs, bins, wrappers)",
+    )
+    p_eval.add_argument(
+        "--vecnormalize", help="VecNormalize statistics (.pkl, trusted) saved with --model"
+    )
     p_eval.add_argument("--seed", type=int, default=0, help="first episode seed for --model")
-    p_eval.add_argument("--permutations", type=int, help="MMD permutations (default from the attack config)")
+    p_eval.add_argument(
+        "--permutations", type=int, help="MMD permutations (default from the attack config)"
+    )
 
     sub.add_parser("info", help="list registered envs, agents, attacks, loops and data sources")
     p_help = sub.add_parser("config-help", help="every config key with its default and meaning")
@@ -95,7 +138,13 @@ def cmd_info() -> None:
     from rlkit.catalog import attack_description
     from rlkit.registry import AGENTS, ATTACKS, DATASETS, ENVS, LOOPS
 
-    for title, registry in (("envs", ENVS), ("agents", AGENTS), ("attacks", ATTACKS), ("loops", LOOPS), ("data sources", DATASETS)):
+    for title, registry in (
+        ("envs", ENVS),
+        ("agents", AGENTS),
+        ("attacks", ATTACKS),
+        ("loops", LOOPS),
+        ("data sources", DATASETS),
+    ):
         print(f"{title}:")
         for name, entry in registry.items():
             description = attack_description(entry) if registry is ATTACKS else entry.description
@@ -111,12 +160,20 @@ def cmd_config_help(args: argparse.Namespace) -> None:
     from rlkit.registry import AGENTS, ATTACKS, ENVS
 
     print("\n".join(config_help()))
-    for flag, registry, prefix in (("env", ENVS, "env.kwargs."), ("agent", AGENTS, "agent.kwargs."), ("attack", ATTACKS, "attack.attacks.N.settings.")):
+    for flag, registry, prefix in (
+        ("env", ENVS, "env.kwargs."),
+        ("agent", AGENTS, "agent.kwargs."),
+        ("attack", ATTACKS, "attack.attacks.N.settings."),
+    ):
         name = getattr(args, flag)
         if name:
             model = registry.get(name).params_model()
             print(f"{prefix[:-1]} of {flag} {name!r}:")
-            print("\n".join(model_help(model, prefix)) if model else "  (not described: any keyword argument)")
+            print(
+                "\n".join(model_help(model, prefix))
+                if model
+                else "  (not described: any keyword argument)"
+            )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -141,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             from rlkit.train import train
 
             run = train(args.config, args.overrides, fresh=args.fresh)
-            print(f"run directory: {run.path}  (final model in {run.final}, evaluation in {run.eval_path})")
+            print(
+                f"run directory: {run.path}  (final model in {run.final}, evaluation in {run.eval_path})"
+            )
         elif args.command == "evaluate":
             cmd_evaluate(args)
     except (ConfigError, UnknownNameError) as err:

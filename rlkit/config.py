@@ -52,32 +52,62 @@ class EnvConfig(Strict):
     id: str = Field(description="registered env name (see `rlkit info`) or any gymnasium id")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="arguments of the env factory")
     n_envs: int = Field(1, ge=1, le=4096, description="parallel environments used for training")
-    normalize_obs: bool = Field(False, description="running observation normalisation (saved with the model)")
-    discrete_bins: int | None = Field(None, ge=2, le=1000, description="discretise a Box action space into this many bins per dimension")
-    discrete_shared: bool = Field(False, description="with discrete_bins: one Discrete(bins) choice drives every action dimension")
-    max_episode_steps: int | None = Field(None, ge=1, description="truncate episodes after this many steps")
+    normalize_obs: bool = Field(
+        False, description="running observation normalisation (saved with the model)"
+    )
+    discrete_bins: int | None = Field(
+        None,
+        ge=2,
+        le=1000,
+        description="discretise a Box action space into this many bins per dimension",
+    )
+    discrete_shared: bool = Field(
+        False,
+        description="with discrete_bins: one Discrete(bins) choice drives every action dimension",
+    )
+    max_episode_steps: int | None = Field(
+        None, ge=1, description="truncate episodes after this many steps"
+    )
 
 
 class AgentConfig(Strict):
     """Which learning algorithm to use and its hyper-parameters."""
 
     name: str = Field(description="registered agent name (see `rlkit info`), e.g. sac, ppo, td3")
-    net_arch: list[int] | None = Field(None, description="hidden layer sizes of the policy and value networks")
-    learning_rate: float | None = Field(None, gt=0, le=1, description="optimiser learning rate (agent default if unset)")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="other arguments of the agent's constructor")
-    init_from: str | None = Field(None, description="start from the policy of this run directory's final model (fine-tuning)")
+    net_arch: list[int] | None = Field(
+        None, description="hidden layer sizes of the policy and value networks"
+    )
+    learning_rate: float | None = Field(
+        None, gt=0, le=1, description="optimiser learning rate (agent default if unset)"
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="other arguments of the agent's constructor"
+    )
+    init_from: str | None = Field(
+        None, description="start from the policy of this run directory's final model (fine-tuning)"
+    )
 
 
 class TrainConfig(Strict):
     """How long to train, and how often to evaluate, log and checkpoint."""
 
-    total_steps: int = Field(10_000, ge=1, description="environment steps to train for (summed over n_envs)")
-    eval_every: int = Field(5_000, ge=0, description="evaluate every this many steps (0: only at the end)")
+    total_steps: int = Field(
+        10_000, ge=1, description="environment steps to train for (summed over n_envs)"
+    )
+    eval_every: int = Field(
+        5_000, ge=0, description="evaluate every this many steps (0: only at the end)"
+    )
     eval_episodes: int = Field(5, ge=1, description="episodes per periodic evaluation")
-    checkpoint_every: int = Field(5_000, ge=0, description="checkpoint every this many steps (0: only at the end)")
+    checkpoint_every: int = Field(
+        5_000, ge=0, description="checkpoint every this many steps (0: only at the end)"
+    )
     log_every: int = Field(1_000, ge=1, description="write training metrics every this many steps")
-    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept on disk (older ones are pruned)")
-    replay_size: int = Field(1_000_000, ge=1, description="replay buffer capacity (native off-policy agents)")
+    keep_checkpoints: int = Field(
+        2, ge=1, description="checkpoints kept on disk (older ones are pruned)"
+    )
+    replay_size: int = Field(
+        1_000_000, ge=1, description="replay buffer capacity (native off-policy agents)"
+    )
     progress: bool = Field(True, description="show a progress bar")
     device: str = Field("cpu", description="torch device")
 
@@ -85,9 +115,14 @@ class TrainConfig(Strict):
 class EvalConfig(Strict):
     """Clean evaluation of the trained agent."""
 
-    episodes: int = Field(10, ge=1, description="episodes for `rlkit evaluate` and the final evaluation")
+    episodes: int = Field(
+        10, ge=1, description="episodes for `rlkit evaluate` and the final evaluation"
+    )
     deterministic: bool = Field(True, description="use the deterministic (mean / argmax) action")
-    env_kwargs: dict[str, Any] = Field(default_factory=dict, description="env kwargs overriding env.kwargs at evaluation, e.g. {split: test}")
+    env_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="env kwargs overriding env.kwargs at evaluation, e.g. {split: test}",
+    )
 
 
 class RunConfig(Strict):
@@ -103,10 +138,18 @@ class AttackSpec(Strict):
     name: str = Field(description="registered attack name (see `rlkit info`)")
     label: str | None = Field(None, description="name used in results (default: the attack name)")
     norm: Literal["linf", "l2"] = Field("linf", description="norm of the perturbation budget")
-    eps: list[float] | None = Field(None, description="budgets for this attack (default: attack.eps)")
-    mask: list[str] = Field(default_factory=list, description="observation groups the attack may not touch")
-    scale: dict[str, float] = Field(default_factory=dict, description="per-group factor on epsilon, e.g. {pv: 0.004}")
-    settings: dict[str, Any] = Field(default_factory=dict, description="the attack's own settings (iterations, step_size, ...)")
+    eps: list[float] | None = Field(
+        None, description="budgets for this attack (default: attack.eps)"
+    )
+    mask: list[str] = Field(
+        default_factory=list, description="observation groups the attack may not touch"
+    )
+    scale: dict[str, float] = Field(
+        default_factory=dict, description="per-group factor on epsilon, e.g. {pv: 0.004}"
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="the attack's own settings (iterations, step_size, ...)"
+    )
 
     @property
     def key(self) -> str:
@@ -118,11 +161,21 @@ class AttackConfig(Strict):
     """Attacks evaluated by `rlkit evaluate --attack`: every attack at every budget."""
 
     attacks: list[AttackSpec] = Field(description="the attacks to run")
-    eps: list[float] = Field(default_factory=lambda: [0.01, 0.03, 0.05], description="default budgets")
-    episodes: int = Field(3, ge=1, description="episodes per (attack, budget); the same seeds as the clean run")
-    stealth: bool = Field(True, description="compute stealth statistics (MMD, KS, first differences)")
-    permutations: int = Field(1000, ge=10, description="permutations of the MMD test (the paper used 10,000)")
-    plot_features: int = Field(3, ge=0, description="perturbed features shown in the time-series plot")
+    eps: list[float] = Field(
+        default_factory=lambda: [0.01, 0.03, 0.05], description="default budgets"
+    )
+    episodes: int = Field(
+        3, ge=1, description="episodes per (attack, budget); the same seeds as the clean run"
+    )
+    stealth: bool = Field(
+        True, description="compute stealth statistics (MMD, KS, first differences)"
+    )
+    permutations: int = Field(
+        1000, ge=10, description="permutations of the MMD test (the paper used 10,000)"
+    )
+    plot_features: int = Field(
+        3, ge=0, description="perturbed features shown in the time-series plot"
+    )
     mmd_permutation: Literal["rows", "days", "paired_days"] = Field(
         "rows",
         description="MMD permutation scheme: 'rows' permutes single steps (the paper; anti-conservative on "
@@ -135,8 +188,13 @@ class AttackConfig(Strict):
         keys = [a.key for a in self.attacks]
         repeated = sorted({k for k in keys if keys.count(k) > 1})
         if repeated:
-            raise ValueError(f"attacks {repeated} appear more than once: give each a distinct 'label'")
-        if any(not math.isfinite(e) for e in [*self.eps, *(x for a in self.attacks for x in (a.eps or []))]):
+            raise ValueError(
+                f"attacks {repeated} appear more than once: give each a distinct 'label'"
+            )
+        if any(
+            not math.isfinite(e)
+            for e in [*self.eps, *(x for a in self.attacks for x in (a.eps or []))]
+        ):
             raise ValueError("budgets must be finite")
         return self
 
@@ -207,7 +265,9 @@ def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: key 'extends': expected a file path, got {parent!r}")
     parent_path = (path.parent / parent).resolve()
     if not parent_path.is_file():
-        raise ConfigError(f"{path}: key 'extends': file {parent!r} not found (looked at {parent_path})")
+        raise ConfigError(
+            f"{path}: key 'extends': file {parent!r} not found (looked at {parent_path})"
+        )
     return deep_merge(load_raw(parent_path, (*_seen, path)), data)
 
 
@@ -261,7 +321,9 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | 
             return None
         annotation = field.annotation
         candidates = [annotation, *getattr(annotation, "__args__", ())]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
         if model is None:
             # list[AttackSpec] and friends
             for c in candidates:
@@ -271,7 +333,9 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | 
     return model
 
 
-def describe_error(err: dict[str, Any], source: str, model: type[BaseModel] | None = None, prefix: str = "") -> str:
+def describe_error(
+    err: dict[str, Any], source: str, model: type[BaseModel] | None = None, prefix: str = ""
+) -> str:
     """Turn one pydantic error into "FILE: key 'a.b': given X; allowed: ..." text.
 
     :param err: one item of ``ValidationError.errors()``.
@@ -297,12 +361,16 @@ def describe_error(err: dict[str, Any], source: str, model: type[BaseModel] | No
     return f"{source}: key {dotted!r}: given {given!r}; {allowed[0].lower() + allowed[1:] if allowed else 'invalid'}"
 
 
-def validation_message(error: ValidationError, source: str, model: type[BaseModel] | None = None, prefix: str = "") -> str:
+def validation_message(
+    error: ValidationError, source: str, model: type[BaseModel] | None = None, prefix: str = ""
+) -> str:
     """All errors of a pydantic ValidationError, one per line."""
-    return "\n".join(describe_error(e, source, model, prefix) for e in error.errors())
+    return "\n".join(describe_error(dict(e), source, model, prefix) for e in error.errors())
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None, data: dict[str, Any] | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, data: dict[str, Any] | None = None
+) -> ExperimentConfig:
     """Load and validate an experiment config.
 
     :param path: the YAML file (None when ``data`` is given).
@@ -312,7 +380,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, dat
     :raises ConfigError: with a message naming the file, key, value and what is allowed.
     """
     source = str(path) if path is not None else "config"
-    raw = load_raw(Path(path)) if data is None else dict(data)
+    if data is None and path is None:
+        raise ConfigError("no config file given")
+    raw = load_raw(Path(str(path))) if data is None else dict(data)
     overrides = overrides or []
     raw = apply_overrides(raw, overrides)
     if overrides:
@@ -341,7 +411,12 @@ def load_attack_config(path: str | Path, eps: list[float] | None = None) -> Atta
     except ValidationError as err:
         raise ConfigError(validation_message(err, source, AttackConfig, prefix="attack.")) from None
     if eps is not None:
-        config = config.model_copy(update={"eps": eps, "attacks": [a.model_copy(update={"eps": None}) for a in config.attacks]})
+        config = config.model_copy(
+            update={
+                "eps": eps,
+                "attacks": [a.model_copy(update={"eps": None}) for a in config.attacks],
+            }
+        )
     from rlkit.catalog import check_attacks
 
     check_attacks(config, source)
@@ -353,7 +428,9 @@ def parse_eps(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"--eps {text!r}: expected comma-separated numbers, e.g. 0.01,0.03,0.05") from None
+        raise ConfigError(
+            f"--eps {text!r}: expected comma-separated numbers, e.g. 0.01,0.03,0.05"
+        ) from None
     if not values or any(not math.isfinite(v) or v < 0 for v in values):
         raise ConfigError(f"--eps {text!r}: expected one or more finite budgets >= 0")
     return values

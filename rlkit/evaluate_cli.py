@@ -29,10 +29,22 @@ def split_targets(targets: list[str]) -> tuple[str | None, list[str]]:
 def _load(args: argparse.Namespace) -> LoadedPolicy:
     if args.model:
         if args.run_dir:
-            raise ConfigError(f"give a run directory or --model, not both (got {args.run_dir} and --model {args.model})")
-        return load_sb3_zip(args.model, args.env, args.algo, args.vecnormalize, args.seed, args.config, args.overrides)
+            raise ConfigError(
+                f"give a run directory or --model, not both (got {args.run_dir} and --model {args.model})"
+            )
+        return load_sb3_zip(
+            args.model,
+            args.env,
+            args.algo,
+            args.vecnormalize,
+            args.seed,
+            args.config,
+            args.overrides,
+        )
     if args.overrides or args.config:
-        raise ConfigError("--config and key=value overrides describe the env of --model; a run directory has its own config")
+        raise ConfigError(
+            "--config and key=value overrides describe the env of --model; a run directory has its own config"
+        )
     if not args.run_dir:
         raise ConfigError("give a run directory (or --model FILE.zip --env ENV_ID | --config FILE)")
     return load_run(args.run_dir)
@@ -42,7 +54,9 @@ def _print_clean(result: dict, console: Console) -> None:
     table = Table(title="clean evaluation")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    table.add_row("return (mean ± std)", f"{result['return_mean']:.3f} ± {result['return_std']:.3f}")
+    table.add_row(
+        "return (mean ± std)", f"{result['return_mean']:.3f} ± {result['return_std']:.3f}"
+    )
     table.add_row("episodes", str(result["episodes"]))
     for key, value in result["kpis"].items():
         table.add_row(key, f"{value:.4g}")
@@ -77,7 +91,9 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
     if args.permutations:
         attack_config = attack_config.model_copy(update={"permutations": args.permutations})
-    results = evaluate_attacks(loaded.make_env, loaded.view, attack_config, base_seed, args.episodes)
+    results = evaluate_attacks(
+        loaded.make_env, loaded.view, attack_config, base_seed, args.episodes
+    )
     stem = Path(args.attack).stem
     if args.out:
         out = Path(args.out)
@@ -87,9 +103,13 @@ def evaluate_command(args: argparse.Namespace) -> None:
         out = Path(f"attacks_{Path(args.model).stem}_{stem}")
     source = args.run_dir or args.model
     context = {"source": str(source), "attack_config": attack_config.model_dump(mode="json")}
-    report = write_report(results, out, f"Attacks on {source}", context, attack_config.plot_features)
+    report = write_report(
+        results, out, f"Attacks on {source}", context, attack_config.plot_features
+    )
     _print_attacks(results, console)
-    console.print(f"report: {report}\nresults: {out / 'results.csv'}, {out / 'results.json'}; plots: {out}/*.png")
+    console.print(
+        f"report: {report}\nresults: {out / 'results.csv'}, {out / 'results.json'}; plots: {out}/*.png"
+    )
 
 
 def _print_attacks(results: dict, console: Console) -> None:
@@ -98,10 +118,27 @@ def _print_attacks(results: dict, console: Console) -> None:
     rows = results["rows"]
     table = Table(title="regret under attack (attacked - clean)")
     keys = ["return", *headline_kpis(rows, limit=4)]
-    short = {"daily_peak_norm": "Δpeak", "voltage_violations": "Δviol", "consumption_norm": "Δcons", "ramping_norm": "Δramp"}
-    for col in ["attack", "eps", *(short.get(k, "Δ" + k.removesuffix("_norm")) for k in keys), "linf", "MMD p"]:
+    short = {
+        "daily_peak_norm": "Δpeak",
+        "voltage_violations": "Δviol",
+        "consumption_norm": "Δcons",
+        "ramping_norm": "Δramp",
+    }
+    for col in [
+        "attack",
+        "eps",
+        *(short.get(k, "Δ" + k.removesuffix("_norm")) for k in keys),
+        "linf",
+        "MMD p",
+    ]:
         table.add_column(col, justify="right")
     for r in rows:
-        cells = [r["attack"], f"{r['eps']:g}", *[f"{r[f'regret_{k}']:+.3g}" for k in keys], f"{r['linf_mean']:.3g}", f"{r.get('mmd_p_value', float('nan')):.3g}"]
+        cells = [
+            r["attack"],
+            f"{r['eps']:g}",
+            *[f"{r[f'regret_{k}']:+.3g}" for k in keys],
+            f"{r['linf_mean']:.3g}",
+            f"{r.get('mmd_p_value', float('nan')):.3g}",
+        ]
         table.add_row(*cells)
     console.print(table)

@@ -44,7 +44,9 @@ def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         "return_mean": float(returns.mean()),
         "return_std": float(returns.std()),
         "length_mean": float(np.mean([e["length"] for e in episodes])),
-        "kpis": {k: float(np.mean([e["kpis"][k] for e in episodes if k in e["kpis"]])) for k in kpi_names},
+        "kpis": {
+            k: float(np.mean([e["kpis"][k] for e in episodes if k in e["kpis"]])) for k in kpi_names
+        },
         "per_episode": episodes,
     }
 

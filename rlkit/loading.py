@@ -78,7 +78,14 @@ def load_run(run_dir: str | Path) -> LoadedPolicy:
             "train the run again (re-running `rlkit train` with --fresh) or restore the folder"
         ) from None
     explore = not config.eval.deterministic
-    return LoadedPolicy(config.env, lambda obs: agent.act(obs, 0, explore), agent.policy_view(), config, config.eval.env_kwargs, config.seed)
+    return LoadedPolicy(
+        config.env,
+        lambda obs: agent.act(obs, 0, explore),
+        agent.policy_view(),
+        config,
+        config.eval.env_kwargs,
+        config.seed,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,14 +99,20 @@ def read_zip_data(path: Path) -> dict[str, Any]:
     :raises ConfigError: not a zip, or not an SB3 model zip.
     """
     if not zipfile.is_zipfile(path):
-        raise ConfigError(f"--model {path}: not a stable-baselines3 model (the file is not a zip archive)")
+        raise ConfigError(
+            f"--model {path}: not a stable-baselines3 model (the file is not a zip archive)"
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data"))
     except (KeyError, ValueError, zipfile.BadZipFile, OSError) as err:
-        raise ConfigError(f"--model {path}: not a stable-baselines3 model zip (no readable 'data' member: {err})") from None
+        raise ConfigError(
+            f"--model {path}: not a stable-baselines3 model zip (no readable 'data' member: {err})"
+        ) from None
     if not isinstance(data, dict) or "policy_class" not in data:
-        raise ConfigError(f"--model {path}: not a stable-baselines3 model zip ('data' has no policy_class)")
+        raise ConfigError(
+            f"--model {path}: not a stable-baselines3 model zip ('data' has no policy_class)"
+        )
     return data
 
 
@@ -135,7 +148,9 @@ def _saved_obs_shape(data: dict[str, Any]) -> tuple[int, ...] | None:
     return tuple(shape) if isinstance(shape, list) else None
 
 
-def env_config_for_model(env_id: str | None, config_path: str | None, overrides: list[str], algo: str) -> tuple[EnvConfig, ExperimentConfig | None]:
+def env_config_for_model(
+    env_id: str | None, config_path: str | None, overrides: list[str], algo: str
+) -> tuple[EnvConfig, ExperimentConfig | None]:
     """The env a foreign model is evaluated on: ``--env ID``, or a config file's ``env`` section.
 
     :param env_id: ``--env`` (a gymnasium id or a registered name).
@@ -152,7 +167,9 @@ def env_config_for_model(env_id: str | None, config_path: str | None, overrides:
         config = load_config(config_path, overrides, data=raw)
         return config.env, config
     if not env_id:
-        raise ConfigError("--model needs --env ENV_ID or --config FILE (the env the model was trained on)")
+        raise ConfigError(
+            "--model needs --env ENV_ID or --config FILE (the env the model was trained on)"
+        )
     env_config = EnvConfig(id=env_id)
     check_env(ExperimentConfig(env=env_config, agent={"name": algo}), "--env")
     return env_config, None
@@ -201,11 +218,19 @@ def load_sb3_zip(
     view = agent.policy_view()
     if config is not None:
         seed = config.seed
-        return LoadedPolicy(env_config, lambda obs: agent.act(obs), view, config, config.eval.env_kwargs, seed)
+        return LoadedPolicy(
+            env_config, lambda obs: agent.act(obs), view, config, config.eval.env_kwargs, seed
+        )
     return LoadedPolicy(env_config, lambda obs: agent.act(obs), view, None, None, seed)
 
 
-def _sb3_agent(path: Path, algo: str, observation_space: gym.Space, action_space: gym.Space, vecnormalize: str | None) -> Any:
+def _sb3_agent(
+    path: Path,
+    algo: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    vecnormalize: str | None,
+) -> Any:
     import stable_baselines3
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -213,18 +238,28 @@ def _sb3_agent(path: Path, algo: str, observation_space: gym.Space, action_space
     from rlkit.catalog import SB3_ALGOS
 
     cls = getattr(stable_baselines3, SB3_ALGOS[algo][0])
-    custom = {"observation_space": observation_space, "action_space": action_space, "lr_schedule": _constant, "clip_range": _constant}
+    custom = {
+        "observation_space": observation_space,
+        "action_space": action_space,
+        "lr_schedule": _constant,
+        "clip_range": _constant,
+    }
     try:
         with warnings.catch_warnings():  # SB3 1.x zips: pickled-schedule warnings are noise here
             warnings.simplefilter("ignore")
             model = cls.load(path, device="cpu", custom_objects=custom)
     except (ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as err:
-        raise ConfigError(f"--model {path}: cannot be loaded as {algo.upper()} ({type(err).__name__}: {err}); check --algo") from None
+        raise ConfigError(
+            f"--model {path}: cannot be loaded as {algo.upper()} ({type(err).__name__}: {err}); check --algo"
+        ) from None
     mean = var = None
     clip = 10.0
     if vecnormalize:
-        stats = VecNormalize.load(vecnormalize, DummyVecEnv([lambda: SpacesEnv(observation_space, action_space)]))
-        mean, var, clip = stats.obs_rms.mean, stats.obs_rms.var, stats.clip_obs
+        stats = VecNormalize.load(
+            vecnormalize, DummyVecEnv([lambda: SpacesEnv(observation_space, action_space)])
+        )
+        rms: Any = stats.obs_rms
+        mean, var, clip = rms.mean, rms.var, stats.clip_obs
     return SB3Agent.from_model(model, mean, var, clip)
 
 

@@ -76,7 +76,9 @@ class CSVSink:
             self._rewrite()
             return
         handle = self._open()
-        csv.DictWriter(handle, fieldnames=self.columns, restval="", lineterminator="\n").writerow(row)
+        csv.DictWriter(handle, fieldnames=self.columns, restval="", lineterminator="\n").writerow(
+            row
+        )
         handle.flush()
 
     def _open(self) -> io.TextIOWrapper:
@@ -162,7 +164,9 @@ class MetricsLog:
     :param sinks: further sinks (hooks).
     """
 
-    def __init__(self, csv_path: Path, tensorboard: Path | None = None, sinks: Iterable[MetricSink] = ()) -> None:
+    def __init__(
+        self, csv_path: Path, tensorboard: Path | None = None, sinks: Iterable[MetricSink] = ()
+    ) -> None:
         self.csv = CSVSink(csv_path)
         self.sinks: list[MetricSink] = [self.csv]
         if tensorboard is not None:

@@ -28,8 +28,10 @@ def param_docs(obj: Any) -> dict[str, str]:
     docs: dict[str, str] = {}
     sources = [obj]
     if isinstance(obj, type):
-        sources = [c for klass in obj.__mro__ for c in (klass, klass.__init__)]
+        sources = [c for klass in obj.__mro__ for c in (klass, vars(klass).get("__init__"))]
     for source in sources:
+        if source is None:
+            continue
         text = inspect.getdoc(source) or ""
         for match in _PARAM_LINE.finditer(text):
             docs.setdefault(match.group(1), match.group(2).strip())
@@ -66,7 +68,9 @@ def signature_model(
     :param exclude: arguments supplied by rlkit itself (spaces, env, device, ...).
     :return: the model, or None when ``target`` takes ``**kwargs`` (anything goes).
     """
-    function = target.__init__ if isinstance(target, type) else target
+    function: Any = (
+        vars(target).get("__init__", target.__init__) if isinstance(target, type) else target
+    )  # type: ignore[misc]
     parameters = inspect.signature(function).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return None
@@ -81,10 +85,11 @@ def signature_model(
     config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     for fname, (annotation, info) in list(fields.items()):
         try:  # a type pydantic cannot describe (or a default not of the hinted type): any value
-            create_model("Probe", __config__=config, **{fname: (annotation, info)}).model_validate({})
+            probe: dict[str, Any] = {fname: (annotation, info)}
+            create_model("Probe", __config__=config, **probe).model_validate({})
         except Exception:
             fields[fname] = (Any, info)
-    return create_model(name, __config__=config, **fields)
+    return create_model(name, __config__=config, **fields)  # type: ignore[call-overload]
 
 
 def model_help(model: type[BaseModel], prefix: str) -> list[str]:
@@ -95,12 +100,18 @@ def model_help(model: type[BaseModel], prefix: str) -> list[str]:
     """
     lines = []
     for fname, info in model.model_fields.items():
-        default = "required" if info.is_required() else f"default {info.get_default(call_default_factory=True)!r}"
+        default = (
+            "required"
+            if info.is_required()
+            else f"default {info.get_default(call_default_factory=True)!r}"
+        )
         lines.append(f"  {prefix}{fname} ({default}): {info.description or ''}")
     return lines
 
 
-def check_params(model: type[BaseModel] | None, given: dict[str, Any], source: str, key: str) -> None:
+def check_params(
+    model: type[BaseModel] | None, given: dict[str, Any], source: str, key: str
+) -> None:
     """Validate ``given`` against ``model``; raise ConfigError naming ``source`` and ``key.field``.
 
     :param model: the parameter model (None: nothing to check).

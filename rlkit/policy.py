@@ -29,7 +29,9 @@ class ObsNormalizer(nn.Module):
     :param eps: added to the variance.
     """
 
-    def __init__(self, mean: np.ndarray, var: np.ndarray, clip: float = 10.0, eps: float = 1e-8) -> None:
+    def __init__(
+        self, mean: np.ndarray, var: np.ndarray, clip: float = 10.0, eps: float = 1e-8
+    ) -> None:
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.sqrt(torch.as_tensor(var, dtype=torch.float32) + eps))

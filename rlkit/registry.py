@@ -152,7 +152,9 @@ class Registry:
             try:
                 obj = resolve(name)
             except (ImportError, AttributeError) as err:
-                raise UnknownNameError(self.kind, name, self._entries, f" (import failed: {err})") from None
+                raise UnknownNameError(
+                    self.kind, name, self._entries, f" (import failed: {err})"
+                ) from None
             entry = self.plugin(name, obj)
             self._entries[name] = entry
             return entry

@@ -225,7 +225,7 @@ def _action_spec(space: gym.spaces.Space) -> tuple[tuple[int, ...], np.dtype]:
     if isinstance(space, gym.spaces.Box):
         return tuple(space.shape), np.dtype(np.float32)
     if isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete | gym.spaces.MultiBinary):
-        return tuple(space.shape), np.dtype(np.int64)
+        return tuple(space.shape or ()), np.dtype(np.int64)
     raise TypeError(f"ReplayBuffer cannot store actions of {type(space).__name__}")
 
 

@@ -24,7 +24,15 @@ from rich.table import Table
 from rich.text import Text
 
 #: The KPIs shown first: the paper's normalised energy KPIs, then the grid KPIs.
-HEADLINE = ("cost_norm", "daily_peak_norm", "ramping_norm", "consumption_norm", "voltage_violations", "vmin", "max_line_loading")
+HEADLINE = (
+    "cost_norm",
+    "daily_peak_norm",
+    "ramping_norm",
+    "consumption_norm",
+    "voltage_violations",
+    "vmin",
+    "max_line_loading",
+)
 #: Short regret headers for the headline KPIs (anything else: "Δ" + name without "_norm").
 SHORT = {
     "cost_norm": "Δcost",
@@ -53,7 +61,9 @@ def sig3(value: Any, signed: bool = False) -> str:
         return _NA
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int) or (hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu"):
+    if isinstance(value, int) or (
+        hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu"
+    ):
         number = int(value)
         return f"{number:+d}" if signed and number > 0 else str(number)
     try:
@@ -84,7 +94,9 @@ def headline_kpis(rows: Sequence[Mapping[str, Any]], limit: int | None = 5) -> l
     """
     if not rows:
         return []
-    regrets = [k[len("regret_"):] for k in rows[0] if k.startswith("regret_") and k != "regret_return"]
+    regrets = [
+        k[len("regret_") :] for k in rows[0] if k.startswith("regret_") and k != "regret_return"
+    ]
     return _headline_first(regrets)[:limit]
 
 
@@ -94,7 +106,13 @@ def _headline_first(names: Sequence[str]) -> list[str]:
 
 
 def _new_table(title: str | None, columns: Sequence[tuple[str, str]]) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, collapse_padding=True)
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        pad_edge=False,
+        collapse_padding=True,
+    )
     for header, justify in columns:
         table.add_column(header, justify=justify, no_wrap=False, overflow="fold")  # type: ignore[arg-type]
     return table
@@ -107,7 +125,9 @@ def _width(renderable: RenderableType) -> int:
 
 
 # ----------------------------------------------------------------------------- clean evaluation
-def clean_table(result: Mapping[str, Any], max_kpis: int = 12, more_in: str = "eval.json") -> RenderableType:
+def clean_table(
+    result: Mapping[str, Any], max_kpis: int = 12, more_in: str = "eval.json"
+) -> RenderableType:
     """The clean-evaluation table: return (mean ± std), episodes, mean length, then the KPIs
     (headline first, counterfactual ``*_no_battery`` left out, at most ``max_kpis``).
 
@@ -118,7 +138,9 @@ def clean_table(result: Mapping[str, Any], max_kpis: int = 12, more_in: str = "e
     kpis: Mapping[str, Any] = result.get("kpis") or {}
     shown = _headline_first(list(kpis))[:max_kpis]
     table = _new_table("clean evaluation", [("metric", "left"), ("value", "right")])
-    table.add_row("return (mean ± std)", f"{sig3(result['return_mean'])} ± {sig3(result['return_std'])}")
+    table.add_row(
+        "return (mean ± std)", f"{sig3(result['return_mean'])} ± {sig3(result['return_std'])}"
+    )
     table.add_row("episodes", str(result["episodes"]))
     if result.get("length_mean") is not None:
         table.add_row("episode length (mean)", sig3(result["length_mean"]))
@@ -151,8 +173,16 @@ def _attack_columns(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, A
     ]
     for k in headline_kpis(rows, limit=None):
         header = SHORT.get(k, "Δ" + k.removesuffix("_norm"))
-        columns.append((f"regret_{k}", header, lambda r, k=k: sig3(r.get(f"regret_{k}"), signed=True)))
-    columns.append((damage, "ASR" if damage == "attack_success_rate" else "act err", lambda r: sig3(r.get(damage))))
+        columns.append(
+            (f"regret_{k}", header, lambda r, k=k: sig3(r.get(f"regret_{k}"), signed=True))
+        )
+    columns.append(
+        (
+            damage,
+            "ASR" if damage == "attack_success_rate" else "act err",
+            lambda r: sig3(r.get(damage)),
+        )
+    )
     columns.append(("linf_mean", "linf", lambda r: sig3(r.get("linf_mean"))))
     if any("mmd_p_value" in r for r in rows):
         columns.append(("mmd_p_value", "MMD p", lambda r: sig3(r.get("mmd_p_value"))))
@@ -170,14 +200,20 @@ def _priority(columns: list[tuple[str, str, Any]]) -> list[int]:
     return named + regrets[:2] + tail + damage + regrets[2:]
 
 
-def _attack_grid(rows: Sequence[Mapping[str, Any]], columns: list[tuple[str, str, Any]], title: str | None) -> Table:
-    table = _new_table(title, [(header, "left" if key == "attack" else "right") for key, header, _ in columns])
+def _attack_grid(
+    rows: Sequence[Mapping[str, Any]], columns: list[tuple[str, str, Any]], title: str | None
+) -> Table:
+    table = _new_table(
+        title, [(header, "left" if key == "attack" else "right") for key, header, _ in columns]
+    )
     for r in rows:
         table.add_row(*[cell(r) for _, _, cell in columns])
     return table
 
 
-def attack_table(results: Mapping[str, Any], width: int = WIDTH, more_in: str = "report.md, results.csv") -> RenderableType:
+def attack_table(
+    results: Mapping[str, Any], width: int = WIDTH, more_in: str = "report.md, results.csv"
+) -> RenderableType:
     """The regret-under-attack table: one row per (attack, eps), the columns that fit ``width``.
 
     Columns (display order): attack, eps, Δreturn, Δ headline KPIs, action damage (ASR for
@@ -199,12 +235,17 @@ def attack_table(results: Mapping[str, Any], width: int = WIDTH, more_in: str = 
     chosen: list[int] = []
     for i in _priority(columns):
         trial = sorted([*chosen, i])
-        if len(chosen) >= 3 and _width(_attack_grid(rows, [columns[j] for j in trial], title=None)) > width:
+        if (
+            len(chosen) >= 3
+            and _width(_attack_grid(rows, [columns[j] for j in trial], title=None)) > width
+        ):
             continue
         chosen = trial
     table = _attack_grid(rows, [columns[j] for j in chosen], title)
     total = len({k for r in rows for k, v in r.items() if not isinstance(v, dict | list)})
-    note = f"clean return {sig3(clean.get('return'))}; {total - len(chosen)} more columns in {more_in}"
+    note = (
+        f"clean return {sig3(clean.get('return'))}; {total - len(chosen)} more columns in {more_in}"
+    )
     return Group(table, Text(note, overflow="fold"))
 
 

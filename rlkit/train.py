@@ -33,11 +33,15 @@ def prepare_run(config: ExperimentConfig, run_path: Path, fresh: bool) -> RunDir
         run.move_aside()
     if run.config_path.is_file():
         try:  # compare as validated configs, so fields added since then take their defaults
-            previous = ExperimentConfig.model_validate(yaml_load(run.config_path.read_text()) or {}).model_dump(mode="json")
+            previous = ExperimentConfig.model_validate(
+                yaml_load(run.config_path.read_text()) or {}
+            ).model_dump(mode="json")
         except ValueError:
             previous = {}
         current = config.model_dump(mode="json")
-        changed = [k for k in current if k not in RESUMABLE_SECTIONS and previous.get(k) != current[k]]
+        changed = [
+            k for k in current if k not in RESUMABLE_SECTIONS and previous.get(k) != current[k]
+        ]
         if changed:
             raise ConfigError(
                 f"{run.path}: exists with a different {', '.join(changed)}; "
@@ -60,11 +64,15 @@ def preflight(config: ExperimentConfig, source: str) -> None:
 
     init = config.agent.init_from
     if init is not None and not (Path(init) / "final" / "meta.json").is_file():
-        raise ConfigError(f"{source}: key 'agent.init_from': {init!r} is not a run directory with a final model")
+        raise ConfigError(
+            f"{source}: key 'agent.init_from': {init!r} is not a run directory with a final model"
+        )
     try:
         env = make_env(config.env)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{source}: key 'env': cannot build env {config.env.id!r}: {err}") from None
+        raise ConfigError(
+            f"{source}: key 'env': cannot build env {config.env.id!r}: {err}"
+        ) from None
     entry = AGENTS.get(config.agent.name)
     kind = type(env.action_space).__name__
     allowed = entry.extra.get("action_spaces", (kind,))
@@ -103,7 +111,9 @@ def train(
     preflight(config, str(config_path or "config"))
     run_path = Path(config.run.dir) if config.run.dir else default_run_dir(config_path)
     if config.run.dir is None:
-        config = config.model_copy(update={"run": config.run.model_copy(update={"dir": str(run_path)})})
+        config = config.model_copy(
+            update={"run": config.run.model_copy(update={"dir": str(run_path)})}
+        )
     run = prepare_run(config, run_path, fresh)
     loop_cls = LOOPS.get(AGENTS.get(config.agent.name).extra["loop"]).build
     loop_cls(config, run, sinks).run_all()

@@ -35,8 +35,16 @@ from rlkit.seeding import rng_state, seed_everything, set_rng_state
 LOOP_STATE = "loop.pt"
 #: what a damaged checkpoint raises while being read (torch, numpy, zip, json, our own checks)
 READ_ERRORS = (
-    CheckpointError, OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, IndexError,
-    pickle.UnpicklingError, zipfile.BadZipFile,
+    CheckpointError,
+    OSError,
+    EOFError,
+    RuntimeError,
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
 )
 
 
@@ -75,7 +83,9 @@ class Schedules:
             disable=not train.progress,
         )
         self._progress.start()
-        self._task = self._progress.add_task("train", total=train.total_steps, completed=step, speed="-", eval="-")
+        self._task = self._progress.add_task(
+            "train", total=train.total_steps, completed=step, speed="-", eval="-"
+        )
 
     def steps_per_second(self, step: int) -> float:
         """Training speed since :meth:`start`.
@@ -84,7 +94,12 @@ class Schedules:
         """
         return (step - self.start_step) / max(time.perf_counter() - self._t0, 1e-9)
 
-    def tick(self, step: int, evaluate_fn: Callable[[], dict[str, Any]], checkpoint_fn: Callable[[int], None]) -> None:
+    def tick(
+        self,
+        step: int,
+        evaluate_fn: Callable[[], dict[str, Any]],
+        checkpoint_fn: Callable[[int], None],
+    ) -> None:
         """Evaluate and checkpoint when due, then update the progress bar.
 
         Call it where the agent's state is consistent (after the step's update).
@@ -97,7 +112,10 @@ class Schedules:
         if self.next_eval and step >= self.next_eval:
             result = evaluate_fn()
             self.last_eval = result["return_mean"]
-            metrics = {"eval/return_mean": result["return_mean"], "eval/return_std": result["return_std"]}
+            metrics = {
+                "eval/return_mean": result["return_mean"],
+                "eval/return_std": result["return_std"],
+            }
             metrics.update({f"eval/{k}": v for k, v in result["kpis"].items()})
             self.log.log(step, metrics)
             self.next_eval = _next_multiple(step, train.eval_every)
@@ -113,7 +131,12 @@ class Schedules:
         """
         if self._progress is not None:
             eval_text = f"{self.last_eval:.1f}" if self.last_eval is not None else "-"
-            self._progress.update(self._task, completed=step, speed=f"{self.steps_per_second(step):.0f}", eval=eval_text)
+            self._progress.update(
+                self._task,
+                completed=step,
+                speed=f"{self.steps_per_second(step):.0f}",
+                eval=eval_text,
+            )
 
     def close(self) -> None:
         """Stop the progress bar."""
@@ -133,7 +156,9 @@ class TrainLoop:
     :param sinks: extra metric sinks (e.g. a sweep runner's reporter).
     """
 
-    def __init__(self, config: ExperimentConfig, run: RunDir, sinks: Iterable[MetricSink] = ()) -> None:
+    def __init__(
+        self, config: ExperimentConfig, run: RunDir, sinks: Iterable[MetricSink] = ()
+    ) -> None:
         self.config, self.run, self.extra_sinks = config, run, list(sinks)
         self.entry = AGENTS.get(config.agent.name)
         self.agent: Agent
@@ -212,7 +237,12 @@ class TrainLoop:
         self.agent.save(tmp)
         save_torch(tmp / LOOP_STATE, {"rng": rng_state(), "step": step})
         facts = self.save_state(tmp)
-        self.run.commit_checkpoint(tmp, step, {"agent": self.config.agent.name, **facts}, self.config.train.keep_checkpoints)
+        self.run.commit_checkpoint(
+            tmp,
+            step,
+            {"agent": self.config.agent.name, **facts},
+            self.config.train.keep_checkpoints,
+        )
         self.after_prune()
 
     def after_prune(self) -> None:
@@ -242,7 +272,10 @@ class TrainLoop:
                 aside = folder.with_name(f".damaged-{folder.name}")
                 shutil.rmtree(aside, ignore_errors=True)
                 folder.rename(aside)
-                warnings.warn(f"{folder}: cannot be read ({type(err).__name__}: {err}); moved to {aside.name}, trying the previous checkpoint", stacklevel=2)
+                warnings.warn(
+                    f"{folder}: cannot be read ({type(err).__name__}: {err}); moved to {aside.name}, trying the previous checkpoint",
+                    stacklevel=2,
+                )
         if tried:
             raise ConfigError(
                 f"{self.run.path}: no readable checkpoint (damaged: {', '.join(tried)}, kept as .damaged-*); "
@@ -270,14 +303,21 @@ class TrainLoop:
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         self.save_final(tmp)
-        meta = {"schema": CHECKPOINT_SCHEMA, "agent": self.config.agent.name, "loop": self.entry.extra.get("loop"), "step": self.step}
+        meta = {
+            "schema": CHECKPOINT_SCHEMA,
+            "agent": self.config.agent.name,
+            "loop": self.entry.extra.get("loop"),
+            "step": self.step,
+        }
         atomic_write_json(tmp / "meta.json", meta)
         if run.final.exists():
             shutil.rmtree(run.final)
         tmp.rename(run.final)
         env = self.make_eval_env()
         try:
-            result = evaluate(env, self.act, self.config.eval.episodes, self.config.seed + EVAL_SEED_OFFSET)
+            result = evaluate(
+                env, self.act, self.config.eval.episodes, self.config.seed + EVAL_SEED_OFFSET
+            )
         finally:
             env.close()
         atomic_write_json(run.eval_path, {"step": self.step, **result})
@@ -297,7 +337,9 @@ class TrainLoop:
         schedules.start(self.step)
         try:
             self.train(schedules)
-            schedules.tick(self.step, lambda: self.evaluate(config.train.eval_episodes), self.checkpoint)
+            schedules.tick(
+                self.step, lambda: self.evaluate(config.train.eval_episodes), self.checkpoint
+            )
             latest = self.run.latest_checkpoint()
             if latest is None or read_meta(latest)["step"] != self.step:
                 self.checkpoint(self.step)

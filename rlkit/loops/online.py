@@ -36,7 +36,7 @@ def build_replay(config: ExperimentConfig, env: gym.Env, schedule: UpdateSchedul
     frame_stack = int(getattr(env, "frame_stack", 1) or 1)
     return ReplayBuffer(
         config.train.replay_size,
-        env.observation_space,
+        env.observation_space,  # type: ignore[arg-type]  # the buffer checks it is a Box
         env.action_space,
         nstep=schedule.nstep,
         gamma=schedule.gamma,
@@ -51,8 +51,12 @@ class OnlineLoop(TrainLoop):
         """The env, the agent and its data source (the entry's ``data``, default ``replay``)."""
         config = self.config
         self.env = make_env(config.env)
-        self.agent = build_agent(self.entry, config, self.env.observation_space, self.env.action_space)
-        self.buffer = DATASETS.get(self.entry.extra.get("data", "replay")).build(config, self.env, self.agent.schedule)
+        self.agent = build_agent(
+            self.entry, config, self.env.observation_space, self.env.action_space
+        )
+        self.buffer = DATASETS.get(self.entry.extra.get("data", "replay")).build(
+            config, self.env, self.agent.schedule
+        )
         self.sampler = np.random.default_rng(config.seed)
         self.episode, self.episode_step, self.episode_return = 0, 0, 0.0
         self.obs: np.ndarray | None = None
@@ -62,8 +66,14 @@ class OnlineLoop(TrainLoop):
 
         :param folder: the checkpoint folder.
         """
-        counters = {"episode": self.episode, "episode_step": self.episode_step, "episode_return": self.episode_return}
-        save_torch(folder / COUNTERS, {"counters": counters, "sampler": generator_state(self.sampler)})
+        counters = {
+            "episode": self.episode,
+            "episode_step": self.episode_step,
+            "episode_return": self.episode_return,
+        }
+        save_torch(
+            folder / COUNTERS, {"counters": counters, "sampler": generator_state(self.sampler)}
+        )
         return {"replay": self.buffer.save(self.run.replay_store)}
 
     def load_state(self, folder: Path, meta: dict[str, Any]) -> None:
@@ -112,7 +122,9 @@ class OnlineLoop(TrainLoop):
 
     def _env_step(self, obs: np.ndarray) -> np.ndarray:
         # step the env with exactly what the replay stores, so a resumed run replays it exactly
-        action = np.asarray(self.agent.act(obs[None], self.step, explore=True)[0], dtype=self.env.action_space.dtype)
+        action = np.asarray(
+            self.agent.act(obs[None], self.step, explore=True)[0], dtype=self.env.action_space.dtype
+        )
         next_obs, reward, terminated, truncated, info = self.env.step(action)
         self.buffer.add(obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
         self.step += 1

@@ -31,8 +31,14 @@ class _MetricsWriter(KVWriter):
     def __init__(self, log: MetricsLog) -> None:
         self.log = log
 
-    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
-        numeric = {k: v for k, v in key_values.items() if isinstance(v, int | float | np.number) and not isinstance(v, bool)}
+    def write(
+        self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0
+    ) -> None:
+        numeric = {
+            k: v
+            for k, v in key_values.items()
+            if isinstance(v, int | float | np.number) and not isinstance(v, bool)
+        }
         if numeric:
             self.log.log(step, numeric)
 
@@ -71,7 +77,9 @@ def make_training_env(config: ExperimentConfig) -> VecEnv:
         venv: VecEnv = GymnasiumVecEnv(resolve(vector)(config.env.n_envs, **config.env.kwargs))
         venv.seed(config.seed)
     else:
-        venv = make_vec_env(lambda: make_env(config.env), n_envs=config.env.n_envs, seed=config.seed)
+        venv = make_vec_env(
+            lambda: make_env(config.env), n_envs=config.env.n_envs, seed=config.seed
+        )
     if config.env.normalize_obs:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False)
     return venv
@@ -85,7 +93,13 @@ class SB3Loop(TrainLoop):
     def build(self) -> None:
         """The training VecEnv and the SB3 agent on it."""
         self.venv = make_training_env(self.config)
-        self.agent = build_agent(self.entry, self.config, self.venv.observation_space, self.venv.action_space, env=self.venv)  # type: ignore[assignment]
+        self.agent = build_agent(
+            self.entry,
+            self.config,
+            self.venv.observation_space,
+            self.venv.action_space,
+            env=self.venv,
+        )  # type: ignore[assignment]
 
     def load_state(self, folder: Path, meta: dict[str, Any]) -> None:
         """The step counter lives in the SB3 model (restored with the agent).

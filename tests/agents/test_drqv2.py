@@ -18,7 +18,12 @@ ACT_SPACE = gym.spaces.Box(np.array([0.0, -1.0], np.float32), np.array([1.0, 3.0
 
 def make_agent(seed: int = 0, **kwargs) -> DrQV2Agent:
     torch.manual_seed(seed)
-    options = {"hidden_dim": 16, "batch_size": 8, "num_expl_steps": 10, "stddev_schedule": "linear(1.0,0.1,100)"}
+    options = {
+        "hidden_dim": 16,
+        "batch_size": 8,
+        "num_expl_steps": 10,
+        "stddev_schedule": "linear(1.0,0.1,100)",
+    }
     return DrQV2Agent(OBS_SPACE, ACT_SPACE, **{**options, **kwargs})
 
 
@@ -63,7 +68,9 @@ def test_schedule_values(spec, step, expected):
     assert schedule(spec, step) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("spec", ["cosine(1.0,0.1,100)", "linear(1.0,0.1)", "fast", "linear(1.0,0.1,100"])
+@pytest.mark.parametrize(
+    "spec", ["cosine(1.0,0.1,100)", "linear(1.0,0.1)", "fast", "linear(1.0,0.1,100"]
+)
 def test_bad_schedule_raises(spec):
     with pytest.raises(ValueError, match="unknown schedule"):
         schedule(spec, 10)
@@ -80,9 +87,14 @@ def test_discrete_action_space_is_rejected():
 
 def test_action_scaling_round_trip():
     agent = make_agent()
-    np.testing.assert_allclose(agent.to_env_action(np.array([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]])), [[0.0, -1.0], [1.0, 3.0], [0.5, 1.0]])
+    np.testing.assert_allclose(
+        agent.to_env_action(np.array([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]])),
+        [[0.0, -1.0], [1.0, 3.0], [0.5, 1.0]],
+    )
     actions = np.random.default_rng(0).uniform(ACT_SPACE.low, ACT_SPACE.high, (20, 2))
-    np.testing.assert_allclose(agent.to_env_action(agent.to_unit_action(actions)), actions, atol=1e-6)
+    np.testing.assert_allclose(
+        agent.to_env_action(agent.to_unit_action(actions)), actions, atol=1e-6
+    )
 
 
 def test_eval_action_is_deterministic_tanh_mean_and_uses_no_randomness():
@@ -160,7 +172,11 @@ def test_state_dict_round_trip_continues_identically(tmp_path):
         results.append(candidate.update(make_batch(seed=9), 3))
     assert results[0] == results[1]
     for name in ("actor", "critic", "critic_target"):
-        for (k, a), b in zip(getattr(agent, name).state_dict().items(), getattr(copy, name).state_dict().values(), strict=True):
+        for (k, a), b in zip(
+            getattr(agent, name).state_dict().items(),
+            getattr(copy, name).state_dict().values(),
+            strict=True,
+        ):
             assert torch.equal(a, b), f"{name}.{k}"
 
 

@@ -45,7 +45,9 @@ def assert_nested_equal(a, b, where=""):
         assert a == b, where
 
 
-SAC_CONFIG = AgentConfig(name="sac", net_arch=[16, 16], kwargs={"learning_starts": 20, "batch_size": 16})
+SAC_CONFIG = AgentConfig(
+    name="sac", net_arch=[16, 16], kwargs={"learning_starts": 20, "batch_size": 16}
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,27 +64,52 @@ def trained_sac() -> SB3Agent:
 
 def test_model_kwargs_from_agent_config():
     cls = stable_baselines3.SAC
-    config = AgentConfig(name="sac", net_arch=[8], learning_rate=0.01, kwargs={"gamma": 0.9, "policy_kwargs": {"log_std_init": -1.0}})
+    config = AgentConfig(
+        name="sac",
+        net_arch=[8],
+        learning_rate=0.01,
+        kwargs={"gamma": 0.9, "policy_kwargs": {"log_std_init": -1.0}},
+    )
     kwargs = SB3Agent._model_kwargs(cls, config, seed=3, device="cpu", total_steps=500)
     assert kwargs == {
-        "seed": 3, "device": "cpu", "verbose": 0, "gamma": 0.9, "learning_rate": 0.01,
-        "policy_kwargs": {"log_std_init": -1.0, "net_arch": [8]}, "buffer_size": 1000,
+        "seed": 3,
+        "device": "cpu",
+        "verbose": 0,
+        "gamma": 0.9,
+        "learning_rate": 0.01,
+        "policy_kwargs": {"log_std_init": -1.0, "net_arch": [8]},
+        "buffer_size": 1000,
     }
-    assert SB3Agent._model_kwargs(cls, AgentConfig(name="sac"), 0, "cpu", 5000)["buffer_size"] == 5000
-    assert SB3Agent._model_kwargs(cls, AgentConfig(name="sac"), 0, "cpu", 10**8)["buffer_size"] == 1_000_000
+    assert (
+        SB3Agent._model_kwargs(cls, AgentConfig(name="sac"), 0, "cpu", 5000)["buffer_size"] == 5000
+    )
+    assert (
+        SB3Agent._model_kwargs(cls, AgentConfig(name="sac"), 0, "cpu", 10**8)["buffer_size"]
+        == 1_000_000
+    )
     explicit = AgentConfig(name="sac", kwargs={"buffer_size": 77})
     assert SB3Agent._model_kwargs(cls, explicit, 0, "cpu", 5000)["buffer_size"] == 77
-    assert "buffer_size" not in SB3Agent._model_kwargs(stable_baselines3.PPO, AgentConfig(name="ppo"), 0, "cpu", 5000)
+    assert "buffer_size" not in SB3Agent._model_kwargs(
+        stable_baselines3.PPO, AgentConfig(name="ppo"), 0, "cpu", 5000
+    )
 
 
 def test_agent_config_reaches_the_model():
-    agent = SB3Agent("SAC", AgentConfig(name="sac", net_arch=[12], learning_rate=0.005, kwargs={"gamma": 0.8}), spaces=spaces("Pendulum-v1"), total_steps=10)
+    agent = SB3Agent(
+        "SAC",
+        AgentConfig(name="sac", net_arch=[12], learning_rate=0.005, kwargs={"gamma": 0.8}),
+        spaces=spaces("Pendulum-v1"),
+        total_steps=10,
+    )
     assert agent.model.gamma == 0.8 and agent.model.learning_rate == 0.005
     assert agent.model.replay_buffer.buffer_size == 1000
     first = agent.model.actor.latent_pi[0]
     assert first.out_features == 12
     assert agent.action_kind == "continuous"
-    assert SB3Agent("PPO", AgentConfig(name="ppo"), spaces=spaces("CartPole-v1")).action_kind == "discrete"
+    assert (
+        SB3Agent("PPO", AgentConfig(name="ppo"), spaces=spaces("CartPole-v1")).action_kind
+        == "discrete"
+    )
 
 
 def test_needs_env_or_spaces():
@@ -99,18 +126,30 @@ def test_state_dict_round_trip_through_weights_only_files(trained_sac, tmp_path)
     save_torch(tmp_path / "state.pt", state)
     save_arrays(tmp_path / "arrays.npz", arrays)
     restored = SB3Agent("SAC", SAC_CONFIG, spaces=spaces("Pendulum-v1"), seed=123, total_steps=60)
-    restored.load_state_dict(load_torch(tmp_path / "state.pt"), load_arrays(tmp_path / "arrays.npz"))
+    restored.load_state_dict(
+        load_torch(tmp_path / "state.pt"), load_arrays(tmp_path / "arrays.npz")
+    )
 
     model, original = restored.model, trained_sac.model
     assert_nested_equal(model.get_parameters(), original.get_parameters())
-    assert model.get_parameters()["actor.optimizer"]["state"], "Adam moments must be part of the state"
+    assert model.get_parameters()["actor.optimizer"]["state"], (
+        "Adam moments must be part of the state"
+    )
     assert torch.equal(model.log_ent_coef, original.log_ent_coef)
-    assert (model.num_timesteps, model._n_updates, model._episode_num) == (60, original._n_updates, original._episode_num)
+    assert (model.num_timesteps, model._n_updates, model._episode_num) == (
+        60,
+        original._n_updates,
+        original._episode_num,
+    )
     assert original._n_updates > 0
     buffer = model.replay_buffer
     assert (buffer.pos, buffer.full) == (original.replay_buffer.pos, original.replay_buffer.full)
     for key in BUFFER_KEYS:
-        np.testing.assert_array_equal(getattr(buffer, key)[: buffer.pos], getattr(original.replay_buffer, key)[: buffer.pos], err_msg=key)
+        np.testing.assert_array_equal(
+            getattr(buffer, key)[: buffer.pos],
+            getattr(original.replay_buffer, key)[: buffer.pos],
+            err_msg=key,
+        )
     obs = observations("Pendulum-v1")
     np.testing.assert_array_equal(restored.act(obs), trained_sac.act(obs))
 
@@ -137,12 +176,22 @@ def test_policy_only_load_leaves_training_state_alone(trained_sac):
 # policy views
 
 
-VIEW_CASES = [("SAC", "Pendulum-v1"), ("TD3", "Pendulum-v1"), ("DDPG", "Pendulum-v1"), ("PPO", "Pendulum-v1"), ("A2C", "Pendulum-v1"), ("PPO", "CartPole-v1"), ("A2C", "CartPole-v1")]
+VIEW_CASES = [
+    ("SAC", "Pendulum-v1"),
+    ("TD3", "Pendulum-v1"),
+    ("DDPG", "Pendulum-v1"),
+    ("PPO", "Pendulum-v1"),
+    ("A2C", "Pendulum-v1"),
+    ("PPO", "CartPole-v1"),
+    ("A2C", "CartPole-v1"),
+]
 
 
 @pytest.mark.parametrize(("algo", "env_id"), VIEW_CASES, ids=[f"{a}-{e}" for a, e in VIEW_CASES])
 def test_policy_view_squash_equals_act(algo, env_id):
-    agent = SB3Agent(algo, AgentConfig(name=algo.lower(), net_arch=[16]), spaces=spaces(env_id), seed=1)
+    agent = SB3Agent(
+        algo, AgentConfig(name=algo.lower(), net_arch=[16]), spaces=spaces(env_id), seed=1
+    )
     if algo in ("PPO", "A2C") and env_id == "Pendulum-v1":
         with torch.no_grad():  # push means beyond the [-2, 2] bounds so that clipping matters
             agent.model.policy.action_net.weight.mul_(200.0)
@@ -181,7 +230,12 @@ def test_policy_view_is_a_frozen_copy(trained_sac):
 
 def test_observation_normalisation_is_used_saved_and_folded_into_the_view():
     venv = vec_env("Pendulum-v1", normalize=True)
-    agent = SB3Agent("PPO", AgentConfig(name="ppo", net_arch=[16], kwargs={"n_steps": 32, "batch_size": 32}), env=venv, seed=2)
+    agent = SB3Agent(
+        "PPO",
+        AgentConfig(name="ppo", net_arch=[16], kwargs={"n_steps": 32, "batch_size": 32}),
+        env=venv,
+        seed=2,
+    )
     venv.reset()
     for _ in range(40):  # move the running statistics away from (0, 1)
         venv.step(np.array([venv.action_space.sample()]))
@@ -199,7 +253,14 @@ def test_observation_normalisation_is_used_saved_and_folded_into_the_view():
     state, arrays = agent.state_dict()
     np.testing.assert_array_equal(arrays["obs_mean"], mean)
     assert float(arrays["obs_count"]) == pytest.approx(venv.obs_rms.count)
-    loaded = SB3Agent("PPO", AgentConfig(name="ppo", net_arch=[16], kwargs={"n_steps": 32, "batch_size": 32}), spaces=spaces("Pendulum-v1"), seed=9)
+    loaded = SB3Agent(
+        "PPO",
+        AgentConfig(name="ppo", net_arch=[16], kwargs={"n_steps": 32, "batch_size": 32}),
+        spaces=spaces("Pendulum-v1"),
+        seed=9,
+    )
     loaded.load_state_dict(state, arrays, policy_only=True)
     np.testing.assert_array_equal(loaded.act(obs), actions)
-    np.testing.assert_allclose(loaded.policy_view().act(torch.as_tensor(obs)).numpy(), actions, atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.policy_view().act(torch.as_tensor(obs)).numpy(), actions, atol=1e-5
+    )

@@ -10,7 +10,9 @@ from gymnasium.vector import AutoresetMode
 from rlkit.agents.sb3_vec import GymnasiumVecEnv
 from rlkit.envs.grid import GridBatteryEnv, GridBatteryVectorEnv
 
-pytestmark = pytest.mark.filterwarnings("ignore:The `render_mode` attribute is not defined:UserWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The `render_mode` attribute is not defined:UserWarning"
+)
 
 KW = dict(profiles="synthetic", numba=False, episode_days=1, step_minutes=60, initial_soc_noise=0.2)
 STEPS = 24  # one day of hourly steps
@@ -90,8 +92,16 @@ def test_ppo_learns_on_the_vector_grid():
     torch.set_num_threads(1)
     try:
         venv = GymnasiumVecEnv(GridBatteryVectorEnv(2, **KW))
-        model = PPO("MlpPolicy", venv, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu",
-                    policy_kwargs={"net_arch": [8]})
+        model = PPO(
+            "MlpPolicy",
+            venv,
+            n_steps=32,
+            batch_size=32,
+            n_epochs=1,
+            seed=0,
+            device="cpu",
+            policy_kwargs={"net_arch": [8]},
+        )
         model.learn(64)
         assert model.num_timesteps >= 64
         # one 32-step rollout per env crosses the 24-step episode end: Monitor-style info is logged
@@ -112,7 +122,9 @@ def test_construction_reads_render_mode_without_warning():
 
 
 def test_next_step_autoreset_is_refused():
-    venv = gym.vector.SyncVectorEnv([lambda: gym.make("Pendulum-v1")], autoreset_mode=AutoresetMode.NEXT_STEP)
+    venv = gym.vector.SyncVectorEnv(
+        [lambda: gym.make("Pendulum-v1")], autoreset_mode=AutoresetMode.NEXT_STEP
+    )
     assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
     with pytest.raises(ValueError, match="SAME_STEP"):
         GymnasiumVecEnv(venv)

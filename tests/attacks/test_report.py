@@ -13,8 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from rlkit.attacks.evaluation import evaluate_attacks
-from rlkit.attacks.report import write_report
+from rlkit.attacks.evaluation import STEALTH_SKIPPED, evaluate_attacks
+from rlkit.attacks.report import (
+    attack_columns,
+    clean_columns,
+    most_perturbed_features,
+    most_perturbed_step,
+    write_report,
+)
 from rlkit.config import AttackConfig
 from rlkit.policy import PolicyView
 
@@ -123,12 +129,26 @@ def test_report_markdown_has_clean_table_and_each_attack(report):
     results, out, kind = report
     text = (out / "report.md").read_text()
     assert text.startswith("# Tiny report")
-    assert "## Clean" in text and "| return | cost |" in text
+    assert "## Clean" in text and "| metric | value |" in text
+    clean_rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in text.split("## Under attack")[0].splitlines() if line.startswith("| ")}
+    assert clean_rows["return"] == f"{results['clean']['return']:.4g}" and clean_rows["cost"] == f"{results['clean']['cost']:.4g}"
+    assert list(clean_rows)[1:4] == ["return", "return_std", "cost"]  # header row first
     assert "## Under attack" in text
     damage = "action_mae" if kind == "continuous" else "attack_success_rate"
     assert damage in text
-    table = [line for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip() in LABELS]
+    headline, full = text.split("## Under attack")[1].split("### All columns")
+    table = [line for line in headline.splitlines() if line.startswith("| ") and line.split("|")[1].strip() in LABELS]
     assert [line.split("|")[1].strip() for line in table] == ["random", "random", "bif", "bif"]
+    # every column of results.csv is in the full table, with the same values
+    lines = [line for line in full.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    with (out / "results.csv").open() as handle:
+        csv_columns = next(csv.reader(handle))
+    assert sorted(header) == sorted(csv_columns)
+    assert header[:4] == ["attack", "eps", "regret_return", "regret_cost"]
+    cells = dict(zip(header, [c.strip() for c in lines[1].strip("|").split("|")], strict=True))
+    first = results["rows"][0]
+    assert cells["attack"] == "random" and cells["linf_max"] == f"{first['linf_max']:.4g}"
     assert "![regret_vs_eps](regret_vs_eps.png)" in text
     for label in LABELS:
         assert f"![timeseries_{label}](timeseries_{label}.png)" in text
@@ -164,3 +184,75 @@ def test_timeseries_feature_count_is_clipped(report, tmp_path, n_features):
     write_report(results, tmp_path, "features", {}, n_features=n_features)
     for label in LABELS:
         assert (tmp_path / f"timeseries_{label}.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_column_order_puts_headline_kpis_first():
+    clean = {"attack": "clean", "eps": 0.0, "return": -1.0, "return_std": 0.1, "cost": 3.0, "cost_norm": 0.9,
+             "vmin": 0.95, "zeta": 1.0, "linf_mean": 0.0}
+    assert clean_columns(clean) == ["return", "return_std", "cost_norm", "vmin", "cost", "zeta", "linf_mean"]
+    row = {"attack": "pgd", "eps": 0.1, "return": -2.0, "return_std": 0.2, "cost": 3.5, "cost_norm": 1.0,
+           "regret_return": -1.0, "regret_cost": 0.5, "regret_cost_norm": 0.1, "regret_vmin": -0.01,
+           "attack_success_rate": 0.5, "linf_mean": 0.1, "linf_max": 0.1, "mmd_p_value": 0.3}
+    assert attack_columns([row]) == [
+        "attack", "eps", "regret_return", "regret_cost_norm", "regret_vmin", "regret_cost",
+        "attack_success_rate", "linf_mean", "mmd_p_value", "return", "return_std", "cost", "cost_norm",
+        "linf_max"]
+
+
+def test_most_perturbed_features_by_size_then_relative_size():
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0.2, 0.8, (50, 6))
+    clean[:, 4] = 0.5 + 0.001 * rng.standard_normal(50)  # a nearly flat feature
+    delta = np.zeros((50, 6))
+    delta[:, 5] = 0.02   # the largest perturbation
+    delta[:, 1] = 0.01   # equal sizes: 1, 3 and 4 ...
+    delta[:, 3] = -0.01
+    delta[:, 4] = 0.01   # ... but 4 moves far more than its own spread
+    fed = clean + delta
+    assert most_perturbed_features(clean, fed, 3) == [5, 4, 1]
+    assert most_perturbed_features(clean, fed, 10) == [5, 4, 1, 3]  # unperturbed 0 and 2 left out
+    assert most_perturbed_features(clean, clean, 3) == [] and most_perturbed_features(clean, fed, 0) == []
+    bumped = fed.copy()
+    bumped[17, 2] += 0.5
+    assert most_perturbed_step(clean, bumped) == 17
+
+
+class FrameEnv(gym.Env):
+    """5-step episodes of seeded uint8 frames (3, 6, 6); reward ``-|a - mean / 255|``."""
+
+    observation_space = gym.spaces.Box(0, 255, (3, 6, 6), dtype=np.uint8)
+    action_space = gym.spaces.Box(-10.0, 10.0, (1,), dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._rng = np.random.default_rng(seed)
+        self.t = 0
+        self.frame = self._rng.integers(40, 216, (3, 6, 6)).astype(np.uint8)
+        return self.frame.copy(), {}
+
+    def step(self, action: Any):
+        reward = -abs(float(np.asarray(action).reshape(-1)[0]) - float(self.frame.mean()) / 255)
+        self.t += 1
+        self.frame = self._rng.integers(40, 216, (3, 6, 6)).astype(np.uint8)
+        done = self.t >= 5
+        return self.frame.copy(), reward, False, done, {"episode_kpis": {"cost": float(self.t)}} if done else {}
+
+
+def test_image_report_draws_frames_and_notes_skipped_stealth(tmp_path):
+    linear = nn.Linear(108, 1, bias=False)
+    with torch.no_grad():
+        linear.weight.fill_(1.0 / (108 * 255))
+    policy = PolicyView(nn.Sequential(nn.Flatten(), linear), "continuous", "none")
+    config = AttackConfig.model_validate({"eps": [8.0], "episodes": 2, "permutations": 20,
+                                          "attacks": [{"name": "random", "settings": {"seed": 2}}]})
+    results = evaluate_attacks(FrameEnv, policy, config, seed=0, progress=False)
+    write_report(results, tmp_path, "frames", {})
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert names == ["frames_random.png", "regret_vs_eps.png", "timeseries_random.png"]
+    for name in names:
+        assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
+    text = (tmp_path / "report.md").read_text()
+    assert "![frames_random](frames_random.png)" in text and STEALTH_SKIPPED in text
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["meta"]["obs_shape"] == [3, 6, 6] and data["rows"][0]["stealth_note"] == STEALTH_SKIPPED
+    assert 0.0 < data["rows"][0]["linf_max"] <= 8.0 + 1e-4

@@ -139,3 +139,74 @@ def test_vector_cartpole_discrete_pgd() -> None:
         assert obs.shape == (3, 4) and info["perturbed_obs"].shape == (3, 4)
         assert all(space.contains(o) for o in obs)
     env.close()
+
+
+class ImageCounterEnv(CounterEnv):
+    """CounterEnv with uint8 frames (2, 3, 3) filled with ``10 * step``."""
+
+    def __init__(self, length: int = 3) -> None:
+        super().__init__(length)
+        self.observation_space = gym.spaces.Box(0, 255, (2, 3, 3), np.uint8)
+
+    def _obs(self) -> np.ndarray:
+        return np.full((2, 3, 3), 10 * self.t, dtype=np.uint8)
+
+
+def test_vector_env_image_observations() -> None:
+    attack = RecordingAttack()
+    env = AttackedVectorObservation(SyncVectorEnv([lambda: ImageCounterEnv(3)] * 2), attack)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (2, 2, 3, 3) and obs.dtype == np.float32
+    assert info["clean_obs"].dtype == np.uint8 and attack.calls[0][0] == (2, 2, 3, 3)
+    obs, *_, info = env.step(np.zeros((2, 1), np.float32))
+    np.testing.assert_allclose(obs, 10.01, rtol=1e-6)
+    np.testing.assert_allclose(info["distortion_linf"], [0.01, 0.01], rtol=1e-4)
+    np.testing.assert_allclose(info["distortion_l2"], [0.01 * np.sqrt(18)] * 2, rtol=1e-4)  # all 18 pixels
+    env.close()
+
+
+def test_vector_env_single_episode_attacks_each_env_during_one_episode() -> None:
+    attack = RecordingAttack()
+    env = AttackedVectorObservation(SyncVectorEnv([lambda: CounterEnv(2), lambda: CounterEnv(3)]), attack,
+                                    single_episode=True)
+    obs, info = env.reset(seed=0)
+    assert env.active.tolist() == [True, True]
+    actions = np.zeros((2, 1), np.float32)
+    obs, _, term, _, info = env.step(actions)  # t = 1 for both
+    obs, _, term, _, info = env.step(actions)  # env 0 ends: its final obs is not attacked
+    assert term.tolist() == [True, False] and env.active.tolist() == [False, True]
+    assert info["_perturbed_obs"].tolist() == [False, True] and info["_distortion_linf"].tolist() == [False, True]
+    np.testing.assert_array_equal(obs[0], info["clean_obs"][0])  # passed through: [0.2, 0.5, 0.5]
+    np.testing.assert_allclose(obs[0], [0.2, 0.5, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(obs[1], [0.21, 0.51, 0.51], rtol=1e-6)
+    assert info["distortion_linf"][0] == 0.0
+    obs, _, term, _, info = env.step(actions)  # env 0 autoresets (not attacked), env 1 ends
+    assert env.active.tolist() == [False, False] and not info["_perturbed_obs"].any()
+    env.step(actions)
+    # calls: both at t=0,1; then only env 1 at t=2; none afterwards
+    assert attack.calls == [((2, 3), [0, 0]), ((2, 3), [1, 1]), ((1, 3), [2])]
+    env.reset(seed=1)  # a reset starts the next episode of every env
+    assert env.active.tolist() == [True, True] and attack.calls[-1] == ((2, 3), [0, 0])
+    env.close()
+
+
+def test_vector_env_disabled_autoreset_masked_reset() -> None:
+    """A masked reset restarts only the masked counters and attacks only those envs; the others
+    keep the perturbed observation they already had."""
+    attack = RecordingAttack()
+    venv = SyncVectorEnv([lambda: CounterEnv(1), lambda: CounterEnv(3)], autoreset_mode=AutoresetMode.DISABLED)
+    env = AttackedVectorObservation(venv, attack)
+    env.reset(seed=0)
+    obs, _, term, _, info = env.step(np.zeros((2, 1), np.float32))
+    assert term.tolist() == [True, False]
+    before = obs.copy()
+    mask = np.array([True, False])
+    obs, info = env.reset(options={"reset_mask": mask})
+    assert attack.calls[-1] == ((1, 3), [0])  # only env 0, at its t = 0
+    assert env.step_index.tolist() == [0, 1]
+    assert info["_perturbed_obs"].tolist() == [True, False]
+    np.testing.assert_allclose(obs[0], [0.01, 0.51, 0.51], rtol=1e-6)
+    np.testing.assert_array_equal(obs[1], before[1])
+    env.step(np.zeros((2, 1), np.float32))
+    assert attack.calls[-1] == ((2, 3), [1, 2])
+    env.close()

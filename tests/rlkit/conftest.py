@@ -29,7 +29,9 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
     def write(content: dict[str, Any] | str, name: str = "exp.yaml") -> Path:
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
+        path.write_text(
+            content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+        )
         return path
 
     return write

@@ -42,14 +42,26 @@ CLI_CASES = [
     ("negative_steps", "train.total_steps", -3, [], "train.total_steps"),
     ("unknown_agent", "agent.name", "sacc", [], "agent.name"),
     ("unknown_env", "env.id", "Pendulm-v1", [], "env.id"),
-    ("unknown_agent_kwarg", None, None, ["agent.kwargs.lerning_starts=10"], "agent.kwargs.lerning_starts"),
+    (
+        "unknown_agent_kwarg",
+        None,
+        None,
+        ["agent.kwargs.lerning_starts=10"],
+        "agent.kwargs.lerning_starts",
+    ),
     ("unknown_attack", "attack", {"attacks": [{"name": "pgdd"}]}, [], "attack.attacks.0.name"),
     ("n_envs_zero", "env.n_envs", 0, [], "env.n_envs"),
 ]
 
 
-@pytest.mark.parametrize(("key", "value", "overrides", "named"), [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
-def test_train_config_error_exits_2_without_run_dir(write_config, base_config, tmp_path, capsys, key, value, overrides, named):
+@pytest.mark.parametrize(
+    ("key", "value", "overrides", "named"),
+    [c[1:] for c in CLI_CASES],
+    ids=[c[0] for c in CLI_CASES],
+)
+def test_train_config_error_exits_2_without_run_dir(
+    write_config, base_config, tmp_path, capsys, key, value, overrides, named
+):
     if key is not None:
         _set(base_config, key, value)
     path = write_config(base_config)
@@ -98,7 +110,9 @@ def test_train_yaml_syntax_error_is_one_line(write_config, capsys):
     assert_one_line_error(err, str(path), "line 3")
 
 
-def test_resume_with_changed_seed_exits_2_and_keeps_run(write_config, base_config, tmp_path, capsys):
+def test_resume_with_changed_seed_exits_2_and_keeps_run(
+    write_config, base_config, tmp_path, capsys
+):
     path = write_config(base_config)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -114,20 +128,46 @@ def test_resume_with_changed_seed_exits_2_and_keeps_run(write_config, base_confi
 # Config mistakes that are only noticed once training starts: the run directory is already
 # created and the user gets a traceback (exit 1) instead of a one-line config error.
 LATE_ERRORS = [
-    ("gym_env_unknown_kwarg", {"env": {"id": "Pendulum-v1", "kwargs": {"gravity": 9.8}}, "agent": {"name": "sac"}},
-     "rlkit/catalog.py check_env returns without checking env.kwargs for gymnasium ids; gym.make raises TypeError in rlkit/envs/factory.py make_env"),
-    ("drqv2_discrete_env", {"env": {"id": "CartPole-v1"}, "agent": {"name": "drqv2"}},
-     "drqv2 on a Discrete action space is only rejected by agents/drqv2.py DrQV2Agent.__init__ (ValueError) after the run dir exists"),
-    ("drqv2_several_envs", {"env": {"id": "Pendulum-v1", "n_envs": 2}, "agent": {"name": "drqv2"}},
-     "env.n_envs > 1 with a native agent is only rejected by rlkit/loops/online.py train_online (ValueError) after the run dir exists"),
-    ("drqv2_bad_schedule", {"env": {"id": "Pendulum-v1"}, "agent": {"name": "drqv2", "kwargs": {"stddev_schedule": "cosine(1,0,10)", "num_expl_steps": 5, "batch_size": 4}}},
-     "agent.kwargs.stddev_schedule is only parsed by agents/drqv2.py schedule() at the first update (after num_expl_steps of training)"),
+    (
+        "gym_env_unknown_kwarg",
+        {"env": {"id": "Pendulum-v1", "kwargs": {"gravity": 9.8}}, "agent": {"name": "sac"}},
+        "rlkit/catalog.py check_env returns without checking env.kwargs for gymnasium ids; gym.make raises TypeError in rlkit/envs/factory.py make_env",
+    ),
+    (
+        "drqv2_discrete_env",
+        {"env": {"id": "CartPole-v1"}, "agent": {"name": "drqv2"}},
+        "drqv2 on a Discrete action space is only rejected by agents/drqv2.py DrQV2Agent.__init__ (ValueError) after the run dir exists",
+    ),
+    (
+        "drqv2_several_envs",
+        {"env": {"id": "Pendulum-v1", "n_envs": 2}, "agent": {"name": "drqv2"}},
+        "env.n_envs > 1 with a native agent is only rejected by rlkit/loops/online.py train_online (ValueError) after the run dir exists",
+    ),
+    (
+        "drqv2_bad_schedule",
+        {
+            "env": {"id": "Pendulum-v1"},
+            "agent": {
+                "name": "drqv2",
+                "kwargs": {
+                    "stddev_schedule": "cosine(1,0,10)",
+                    "num_expl_steps": 5,
+                    "batch_size": 4,
+                },
+            },
+        },
+        "agent.kwargs.stddev_schedule is only parsed by agents/drqv2.py schedule() at the first update (after num_expl_steps of training)",
+    ),
 ]
 
 
 @pytest.mark.parametrize("data", [pytest.param(d, id=i) for i, d, _ in LATE_ERRORS])
 def test_incompatible_env_agent_is_a_config_error(write_config, tmp_path, capsys, data):
-    data = {**data, "train": {"total_steps": 20, "progress": False}, "run": {"dir": str(tmp_path / "run"), "tensorboard": False}}
+    data = {
+        **data,
+        "train": {"total_steps": 20, "progress": False},
+        "run": {"dir": str(tmp_path / "run"), "tensorboard": False},
+    }
     path = write_config(data)
     try:
         code, _, err = run_cli(["train", str(path)], capsys)
@@ -151,7 +191,9 @@ def test_evaluate_errors_exit_2(tmp_path, capsys):
     assert code == 2
     assert_one_line_error(err, str(tmp_path), "not an rlkit run directory")
 
-    code, _, err = run_cli(["evaluate", "--model", str(tmp_path / "m.zip"), "--env", "Pendulum-v1"], capsys)
+    code, _, err = run_cli(
+        ["evaluate", "--model", str(tmp_path / "m.zip"), "--env", "Pendulum-v1"], capsys
+    )
     assert code == 2
     assert_one_line_error(err, "m.zip", "file not found")
 
@@ -210,4 +252,3 @@ def test_unknown_subcommand_is_an_argparse_error(capsys):
         main(["trian"])
     assert info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
-

@@ -31,7 +31,12 @@ CONFIG = {
     "run": {"tensorboard": False},
     "seed": 0,
 }
-OVERRIDES = ["train.total_steps=200", "agent.net_arch=[16,16]", "eval.episodes=1", "train.eval_episodes=1"]
+OVERRIDES = [
+    "train.total_steps=200",
+    "agent.net_arch=[16,16]",
+    "eval.episodes=1",
+    "train.eval_episodes=1",
+]
 ATTACKS = {
     "eps": [0.0, 0.05],
     "episodes": 3,
@@ -52,7 +57,9 @@ def write_yaml(path: Path, data: Any) -> Path:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("evaluate_cli")
-    config_path = write_yaml(folder / "sac.yaml", {**CONFIG, "run": {**CONFIG["run"], "dir": str(folder / "run")}})
+    config_path = write_yaml(
+        folder / "sac.yaml", {**CONFIG, "run": {**CONFIG["run"], "dir": str(folder / "run")}}
+    )
     run = train(config_path, OVERRIDES)
     return run.path
 
@@ -65,7 +72,20 @@ def attack_yaml(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run_results(run_dir, attack_yaml, tmp_path_factory) -> tuple[int, Path]:
     out = tmp_path_factory.mktemp("run_results") / "out"
-    code = main(["evaluate", str(run_dir), "--attack", str(attack_yaml), "--eps", "0.0,0.05", "--episodes", "1", "--out", str(out)])
+    code = main(
+        [
+            "evaluate",
+            str(run_dir),
+            "--attack",
+            str(attack_yaml),
+            "--eps",
+            "0.0,0.05",
+            "--episodes",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     return code, out
 
 
@@ -76,7 +96,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_trained_run_is_as_configured(run_dir):
     config = load_config(RunDir(run_dir).config_path)
-    assert config.seed == 0 and config.agent.net_arch == [16, 16] and config.train.total_steps == 200
+    assert (
+        config.seed == 0 and config.agent.net_arch == [16, 16] and config.train.total_steps == 200
+    )
     assert (run_dir / "final" / "sb3_model.zip").is_file()
     assert config.env.max_episode_steps is None  # Pendulum's own 200-step limit, as for --model
 
@@ -86,7 +108,13 @@ def test_evaluate_run_with_attacks_writes_results(run_results):
     assert code == 0
     rows = read_csv(out / "results.csv")
     assert len(rows) == 1 + 2 * len(ATTACKS["attacks"])
-    assert [(r["attack"], float(r["eps"])) for r in rows] == [("clean", 0.0), ("random", 0.0), ("random", 0.05), ("pgd", 0.0), ("pgd", 0.05)]
+    assert [(r["attack"], float(r["eps"])) for r in rows] == [
+        ("clean", 0.0),
+        ("random", 0.0),
+        ("random", 0.05),
+        ("pgd", 0.0),
+        ("pgd", 0.05),
+    ]
     for row in rows[1:]:
         if float(row["eps"]) == 0.0:
             assert float(row["linf_max"]) == 0.0 and float(row["l2_max"]) == 0.0, row["attack"]
@@ -97,7 +125,11 @@ def test_evaluate_run_with_attacks_writes_results(run_results):
     data = json.loads((out / "results.json").read_text())
     assert data["meta"]["episodes"] == 1 and data["meta"]["seeds"] == [EVAL_SEED_OFFSET]
     assert data["attack_config"]["eps"] == [0.0, 0.05]
-    assert {p.name for p in out.glob("*.png")} == {"regret_vs_eps.png", "timeseries_random.png", "timeseries_pgd.png"}
+    assert {p.name for p in out.glob("*.png")} == {
+        "regret_vs_eps.png",
+        "timeseries_random.png",
+        "timeseries_pgd.png",
+    }
     assert "random" in (out / "report.md").read_text()
 
 
@@ -139,8 +171,23 @@ def test_evaluate_model_zip_matches_run_dir(run_dir, attack_yaml, run_results, t
     zip_path = tmp_path / "model.zip"
     zip_path.write_bytes((run_dir / "final" / "sb3_model.zip").read_bytes())
     out = tmp_path / "out2"
-    code = main(["evaluate", "--model", str(zip_path), "--env", "Pendulum-v1", "--attack", str(attack_yaml),
-                 "--episodes", "1", "--seed", "0", "--out", str(out)])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(zip_path),
+            "--env",
+            "Pendulum-v1",
+            "--attack",
+            str(attack_yaml),
+            "--episodes",
+            "1",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     model_rows = read_csv(out / "results.csv")
     run_rows = read_csv(out_run / "results.csv")
@@ -159,7 +206,10 @@ def test_model_zip_view_equals_run_view(run_dir):
     obs = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, -3.0], [-0.6, 0.8, 7.5]])
     with torch.no_grad():
         torch.testing.assert_close(loaded_run.view(obs), loaded_zip.view(obs))
-        torch.testing.assert_close(loaded_run.view.squash(loaded_run.view(obs)), loaded_zip.view.squash(loaded_zip.view(obs)))
+        torch.testing.assert_close(
+            loaded_run.view.squash(loaded_run.view(obs)),
+            loaded_zip.view.squash(loaded_zip.view(obs)),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,7 +223,9 @@ def error_line(capsys) -> str:
     return err[0]
 
 
-@pytest.mark.parametrize(("eps", "fragment"), [("abc", "comma-separated numbers"), ("-1", ">= 0"), ("0.1,x", "'0.1,x'")])
+@pytest.mark.parametrize(
+    ("eps", "fragment"), [("abc", "comma-separated numbers"), ("-1", ">= 0"), ("0.1,x", "'0.1,x'")]
+)
 def test_bad_eps(run_dir, attack_yaml, capsys, eps, fragment):
     capsys.readouterr()
     assert main(["evaluate", str(run_dir), "--attack", str(attack_yaml), "--eps", eps]) == 2
@@ -182,16 +234,40 @@ def test_bad_eps(run_dir, attack_yaml, capsys, eps, fragment):
 
 
 def test_unknown_attack_name_suggests(run_dir, tmp_path, capsys):
-    bad = write_yaml(tmp_path / "bad.yaml", {"attack": {**ATTACKS, "attacks": [{"name": "bifurcaton"}]}})
+    bad = write_yaml(
+        tmp_path / "bad.yaml", {"attack": {**ATTACKS, "attacks": [{"name": "bifurcaton"}]}}
+    )
     capsys.readouterr()
-    assert main(["evaluate", str(run_dir), "--attack", str(bad), "--episodes", "1", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run_dir),
+                "--attack",
+                str(bad),
+                "--episodes",
+                "1",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     line = error_line(capsys)
-    assert "attack.attacks.0.name" in line and "bifurcaton" in line and "did you mean" in line and "'bifurcation'" in line
+    assert (
+        "attack.attacks.0.name" in line
+        and "bifurcaton" in line
+        and "did you mean" in line
+        and "'bifurcation'" in line
+    )
     assert not (tmp_path / "o").exists()
 
 
 def test_unknown_attack_setting(run_dir, tmp_path, capsys):
-    bad = write_yaml(tmp_path / "bad.yaml", {"attack": {**ATTACKS, "attacks": [{"name": "pgd", "settings": {"iteratons": 3}}]}})
+    bad = write_yaml(
+        tmp_path / "bad.yaml",
+        {"attack": {**ATTACKS, "attacks": [{"name": "pgd", "settings": {"iteratons": 3}}]}},
+    )
     capsys.readouterr()
     assert main(["evaluate", str(run_dir), "--attack", str(bad), "--episodes", "1"]) == 2
     line = error_line(capsys)
@@ -206,9 +282,26 @@ def test_unknown_attack_config_key(run_dir, tmp_path, capsys):
 
 
 def test_mask_group_on_env_without_groups(run_dir, tmp_path, capsys):
-    bad = write_yaml(tmp_path / "bad.yaml", {"attack": {**ATTACKS, "attacks": [{"name": "random", "mask": ["calendar"]}]}})
+    bad = write_yaml(
+        tmp_path / "bad.yaml",
+        {"attack": {**ATTACKS, "attacks": [{"name": "random", "mask": ["calendar"]}]}},
+    )
     capsys.readouterr()
-    assert main(["evaluate", str(run_dir), "--attack", str(bad), "--episodes", "1", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run_dir),
+                "--attack",
+                str(bad),
+                "--episodes",
+                "1",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     line = error_line(capsys)
     assert "'calendar'" in line and "no groups" in line
     assert not (tmp_path / "o").exists()
@@ -251,14 +344,47 @@ def test_no_run_dir_and_no_model(capsys):
 @pytest.mark.parametrize("eps", ["inf", "nan"])
 def test_non_finite_eps_exits_2(run_dir, attack_yaml, tmp_path, capsys, eps):
     capsys.readouterr()
-    assert main(["evaluate", str(run_dir), "--attack", str(attack_yaml), "--eps", eps, "--episodes", "1", "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run_dir),
+                "--attack",
+                str(attack_yaml),
+                "--eps",
+                eps,
+                "--episodes",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "--eps" in error_line(capsys)
 
 
 def test_bad_attack_setting_value_exits_2(run_dir, tmp_path, capsys):
-    bad = write_yaml(tmp_path / "bad.yaml", {"attack": {**ATTACKS, "attacks": [{"name": "pgd", "settings": {"iterations": 0}}]}})
+    bad = write_yaml(
+        tmp_path / "bad.yaml",
+        {"attack": {**ATTACKS, "attacks": [{"name": "pgd", "settings": {"iterations": 0}}]}},
+    )
     capsys.readouterr()
-    assert main(["evaluate", str(run_dir), "--attack", str(bad), "--episodes", "1", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run_dir),
+                "--attack",
+                str(bad),
+                "--episodes",
+                "1",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "iterations" in error_line(capsys)
 
 
@@ -285,7 +411,18 @@ def test_model_that_is_not_a_zip(tmp_path, capsys):
 
 def test_model_with_env_of_other_observation_shape(run_dir, capsys):
     capsys.readouterr()
-    assert main(["evaluate", "--model", str(run_dir / "final" / "sb3_model.zip"), "--env", "CartPole-v1"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(run_dir / "final" / "sb3_model.zip"),
+                "--env",
+                "CartPole-v1",
+            ]
+        )
+        == 2
+    )
     line = error_line(capsys)
     assert "observes shape (3,)" in line and "(4,)" in line
 
@@ -314,10 +451,26 @@ def test_corrupt_final_model_on_evaluate(run_dir, tmp_path, capsys):
 
 def test_model_with_config_and_overrides(run_dir, tmp_path):
     """--model --config FILE key=value: the env comes from the config (here a 50-step limit)."""
-    config = write_yaml(tmp_path / "env.yaml", {"env": {"id": "Pendulum-v1"}, "eval": {"episodes": 2}, "seed": 0})
+    config = write_yaml(
+        tmp_path / "env.yaml", {"env": {"id": "Pendulum-v1"}, "eval": {"episodes": 2}, "seed": 0}
+    )
     out = tmp_path / "o"
     zip_path = str(run_dir / "final" / "sb3_model.zip")
-    assert main(["evaluate", "--model", zip_path, "--config", str(config), "env.max_episode_steps=50", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                zip_path,
+                "--config",
+                str(config),
+                "env.max_episode_steps=50",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "eval.json").read_text())
     assert result["episodes"] == 2 and result["length_mean"] == 50.0
 

@@ -17,7 +17,12 @@ def _config(folder: Path, name: str, agent: dict, total_steps: int) -> Path:
     data = {
         "env": {"id": "Pendulum-v1"},
         "agent": agent,
-        "train": {"total_steps": total_steps, "eval_every": 0, "checkpoint_every": 0, "progress": False},
+        "train": {
+            "total_steps": total_steps,
+            "eval_every": 0,
+            "checkpoint_every": 0,
+            "progress": False,
+        },
         "eval": {"episodes": 1},
         "run": {"dir": str(folder / name), "tensorboard": False},
     }
@@ -37,7 +42,14 @@ def _config(folder: Path, name: str, agent: dict, total_steps: int) -> Path:
 def test_init_from_starts_at_the_source_policy(tmp_path: Path, agent: dict):
     train(_config(tmp_path, "source", agent, 120))
     # no updates happen in the new run (exploration / learning_starts beyond its length)
-    frozen = {**agent, "init_from": str(tmp_path / "source"), "kwargs": {**agent["kwargs"], "num_expl_steps" if agent["name"] == "drqv2" else "learning_starts": 10_000}}
+    frozen = {
+        **agent,
+        "init_from": str(tmp_path / "source"),
+        "kwargs": {
+            **agent["kwargs"],
+            "num_expl_steps" if agent["name"] == "drqv2" else "learning_starts": 10_000,
+        },
+    }
     train(_config(tmp_path, "tuned", frozen, 30))
     obs = np.random.default_rng(0).uniform(-1, 1, (16, 3)).astype(np.float32)
     source, tuned = load_run(tmp_path / "source"), load_run(tmp_path / "tuned")
@@ -47,7 +59,9 @@ def test_init_from_starts_at_the_source_policy(tmp_path: Path, agent: dict):
     assert not np.allclose(load_run(tmp_path / "fresh").act(obs), source.act(obs), atol=1e-3)
 
 
-def test_init_from_a_missing_run_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_init_from_a_missing_run_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     path = _config(tmp_path, "tuned", {"name": "sac", "init_from": str(tmp_path / "nope")}, 10)
     assert main(["train", str(path)]) == 2
     err = capsys.readouterr().err

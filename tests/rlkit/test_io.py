@@ -60,7 +60,9 @@ def test_load_run_with_malicious_final_model_does_not_run_code(tmp_path):
     config = load_config(None, data={"env": {"id": "Pendulum-v1"}, "agent": {"name": "drqv2"}})
     run.create(dump_config(config))
     run.final.mkdir()
-    (run.final / "meta.json").write_text(json.dumps({"schema": CHECKPOINT_SCHEMA, "agent": "drqv2", "step": 1}))
+    (run.final / "meta.json").write_text(
+        json.dumps({"schema": CHECKPOINT_SCHEMA, "agent": "drqv2", "step": 1})
+    )
     marker = tmp_path / "marker"
     write_malicious_state(run.final / "agent.pt", marker)
     with pytest.raises(ConfigError, match="the model cannot be read.*UnpicklingError"):
@@ -69,7 +71,11 @@ def test_load_run_with_malicious_final_model_does_not_run_code(tmp_path):
 
 
 def test_weights_only_round_trip_of_plain_state(tmp_path):
-    state = {"w": torch.arange(6.0).reshape(2, 3), "meta": {"step": 3, "name": "x", "lr": 1e-3, "none": None}, "list": [1, 2]}
+    state = {
+        "w": torch.arange(6.0).reshape(2, 3),
+        "meta": {"step": 3, "name": "x", "lr": 1e-3, "none": None},
+        "list": [1, 2],
+    }
     save_torch(tmp_path / "a" / "state.pt", state)
     loaded = load_torch(tmp_path / "a" / "state.pt")
     assert torch.equal(loaded["w"], state["w"])
@@ -103,8 +109,16 @@ def test_atomic_writes_replace_content_and_leave_no_temporaries(tmp_path):
     atomic_write_text(target, "one")
     atomic_write_text(target, "two")
     assert target.read_text() == "two"
-    atomic_write_json(tmp_path / "sub" / "x.json", {"a": np.float32(1.5), "b": np.arange(2), "c": torch.tensor([3]), "p": Path("q")})
-    assert json.loads((tmp_path / "sub" / "x.json").read_text()) == {"a": 1.5, "b": [0, 1], "c": [3], "p": "q"}
+    atomic_write_json(
+        tmp_path / "sub" / "x.json",
+        {"a": np.float32(1.5), "b": np.arange(2), "c": torch.tensor([3]), "p": Path("q")},
+    )
+    assert json.loads((tmp_path / "sub" / "x.json").read_text()) == {
+        "a": 1.5,
+        "b": [0, 1],
+        "c": [3],
+        "p": "q",
+    }
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["file.txt", "x.json"]
 
 
@@ -154,7 +168,11 @@ def test_checkpoints_commit_prune_and_skip_incomplete(tmp_path):
     for step in (5, 10, 100):
         commit(run, step)
     assert [p.name for p in run.checkpoint_dirs()] == ["step_000000010", "step_000000100"]  # keep=2
-    assert read_meta(run.latest_checkpoint()) == {"schema": CHECKPOINT_SCHEMA, "step": 100, "kind": "test"}
+    assert read_meta(run.latest_checkpoint()) == {
+        "schema": CHECKPOINT_SCHEMA,
+        "step": 100,
+        "kind": "test",
+    }
     half = run.begin_checkpoint(200)  # killed before commit
     save_torch(half / "state.pt", {"step": torch.tensor(200)})
     (run.checkpoints / "step_000000300").mkdir()  # renamed but without meta.json
@@ -182,5 +200,3 @@ def test_move_aside_never_overwrites(tmp_path):
     assert not first.path.exists()
     assert moved[0] != moved[1] and all(m.name.startswith("run.old-") for m in moved)
     assert [(m / "config.yaml").read_text() for m in moved] == ["seed: a\n", "seed: b\n"]
-
-

@@ -53,7 +53,9 @@ def test_truncate_without_dropped_rows_does_not_rewrite(tmp_path, monkeypatch):
 
 def test_callback_sink_receives_every_record(tmp_path):
     seen: list[tuple[int, dict[str, float]]] = []
-    log = MetricsLog(tmp_path / "m.csv", sinks=[CallbackSink(lambda step, m: seen.append((step, m)))])
+    log = MetricsLog(
+        tmp_path / "m.csv", sinks=[CallbackSink(lambda step, m: seen.append((step, m)))]
+    )
     log.log(5, {"eval/return_mean": -3.5, "note": "x"})
     log.log(6, {})
     log.close()

@@ -32,8 +32,17 @@ class ToyAgent:
     :param device: torch device.
     """
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space, lr: float = 0.01, batch_size: int = 16, device: str = "cpu") -> None:
-        self.policy = nn.Linear(int(np.prod(observation_space.shape)), int(np.prod(action_space.shape)))
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        lr: float = 0.01,
+        batch_size: int = 16,
+        device: str = "cpu",
+    ) -> None:
+        self.policy = nn.Linear(
+            int(np.prod(observation_space.shape)), int(np.prod(action_space.shape))
+        )
         self.optimizer = torch.optim.SGD(self.policy.parameters(), lr=lr)
         self.low, self.high = action_space.low, action_space.high
         self.schedule = UpdateSchedule(batch_size=batch_size, every=5, start=20)
@@ -58,7 +67,14 @@ class ToyAgent:
         return PolicyView(self.policy, "continuous", "tanh", self.low, self.high)
 
     def save(self, folder: Path) -> None:
-        save_torch(folder / "toy.pt", {"policy": self.policy.state_dict(), "opt": self.optimizer.state_dict(), "episodes": self.episodes})
+        save_torch(
+            folder / "toy.pt",
+            {
+                "policy": self.policy.state_dict(),
+                "opt": self.optimizer.state_dict(),
+                "episodes": self.episodes,
+            },
+        )
 
     def load(self, folder: Path, policy_only: bool = False) -> None:
         state = load_torch(folder / "toy.pt")
@@ -79,7 +95,15 @@ def config(tmp_path: Path, name: str = "toy", steps: int = 120) -> Path:
     data = {
         "env": {"id": "Pendulum-v1", "max_episode_steps": 40},
         "agent": {"name": name, "learning_rate": 0.05, "kwargs": {"batch_size": 8}},
-        "train": {"total_steps": steps, "eval_every": 60, "eval_episodes": 1, "checkpoint_every": 60, "log_every": 5, "replay_size": 1000, "progress": False},
+        "train": {
+            "total_steps": steps,
+            "eval_every": 60,
+            "eval_episodes": 1,
+            "checkpoint_every": 60,
+            "log_every": 5,
+            "replay_size": 1000,
+            "progress": False,
+        },
         "eval": {"episodes": 2},
         "run": {"dir": str(tmp_path / "run"), "tensorboard": False},
     }
@@ -103,7 +127,9 @@ def test_toy_agent_trains_resumes_and_evaluates_through_the_cli(tmp_path, capsys
     assert "train/loss" in header and "eval/return_mean" in header
     steps = [int(r.split(",")[0]) for r in rows[1:]]
     assert steps == sorted(steps) and steps[-1] == 120
-    assert load_torch(run / "final" / "toy.pt")["episodes"] == 3  # 120 steps of 40: resumed counters
+    assert (
+        load_torch(run / "final" / "toy.pt")["episodes"] == 3
+    )  # 120 steps of 40: resumed counters
     assert json.loads((run / "final" / "meta.json").read_text())["loop"] == "online"
     capsys.readouterr()
     assert main(["evaluate", str(run), "--episodes", "2", "--out", str(tmp_path / "ev")]) == 0
@@ -126,4 +152,6 @@ def test_toy_agent_kwargs_are_typed(tmp_path, capsys):
     assert "agent.kwargs.batch_sise" in err and "did you mean 'agent.kwargs.batch_size'" in err
     assert not (tmp_path / "run").exists()
     assert main(["config-help", "--agent", "toy"]) == 0
-    assert "agent.kwargs.batch_size (default 16): transitions per update." in capsys.readouterr().out
+    assert (
+        "agent.kwargs.batch_size (default 16): transitions per update." in capsys.readouterr().out
+    )

@@ -7,7 +7,17 @@ import sys
 import pytest
 
 from rlkit.catalog import is_gym_id
-from rlkit.registry import AGENTS, ATTACKS, ENVS, LOOPS, Registry, UnknownNameError, close_matches, resolve, unknown_name_message
+from rlkit.registry import (
+    AGENTS,
+    ATTACKS,
+    ENVS,
+    LOOPS,
+    Registry,
+    UnknownNameError,
+    close_matches,
+    resolve,
+    unknown_name_message,
+)
 
 
 def make_registry() -> Registry:
@@ -44,7 +54,10 @@ def test_unknown_name_suggests_close_match():
 
 
 def test_unknown_name_without_close_match_lists_allowed():
-    assert unknown_name_message("agent", "zzz", ["sac", "ppo"]) == "unknown agent 'zzz'; allowed: ppo, sac"
+    assert (
+        unknown_name_message("agent", "zzz", ["sac", "ppo"])
+        == "unknown agent 'zzz'; allowed: ppo, sac"
+    )
     assert close_matches("sacc", ["sac", "ppo", "td3"]) == ["sac"]
     assert close_matches("xyz", ["sac", "ppo"]) == []
 
@@ -58,7 +71,9 @@ def test_double_registration_is_rejected():
 
 def test_string_factories_are_imported_lazily(tmp_path, monkeypatch):
     module = "rlkit_test_lazy_factory_mod"
-    (tmp_path / f"{module}.py").write_text("def make(x=1):\n    return ('made', x)\n\nclass Params:\n    pass\n")
+    (tmp_path / f"{module}.py").write_text(
+        "def make(x=1):\n    return ('made', x)\n\nclass Params:\n    pass\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, module, raising=False)
     registry = Registry("env")
@@ -121,7 +136,9 @@ def test_import_rlkit_registers_everything_in_a_fresh_interpreter():
         "env = make_env(EnvConfig(id='grid', kwargs={'episode_days': 1}))\n"
         "print(env.observation_space.shape, gym.make('rlkit/GridBattery-v0').observation_space.shape)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "(54,) (54,)"
 
 
@@ -129,5 +146,7 @@ def test_import_rlkit_is_light():
     import subprocess
 
     code = "import sys, rlkit; print(sorted(m for m in ('torch', 'pandapower', 'stable_baselines3') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "[]"

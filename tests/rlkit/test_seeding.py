@@ -66,7 +66,9 @@ def test_generator_state_round_trip_through_json_and_torch(tmp_path):
     rng = np.random.default_rng(2024)
     rng.random(5)
     state = generator_state(rng)
-    assert any(isinstance(v, str) and v.startswith("int:") for v in state["state"].values())  # 128-bit ints
+    assert any(
+        isinstance(v, str) and v.startswith("int:") for v in state["state"].values()
+    )  # 128-bit ints
     expected = rng.random(4).tolist() + rng.integers(0, 10**9, 3).tolist()
 
     for restored_state in (json.loads(json.dumps(state)), _via_torch(tmp_path, state)):

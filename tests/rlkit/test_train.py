@@ -37,16 +37,36 @@ N = 100  # native resume tests: train N, then 2N
 
 SAC = {
     "env": {"id": "Pendulum-v1", "max_episode_steps": 50},
-    "agent": {"name": "sac", "net_arch": [32, 32], "kwargs": {"learning_starts": 100, "batch_size": 32}},
-    "train": {"total_steps": 300, "eval_every": 150, "eval_episodes": 1, "checkpoint_every": 150, "progress": False},
+    "agent": {
+        "name": "sac",
+        "net_arch": [32, 32],
+        "kwargs": {"learning_starts": 100, "batch_size": 32},
+    },
+    "train": {
+        "total_steps": 300,
+        "eval_every": 150,
+        "eval_episodes": 1,
+        "checkpoint_every": 150,
+        "progress": False,
+    },
     "eval": {"episodes": 3},
     "run": {"tensorboard": False},
     "seed": 1,
 }
 PPO = {
     "env": {"id": "CartPole-v1", "n_envs": 2},
-    "agent": {"name": "ppo", "net_arch": [32, 32], "kwargs": {"n_steps": 64, "batch_size": 32, "n_epochs": 2}},
-    "train": {"total_steps": 256, "eval_every": 128, "eval_episodes": 1, "checkpoint_every": 128, "progress": False},
+    "agent": {
+        "name": "ppo",
+        "net_arch": [32, 32],
+        "kwargs": {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
+    },
+    "train": {
+        "total_steps": 256,
+        "eval_every": 128,
+        "eval_episodes": 1,
+        "checkpoint_every": 128,
+        "progress": False,
+    },
     "eval": {"episodes": 3},
     "run": {"tensorboard": False},
     "seed": 2,
@@ -56,17 +76,41 @@ DRQ = {
     "agent": {
         "name": "drqv2",
         "net_arch": [32],
-        "kwargs": {"num_expl_steps": 40, "batch_size": 16, "update_every_steps": 1, "stddev_schedule": "linear(1.0,0.1,200)"},
+        "kwargs": {
+            "num_expl_steps": 40,
+            "batch_size": 16,
+            "update_every_steps": 1,
+            "stddev_schedule": "linear(1.0,0.1,200)",
+        },
     },
-    "train": {"total_steps": 2 * N, "eval_every": 50, "eval_episodes": 1, "checkpoint_every": N, "log_every": 10, "replay_size": 500, "progress": False},
+    "train": {
+        "total_steps": 2 * N,
+        "eval_every": 50,
+        "eval_episodes": 1,
+        "checkpoint_every": N,
+        "log_every": 10,
+        "replay_size": 500,
+        "progress": False,
+    },
     "eval": {"episodes": 2},
     "run": {"tensorboard": False},
     "seed": 3,
 }
 SAC_RESUME = {
     "env": {"id": "Pendulum-v1", "max_episode_steps": 25},
-    "agent": {"name": "sac", "net_arch": [16], "kwargs": {"learning_starts": 100, "batch_size": 16}},
-    "train": {"total_steps": 150, "eval_every": 50, "eval_episodes": 1, "checkpoint_every": 150, "keep_checkpoints": 3, "progress": False},
+    "agent": {
+        "name": "sac",
+        "net_arch": [16],
+        "kwargs": {"learning_starts": 100, "batch_size": 16},
+    },
+    "train": {
+        "total_steps": 150,
+        "eval_every": 50,
+        "eval_episodes": 1,
+        "checkpoint_every": 150,
+        "keep_checkpoints": 3,
+        "progress": False,
+    },
     "eval": {"episodes": 1},
     "run": {"tensorboard": False},
     "seed": 4,
@@ -92,7 +136,15 @@ def capture_loops() -> Iterator[list[Trained]]:
 
     def wrapper(self: TrainLoop) -> Any:
         agent = original(self)
-        calls.append(Trained(self.config, self.run, self.resumed_from, agent, json.loads(self.run.eval_path.read_text())))
+        calls.append(
+            Trained(
+                self.config,
+                self.run,
+                self.resumed_from,
+                agent,
+                json.loads(self.run.eval_path.read_text()),
+            )
+        )
         return agent
 
     with pytest.MonkeyPatch.context() as mp:
@@ -108,7 +160,9 @@ def write_config(folder: Path, data: dict[str, Any], run_name: str = "run") -> P
     return path
 
 
-def train_run(folder: Path, data: dict[str, Any], run_name: str = "run", overrides: list[str] | None = None) -> Trained:
+def train_run(
+    folder: Path, data: dict[str, Any], run_name: str = "run", overrides: list[str] | None = None
+) -> Trained:
     """``rlkit.train.train`` on ``data`` (run directory ``folder/run_name``); the loop call."""
     path = write_config(folder, data, run_name)
     with capture_loops() as calls:
@@ -194,7 +248,11 @@ RUN_LAYOUTS = [  # (fixture, checkpoint steps, evaluation steps, loop, files of 
 ]
 
 
-@pytest.mark.parametrize(("fixture", "steps", "eval_steps", "loop", "files"), RUN_LAYOUTS, ids=[r[0] for r in RUN_LAYOUTS])
+@pytest.mark.parametrize(
+    ("fixture", "steps", "eval_steps", "loop", "files"),
+    RUN_LAYOUTS,
+    ids=[r[0] for r in RUN_LAYOUTS],
+)
 def test_run_directory_contents(request, fixture, steps, eval_steps, loop, files):
     trained: Trained = request.getfixturevalue(fixture)
     run = trained.run
@@ -203,7 +261,9 @@ def test_run_directory_contents(request, fixture, steps, eval_steps, loop, files
     assert step_names(run) == [f"step_{s:09d}" for s in steps]
     for folder in run.checkpoint_dirs():
         assert {"meta.json", "loop.pt", *files} <= {p.name for p in folder.iterdir()}
-        assert json.loads((folder / "meta.json").read_text())["step"] == int(folder.name.split("_")[1])
+        assert json.loads((folder / "meta.json").read_text())["step"] == int(
+            folder.name.split("_")[1]
+        )
     assert not list(run.checkpoints.glob(".tmp_*"))
     final_meta = json.loads((run.final / "meta.json").read_text())
     assert (final_meta["loop"], final_meta["step"], final_meta["schema"]) == (loop, steps[-1], 2)
@@ -211,7 +271,9 @@ def test_run_directory_contents(request, fixture, steps, eval_steps, loop, files
 
     rows = metrics_rows(run, drop=())
     assert "eval/return_mean" in rows[0]
-    eval_rows = {int(r["step"]): float(r["eval/return_mean"]) for r in rows if r["eval/return_mean"]}
+    eval_rows = {
+        int(r["step"]): float(r["eval/return_mean"]) for r in rows if r["eval/return_mean"]
+    }
     assert sorted(eval_rows) == eval_steps
     assert all(math.isfinite(v) for v in eval_rows.values())
 
@@ -219,7 +281,9 @@ def test_run_directory_contents(request, fixture, steps, eval_steps, loop, files
     assert result["step"] == steps[-1]
     assert result["episodes"] == trained.config.eval.episodes == len(result["per_episode"])
     assert math.isfinite(result["return_mean"])
-    assert result["return_mean"] == pytest.approx(np.mean([e["return"] for e in result["per_episode"]]))
+    assert result["return_mean"] == pytest.approx(
+        np.mean([e["return"] for e in result["per_episode"]])
+    )
 
 
 def test_sb3_final_folder_has_zip_for_other_tools(sac_run):
@@ -243,7 +307,9 @@ def test_evaluate_cli_reevaluates_the_saved_model(request, fixture, capsys):
     assert result["episodes"] == 2 and len(result["per_episode"]) == 2
     # same episode seeds as the final evaluation of training: the loaded model acts the same
     before = trained.final_eval["per_episode"][:2]
-    assert [e["return"] for e in result["per_episode"]] == pytest.approx([e["return"] for e in before], abs=1e-6)
+    assert [e["return"] for e in result["per_episode"]] == pytest.approx(
+        [e["return"] for e in before], abs=1e-6
+    )
     assert [e["length"] for e in result["per_episode"]] == [e["length"] for e in before]
 
 
@@ -305,7 +371,9 @@ def test_sb3_sac_same_seed_same_metrics(sac_run, tmp_path):
     rows = metrics_rows(sac_run.run)
     assert any(r.get("train/critic_loss") for r in rows)
     assert metrics_rows(twin.run) == rows
-    assert_state_dicts_equal(twin.agent.model.policy.state_dict(), sac_run.agent.model.policy.state_dict())
+    assert_state_dicts_equal(
+        twin.agent.model.policy.state_dict(), sac_run.agent.model.policy.state_dict()
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +484,9 @@ def test_sb3_resume_keeps_the_checkpointed_replay_buffer(sac_resumed):
     assert count >= 149
     assert len(after["buffer_rewards"]) > count
     for key in BUFFER_KEYS:
-        np.testing.assert_array_equal(after[f"buffer_{key}"][:count], before[f"buffer_{key}"], err_msg=key)
+        np.testing.assert_array_equal(
+            after[f"buffer_{key}"][:count], before[f"buffer_{key}"], err_msg=key
+        )
 
 
 def test_sb3_checkpoint_holds_every_transition(sac_resumed):
@@ -433,7 +503,13 @@ def test_sb3_last_checkpoint_matches_final_model(sac_resumed):
 def test_sb3_loaded_optimiser_state_equals_checkpoint(sac_resumed):
     first: Trained = sac_resumed["first"]
     env = make_env(first.config.env)
-    agent = SB3Agent("SAC", first.config.agent, spaces=(env.observation_space, env.action_space), seed=99, total_steps=300)
+    agent = SB3Agent(
+        "SAC",
+        first.config.agent,
+        spaces=(env.observation_space, env.action_space),
+        seed=99,
+        total_steps=300,
+    )
     env.close()
     agent.load(sac_resumed["checkpoint"])
     state = load_torch(sac_resumed["checkpoint"] / "agent.pt")
@@ -450,7 +526,9 @@ def test_sb3_loaded_optimiser_state_equals_checkpoint(sac_resumed):
     buffer = model.replay_buffer
     count = len(sac_resumed["arrays"]["buffer_rewards"])
     assert buffer.pos == count and not buffer.full
-    np.testing.assert_array_equal(buffer.observations[:count], sac_resumed["arrays"]["buffer_observations"])
+    np.testing.assert_array_equal(
+        buffer.observations[:count], sac_resumed["arrays"]["buffer_observations"]
+    )
 
 
 def test_sb3_resume_preserves_metrics_rows_up_to_n(sac_resumed):
@@ -489,7 +567,10 @@ def test_no_readable_checkpoint_stops_clearly(drq_run, tmp_path, capsys):
         assert main(["train", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no readable checkpoint" in err[0] and "--fresh" in err[0]
-    assert sorted(p.name for p in damaged.checkpoints.iterdir()) == [f".damaged-step_{N:09d}", f".damaged-step_{2 * N:09d}"]
+    assert sorted(p.name for p in damaged.checkpoints.iterdir()) == [
+        f".damaged-step_{N:09d}",
+        f".damaged-step_{2 * N:09d}",
+    ]
     assert (damaged.final / "agent.pt").is_file()  # nothing else touched
 
 
