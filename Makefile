@@ -9,7 +9,7 @@ PINS   := "pandapower==3.5.*" "scipy<1.17" "simbench==1.6.*" "stable-baselines3=
           "gymnasium>=1.0,<2" "numba>=0.58" \
           "mujoco==3.3.0" "dm_control==1.0.28" "metaworld==3.1.1"
 
-.PHONY: setup demo test lint bench clean-venv
+.PHONY: setup demo test test-fast lint bench clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,15 @@ demo: setup
 test: setup
 	MUJOCO_GL=egl $(BIN)/python -m pytest
 
+# The fast tier: everything not marked slow.
+test-fast: setup
+	MUJOCO_GL=egl $(BIN)/python -m pytest -m "not slow"
+
+# Style and types: ruff (lint + format check, 100 columns) and mypy on the core and the agents.
 lint: setup
 	$(BIN)/ruff check rlkit envs agents attacks tests benchmarks
+	$(BIN)/ruff format --check rlkit envs agents attacks tests benchmarks
+	$(BIN)/mypy rlkit agents
 
 clean-venv:
 	rm -rf $(VENV)

@@ -136,7 +136,9 @@ def run_episodes(env: AttackedVectorObservation, view: PolicyView, seeds: list[i
             if np.array_equal(fed, clean32):
                 clean_actions = actions
             else:
-                clean_actions = view.squash(view(torch.as_tensor(clean32, device=device))).cpu().numpy()
+                clean_actions = (
+                    view.squash(view(torch.as_tensor(clean32, device=device))).cpu().numpy()
+                )
         if actions_all is None:
             actions_all = np.zeros((n, *actions.shape[1:]), dtype=actions.dtype)
         actions_all[rows] = actions  # finished sub-envs repeat their last action (ignored)
@@ -172,7 +174,9 @@ def build_budget(spec: AttackSpec, eps: float, env: gym.Env | VectorEnv) -> Atta
     groups = feature_groups(env)
     for name in [*spec.mask, *spec.scale]:
         if name not in groups:
-            raise ConfigError(f"attack {spec.key!r}: unknown observation group {name!r}; this env has: {', '.join(groups) or 'no groups'}")
+            raise ConfigError(
+                f"attack {spec.key!r}: unknown observation group {name!r}; this env has: {', '.join(groups) or 'no groups'}"
+            )
     space = _single_space(env)
     low = np.where(np.isfinite(space.low), space.low, -np.inf).astype(np.float32)
     high = np.where(np.isfinite(space.high), space.high, np.inf).astype(np.float32)
@@ -181,8 +185,13 @@ def build_budget(spec: AttackSpec, eps: float, env: gym.Env | VectorEnv) -> Atta
     if len(space.shape) != 1:
         return AttackBudget(eps, norm=spec.norm, **bounds)
     return AttackBudget.from_groups(
-        eps, groups, int(np.prod(space.shape)), mask_groups=spec.mask, scale_groups=spec.scale,
-        norm=spec.norm, **bounds,
+        eps,
+        groups,
+        int(np.prod(space.shape)),
+        mask_groups=spec.mask,
+        scale_groups=spec.scale,
+        norm=spec.norm,
+        **bounds,
     )
 
 
@@ -217,7 +226,14 @@ def summarize_trace(trace: Trace, clean: Trace | None, action_kind: str) -> dict
         row["action_mae"] = float(np.mean(np.abs(acts - clean_acts)))
     delta = _flat_steps(trace.fed_obs) - _flat_steps(trace.clean_obs)
     linf, l2 = np.abs(delta).max(axis=1), np.linalg.norm(delta, axis=1)
-    row.update({"linf_mean": float(linf.mean()), "linf_max": float(linf.max()), "l2_mean": float(l2.mean()), "l2_max": float(l2.max())})
+    row.update(
+        {
+            "linf_mean": float(linf.mean()),
+            "linf_max": float(linf.max()),
+            "l2_mean": float(l2.mean()),
+            "l2_max": float(l2.max()),
+        }
+    )
     return row
 
 
@@ -241,7 +257,9 @@ class HoldAfterEpisode(gym.Wrapper):
         self._ended = False
         self._last: Any = None
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
         """Reset ``env`` (``seed``, ``options``), unless the episode ended and no seed is given."""
         if self._ended and seed is None:
             return self._last, {}
@@ -300,8 +318,14 @@ def evaluate_attacks(
         venv.close()
 
 
-def _evaluate(venv: VectorEnv, view: PolicyView, attack_config: AttackConfig, seed: int, n: int,
-              progress: bool) -> dict[str, Any]:
+def _evaluate(
+    venv: VectorEnv,
+    view: PolicyView,
+    attack_config: AttackConfig,
+    seed: int,
+    n: int,
+    progress: bool,
+) -> dict[str, Any]:
     seeds = [seed + i for i in range(n)]
     probe = _probe(venv)
     shape = tuple(_single_space(venv).shape)
@@ -310,11 +334,17 @@ def _evaluate(venv: VectorEnv, view: PolicyView, attack_config: AttackConfig, se
     per_day = steps_per_day(probe)
     blockwise = attack_config.mmd_permutation != "rows" and per_day is not None
     stealth_on = attack_config.stealth and flat
-    runs = [(spec, eps) for spec in attack_config.attacks for eps in (spec.eps or attack_config.eps)]
-    budgets = [build_budget(spec, eps, probe) for spec, eps in runs]  # validate before the long work
+    runs = [
+        (spec, eps) for spec in attack_config.attacks for eps in (spec.eps or attack_config.eps)
+    ]
+    budgets = [
+        build_budget(spec, eps, probe) for spec, eps in runs
+    ]  # validate before the long work
 
     def run(attack: AttackFn) -> Trace:
-        return run_episodes(AttackedVectorObservation(venv, attack, single_episode=True), view, seeds)
+        return run_episodes(
+            AttackedVectorObservation(venv, attack, single_episode=True), view, seeds
+        )
 
     with Progress(disable=not progress) as bar:
         task = bar.add_task("attacks", total=len(runs) + 1)
@@ -325,11 +355,18 @@ def _evaluate(venv: VectorEnv, view: PolicyView, attack_config: AttackConfig, se
         for (spec, eps), budget in zip(runs, budgets, strict=True):
             bar.update(task, description=f"{spec.key} eps={eps}")
             trace = run(make_attack(spec.name, view, budget, **spec.settings))
-            row = {"attack": spec.key, "eps": eps, **summarize_trace(trace, clean, view.action_kind)}
+            row = {
+                "attack": spec.key,
+                "eps": eps,
+                **summarize_trace(trace, clean, view.action_kind),
+            }
             if stealth_on:
                 report = stealth_report(
-                    clean_episodes, [np.asarray(o) for o in trace.fed_obs], feature_names=names,
-                    permutations=attack_config.permutations, seed=seed,
+                    clean_episodes,
+                    [np.asarray(o) for o in trace.fed_obs],
+                    feature_names=names,
+                    permutations=attack_config.permutations,
+                    seed=seed,
                     block_steps=per_day if blockwise else None,
                     paired=attack_config.mmd_permutation == "paired_days",
                 )
@@ -345,12 +382,21 @@ def _evaluate(venv: VectorEnv, view: PolicyView, attack_config: AttackConfig, se
     total_days = sum(len(o) for o in clean_episodes) // per_day if per_day else 0
     if stealth_on and total_days >= 4:
         null = split_by_day_null(
-            clean_episodes, per_day, repeats=50, permutations=attack_config.permutations, seed=seed,
-            max_samples=2000, blockwise=blockwise,
+            clean_episodes,
+            per_day,
+            repeats=50,
+            permutations=attack_config.permutations,
+            seed=seed,
+            max_samples=2000,
+            blockwise=blockwise,
         ).to_dict()
     meta = {
-        "episodes": n, "seeds": seeds, "feature_names": names, "obs_shape": list(shape),
-        "steps_per_day": per_day, "mmd_null": null,
+        "episodes": n,
+        "seeds": seeds,
+        "feature_names": names,
+        "obs_shape": list(shape),
+        "steps_per_day": per_day,
+        "mmd_null": null,
         "stealth_note": STEALTH_SKIPPED if attack_config.stealth and not flat else None,
     }
     return {"clean": clean_row, "rows": rows, "traces": traces, "stealth": stealth, "meta": meta}
@@ -358,8 +404,13 @@ def _evaluate(venv: VectorEnv, view: PolicyView, attack_config: AttackConfig, se
 
 def _stealth_columns(report: dict[str, Any] | None) -> dict[str, Any]:
     if report is None:
-        return {"mmd_p_value": None, "mmd_detected": None, "ks_n_significant": None,
-                "first_diff_within": None, "stealth_note": STEALTH_SKIPPED}
+        return {
+            "mmd_p_value": None,
+            "mmd_detected": None,
+            "ks_n_significant": None,
+            "first_diff_within": None,
+            "stealth_note": STEALTH_SKIPPED,
+        }
     first = report.get("first_difference", {})
     ks = report.get("ks", {})
     return {

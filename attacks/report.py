@@ -33,18 +33,31 @@ def write_tables(results: dict[str, Any], out: Path, context: dict[str, Any]) ->
     """
     rows = [results["clean"], *results["rows"]]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=_columns(rows), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=_columns(rows), extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "results.csv", buffer.getvalue())
-    atomic_write_json(out / "results.json", {**context, "meta": results["meta"], "clean": results["clean"], "rows": results["rows"], "stealth": results["stealth"]})
+    atomic_write_json(
+        out / "results.json",
+        {
+            **context,
+            "meta": results["meta"],
+            "clean": results["clean"],
+            "rows": results["rows"],
+            "stealth": results["stealth"],
+        },
+    )
 
 
 def plot_regret(results: dict[str, Any], out: Path) -> Path:
     """Regret (attacked minus clean) vs epsilon, one line per attack, one panel per KPI."""
     rows = results["rows"]
     keys = headline_kpis(rows)
-    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4 * max(len(keys), 1), 3.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(len(keys), 1), figsize=(4 * max(len(keys), 1), 3.2), squeeze=False
+    )
     for ax, key in zip(axes[0], keys, strict=False):
         for attack in dict.fromkeys(r["attack"] for r in rows):
             points = sorted((r["eps"], r[f"regret_{key}"]) for r in rows if r["attack"] == attack)
@@ -86,7 +99,9 @@ def most_perturbed_features(clean: np.ndarray, fed: np.ndarray, n_features: int)
 
 def most_perturbed_step(clean: np.ndarray, fed: np.ndarray) -> int:
     """Index of the step whose observation (any shape) was perturbed most (largest l2)."""
-    delta = (np.asarray(fed, dtype=np.float64) - np.asarray(clean, dtype=np.float64)).reshape(len(clean), -1)
+    delta = (np.asarray(fed, dtype=np.float64) - np.asarray(clean, dtype=np.float64)).reshape(
+        len(clean), -1
+    )
     return int(np.argmax(np.linalg.norm(delta, axis=1)))
 
 
@@ -109,10 +124,20 @@ def plot_timeseries(results: dict[str, Any], out: Path, n_features: int = 3) -> 
         flat = clean_obs.ndim == 2
         top = most_perturbed_features(clean_obs, fed_obs, n_features) if flat else []
         steps = len(clean_obs)
-        fig, axes = plt.subplots(1 + len(top), 1, figsize=(9, 2.2 * (1 + len(top))), sharex=True, squeeze=False)
+        fig, axes = plt.subplots(
+            1 + len(top), 1, figsize=(9, 2.2 * (1 + len(top))), sharex=True, squeeze=False
+        )
         ax = axes[0][0]
-        ax.plot(clean.stacked("actions", 0).reshape(len(clean.actions[0]), -1)[:, 0], label="clean run", color="tab:blue")
-        ax.plot(trace.stacked("actions", 0).reshape(steps, -1)[:, 0], label=f"{attack} eps={eps}", color="tab:red")
+        ax.plot(
+            clean.stacked("actions", 0).reshape(len(clean.actions[0]), -1)[:, 0],
+            label="clean run",
+            color="tab:blue",
+        )
+        ax.plot(
+            trace.stacked("actions", 0).reshape(steps, -1)[:, 0],
+            label=f"{attack} eps={eps}",
+            color="tab:red",
+        )
         ax.set_ylabel("action[0]")
         ax.legend(fontsize=8)
         for ax, j in zip(axes[1:, 0], top, strict=True):
@@ -162,7 +187,11 @@ def plot_frames(trace: Any, out: Path, attack: str, eps: float) -> Path:
     diff_img = 0.5 + gain * delta
     cmap = None if rgb else "gray"
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
-    panels = [(clean_img, "clean"), (fed_img, f"{attack} eps={eps:g}"), (diff_img, f"difference x{gain:.3g}")]
+    panels = [
+        (clean_img, "clean"),
+        (fed_img, f"{attack} eps={eps:g}"),
+        (diff_img, f"difference x{gain:.3g}"),
+    ]
     for ax, (img, title) in zip(axes, panels, strict=True):
         ax.imshow(np.clip(img, 0.0, 1.0), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_title(title, fontsize=9)
@@ -201,8 +230,19 @@ def attack_columns(rows: list[dict[str, Any]]) -> list[str]:
     then the rest in the rows' own order."""
     keys = _columns(rows)
     headline = [f"regret_{k}" for k in headline_kpis(rows)]
-    first = ["attack", "eps", "regret_return", *headline, damage_column(rows), "linf_mean",
-             "mmd_p_value", "mmd_detected", "first_diff_within", "return", "return_std"]
+    first = [
+        "attack",
+        "eps",
+        "regret_return",
+        *headline,
+        damage_column(rows),
+        "linf_mean",
+        "mmd_p_value",
+        "mmd_detected",
+        "first_diff_within",
+        "return",
+        "return_std",
+    ]
     first = [k for k in first if k in keys]
     return first + [k for k in keys if k not in first]
 
@@ -222,25 +262,63 @@ def write_markdown(results: dict[str, Any], out: Path, title: str, plots: list[P
     damage = damage_column(rows)
     lines = [f"# {title}", "", f"Episodes: {meta['episodes']} (seeds {meta['seeds']}).", ""]
     clean = results["clean"]
-    lines += ["## Clean", "", *_table(["metric", "value"], [[k, clean.get(k)] for k in clean_columns(clean)]), ""]
-    header = ["attack", "eps", "regret return", *[f"regret {k}" for k in keys], damage, "linf mean", "MMD p", "detected", "1st-diff within"]
-    body = [[r["attack"], r["eps"], r["regret_return"], *[r.get(f"regret_{k}") for k in keys], r.get(damage), r["linf_mean"], r.get("mmd_p_value"), r.get("mmd_detected"), r.get("first_diff_within")] for r in rows]
+    lines += [
+        "## Clean",
+        "",
+        *_table(["metric", "value"], [[k, clean.get(k)] for k in clean_columns(clean)]),
+        "",
+    ]
+    header = [
+        "attack",
+        "eps",
+        "regret return",
+        *[f"regret {k}" for k in keys],
+        damage,
+        "linf mean",
+        "MMD p",
+        "detected",
+        "1st-diff within",
+    ]
+    body = [
+        [
+            r["attack"],
+            r["eps"],
+            r["regret_return"],
+            *[r.get(f"regret_{k}") for k in keys],
+            r.get(damage),
+            r["linf_mean"],
+            r.get("mmd_p_value"),
+            r.get("mmd_detected"),
+            r.get("first_diff_within"),
+        ]
+        for r in rows
+    ]
     lines += ["## Under attack (regret = attacked - clean)", "", *_table(header, body), ""]
     if rows:
         columns = attack_columns(rows)
-        lines += ["### All columns", "", *_table(columns, [[r.get(k) for k in columns] for r in rows]), ""]
+        lines += [
+            "### All columns",
+            "",
+            *_table(columns, [[r.get(k) for k in columns] for r in rows]),
+            "",
+        ]
     if meta.get("stealth_note"):
         lines += [f"Note: {meta['stealth_note']}.", ""]
     null = meta.get("mmd_null")
     if null:
-        lines += [f"MMD null (clean episodes split by day, {len(null['p_values'])} splits): mean p {null['mean_p']:.3f}, min p {null['min_p']:.3f}.", ""]
+        lines += [
+            f"MMD null (clean episodes split by day, {len(null['p_values'])} splits): mean p {null['mean_p']:.3f}, min p {null['min_p']:.3f}.",
+            "",
+        ]
     lines += [*[f"![{p.stem}]({p.name})" for p in plots], ""]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path
 
 
-def write_report(results: dict[str, Any], out: Path, title: str, context: dict[str, Any], n_features: int = 3) -> Path:
+def write_report(
+    results: dict[str, Any], out: Path, title: str, context: dict[str, Any], n_features: int = 3
+) -> Path:
     """Write every output into ``out`` and return the path of ``report.md``.
 
     :param results: output of :func:`rlkit.attacks.evaluation.evaluate_attacks`.
@@ -251,5 +329,9 @@ def write_report(results: dict[str, Any], out: Path, title: str, context: dict[s
     """
     out.mkdir(parents=True, exist_ok=True)
     write_tables(results, out, context)
-    plots = [plot_regret(results, out), *plot_timeseries(results, out, n_features)] if results["rows"] else []
+    plots = (
+        [plot_regret(results, out), *plot_timeseries(results, out, n_features)]
+        if results["rows"]
+        else []
+    )
     return write_markdown(results, out, title, plots)

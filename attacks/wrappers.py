@@ -31,8 +31,13 @@ AttackFn = Callable[..., torch.Tensor]
 RECORD_KEYS = ("clean_obs", "perturbed_obs", "distortion_linf", "distortion_l2")
 
 
-def _run_attack(attack: AttackFn, obs: np.ndarray, t: int | np.ndarray, device: torch.device,
-                rows: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _run_attack(
+    attack: AttackFn,
+    obs: np.ndarray,
+    t: int | np.ndarray,
+    device: torch.device,
+    rows: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Perturb a batch ``obs`` (N, ...) at times ``t``; return it and the per-sample records.
 
     Args:
@@ -88,8 +93,9 @@ class AttackedObservation(gym.ObservationWrapper):
         device: torch device for the observation tensor (default: the attack's device or CPU).
     """
 
-    def __init__(self, env: gym.Env, attack: AttackFn,
-                 device: torch.device | str | None = None) -> None:
+    def __init__(
+        self, env: gym.Env, attack: AttackFn, device: torch.device | str | None = None
+    ) -> None:
         """Wrap ``env`` with ``attack`` running on ``device``."""
         super().__init__(env)
         self.attack = attack
@@ -111,8 +117,9 @@ class AttackedObservation(gym.ObservationWrapper):
         """Perturb ``observation`` at the current episode step (no info records)."""
         return self._perturb(observation)[0]
 
-    def reset(self, *, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset the env (``seed``, ``options``) and return the attacked first observation."""
         obs, info = self.env.reset(seed=seed, options=options)
         self.step_index = 0
@@ -149,8 +156,13 @@ class AttackedVectorObservation(VectorWrapper):
     observation they were last given.
     """
 
-    def __init__(self, env: VectorEnv, attack: AttackFn,
-                 device: torch.device | str | None = None, single_episode: bool = False) -> None:
+    def __init__(
+        self,
+        env: VectorEnv,
+        attack: AttackFn,
+        device: torch.device | str | None = None,
+        single_episode: bool = False,
+    ) -> None:
         """Wrap vector env ``env`` with ``attack`` running on ``device``."""
         super().__init__(env)
         self.attack = attack
@@ -168,8 +180,9 @@ class AttackedVectorObservation(VectorWrapper):
         """(N,) bool: sub-envs that are attacked (``single_episode``: still in their episode)."""
         return ~self._finished
 
-    def _perturb(self, obs: Any, info: dict[str, Any],
-                 rows: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    def _perturb(
+        self, obs: Any, info: dict[str, Any], rows: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Attack the sub-envs ``rows`` of batch ``obs`` and add the per-env records to ``info``."""
         adv, records = _run_attack(self.attack, obs, self.step_index.copy(), self.device, rows)
         info = dict(info)
@@ -178,8 +191,9 @@ class AttackedVectorObservation(VectorWrapper):
             info[f"_{key}"] = rows.copy()
         return adv, info
 
-    def reset(self, *, seed: int | list[int] | None = None,
-              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset (all envs, or those in ``options["reset_mask"]``) with ``seed``; attack obs."""
         mask = None if options is None else options.get("reset_mask")  # the inner env pops it
         obs, info = self.env.reset(seed=seed, options=None if options is None else dict(options))

@@ -40,7 +40,7 @@ def infer_algorithm(path: str | os.PathLike[str]) -> str:
     """
     with zipfile.ZipFile(path) as archive:
         data = json.loads(archive.read("data"))
-    if "target_entropy" in data or "ent_coef" in data and "tau" in data:
+    if "target_entropy" in data or ("ent_coef" in data and "tau" in data):
         return "sac"
     if "target_policy_noise" in data:
         return "td3"

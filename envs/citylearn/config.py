@@ -11,7 +11,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-
 with warnings.catch_warnings():
     # A field named "schema" (CityLearn's own word) shadows pydantic's deprecated BaseModel.schema()
     # classmethod; pydantic warns once at class creation and the field works as any other.

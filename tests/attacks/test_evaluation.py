@@ -52,7 +52,9 @@ class TinyEnv(gym.Env):
     def __init__(self, length: int = 5, variable: bool = False, bounded: bool = True) -> None:
         super().__init__()
         high = 1.0 if bounded else np.inf
-        self.observation_space = gym.spaces.Box(0.0 if bounded else -np.inf, high, (4,), dtype=np.float32)
+        self.observation_space = gym.spaces.Box(
+            0.0 if bounded else -np.inf, high, (4,), dtype=np.float32
+        )
         self.action_space = gym.spaces.Box(-10.0, 10.0, (1,), dtype=np.float32)
         self.length, self.variable = length, variable
 
@@ -83,7 +85,11 @@ def continuous_view(squash: str = "none") -> PolicyView:
     body = nn.Linear(4, 1, bias=False)
     with torch.no_grad():
         body.weight.copy_(torch.tensor([W]))
-    low, high = (np.array([-10.0], np.float32), np.array([10.0], np.float32)) if squash == "clip" else (None, None)
+    low, high = (
+        (np.array([-10.0], np.float32), np.array([10.0], np.float32))
+        if squash == "clip"
+        else (None, None)
+    )
     return PolicyView(body, "continuous", squash, low, high)
 
 
@@ -97,7 +103,9 @@ def discrete_view() -> PolicyView:
     return PolicyView(body, "discrete", "argmax")
 
 
-def hand_loop(env: gym.Env, view: PolicyView, seed: int) -> tuple[list[np.ndarray], list[float], dict[str, float]]:
+def hand_loop(
+    env: gym.Env, view: PolicyView, seed: int
+) -> tuple[list[np.ndarray], list[float], dict[str, float]]:
     """One episode, one observation at a time: observations, rewards, KPIs."""
     obs, _ = env.reset(seed=seed)
     observations, rewards = [], []
@@ -130,7 +138,10 @@ def reference_batch(envs: list[gym.Env], view: PolicyView, seeds: list[int], per
     one list of envs, the batch of running episodes perturbed each step, finished ones dropped."""
     n = len(envs)
     trace = Trace(*([[] for _ in range(n)] for _ in range(5)), kpis=[{} for _ in range(n)])
-    obs = [np.asarray(env.reset(seed=s)[0], dtype=np.float32) for env, s in zip(envs, seeds, strict=True)]
+    obs = [
+        np.asarray(env.reset(seed=s)[0], dtype=np.float32)
+        for env, s in zip(envs, seeds, strict=True)
+    ]
     active = list(range(n))
     t = 0
     while active:
@@ -138,7 +149,9 @@ def reference_batch(envs: list[gym.Env], view: PolicyView, seeds: list[int], per
         fed = perturb(clean, t) if perturb is not None else clean
         with torch.no_grad():
             actions = view.squash(view(fed)).cpu().numpy()
-            clean_actions = view.squash(view(clean)).cpu().numpy() if perturb is not None else actions
+            clean_actions = (
+                view.squash(view(clean)).cpu().numpy() if perturb is not None else actions
+            )
         still = []
         for row, i in enumerate(active):
             trace.clean_obs[i].append(clean[row].numpy())
@@ -157,7 +170,9 @@ def reference_batch(envs: list[gym.Env], view: PolicyView, seeds: list[int], per
     return trace
 
 
-def reference_evaluate(make_env: Any, view: PolicyView, config: AttackConfig, seed: int) -> dict[str, Any]:
+def reference_evaluate(
+    make_env: Any, view: PolicyView, config: AttackConfig, seed: int
+) -> dict[str, Any]:
     """The evaluation before the wrapper path, on :func:`reference_batch` (rows and null)."""
     from rlkit.attacks.evaluation import _stealth_columns, steps_per_day
 
@@ -173,27 +188,48 @@ def reference_evaluate(make_env: Any, view: PolicyView, config: AttackConfig, se
         for eps in spec.eps or config.eps:
             attack = make_attack(spec.name, view, build_budget(spec, eps, envs[0]), **spec.settings)
             trace = reference_batch(envs, view, seeds, lambda obs, t, a=attack: a(obs, t=t))
-            row = {"attack": spec.key, "eps": eps, **summarize_trace(trace, clean, view.action_kind)}
+            row = {
+                "attack": spec.key,
+                "eps": eps,
+                **summarize_trace(trace, clean, view.action_kind),
+            }
             if config.stealth:
-                report = stealth_report(clean_episodes, [np.asarray(o) for o in trace.fed_obs], feature_names=names,
-                                        permutations=config.permutations, seed=seed, block_steps=per_day if blockwise else None,
-                                        paired=config.mmd_permutation == "paired_days")
+                report = stealth_report(
+                    clean_episodes,
+                    [np.asarray(o) for o in trace.fed_obs],
+                    feature_names=names,
+                    permutations=config.permutations,
+                    seed=seed,
+                    block_steps=per_day if blockwise else None,
+                    paired=config.mmd_permutation == "paired_days",
+                )
                 row.update(_stealth_columns(report))
             rows.append(row)
             traces[(spec.key, eps)] = trace
     null = None
     if config.stealth and per_day and sum(len(o) for o in clean_episodes) // per_day >= 4:
-        null = split_by_day_null(clean_episodes, per_day, repeats=50, permutations=config.permutations, seed=seed,
-                                 max_samples=2000, blockwise=blockwise).to_dict()
+        null = split_by_day_null(
+            clean_episodes,
+            per_day,
+            repeats=50,
+            permutations=config.permutations,
+            seed=seed,
+            max_samples=2000,
+            blockwise=blockwise,
+        ).to_dict()
     clean_row = {"attack": "clean", "eps": 0.0, **summarize_trace(clean, None, view.action_kind)}
     return {"clean": clean_row, "rows": rows, "traces": traces, "null": null}
 
 
 def assert_same_traces(got: Trace, expected: Trace) -> None:
     for name in ("clean_obs", "fed_obs", "actions", "clean_actions"):
-        assert [len(e) for e in getattr(got, name)] == [len(e) for e in getattr(expected, name)], name
+        assert [len(e) for e in getattr(got, name)] == [len(e) for e in getattr(expected, name)], (
+            name
+        )
         for i in range(len(expected.rewards)):
-            np.testing.assert_array_equal(got.stacked(name, i), expected.stacked(name, i), err_msg=name)
+            np.testing.assert_array_equal(
+                got.stacked(name, i), expected.stacked(name, i), err_msg=name
+            )
     assert got.rewards == expected.rewards
     assert got.kpis == expected.kpis
 
@@ -220,7 +256,9 @@ def test_run_episodes_clean_equals_hand_loop_with_unequal_lengths(squash):
         assert trace.kpis[i]["action_sum"] == pytest.approx(kpis["action_sum"], abs=1e-6)
         expected_actions = np.stack(observations) @ np.array(W, np.float32)
         np.testing.assert_allclose(trace.stacked("actions", i)[:, 0], expected_actions, atol=1e-6)
-        np.testing.assert_array_equal(trace.stacked("actions", i), trace.stacked("clean_actions", i))
+        np.testing.assert_array_equal(
+            trace.stacked("actions", i), trace.stacked("clean_actions", i)
+        )
 
 
 def test_run_episodes_attack_sees_running_batch_and_time():
@@ -251,7 +289,11 @@ def test_summary_of_clean_trace_against_itself_has_zero_regret():
     assert row["return_std"] == pytest.approx(np.std(returns))
     assert row["action_sum"] == pytest.approx(np.mean([k["action_sum"] for k in trace.kpis]))
     assert row["steps"] == 5.0
-    assert row["regret_return"] == 0.0 and row["regret_action_sum"] == 0.0 and row["regret_steps"] == 0.0
+    assert (
+        row["regret_return"] == 0.0
+        and row["regret_action_sum"] == 0.0
+        and row["regret_steps"] == 0.0
+    )
     assert row["action_mae"] == 0.0
     assert row["linf_mean"] == row["linf_max"] == row["l2_mean"] == row["l2_max"] == 0.0
 
@@ -335,7 +377,9 @@ def test_build_budget_maps_groups_to_per_feature_eps_and_bounds():
     np.testing.assert_array_equal(budget.high, np.ones(4))
     l2 = build_budget(AttackSpec(name="random", norm="l2", scale={"a": 2.0}), 0.2, TinyEnv())
     assert l2.norm == "l2"
-    np.testing.assert_allclose(l2.per_feature_eps(4, torch.zeros(1)).numpy(), [0.4, 0.4, 0.2, 0.2], atol=1e-7)
+    np.testing.assert_allclose(
+        l2.per_feature_eps(4, torch.zeros(1)).numpy(), [0.4, 0.4, 0.2, 0.2], atol=1e-7
+    )
 
 
 def test_build_budget_unbounded_space_has_no_bounds():
@@ -346,7 +390,10 @@ def test_build_budget_unbounded_space_has_no_bounds():
 
 @pytest.mark.parametrize("field", ["mask", "scale"])
 def test_build_budget_unknown_group_names_group_and_available_groups(field):
-    spec = AttackSpec(name="random", **({"mask": ["calender"]} if field == "mask" else {"scale": {"calender": 0.5}}))
+    spec = AttackSpec(
+        name="random",
+        **({"mask": ["calender"]} if field == "mask" else {"scale": {"calender": 0.5}}),
+    )
     with pytest.raises(ConfigError) as err:
         build_budget(spec, 0.1, TinyEnv())
     message = str(err.value)
@@ -384,13 +431,23 @@ def results() -> dict[str, Any]:
 
 def test_evaluate_attacks_rows_and_meta(results):
     rows = results["rows"]
-    assert [(r["attack"], r["eps"]) for r in rows] == [("random", 0.0), ("random", 0.1), ("bifurcation", 0.0), ("bifurcation", 0.1)]
+    assert [(r["attack"], r["eps"]) for r in rows] == [
+        ("random", 0.0),
+        ("random", 0.1),
+        ("bifurcation", 0.0),
+        ("bifurcation", 0.1),
+    ]
     assert results["clean"]["attack"] == "clean" and results["clean"]["eps"] == 0.0
     assert results["meta"]["episodes"] == 3 and results["meta"]["seeds"] == [5, 6, 7]
     assert results["meta"]["feature_names"] == TinyEnv.feature_names
     assert results["meta"]["steps_per_day"] is None and results["meta"]["mmd_null"] is None
     assert set(results["traces"]) == {"clean", *[(r["attack"], r["eps"]) for r in rows]}
-    assert set(results["stealth"]) == {"random@0.0", "random@0.1", "bifurcation@0.0", "bifurcation@0.1"}
+    assert set(results["stealth"]) == {
+        "random@0.0",
+        "random@0.1",
+        "bifurcation@0.0",
+        "bifurcation@0.1",
+    }
     clean = run_batch(TinyEnv, continuous_view(), [5, 6, 7])
     assert results["clean"]["return"] == summarize_trace(clean, None, "continuous")["return"]
     assert results["meta"]["obs_shape"] == [4] and results["meta"]["stealth_note"] is None
@@ -425,7 +482,9 @@ def test_evaluate_attacks_stealth_columns(results):
 
 def test_evaluate_attacks_discrete_view_and_no_stealth():
     config = attack_config(eps=[0.2], stealth=False, episodes=2)
-    out = evaluate_attacks(lambda: TinyEnv(length=4), discrete_view(), config, seed=0, progress=False)
+    out = evaluate_attacks(
+        lambda: TinyEnv(length=4), discrete_view(), config, seed=0, progress=False
+    )
     assert len(out["rows"]) == 2 and out["stealth"] == {}
     for row in out["rows"]:
         assert "mmd_p_value" not in row and "attack_success_rate" in row
@@ -439,7 +498,12 @@ class NoRunEnv(TinyEnv):
 
 
 def test_evaluate_attacks_validates_budgets_before_running():
-    config = AttackConfig.model_validate({"eps": [0.1], "attacks": [{"name": "random"}, {"name": "random", "label": "r2", "mask": ["nope"]}]})
+    config = AttackConfig.model_validate(
+        {
+            "eps": [0.1],
+            "attacks": [{"name": "random"}, {"name": "random", "label": "r2", "mask": ["nope"]}],
+        }
+    )
     with pytest.raises(ConfigError, match="'r2'.*'nope'"):
         evaluate_attacks(NoRunEnv, continuous_view(), config, seed=0, episodes=2, progress=False)
 
@@ -490,17 +554,31 @@ def test_evaluate_attacks_equals_reference_loop_with_unequal_lengths(kind):
 def test_evaluate_attacks_equals_reference_loop_on_grid_env():
     from rlkit.envs.grid import GridBatteryEnv
 
-    kw = dict(profiles="synthetic", numba=False, episode_days=1, step_minutes=60, initial_soc_noise=0.2, split="test")
+    kw = dict(
+        profiles="synthetic",
+        numba=False,
+        episode_days=1,
+        step_minutes=60,
+        initial_soc_noise=0.2,
+        split="test",
+    )
     probe = GridBatteryEnv(**kw)
     n = probe.observation_space.shape[0]
     torch.manual_seed(1)
     body = nn.Sequential(nn.Linear(n, 16), nn.Tanh(), nn.Linear(16, 4))
     view = PolicyView(body, "continuous", "tanh", probe.action_space.low, probe.action_space.high)
-    config = AttackConfig.model_validate({
-        "eps": [0.05], "episodes": 2, "permutations": 50, "mmd_permutation": "days",
-        "attacks": [{"name": "random", "settings": {"positive_only": True}},
-                    {"name": "bifurcation", "mask": ["calendar"], "settings": {"iterations": 10}}],
-    })
+    config = AttackConfig.model_validate(
+        {
+            "eps": [0.05],
+            "episodes": 2,
+            "permutations": 50,
+            "mmd_permutation": "days",
+            "attacks": [
+                {"name": "random", "settings": {"positive_only": True}},
+                {"name": "bifurcation", "mask": ["calendar"], "settings": {"iterations": 10}},
+            ],
+        }
+    )
     torch.manual_seed(0)
     expected = reference_evaluate(lambda: GridBatteryEnv(**kw), view, config, seed=100)
     torch.manual_seed(0)
@@ -510,9 +588,13 @@ def test_evaluate_attacks_equals_reference_loop_on_grid_env():
     assert [len(r) for r in got["traces"]["clean"].rewards] == [24, 24]
     assert got["clean"]["steps"] == 24.0 and "cost_norm" in got["clean"]
     bif = got["rows"][1]
-    assert bif["attack"] == "bifurcation" and bif["linf_max"] <= 0.05 + 1e-6 and bif["action_mae"] > 0
+    assert (
+        bif["attack"] == "bifurcation" and bif["linf_max"] <= 0.05 + 1e-6 and bif["action_mae"] > 0
+    )
     calendar = probe.unwrapped.obs_groups["calendar"]
-    delta = got["traces"][("bifurcation", 0.05)].stacked("fed_obs", 0) - got["traces"]["clean"].stacked("clean_obs", 0)
+    delta = got["traces"][("bifurcation", 0.05)].stacked("fed_obs", 0) - got["traces"][
+        "clean"
+    ].stacked("clean_obs", 0)
     assert np.all(delta[:, calendar] == 0)  # masked group untouched
 
 
@@ -534,8 +616,14 @@ class CountingEnv(TinyEnv):
 
 def test_finished_episodes_hold_still():
     """Held sub-envs are neither reset nor stepped after their episode: no wasted env work."""
-    venv = SyncVectorEnv([lambda: HoldAfterEpisode(CountingEnv(length=3, variable=True)) for _ in range(3)])
-    trace = run_episodes(AttackedVectorObservation(venv, identity_attack, single_episode=True), continuous_view(), [10, 11, 12])
+    venv = SyncVectorEnv(
+        [lambda: HoldAfterEpisode(CountingEnv(length=3, variable=True)) for _ in range(3)]
+    )
+    trace = run_episodes(
+        AttackedVectorObservation(venv, identity_attack, single_episode=True),
+        continuous_view(),
+        [10, 11, 12],
+    )
     inner = [env.unwrapped for env in venv.envs]
     assert [e.steps for e in inner] == [4, 5, 3] == [len(r) for r in trace.rewards]
     assert [e.resets for e in inner] == [1, 1, 1]
@@ -552,8 +640,14 @@ def test_any_vector_env_and_autoreset_mode_gives_the_same_evaluation(mode):
     torch.manual_seed(0)
     default = evaluate_attacks(make, continuous_view(), config, seed=10, progress=False)
     torch.manual_seed(0)
-    plain = evaluate_attacks(None, continuous_view(), config, seed=10, progress=False,
-                             make_vector_env=lambda k: SyncVectorEnv([make for _ in range(k)], autoreset_mode=mode))
+    plain = evaluate_attacks(
+        None,
+        continuous_view(),
+        config,
+        seed=10,
+        progress=False,
+        make_vector_env=lambda k: SyncVectorEnv([make for _ in range(k)], autoreset_mode=mode),
+    )
     assert plain["rows"] == default["rows"] and plain["clean"] == default["clean"]
     assert [k["steps"] for k in plain["traces"]["clean"].kpis] == [4, 5, 3]
 
@@ -563,7 +657,13 @@ def test_run_episodes_needs_single_episode_mode():
     with pytest.raises(ValueError, match="single_episode=True"):
         run_episodes(AttackedVectorObservation(venv, identity_attack), continuous_view(), [0])
     with pytest.raises(ValueError, match="1 seeds for 2"):
-        run_episodes(AttackedVectorObservation(SyncVectorEnv([TinyEnv, TinyEnv]), identity_attack, single_episode=True), continuous_view(), [0])
+        run_episodes(
+            AttackedVectorObservation(
+                SyncVectorEnv([TinyEnv, TinyEnv]), identity_attack, single_episode=True
+            ),
+            continuous_view(),
+            [0],
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -589,7 +689,13 @@ class ImageEnv(gym.Env):
         self.t += 1
         self.frame = self._rng.integers(50, 201, (3, 4, 4)).astype(np.uint8)
         done = self.t >= self.T
-        return self.frame.copy(), reward, False, done, {"episode_kpis": {"steps": float(self.t)}} if done else {}
+        return (
+            self.frame.copy(),
+            reward,
+            False,
+            done,
+            {"episode_kpis": {"steps": float(self.t)}} if done else {},
+        )
 
 
 def image_view() -> PolicyView:
@@ -602,25 +708,43 @@ def image_view() -> PolicyView:
 
 def test_build_budget_for_images_is_uniform_with_pixel_bounds():
     budget = build_budget(AttackSpec(name="random", norm="l2"), 4.0, ImageEnv())
-    assert budget.eps == 4.0 and budget.norm == "l2" and budget.mask is None and budget.scale is None
-    assert np.shape(budget.low) == (3, 4, 4) and np.all(budget.low == 0) and np.all(budget.high == 255)
+    assert (
+        budget.eps == 4.0 and budget.norm == "l2" and budget.mask is None and budget.scale is None
+    )
+    assert (
+        np.shape(budget.low) == (3, 4, 4) and np.all(budget.low == 0) and np.all(budget.high == 255)
+    )
 
 
 def test_image_observations_traces_distortion_and_skipped_stealth():
-    config = AttackConfig.model_validate({
-        "eps": [3.0], "episodes": 2, "permutations": 20,
-        "attacks": [{"name": "random", "settings": {"positive_only": True, "seed": 0}}],
-    })
+    config = AttackConfig.model_validate(
+        {
+            "eps": [3.0],
+            "episodes": 2,
+            "permutations": 20,
+            "attacks": [{"name": "random", "settings": {"positive_only": True, "seed": 0}}],
+        }
+    )
     out = evaluate_attacks(ImageEnv, image_view(), config, seed=4, progress=False)
     meta = out["meta"]
     assert meta["obs_shape"] == [3, 4, 4] and meta["feature_names"] is None
-    assert meta["stealth_note"] == STEALTH_SKIPPED and meta["mmd_null"] is None and out["stealth"] == {}
+    assert (
+        meta["stealth_note"] == STEALTH_SKIPPED
+        and meta["mmd_null"] is None
+        and out["stealth"] == {}
+    )
     clean, trace = out["traces"]["clean"], out["traces"][("random", 3.0)]
     assert [len(r) for r in trace.rewards] == [3, 4]  # seeds 4, 5
-    assert clean.stacked("clean_obs", 0).shape == (3, 3, 4, 4) and clean.stacked("clean_obs", 0).dtype == np.uint8
+    assert (
+        clean.stacked("clean_obs", 0).shape == (3, 3, 4, 4)
+        and clean.stacked("clean_obs", 0).dtype == np.uint8
+    )
     first = ImageEnv().reset(seed=4)[0]
     np.testing.assert_array_equal(trace.stacked("clean_obs", 0)[0], first)
-    deltas = [trace.stacked("fed_obs", i).astype(np.float64) - trace.stacked("clean_obs", i) for i in range(2)]
+    deltas = [
+        trace.stacked("fed_obs", i).astype(np.float64) - trace.stacked("clean_obs", i)
+        for i in range(2)
+    ]
     steps = np.concatenate([d.reshape(len(d), -1) for d in deltas])
     assert steps.shape == (7, 48) and steps.min() >= 0.0 and 0.0 < steps.max() <= 3.0 + 1e-5
     row = out["rows"][0]
@@ -631,5 +755,7 @@ def test_image_observations_traces_distortion_and_skipped_stealth():
     assert row["mmd_p_value"] is None and row["stealth_note"] == STEALTH_SKIPPED
     assert out["clean"]["linf_max"] == 0.0 and out["clean"]["steps"] == 3.5
     fed_actions = np.concatenate([trace.stacked("actions", i)[:, 0] for i in range(2)])
-    fed_means = np.concatenate([trace.stacked("fed_obs", i).reshape(-1, 48).mean(axis=1) for i in range(2)])
+    fed_means = np.concatenate(
+        [trace.stacked("fed_obs", i).reshape(-1, 48).mean(axis=1) for i in range(2)]
+    )
     np.testing.assert_allclose(fed_actions, fed_means / 255, rtol=1e-5)

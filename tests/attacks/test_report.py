@@ -49,7 +49,13 @@ class FourFeatureEnv(gym.Env):
         self.total += a
         self.obs = self._rng.uniform(0.2, 0.4, 4).astype(np.float32)
         done = self.t >= 6
-        return self.obs.copy(), reward, False, done, {"episode_kpis": {"cost": self.total}} if done else {}
+        return (
+            self.obs.copy(),
+            reward,
+            False,
+            done,
+            {"episode_kpis": {"cost": self.total}} if done else {},
+        )
 
 
 def view(kind: str) -> PolicyView:
@@ -84,10 +90,18 @@ def report(request, tmp_path_factory) -> tuple[dict[str, Any], Path, str]:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        results = evaluate_attacks(FourFeatureEnv, view(request.param), AttackConfig.model_validate(CONFIG), seed=3, progress=False)
+        results = evaluate_attacks(
+            FourFeatureEnv,
+            view(request.param),
+            AttackConfig.model_validate(CONFIG),
+            seed=3,
+            progress=False,
+        )
     finally:
         torch.set_num_threads(before)
-    out = tmp_path_factory.mktemp(f"report_{request.param}") / "nested" / "out"  # created by write_report
+    out = (
+        tmp_path_factory.mktemp(f"report_{request.param}") / "nested" / "out"
+    )  # created by write_report
     path = write_report(results, out, "Tiny report", {"source": "unit test"})
     assert path == out / "report.md"
     return results, out, request.param
@@ -101,9 +115,19 @@ def test_results_csv_has_one_row_per_clean_and_attack_eps(report):
         rows = list(reader)
     assert header[:2] == ["attack", "eps"]
     damage = "action_mae" if kind == "continuous" else "attack_success_rate"
-    for col in ("return", "cost", "regret_return", "regret_cost", damage, "linf_mean", "mmd_p_value"):
+    for col in (
+        "return",
+        "cost",
+        "regret_return",
+        "regret_cost",
+        damage,
+        "linf_mean",
+        "mmd_p_value",
+    ):
         assert col in header, col
-    assert [(r["attack"], float(r["eps"])) for r in rows] == [("clean", 0.0)] + [(a, e) for a in LABELS for e in (0.0, 0.1)]
+    assert [(r["attack"], float(r["eps"])) for r in rows] == [("clean", 0.0)] + [
+        (a, e) for a in LABELS for e in (0.0, 0.1)
+    ]
     assert rows[0]["regret_return"] == ""  # the clean row has no regret
     for row, expected in zip(rows[1:], results["rows"], strict=True):
         assert float(row["regret_return"]) == pytest.approx(expected["regret_return"])
@@ -115,8 +139,13 @@ def test_results_json_round_trips(report):
     results, out, _ = report
     data = json.loads((out / "results.json").read_text())
     assert data["source"] == "unit test"
-    assert data["meta"]["seeds"] == [3, 4] and data["meta"]["feature_names"] == FourFeatureEnv.feature_names
-    assert data["clean"]["attack"] == "clean" and data["clean"]["return"] == pytest.approx(results["clean"]["return"])
+    assert (
+        data["meta"]["seeds"] == [3, 4]
+        and data["meta"]["feature_names"] == FourFeatureEnv.feature_names
+    )
+    assert data["clean"]["attack"] == "clean" and data["clean"]["return"] == pytest.approx(
+        results["clean"]["return"]
+    )
     assert len(data["rows"]) == 4
     for got, expected in zip(data["rows"], results["rows"], strict=True):
         assert got.keys() == expected.keys()
@@ -130,14 +159,25 @@ def test_report_markdown_has_clean_table_and_each_attack(report):
     text = (out / "report.md").read_text()
     assert text.startswith("# Tiny report")
     assert "## Clean" in text and "| metric | value |" in text
-    clean_rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in text.split("## Under attack")[0].splitlines() if line.startswith("| ")}
-    assert clean_rows["return"] == f"{results['clean']['return']:.4g}" and clean_rows["cost"] == f"{results['clean']['cost']:.4g}"
+    clean_rows = {
+        line.split("|")[1].strip(): line.split("|")[2].strip()
+        for line in text.split("## Under attack")[0].splitlines()
+        if line.startswith("| ")
+    }
+    assert (
+        clean_rows["return"] == f"{results['clean']['return']:.4g}"
+        and clean_rows["cost"] == f"{results['clean']['cost']:.4g}"
+    )
     assert list(clean_rows)[1:4] == ["return", "return_std", "cost"]  # header row first
     assert "## Under attack" in text
     damage = "action_mae" if kind == "continuous" else "attack_success_rate"
     assert damage in text
     headline, full = text.split("## Under attack")[1].split("### All columns")
-    table = [line for line in headline.splitlines() if line.startswith("| ") and line.split("|")[1].strip() in LABELS]
+    table = [
+        line
+        for line in headline.splitlines()
+        if line.startswith("| ") and line.split("|")[1].strip() in LABELS
+    ]
     assert [line.split("|")[1].strip() for line in table] == ["random", "random", "bif", "bif"]
     # every column of results.csv is in the full table, with the same values
     lines = [line for line in full.splitlines() if line.startswith("| ")]
@@ -161,19 +201,31 @@ def test_report_plots_are_pngs(report):
         data = (out / name).read_bytes()
         assert len(data) > 1000 and data[:8] == PNG_MAGIC, name
     assert sorted(p.name for p in out.glob("*.png")) == sorted(names)
-    assert sorted(p.name for p in out.iterdir()) == sorted([*names, "report.md", "results.csv", "results.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*names, "report.md", "results.csv", "results.json"]
+    )
 
 
 def test_report_without_attack_rows_writes_tables_only(tmp_path):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        results = evaluate_attacks(FourFeatureEnv, view("continuous"), AttackConfig.model_validate(CONFIG), seed=0, progress=False)
+        results = evaluate_attacks(
+            FourFeatureEnv,
+            view("continuous"),
+            AttackConfig.model_validate(CONFIG),
+            seed=0,
+            progress=False,
+        )
     finally:
         torch.set_num_threads(before)
     results = {**results, "rows": [], "stealth": {}}
     write_report(results, tmp_path, "empty", {})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "results.csv", "results.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "report.md",
+        "results.csv",
+        "results.json",
+    ]
     lines = (tmp_path / "results.csv").read_text().splitlines()
     assert len(lines) == 2 and lines[1].startswith("clean,0.0,")
 
@@ -187,16 +239,58 @@ def test_timeseries_feature_count_is_clipped(report, tmp_path, n_features):
 
 
 def test_column_order_puts_headline_kpis_first():
-    clean = {"attack": "clean", "eps": 0.0, "return": -1.0, "return_std": 0.1, "cost": 3.0, "cost_norm": 0.9,
-             "vmin": 0.95, "zeta": 1.0, "linf_mean": 0.0}
-    assert clean_columns(clean) == ["return", "return_std", "cost_norm", "vmin", "cost", "zeta", "linf_mean"]
-    row = {"attack": "pgd", "eps": 0.1, "return": -2.0, "return_std": 0.2, "cost": 3.5, "cost_norm": 1.0,
-           "regret_return": -1.0, "regret_cost": 0.5, "regret_cost_norm": 0.1, "regret_vmin": -0.01,
-           "attack_success_rate": 0.5, "linf_mean": 0.1, "linf_max": 0.1, "mmd_p_value": 0.3}
+    clean = {
+        "attack": "clean",
+        "eps": 0.0,
+        "return": -1.0,
+        "return_std": 0.1,
+        "cost": 3.0,
+        "cost_norm": 0.9,
+        "vmin": 0.95,
+        "zeta": 1.0,
+        "linf_mean": 0.0,
+    }
+    assert clean_columns(clean) == [
+        "return",
+        "return_std",
+        "cost_norm",
+        "vmin",
+        "cost",
+        "zeta",
+        "linf_mean",
+    ]
+    row = {
+        "attack": "pgd",
+        "eps": 0.1,
+        "return": -2.0,
+        "return_std": 0.2,
+        "cost": 3.5,
+        "cost_norm": 1.0,
+        "regret_return": -1.0,
+        "regret_cost": 0.5,
+        "regret_cost_norm": 0.1,
+        "regret_vmin": -0.01,
+        "attack_success_rate": 0.5,
+        "linf_mean": 0.1,
+        "linf_max": 0.1,
+        "mmd_p_value": 0.3,
+    }
     assert attack_columns([row]) == [
-        "attack", "eps", "regret_return", "regret_cost_norm", "regret_vmin", "regret_cost",
-        "attack_success_rate", "linf_mean", "mmd_p_value", "return", "return_std", "cost", "cost_norm",
-        "linf_max"]
+        "attack",
+        "eps",
+        "regret_return",
+        "regret_cost_norm",
+        "regret_vmin",
+        "regret_cost",
+        "attack_success_rate",
+        "linf_mean",
+        "mmd_p_value",
+        "return",
+        "return_std",
+        "cost",
+        "cost_norm",
+        "linf_max",
+    ]
 
 
 def test_most_perturbed_features_by_size_then_relative_size():
@@ -204,14 +298,17 @@ def test_most_perturbed_features_by_size_then_relative_size():
     clean = rng.uniform(0.2, 0.8, (50, 6))
     clean[:, 4] = 0.5 + 0.001 * rng.standard_normal(50)  # a nearly flat feature
     delta = np.zeros((50, 6))
-    delta[:, 5] = 0.02   # the largest perturbation
-    delta[:, 1] = 0.01   # equal sizes: 1, 3 and 4 ...
+    delta[:, 5] = 0.02  # the largest perturbation
+    delta[:, 1] = 0.01  # equal sizes: 1, 3 and 4 ...
     delta[:, 3] = -0.01
-    delta[:, 4] = 0.01   # ... but 4 moves far more than its own spread
+    delta[:, 4] = 0.01  # ... but 4 moves far more than its own spread
     fed = clean + delta
     assert most_perturbed_features(clean, fed, 3) == [5, 4, 1]
     assert most_perturbed_features(clean, fed, 10) == [5, 4, 1, 3]  # unperturbed 0 and 2 left out
-    assert most_perturbed_features(clean, clean, 3) == [] and most_perturbed_features(clean, fed, 0) == []
+    assert (
+        most_perturbed_features(clean, clean, 3) == []
+        and most_perturbed_features(clean, fed, 0) == []
+    )
     bumped = fed.copy()
     bumped[17, 2] += 0.5
     assert most_perturbed_step(clean, bumped) == 17
@@ -235,7 +332,13 @@ class FrameEnv(gym.Env):
         self.t += 1
         self.frame = self._rng.integers(40, 216, (3, 6, 6)).astype(np.uint8)
         done = self.t >= 5
-        return self.frame.copy(), reward, False, done, {"episode_kpis": {"cost": float(self.t)}} if done else {}
+        return (
+            self.frame.copy(),
+            reward,
+            False,
+            done,
+            {"episode_kpis": {"cost": float(self.t)}} if done else {},
+        )
 
 
 def test_image_report_draws_frames_and_notes_skipped_stealth(tmp_path):
@@ -243,8 +346,14 @@ def test_image_report_draws_frames_and_notes_skipped_stealth(tmp_path):
     with torch.no_grad():
         linear.weight.fill_(1.0 / (108 * 255))
     policy = PolicyView(nn.Sequential(nn.Flatten(), linear), "continuous", "none")
-    config = AttackConfig.model_validate({"eps": [8.0], "episodes": 2, "permutations": 20,
-                                          "attacks": [{"name": "random", "settings": {"seed": 2}}]})
+    config = AttackConfig.model_validate(
+        {
+            "eps": [8.0],
+            "episodes": 2,
+            "permutations": 20,
+            "attacks": [{"name": "random", "settings": {"seed": 2}}],
+        }
+    )
     results = evaluate_attacks(FrameEnv, policy, config, seed=0, progress=False)
     write_report(results, tmp_path, "frames", {})
     names = sorted(p.name for p in tmp_path.glob("*.png"))
@@ -254,5 +363,8 @@ def test_image_report_draws_frames_and_notes_skipped_stealth(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "![frames_random](frames_random.png)" in text and STEALTH_SKIPPED in text
     data = json.loads((tmp_path / "results.json").read_text())
-    assert data["meta"]["obs_shape"] == [3, 6, 6] and data["rows"][0]["stealth_note"] == STEALTH_SKIPPED
+    assert (
+        data["meta"]["obs_shape"] == [3, 6, 6]
+        and data["rows"][0]["stealth_note"] == STEALTH_SKIPPED
+    )
     assert 0.0 < data["rows"][0]["linf_max"] <= 8.0 + 1e-4

@@ -161,21 +161,26 @@ def test_vector_env_image_observations() -> None:
     obs, *_, info = env.step(np.zeros((2, 1), np.float32))
     np.testing.assert_allclose(obs, 10.01, rtol=1e-6)
     np.testing.assert_allclose(info["distortion_linf"], [0.01, 0.01], rtol=1e-4)
-    np.testing.assert_allclose(info["distortion_l2"], [0.01 * np.sqrt(18)] * 2, rtol=1e-4)  # all 18 pixels
+    np.testing.assert_allclose(
+        info["distortion_l2"], [0.01 * np.sqrt(18)] * 2, rtol=1e-4
+    )  # all 18 pixels
     env.close()
 
 
 def test_vector_env_single_episode_attacks_each_env_during_one_episode() -> None:
     attack = RecordingAttack()
-    env = AttackedVectorObservation(SyncVectorEnv([lambda: CounterEnv(2), lambda: CounterEnv(3)]), attack,
-                                    single_episode=True)
+    env = AttackedVectorObservation(
+        SyncVectorEnv([lambda: CounterEnv(2), lambda: CounterEnv(3)]), attack, single_episode=True
+    )
     obs, info = env.reset(seed=0)
     assert env.active.tolist() == [True, True]
     actions = np.zeros((2, 1), np.float32)
     obs, _, term, _, info = env.step(actions)  # t = 1 for both
     obs, _, term, _, info = env.step(actions)  # env 0 ends: its final obs is not attacked
     assert term.tolist() == [True, False] and env.active.tolist() == [False, True]
-    assert info["_perturbed_obs"].tolist() == [False, True] and info["_distortion_linf"].tolist() == [False, True]
+    assert info["_perturbed_obs"].tolist() == [False, True] and info[
+        "_distortion_linf"
+    ].tolist() == [False, True]
     np.testing.assert_array_equal(obs[0], info["clean_obs"][0])  # passed through: [0.2, 0.5, 0.5]
     np.testing.assert_allclose(obs[0], [0.2, 0.5, 0.5], rtol=1e-6)
     np.testing.assert_allclose(obs[1], [0.21, 0.51, 0.51], rtol=1e-6)
@@ -194,7 +199,9 @@ def test_vector_env_disabled_autoreset_masked_reset() -> None:
     """A masked reset restarts only the masked counters and attacks only those envs; the others
     keep the perturbed observation they already had."""
     attack = RecordingAttack()
-    venv = SyncVectorEnv([lambda: CounterEnv(1), lambda: CounterEnv(3)], autoreset_mode=AutoresetMode.DISABLED)
+    venv = SyncVectorEnv(
+        [lambda: CounterEnv(1), lambda: CounterEnv(3)], autoreset_mode=AutoresetMode.DISABLED
+    )
     env = AttackedVectorObservation(venv, attack)
     env.reset(seed=0)
     obs, _, term, _, info = env.step(np.zeros((2, 1), np.float32))

@@ -8,6 +8,7 @@ wrappers and driven through the old gym API, evaluated with CityLearn's ``evalua
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import warnings
 
@@ -131,6 +132,27 @@ def test_groups_and_feature_names(discrete_env):
     from rlkit.envs.factory import feature_groups, feature_names
 
     assert feature_groups(discrete_env) == groups and feature_names(discrete_env) == names
+
+
+def test_several_buildings(cl):
+    env = make_citylearn_env(buildings=["Building_6", "Building_7"], episode_time_steps=2)
+    assert env.observation_space.shape == (39,) and env.action_space.nvec.tolist() == [20, 20]
+    assert env.feature_names[23] == "Building_6/non_shiftable_load"
+    assert env.obs_groups["solar_generation"] == [24, 32] and env.obs_groups["calendar"] == slice(0, 6)
+    env.reset(seed=0)
+    assert env.step(np.array([3, 15]))[0].shape == (39,)
+
+
+def test_gym_is_quiet(cl):
+    """No gym banner nor old-step-API warnings, even with stable-baselines3 (which imports gym)."""
+    code = (
+        "import rlkit.envs.citylearn as c, stable_baselines3; "
+        "e = c.make_citylearn_env(episode_time_steps=2, action='continuous'); e.reset(); e.step(e.action_space.sample())"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "unmaintained" not in out.stderr and "WARN" not in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize("action", ["discrete", "continuous"])
