@@ -147,7 +147,8 @@ def run_episodes(env: AttackedVectorObservation, view: PolicyView, seeds: list[i
             trace.fed_obs[i].append(fed[row])
             trace.actions[i].append(actions[row])
             trace.clean_actions[i].append(clean_actions[row])
-        _, reward, terminated, truncated, info = env.step(actions_all)
+        # a fresh array each step: an env may keep the action it was given
+        _, reward, terminated, truncated, info = env.step(actions_all.copy())
         for i in rows:
             trace.rewards[i].append(float(reward[i]))
             if terminated[i] or truncated[i]:

@@ -34,6 +34,7 @@ SB3_ALGOS = {
 CONTINUOUS_ONLY = ("Box",)
 ANY_ACTION = ("Box", "Discrete", "MultiDiscrete", "MultiBinary")
 GRID_GYM_ID = "rlkit/GridBattery-v0"
+CITYLEARN_GYM_ID = "rlkit/CityLearn-v0"
 ATTACK_NAMES = ("random", "fgsm", "pgd", "targeted_pgd", "bifurcation", "bifurcation_toggle", "mad")
 
 
@@ -41,6 +42,9 @@ def register_builtins() -> None:
     """Fill the registry with rlkit's own parts (idempotent)."""
     if "grid" in ENVS:
         return
+    from rlkit.envs.citylearn.compat import silence_gym_banner
+
+    silence_gym_banner()  # stable-baselines3 imports gym 0.25 (the CityLearn extra) when installed
     _register_envs()
     _register_agents()
     _register_attacks()
@@ -71,12 +75,20 @@ def _register_envs() -> None:
         params="rlkit.envs.grid.config:GridEnvConfig",
         vector="rlkit.envs.grid:GridBatteryVectorEnv",
     )
+    ENVS.register(
+        "citylearn",
+        "rlkit.envs.citylearn:make_citylearn_env",
+        "the bifurcation paper's building: CityLearn 2.0.0, 2022 phase 2, the authors' wrappers",
+        params="rlkit.envs.citylearn.config:CityLearnEnvConfig",
+    )
     if GRID_GYM_ID not in gym.registry:
         gym.register(
             id=GRID_GYM_ID,
             entry_point="rlkit.envs.grid.env:GridBatteryEnv",
             vector_entry_point="rlkit.envs.grid.vector:GridBatteryVectorEnv",
         )
+    if CITYLEARN_GYM_ID not in gym.registry:
+        gym.register(id=CITYLEARN_GYM_ID, entry_point="rlkit.envs.citylearn:make_citylearn_env")
 
 
 def _register_agents() -> None:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import gymnasium as gym
-
 from .compat import silence_gym_banner
 from .config import CityLearnEnvConfig
 
@@ -44,10 +42,10 @@ def make_citylearn_env(**kwargs: Any) -> CityLearnGymEnv:
     return CityLearnGymEnv(config)
 
 
-# stable-baselines3 imports gym 0.25 whenever it is installed: drop gym's banner before anyone does
-silence_gym_banner()
-
-if ENV_ID not in gym.registry:
-    gym.register(id=ENV_ID, entry_point="rlkit.envs.citylearn:make_citylearn_env")
-
-__all__ = ["CITYLEARN_PARAMS_MODEL", "ENV_ID", "CityLearnEnvConfig", "make_citylearn_env", "silence_gym_banner"]
+__all__ = [
+    "CITYLEARN_PARAMS_MODEL",
+    "ENV_ID",
+    "CityLearnEnvConfig",
+    "make_citylearn_env",
+    "silence_gym_banner",
+]

@@ -51,7 +51,9 @@ def infer_algorithm(path: str | os.PathLike[str]) -> str:
     raise ValueError(f"{path}: cannot tell the SB3 algorithm from its saved parameters; pass algo=")
 
 
-def authors_custom_objects(action: Literal["discrete", "continuous"], bins: int = 20, n_features: int = 31) -> dict[str, Any]:
+def authors_custom_objects(
+    action: Literal["discrete", "continuous"], bins: int = 20, n_features: int = 31
+) -> dict[str, Any]:
     """The ``custom_objects`` that replace the zips' gym 0.21 spaces and SB3 1.8 schedules.
 
     :param action: ``"discrete"`` (``Discrete(bins)``) or ``"continuous"`` (``Box(0, 1, (1,))``).
@@ -105,7 +107,11 @@ def load_authors_model(
         raise ValueError(f"algo must be one of {sorted(classes)}, got {algo!r}")
     with warnings.catch_warnings():
         # the zips pickle numpy 1.23 arrays, which name numpy.core (numpy 2 warns, then loads them)
-        warnings.filterwarnings("ignore", message=r"numpy\.core.* is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"numpy\.core.* is deprecated", category=DeprecationWarning
+        )
         return classes[name].load(
-            path, device=device, custom_objects=authors_custom_objects(action, bins=bins, n_features=n_features)
+            path,
+            device=device,
+            custom_objects=authors_custom_objects(action, bins=bins, n_features=n_features),
         )

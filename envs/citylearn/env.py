@@ -107,7 +107,9 @@ def _quiet_gym() -> Iterator[None]:
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*old step API", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=r".*Box bound precision lowered", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message=r".*Box bound precision lowered", category=UserWarning
+        )
         yield
 
 
@@ -182,7 +184,9 @@ def district_kpis(citylearn_env: Any, cl: SimpleNamespace | None = None) -> dict
     baseline = getattr(cl.EvaluationCondition, BASELINE_CONDITION)
     frame = citylearn_env.evaluate(baseline_condition=baseline)
     district = frame[frame["name"] == "District"]
-    kpis = {str(k): float(v) for k, v in zip(district["cost_function"], district["value"], strict=True)}
+    kpis = {
+        str(k): float(v) for k, v in zip(district["cost_function"], district["value"], strict=True)
+    }
     return {k: v for k, v in sorted(kpis.items()) if np.isfinite(v)}
 
 
@@ -269,10 +273,14 @@ class CityLearnGymEnv(gym.Env):
             dtype=np.float32,
         )
         if self.observation_space.shape != (len(self.feature_names),):
-            raise RuntimeError(f"CityLearn gave {self.observation_space.shape} features for {len(self.feature_names)} names")
+            raise RuntimeError(
+                f"CityLearn gave {self.observation_space.shape} features for {len(self.feature_names)} names"
+            )
         if config.action == "discrete":
             nvec = np.asarray(act_space.nvec, dtype=np.int64)
-            self.action_space = spaces.Discrete(int(nvec[0])) if nvec.size == 1 else spaces.MultiDiscrete(nvec)
+            self.action_space = (
+                spaces.Discrete(int(nvec[0])) if nvec.size == 1 else spaces.MultiDiscrete(nvec)
+            )
         else:
             self.action_space = spaces.Box(
                 low=np.asarray(act_space.low, dtype=np.float32),
@@ -302,7 +310,9 @@ class CityLearnGymEnv(gym.Env):
         return names
 
     # --- gymnasium API ------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start the episode again from its first hour (the same year every time).
 
         :param seed: seeds ``self.np_random``; the simulation is deterministic and ignores it.
@@ -325,10 +335,14 @@ class CityLearnGymEnv(gym.Env):
             last hour, when ``info["episode_kpis"]`` holds :func:`district_kpis`.
         """
         if self._done:
-            raise RuntimeError("CityLearnGymEnv.step called before reset() or after the episode ended")
+            raise RuntimeError(
+                "CityLearnGymEnv.step called before reset() or after the episode ended"
+            )
         if self.config.action == "discrete":
             act = np.asarray(action).astype(np.int64, copy=False).reshape(-1)
-            nvec = np.atleast_1d(getattr(self.action_space, "nvec", getattr(self.action_space, "n", 0)))
+            nvec = np.atleast_1d(
+                getattr(self.action_space, "nvec", getattr(self.action_space, "n", 0))
+            )
             if act.shape != nvec.shape or (act < 0).any() or (act >= nvec).any():
                 raise ValueError(f"action {action!r} is outside {self.action_space}")
         else:

@@ -1,4 +1,4 @@
-"""The fast (autograd-free) engine of the gradient attacks agrees with autograd."""
+"""The MLP (autograd-free) engine of the gradient attacks agrees with autograd."""
 
 from __future__ import annotations
 
@@ -15,15 +15,20 @@ from rlkit.attacks import AttackBudget, attack_settings, make_attack
 from rlkit.attacks.bifurcation import bifurcate_continuous, bifurcate_discrete
 from rlkit.attacks.fastgrad import (
     ConstantGrad,
-    DistanceGrad,
-    GroupMaxGrad,
-    LogitsGrad,
+    TorchOutputGrad,
     choose_backend,
     compile_policy,
     fast_pgd,
     numba_available,
+    output_grad_for,
 )
-from rlkit.attacks.losses import action_distance, difference_of_logits, group_difference_logits
+from rlkit.attacks.losses import (
+    OutputLoss,
+    action_distance,
+    difference_of_logits,
+    group_difference_logits,
+)
+from rlkit.attacks.optim import Optimiser
 from rlkit.config import AgentConfig
 from rlkit.policy import ObsNormalizer, PolicyView
 
@@ -73,12 +78,20 @@ CASES = [
     ("bifurcation", "discrete", {"split": 1}),
     ("bifurcation_toggle", "continuous", {}),
     ("bifurcation_toggle", "discrete", {}),
+    ("mad", "continuous", {"log_std": -1.0}),
+    ("mad", "discrete", {}),
 ]
+#: cases whose loss is affine in the policy output: the only ones the numba kernel serves
+AFFINE = {"bifurcation", "bifurcation_toggle"}
 
 
 def run_both(name: str, kind: str, extra: dict, budget: AttackBudget, seed: int,
              backend: str = "auto", **more: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fast, autograd) perturbations of one random batch by equally seeded attacks."""
+    """(MLP engine, autograd) perturbations of one random batch by equally seeded attacks.
+
+    ``backend="numba"`` applies where the kernel can serve the call (linf budget, a loss affine
+    in the output); elsewhere the MLP engine's own choice ("auto").
+    """
     policy = mlp64(5 if kind == "discrete" else 2, seed, normalizer=seed % 2 == 1)
     obs = torch.from_numpy(np.random.default_rng(seed).uniform(0, 1, (7, N_IN)))
     t = torch.arange(7) + seed
@@ -88,18 +101,20 @@ def run_both(name: str, kind: str, extra: dict, budget: AttackBudget, seed: int,
         settings_.setdefault("decay_every", 4)
     if "seed" in attack_settings(name):
         settings_["seed"] = seed
-    fast = make_attack(name, policy, budget, engine="fast", **settings_)
-    fast.fast_backend = backend if budget.norm == "linf" else "auto"  # numba: linf only
+    fast = make_attack(name, policy, budget, engine="mlp", **settings_)
+    numba_ok = budget.norm == "linf" and name in AFFINE and kind == "continuous"
+    fast.engines["mlp"].backend = backend if numba_ok else "auto"
     slow = make_attack(name, policy, budget, engine="autograd", **settings_)
     out_fast, out_slow = fast(obs, t=t), slow(obs, t=t)
-    assert fast.engine_stats["fast_calls"] == 1 and slow.engine_stats["autograd_calls"] == 1
+    assert fast.engine_stats["mlp_calls"] == 1 and slow.engine_stats["autograd_calls"] == 1
     return out_fast, out_slow
 
 
 # ----------------------------------------------------------------------------- agreement
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize(("name", "kind", "extra"), CASES)
-def test_fast_matches_autograd(name: str, kind: str, extra: dict, backend: str) -> None:
+@pytest.mark.parametrize(("name", "kind", "extra", "backend"), [
+    (*case, backend) for case in CASES for backend in BACKENDS
+    if backend == "numpy" or (case[0] in AFFINE and case[1] == "continuous")])
+def test_mlp_matches_autograd(name: str, kind: str, extra: dict, backend: str) -> None:
     for i, (label, budget) in enumerate(budgets().items()):
         for seed in (i, i + 11):
             fast, slow = run_both(name, kind, extra, budget, seed, backend)
@@ -134,9 +149,14 @@ def test_bifurcation_property(seed: int, eps: float, kind: str, toggle: bool) ->
 
 # ----------------------------------------------------------------------------- gradients, ties
 def engine_grad(policy: nn.Module, x: torch.Tensor, out_grad: object) -> torch.Tensor:
-    """The fast engine's input gradient of ``policy`` at ``x``."""
-    engine = compile_policy(policy).engine()
-    return torch.from_numpy(engine.input_gradient(x.numpy(), out_grad))
+    """The MLP engine's input gradient of ``policy`` at ``x``."""
+    net = compile_policy(policy).net()
+    return torch.from_numpy(net.input_gradient(x.numpy(), out_grad))
+
+
+def torch_grad(fn: object, *args: torch.Tensor) -> TorchOutputGrad:
+    """The output gradient of the torch loss ``fn(z, *args)`` (what the MLP engine uses)."""
+    return TorchOutputGrad(OutputLoss(fn, lambda clean: args), args)
 
 
 def autograd_grad(policy: nn.Module, x: torch.Tensor, loss: object) -> torch.Tensor:
@@ -164,33 +184,35 @@ def test_amax_ties_split_evenly_like_torch() -> None:
     for split in (2, 3):
         label = bifurcate_discrete(z, split).argmax(-1)
         for sign in (1.0, -1.0):
-            ours = engine_grad(net, x, GroupMaxGrad(label[:, 0].numpy(), split, sign))
-            ref = autograd_grad(net, x, lambda out, lab=label, s=split, g=sign: g *
-                                group_difference_logits(bifurcate_discrete(out, s), lab))
+
+            def gdl(out: torch.Tensor, lab: torch.Tensor, s: int = split,
+                    g: float = sign) -> torch.Tensor:
+                return g * group_difference_logits(bifurcate_discrete(out, s), lab)
+
+            ours = engine_grad(net, x, torch_grad(gdl, label))
+            ref = autograd_grad(net, x, lambda out, f=gdl, lab=label: f(out, lab))
             torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
     for label in (torch.zeros(20, dtype=torch.long), torch.full((20,), 2)):
-        ours = engine_grad(net, x, LogitsGrad(label.numpy()))
+        ours = engine_grad(net, x, torch_grad(difference_of_logits, label))
         ref = autograd_grad(net, x, lambda out, lab=label: difference_of_logits(out, lab))
         torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_pgd_with_tied_logits(backend: str) -> None:
+def test_pgd_with_tied_logits() -> None:
     net = tied_policy()  # the ties hold at every input, so every iteration meets them
     x = torch.from_numpy(np.random.default_rng(4).uniform(0, 1, (5, N_IN)))
     budget = AttackBudget(0.05, low=0.0, high=1.0)
     for name, extra in (("bifurcation", {"split": 3}), ("bifurcation_toggle", {"split": 2}),
                         ("pgd", {}), ("targeted_pgd", {"target": 4})):
         kw = {"action_kind": "discrete", "iterations": 20, "decay_every": 5, **extra}
-        fast = make_attack(name, net, budget, engine="fast", **kw)
-        fast.fast_backend = backend
+        fast = make_attack(name, net, budget, engine="mlp", **kw)
         slow = make_attack(name, net, budget, engine="autograd", **kw)
         assert torch.equal(fast(x, t=3), slow(x, t=3)), name
 
 
 def test_single_logit_is_rejected_like_autograd() -> None:
     net = mlp64(1, 0)
-    for engine in ("fast", "autograd"):
+    for engine in ("mlp", "autograd"):
         attack = make_attack("pgd", net, AttackBudget(0.1), action_kind="discrete",
                              engine=engine, iterations=2)
         with pytest.raises(ValueError, match="at least 2 logits"):
@@ -208,10 +230,13 @@ def test_relu_at_zero_and_clamp_boundary_like_torch() -> None:
     net = nn.Sequential(norm, lin, nn.ReLU(), nn.Linear(3, 1).double())
     x = torch.tensor([[0.7, 0.7], [2.0, -2.0], [2.5, 0.3], [-2.0, 1.0], [0.0, 0.0]],
                      dtype=torch.float64)  # row 0: the first ReLU input is exactly 0
-    target = torch.zeros(5, 1, dtype=torch.float64)
+    target = torch.zeros(5, 1, dtype=torch.float64) + 0.1
     for kind in ("mse", "mae", "huber"):
-        ours = engine_grad(net, x, DistanceGrad(target.numpy() + 0.1, kind))
-        ref = autograd_grad(net, x, lambda out, k=kind: action_distance(out, target + 0.1, k))
+        def dist(out: torch.Tensor, ref: torch.Tensor, k: str = kind) -> torch.Tensor:
+            return action_distance(out, ref, k)
+
+        ours = engine_grad(net, x, torch_grad(dist, target))
+        ref = autograd_grad(net, x, lambda out, f=dist: f(out, target))
         torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
     ours = engine_grad(net, x, ConstantGrad(np.ones((5, 1))))
     ref = autograd_grad(net, x, lambda out: out[:, 0])
@@ -222,13 +247,38 @@ def test_relu_at_zero_and_clamp_boundary_like_torch() -> None:
 def test_tanh_and_continuous_groups() -> None:
     net = mlp64(3, 4, act=nn.Tanh, normalizer=True)
     x = torch.from_numpy(np.random.default_rng(1).uniform(0, 1, (9, N_IN)))
-    label = bifurcate_continuous(net(x).detach(), 2.0, -1.0, -2.0, 1.0).argmax(-1)
-    from rlkit.attacks.fastgrad import bifurcation_continuous_grad
+    z = net(x).detach()
+    label = bifurcate_continuous(z, 2.0, -1.0, -2.0, 1.0).argmax(-1)
 
-    ours = engine_grad(net, x, bifurcation_continuous_grad(label.numpy(), 2.0, -2.0))
-    ref = autograd_grad(net, x, lambda out: group_difference_logits(
-        bifurcate_continuous(out, 2.0, -1.0, -2.0, 1.0), label))
+    def gdl(out: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
+        return group_difference_logits(bifurcate_continuous(out, 2.0, -1.0, -2.0, 1.0), lab)
+
+    out_grad = output_grad_for(OutputLoss(gdl, lambda clean: (label,), linear=True), z, (label,))
+    assert isinstance(out_grad, ConstantGrad)
+    np.testing.assert_array_equal(out_grad.grad, np.where(label.numpy() == 0, -4.0, 4.0))
+    ours = engine_grad(net, x, out_grad)
+    ref = autograd_grad(net, x, lambda out: gdl(out, label))
     torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
+
+
+def test_affine_losses_have_constant_output_gradients() -> None:
+    # the MLP engine computes the output gradient of an OutputLoss marked linear only once
+    rng = np.random.default_rng(5)
+    policy = mlp64(3, 0)
+    obs = torch.from_numpy(rng.uniform(0, 1, (6, N_IN)))
+    for name in ("bifurcation", "bifurcation_toggle"):
+        for m1, b1, m2, b2 in ((1.0, 0.0, -1.0, 0.0), (2.0, -1.0, -0.5, 0.3)):
+            attack = make_attack(name, policy, AttackBudget(0.1), m1=m1, b1=b1, m2=m2, b2=b2)
+            loss = attack.loss(torch.arange(6))
+            assert loss.linear
+            clean = policy(obs).detach()
+            args = loss.prepare(clean)
+            g0 = loss.output_gradient(clean, args)
+            for scale in (0.1, 3.0, 50.0):
+                z = clean + scale * torch.from_numpy(rng.normal(size=clean.shape))
+                torch.testing.assert_close(loss.output_gradient(z, args), g0, rtol=0, atol=0)
+    discrete = make_attack("bifurcation", mlp64(4, 0), AttackBudget(0.1), action_kind="discrete")
+    assert not discrete.loss(None).linear
 
 
 # ----------------------------------------------------------------------------- SB3 policies
@@ -253,17 +303,19 @@ def test_sb3_views_compile_and_match(algo: str, discrete: bool, ops: list[str]) 
     assert plan is not None and repr(plan) == f"MLPPlan({ops})"
     x = torch.from_numpy(np.random.default_rng(2).uniform(0, 1, (16, N_IN)).astype(np.float32))
     z = view(x).detach()
-    out_grad = (LogitsGrad(z.argmax(-1).numpy()) if discrete
-                else DistanceGrad(z.numpy() + 0.5, "mse"))
-    loss = ((lambda out: difference_of_logits(out, z.argmax(-1))) if discrete
-            else (lambda out: action_distance(out, z + 0.5, "mse")))
+    if discrete:
+        out_grad = torch_grad(difference_of_logits, z.argmax(-1))
+        loss = lambda out: difference_of_logits(out, z.argmax(-1))  # noqa: E731
+    else:
+        out_grad = torch_grad(lambda out, ref: action_distance(out, ref, "mse"), z + 0.5)
+        loss = lambda out: action_distance(out, z + 0.5, "mse")  # noqa: E731
     torch.testing.assert_close(engine_grad(view, x, out_grad), autograd_grad(view, x, loss),
                                rtol=1e-4, atol=1e-6)
     attack = make_attack("bifurcation", view, AttackBudget(0.05, low=0.0, high=1.0),
                          iterations=10)
     assert attack.plan is not None
     attack(x)
-    assert attack.engine_stats["fast_calls"] == 1
+    assert attack.engine_stats["mlp_calls"] == 1
 
 
 def test_normalized_view_compiles() -> None:
@@ -306,9 +358,10 @@ def test_unrecognised_policies_fall_back(policy: object, runs: bool) -> None:
     if runs:
         attack = make_attack("pgd", policy, budget, iterations=2, random_start=True)
         attack(torch.rand(3, N_IN))
-        assert attack.engine_stats == {"fast_calls": 0, "autograd_calls": 1}
-    with pytest.raises(ValueError, match="engine='fast' needs a plain MLP"):
-        make_attack("pgd", policy, budget, engine="fast")
+        assert attack.engine_stats["mlp_calls"] == 0
+        assert attack.engine_stats["autograd_calls"] == 1
+    with pytest.raises(ValueError, match="engine='mlp' needs a plain MLP"):
+        make_attack("pgd", policy, budget, engine="mlp")
 
 
 # ----------------------------------------------------------------------------- settings, API
@@ -317,26 +370,25 @@ def test_engine_setting() -> None:
         assert attack_settings(name)["engine"] == "auto"
     assert "engine" not in attack_settings("random")
     policy = mlp64(2, 0)
-    with pytest.raises(ValueError, match="engine"):
-        make_attack("pgd", policy, AttackBudget(0.1), engine="gpu")
-    with pytest.raises(ValueError, match="no fast engine"):
-        make_attack("mad", policy, AttackBudget(0.1), engine="fast")
-    mad = make_attack("mad", policy, AttackBudget(0.1), iterations=2)
+    for bad in ("gpu", "fast"):
+        with pytest.raises(ValueError, match="engine"):
+            make_attack("pgd", policy, AttackBudget(0.1), engine=bad)
+    mad = make_attack("mad", policy, AttackBudget(0.1), iterations=2)  # MAD runs on mlp too
     mad(torch.rand(2, N_IN, dtype=torch.float64))
-    assert mad.engine_stats["autograd_calls"] == 1
+    assert mad.engine_stats["mlp_calls"] == 1
     attack = make_attack("bifurcation", policy, AttackBudget(0.1), iterations=2)
     assert attack.plan is not None and attack.engine == "auto"
     assert make_attack("bifurcation", policy, AttackBudget(0.1), engine="autograd").plan is None
 
 
-def test_fast_needs_2d_cpu_batch() -> None:
+def test_mlp_needs_2d_cpu_batch() -> None:
     policy = nn.Sequential(nn.Flatten(), nn.Linear(N_IN, 2)).double()
     obs = torch.rand(3, 2, 3, dtype=torch.float64)
     auto = make_attack("bifurcation", policy, AttackBudget(0.1), iterations=2)
     auto(obs)
     assert auto.engine_stats["autograd_calls"] == 1
-    fast = make_attack("bifurcation", policy, AttackBudget(0.1), iterations=2, engine="fast")
-    with pytest.raises(ValueError, match="2-D observation batch"):
+    fast = make_attack("bifurcation", policy, AttackBudget(0.1), iterations=2, engine="mlp")
+    with pytest.raises(ValueError, match="2-D batch"):
         fast(obs)
 
 
@@ -344,8 +396,8 @@ def test_fast_needs_2d_cpu_batch() -> None:
 def test_weight_changes_are_seen(backend: str) -> None:
     policy = mlp64(2, 7)
     obs = torch.from_numpy(np.random.default_rng(7).uniform(0, 1, (4, N_IN)))
-    attack = make_attack("bifurcation", policy, AttackBudget(0.1), iterations=15, engine="fast")
-    attack.fast_backend = backend
+    attack = make_attack("bifurcation", policy, AttackBudget(0.1), iterations=15, engine="mlp")
+    attack.engines["mlp"].backend = backend
     attack(obs)
     with torch.no_grad():
         policy[0].weight.data.mul_(-1.0)  # .data bypasses torch's version counter
@@ -357,34 +409,43 @@ def test_weight_changes_are_seen(backend: str) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_reuse_changes_nothing(backend: str) -> None:
-    policy = mlp64(5, 8)
     obs = torch.from_numpy(np.random.default_rng(8).uniform(0, 1, (6, N_IN)))
     bound = AttackBudget(0.05, low=0.0, high=1.0).bind(obs)
-    engine = compile_policy(policy).engine()
-    labels = policy(obs).argmax(-1).detach().numpy()
-    outs, stats = [], []
-    for reuse in (True, False):
-        stat: dict[str, int] = {}
-        outs.append(fast_pgd(engine, LogitsGrad(labels), obs, bound, iterations=60,
-                             decay_every=15, backend=backend if reuse else "numpy",
-                             reuse=reuse, stats=stat))
-        stats.append(stat)
-    assert torch.equal(outs[0], outs[1])
-    assert stats[1]["gradient_rows"] == stats[1]["rows"] == 360
-    assert stats[0]["gradient_rows"] < stats[0]["rows"]  # a large box: iterates park on corners
+    opt = Optimiser(iterations=60, decay_every=15)
+    discrete = mlp64(5, 8)
+    labels = discrete(obs).argmax(-1).detach()
+    continuous = mlp64(2, 8)
+    cases = [(discrete, torch_grad(difference_of_logits, labels), "numpy"),
+             (continuous, ConstantGrad(np.tile([[1.0, -1.0]], (6, 1))), backend)]
+    for policy, out_grad, chosen in cases:
+        net = compile_policy(policy).net()
+        outs, stats = [], []
+        for reuse in (True, False):
+            stat: dict[str, int] = {}
+            outs.append(fast_pgd(net, out_grad, obs, bound, opt,
+                                 backend=chosen if reuse else "numpy", reuse=reuse, stats=stat))
+            stats.append(stat)
+        assert torch.equal(outs[0], outs[1])
+        assert stats[1]["gradient_rows"] == stats[1]["rows"] == 360
+        assert stats[0]["gradient_rows"] < stats[0]["rows"]  # a large box: iterates park on corners
 
 
 def test_backend_choice() -> None:
     policy = mlp64(2, 0)
     obs = torch.rand(2, N_IN, dtype=torch.float64)
-    engine = compile_policy(policy).engine()
+    net = compile_policy(policy).net()
     grad = ConstantGrad(np.ones((2, 2)))
     l2 = AttackBudget(0.1, norm="l2").bind(obs)
-    assert choose_backend(engine, grad, obs, l2) == "numpy"
-    assert choose_backend(engine, grad, obs.float(), AttackBudget(0.1).bind(obs)) == "numpy"
+    linf = AttackBudget(0.1).bind(obs)
+    assert choose_backend(net, grad, obs, l2) == "numpy"
+    assert choose_backend(net, grad, obs.float(), linf) == "numpy"
     with pytest.raises(ValueError, match="numba backend unavailable"):
-        choose_backend(engine, grad, obs, l2, backend="numba")
+        choose_backend(net, grad, obs, l2, backend="numba")
     with pytest.raises(ValueError, match="backend"):
-        choose_backend(engine, grad, obs, l2, backend="cuda")
+        choose_backend(net, grad, obs, l2, backend="cuda")
+    nonlinear = torch_grad(difference_of_logits, torch.zeros(2, dtype=torch.long))
+    assert choose_backend(net, nonlinear, obs, linf) == "numpy"
+    with pytest.raises(ValueError, match="not affine"):
+        choose_backend(net, nonlinear, obs, linf, backend="numba")
     if numba_available():
-        assert choose_backend(engine, grad, obs, AttackBudget(0.1).bind(obs)) == "numba"
+        assert choose_backend(net, grad, obs, linf) == "numba"

@@ -99,9 +99,8 @@ def report(request, tmp_path_factory) -> tuple[dict[str, Any], Path, str]:
         )
     finally:
         torch.set_num_threads(before)
-    out = (
-        tmp_path_factory.mktemp(f"report_{request.param}") / "nested" / "out"
-    )  # created by write_report
+    # created by write_report
+    out = tmp_path_factory.mktemp(f"report_{request.param}") / "nested" / "out"
     path = write_report(results, out, "Tiny report", {"source": "unit test"})
     assert path == out / "report.md"
     return results, out, request.param

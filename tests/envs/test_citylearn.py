@@ -120,7 +120,14 @@ def test_spaces(discrete_env, continuous_env):
 def test_groups_and_feature_names(discrete_env):
     names = discrete_env.feature_names
     assert len(names) == 31 and len(set(names)) == 31
-    assert names[:6] == ["month_cos", "month_sin", "day_type_cos", "day_type_sin", "hour_cos", "hour_sin"]
+    assert names[:6] == [
+        "month_cos",
+        "month_sin",
+        "day_type_cos",
+        "day_type_sin",
+        "hour_cos",
+        "hour_sin",
+    ]
     assert names[24] == "solar_generation" and names[26] == "net_electricity_consumption"
     groups = discrete_env.obs_groups
     assert list(groups) == list(PAPER_GROUPS)
@@ -138,7 +145,9 @@ def test_several_buildings(cl):
     env = make_citylearn_env(buildings=["Building_6", "Building_7"], episode_time_steps=2)
     assert env.observation_space.shape == (39,) and env.action_space.nvec.tolist() == [20, 20]
     assert env.feature_names[23] == "Building_6/non_shiftable_load"
-    assert env.obs_groups["solar_generation"] == [24, 32] and env.obs_groups["calendar"] == slice(0, 6)
+    assert env.obs_groups["solar_generation"] == [24, 32] and env.obs_groups["calendar"] == slice(
+        0, 6
+    )
     env.reset(seed=0)
     assert env.step(np.array([3, 15]))[0].shape == (39,)
 
@@ -150,7 +159,13 @@ def test_gym_is_quiet(cl):
         "e = c.make_citylearn_env(episode_time_steps=2, action='continuous'); e.reset(); e.step(e.action_space.sample())"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "unmaintained" not in out.stderr and "WARN" not in out.stderr, out.stderr
 
@@ -181,11 +196,20 @@ def test_short_episode_matches_citylearn(cl, action, discrete_env, continuous_en
     np.testing.assert_array_equal(rewards, np.array(ref_rewards, dtype=float))
 
     kpis = info["episode_kpis"]
-    frame = raw.evaluate(baseline_condition=cl.EvaluationCondition.WITHOUT_STORAGE_BUT_WITH_PARTIAL_LOAD_AND_PV)
-    expected = frame.pivot(index="cost_function", columns="name", values="value")["District"].dropna()
+    frame = raw.evaluate(
+        baseline_condition=cl.EvaluationCondition.WITHOUT_STORAGE_BUT_WITH_PARTIAL_LOAD_AND_PV
+    )
+    expected = frame.pivot(index="cost_function", columns="name", values="value")[
+        "District"
+    ].dropna()
     assert kpis == {k: float(v) for k, v in expected.items()}
     assert kpis == district_kpis(raw, cl)
-    for name in ("cost_total", "daily_peak_average", "electricity_consumption_total", "ramping_average"):
+    for name in (
+        "cost_total",
+        "daily_peak_average",
+        "electricity_consumption_total",
+        "ramping_average",
+    ):
         assert isinstance(kpis[name], float) and np.isfinite(kpis[name])
 
 
@@ -235,20 +259,30 @@ def test_unknown_schema_or_building(cl):
 
 
 @pytest.mark.parametrize(("action", "algo"), [("discrete", "PPO"), ("continuous", "SAC")])
-def test_load_authors_model_custom_objects(cl, tmp_path, action, algo, discrete_env, continuous_env):
+def test_load_authors_model_custom_objects(
+    cl, tmp_path, action, algo, discrete_env, continuous_env
+):
     """The loader's custom_objects path on a zip saved here (the authors' files are not bundled)."""
     import stable_baselines3 as sb3
 
     from rlkit.envs.citylearn.authors import infer_algorithm, load_authors_model
 
     env = discrete_env if action == "discrete" else continuous_env
-    kwargs = {"n_steps": 16, "batch_size": 16} if algo == "PPO" else {"learning_starts": 10, "buffer_size": 100}
-    model = getattr(sb3, algo)("MlpPolicy", env, policy_kwargs={"net_arch": [8]}, device="cpu", **kwargs)
+    kwargs = (
+        {"n_steps": 16, "batch_size": 16}
+        if algo == "PPO"
+        else {"learning_starts": 10, "buffer_size": 100}
+    )
+    model = getattr(sb3, algo)(
+        "MlpPolicy", env, policy_kwargs={"net_arch": [8]}, device="cpu", **kwargs
+    )
     model.save(tmp_path / "victim.zip")
     assert infer_algorithm(tmp_path / "victim.zip") == algo.lower()
     loaded = load_authors_model(tmp_path / "victim.zip", action)
     obs, _ = env.reset(seed=0)
-    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    np.testing.assert_array_equal(
+        loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0]
+    )
     assert loaded.action_space == env.action_space
 
 
@@ -256,12 +290,22 @@ AUTHORS_DIR = os.environ.get("RLKIT_AUTHORS_DIR")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not AUTHORS_DIR, reason="set RLKIT_AUTHORS_DIR to a folder with the authors' victim zips")
+@pytest.mark.skipif(
+    not AUTHORS_DIR, reason="set RLKIT_AUTHORS_DIR to a folder with the authors' victim zips"
+)
 @pytest.mark.parametrize(
     ("file", "action", "cost"),
     [
-        ("default_PPO_citylearn_challenge_2022_phase_2_Building_6_20_bins_500.zip", "discrete", 0.787803),
-        ("SAC_citylearn_challenge_2022_phase_2_Building_6_default_rwd_MARLISA_hyperparams_500.zip", "continuous", 0.798446),
+        (
+            "default_PPO_citylearn_challenge_2022_phase_2_Building_6_20_bins_500.zip",
+            "discrete",
+            0.787803,
+        ),
+        (
+            "SAC_citylearn_challenge_2022_phase_2_Building_6_default_rwd_MARLISA_hyperparams_500.zip",
+            "continuous",
+            0.798446,
+        ),
     ],
 )
 def test_authors_victims_reproduce_clean_cost(cl, file, action, cost):
