@@ -30,10 +30,10 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from rich.progress import Progress
 
-from rlkit.attacks.attacks import make_attack
 from rlkit.attacks.budget import AttackBudget
 from rlkit.attacks.stealth import split_by_day_null, stealth_report
 from rlkit.attacks.wrappers import AttackedVectorObservation
+from rlkit.catalog import build_attack
 from rlkit.config import AttackConfig, AttackSpec, ConfigError
 from rlkit.envs import feature_groups, feature_names
 from rlkit.policy import PolicyView
@@ -355,7 +355,7 @@ def _evaluate(
         rows, traces, stealth = [], {"clean": clean}, {}
         for (spec, eps), budget in zip(runs, budgets, strict=True):
             bar.update(task, description=f"{spec.key} eps={eps}")
-            trace = run(make_attack(spec.name, view, budget, **spec.settings))
+            trace = run(build_attack(spec.name, view, budget, spec.settings))
             row = {
                 "attack": spec.key,
                 "eps": eps,

@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from rlkit.config import ConfigError, load_attack_config, parse_eps
 from rlkit.evaluation import EVAL_SEED_OFFSET, evaluate
 from rlkit.io import atomic_write_json
 from rlkit.loading import LoadedPolicy, load_run, load_sb3_zip
+from rlkit.summary import print_attacks, print_clean
 
 
 def split_targets(targets: list[str]) -> tuple[str | None, list[str]]:
@@ -50,19 +50,6 @@ def _load(args: argparse.Namespace) -> LoadedPolicy:
     return load_run(args.run_dir)
 
 
-def _print_clean(result: dict, console: Console) -> None:
-    table = Table(title="clean evaluation")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_row(
-        "return (mean ± std)", f"{result['return_mean']:.3f} ± {result['return_std']:.3f}"
-    )
-    table.add_row("episodes", str(result["episodes"]))
-    for key, value in result["kpis"].items():
-        table.add_row(key, f"{value:.4g}")
-    console.print(table)
-
-
 def evaluate_command(args: argparse.Namespace) -> None:
     """Run ``rlkit evaluate`` with parsed arguments.
 
@@ -81,7 +68,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
         env = loaded.make_env()
         result = evaluate(env, loaded.act, episodes, base_seed)
         env.close()
-        _print_clean(result, console)
+        print_clean(result, console)
         out = Path(args.out) if args.out else (Path(args.run_dir) if args.run_dir else Path("."))
         atomic_write_json(out / "eval.json", result)
         console.print(f"written: {out / 'eval.json'}")
@@ -106,39 +93,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
     report = write_report(
         results, out, f"Attacks on {source}", context, attack_config.plot_features
     )
-    _print_attacks(results, console)
+    print_attacks(results, console)
     console.print(
         f"report: {report}\nresults: {out / 'results.csv'}, {out / 'results.json'}; plots: {out}/*.png"
     )
-
-
-def _print_attacks(results: dict, console: Console) -> None:
-    from rlkit.attacks.report import headline_kpis
-
-    rows = results["rows"]
-    table = Table(title="regret under attack (attacked - clean)")
-    keys = ["return", *headline_kpis(rows, limit=4)]
-    short = {
-        "daily_peak_norm": "Δpeak",
-        "voltage_violations": "Δviol",
-        "consumption_norm": "Δcons",
-        "ramping_norm": "Δramp",
-    }
-    for col in [
-        "attack",
-        "eps",
-        *(short.get(k, "Δ" + k.removesuffix("_norm")) for k in keys),
-        "linf",
-        "MMD p",
-    ]:
-        table.add_column(col, justify="right")
-    for r in rows:
-        cells = [
-            r["attack"],
-            f"{r['eps']:g}",
-            *[f"{r[f'regret_{k}']:+.3g}" for k in keys],
-            f"{r['linf_mean']:.3g}",
-            f"{r.get('mmd_p_value', float('nan')):.3g}",
-        ]
-        table.add_row(*cells)
-    console.print(table)

@@ -158,3 +158,99 @@ def test_infinite_bounds_are_allowed() -> None:
     budget = AttackBudget(0.5, low=[-np.inf, 0.0], high=[np.inf, 1.0])
     obs = torch.tensor([[100.0, 0.9]])
     torch.testing.assert_close(budget.clip(obs + 1.0, obs), torch.tensor([[100.5, 1.0]]))
+
+
+# ----------------------------------------------------------------------------- images
+C, H, W = 2, 4, 4
+
+
+def test_image_masks_broadcast_per_channel_pixel_and_element() -> None:
+    obs = torch.zeros(2, C, H, W)
+    per_channel = AttackBudget(3.0, mask=np.array([1.0, 0.0]).reshape(C, 1, 1))
+    bound = per_channel.bind(obs)
+    assert bound.eps_vec.shape == (C, H, W)
+    assert torch.all(bound.eps_vec[0] == 3.0) and torch.all(bound.eps_vec[1] == 0.0)
+    pixel = np.ones((1, H, W))
+    pixel[0, 0, 0] = 0.0
+    per_pixel = AttackBudget(3.0, mask=pixel, scale=np.array([1.0, 2.0]).reshape(C, 1, 1))
+    eps = per_pixel.bind(obs).eps_vec
+    assert torch.all(eps[:, 0, 0] == 0) and eps[0, 1, 1] == 3.0 and eps[1, 1, 1] == 6.0
+    element = AttackBudget(3.0, scale=np.full((C, H, W), 0.5), low=0, high=255)
+    torch.testing.assert_close(element.project(torch.full((1, C, H, W), 9.0)),
+                               torch.full((1, C, H, W), 1.5))
+    with pytest.raises(ValueError, match="broadcast"):
+        AttackBudget(1.0, mask=np.ones((3, 1, 1)), scale=np.ones((2, 1, 1)))
+    with pytest.raises(ValueError, match="does not match"):
+        AttackBudget(1.0, mask=np.ones((3, 1, 1))).bind(obs)
+
+
+def test_quantize_rounds_within_eps_and_bounds() -> None:
+    budget = AttackBudget(2.5, low=0, high=255, quantize=True)
+    obs = torch.tensor([[[[10.0, 254.0], [0.0, 100.0]]]])  # (1, 1, 2, 2)
+    adv = obs + torch.tensor([[[[2.5, 0.6], [-0.4, -2.5]]]])
+    adv = budget.clip(adv, obs)  # 254.6 -> 255
+    out = budget.bind(obs).quantize_grid(adv, obs)
+    # 12.5 would round to 12 (half to even) - fine; 97.5 rounds to 98 (|delta| 2 <= 2.5)
+    torch.testing.assert_close(out, torch.tensor([[[[12.0, 255.0], [0.0, 98.0]]]]))
+    tight = AttackBudget(1.5, quantize=True).bind(obs)
+    out = tight.quantize_grid(obs + 1.5, obs)  # round(1.5) = 2 > 1.5: truncated to 1
+    torch.testing.assert_close(out, obs + 1.0)
+    with pytest.raises(ValueError, match="integer-valued"):
+        tight.quantize_grid(obs + 0.5, obs + 0.25)
+    with pytest.raises(ValueError, match="quantize"):
+        AttackBudget(1.0, quantize="yes")
+
+
+def test_quantize_l2_keeps_the_norm() -> None:
+    budget = AttackBudget(1.0, norm="l2", quantize=True).bind(torch.zeros(1, 2))
+    obs = torch.zeros(1, 2)
+    adv = obs + torch.tensor([[0.7, 0.7]])  # norm 0.99; rounding would give norm sqrt(2)
+    torch.testing.assert_close(budget.quantize_grid(adv, obs), obs)
+
+
+MASK_SHAPES = {"none": None, "channel": (C, 1, 1), "pixel": (1, H, W), "element": (C, H, W)}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    name=st.sampled_from(["random", "fgsm", "pgd", "bifurcation"]),
+    norm=st.sampled_from(["linf", "l2"]),
+    eps=st.floats(0.0, 12.0),
+    mask_shape=st.sampled_from(sorted(MASK_SHAPES)),
+    scale_shape=st.sampled_from(sorted(MASK_SHAPES)),
+    quantize=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+def test_image_attacks_stay_in_budget_bounds_and_grid(name: str, norm: str, eps: float,
+                                                      mask_shape: str, scale_shape: str,
+                                                      quantize: bool, seed: int) -> None:
+    from torch import nn
+
+    from rlkit.attacks import make_attack
+
+    rng = np.random.default_rng(seed)
+    mask = None if MASK_SHAPES[mask_shape] is None else rng.integers(
+        0, 2, MASK_SHAPES[mask_shape]).astype(float)
+    scale = None if MASK_SHAPES[scale_shape] is None else rng.uniform(
+        0.0, 2.0, MASK_SHAPES[scale_shape])
+    budget = AttackBudget(eps, norm=norm, mask=mask, scale=scale, low=0, high=255,
+                          quantize=quantize)
+    torch.manual_seed(seed)
+    policy = nn.Sequential(nn.Conv2d(C, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
+    obs = torch.from_numpy(rng.integers(0, 256, (3, C, H, W))).float()  # uint8 frames
+    kind = "discrete" if seed % 2 else "continuous"
+    extra = {"iterations": 4, "decay_every": 2, "step_size": 2.0} if name != "random" else {}
+    if name != "bifurcation" and name != "random":
+        extra["random_start"] = bool(seed % 3)
+    attack = make_attack(name, policy, budget, action_kind=kind, seed=seed, **extra)
+    adv = attack(obs.to(torch.uint8))  # uint8 batches are accepted
+    assert adv.shape == obs.shape and adv.dtype == torch.float32
+    bound = budget.bind(obs)
+    delta = (adv - obs).double()
+    assert torch.all(delta[:, ~bound.active] == 0)
+    slack = 2 * torch.finfo(torch.float32).eps * 255
+    shrunk = delta.sign() * (delta.abs() - slack).clamp_min(0)
+    assert torch.all(budget.bind(obs.double()).scaled_norm(shrunk) <= eps * (1 + 1e-6) + 1e-9)
+    assert adv.min() >= 0 and adv.max() <= 255
+    if quantize:
+        assert torch.equal(adv, adv.round())
