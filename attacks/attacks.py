@@ -398,8 +398,9 @@ class UntargetedAttack(GradientAttack):
         if self.action_kind == "discrete":
             return OutputLoss(partial(_logits_loss, sign=1.0),
                               lambda clean: (clean.argmax(dim=-1),))
-        return OutputLoss(partial(_distance_loss, kind=self.settings["loss"], sign=1.0),
-                          lambda clean: (clean,))
+        kind = self.settings["loss"]
+        return OutputLoss(partial(_distance_loss, kind=kind, sign=1.0), lambda clean: (clean,),
+                          degree=2 if kind == "mse" else None)
 
 
 class FGSMAttack(UntargetedAttack):
@@ -460,8 +461,10 @@ class TargetedAttack(GradientAttack):
         if self.action_kind == "discrete":
             return OutputLoss(partial(_logits_loss, sign=-1.0),
                               lambda clean: (self.target(t, clean),))
-        return OutputLoss(partial(_distance_loss, kind=self.settings["loss"], sign=-1.0),
-                          lambda clean: (self.target(t, clean),))
+        kind = self.settings["loss"]
+        return OutputLoss(partial(_distance_loss, kind=kind, sign=-1.0),
+                          lambda clean: (self.target(t, clean),),
+                          degree=2 if kind == "mse" else None)
 
 
 class BifurcationAttack(GradientAttack):
@@ -471,7 +474,7 @@ class BifurcationAttack(GradientAttack):
     logits ``g``, ``y`` = the clean group, with the authors' myPGD by default (linf, delta from 0,
     100 sign steps of 0.01 halved four times, per-feature clamp each iteration).  For
     ``act_dim > 1`` the per-dimension GDL losses are summed.  With continuous groups
-    ``[m1 a + b1, m2 a + b2]`` the loss is affine in the action (``OutputLoss.linear``).
+    ``[m1 a + b1, m2 a + b2]`` the loss is affine in the action (``OutputLoss.degree`` 1).
 
     Differences from the authors' code (the defaults follow their code where it is deliberate):
 
@@ -510,7 +513,7 @@ class BifurcationAttack(GradientAttack):
         layer = self.bifurcation()
         return OutputLoss(partial(_gdl_loss, layer=layer, sign=sign),
                           lambda clean: (labels(clean),),
-                          linear=self.action_kind == "continuous")
+                          degree=1 if self.action_kind == "continuous" else None)
 
     def loss(self, t: torch.Tensor | None) -> OutputLoss:
         """GDL w.r.t. the clean groups (``t`` unused).
@@ -564,7 +567,7 @@ class MADAttack(GradientAttack):
         if self.action_kind == "discrete":
             return OutputLoss(_categorical_kl_loss, lambda clean: (clean,))
         return OutputLoss(partial(_gaussian_kl_loss, log_std=float(self.settings["log_std"])),
-                          lambda clean: (clean,))
+                          lambda clean: (clean,), degree=2)
 
 
 # --------------------------------------------------------------------------- registry

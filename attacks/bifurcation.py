@@ -21,9 +21,8 @@ import torch
 def bifurcate_discrete(logits: torch.Tensor, split: int | None = None) -> torch.Tensor:
     """Group logits (B, 1, 2) = max over the lower and the upper bins.
 
-    Args:
-        logits: action-bin logits (B, K), K >= 2.
-        split: first bin of the upper group; None = K // 2.
+    :param logits: action-bin logits (B, K), K >= 2.
+    :param split: first bin of the upper group; None = K // 2.
     """
     k = logits.shape[-1]
     split = k // 2 if split is None else int(split)
@@ -38,10 +37,11 @@ def bifurcate_continuous(actions: torch.Tensor, m1: float = 1.0, b1: float = 0.0
                          m2: float = -1.0, b2: float = 0.0) -> torch.Tensor:
     """Group logits (B, D, 2) = ``[m1 a + b1, m2 a + b2]`` per action dimension.
 
-    Args:
-        actions: action means (B, D) (or (B,) for one dimension).
-        m1, b1: slope and offset of group 0's logit.
-        m2, b2: slope and offset of group 1's logit.
+    :param actions: action means (B, D) (or (B,) for one dimension).
+    :param m1: slope of group 0's logit.
+    :param b1: offset of group 0's logit.
+    :param m2: slope of group 1's logit.
+    :param b2: offset of group 1's logit.
     """
     a = actions.reshape(actions.shape[0], -1)
     return torch.stack([m1 * a + b1, m2 * a + b2], dim=-1)
@@ -51,10 +51,12 @@ def bifurcate_continuous(actions: torch.Tensor, m1: float = 1.0, b1: float = 0.0
 class Bifurcation:
     """A configured bifurcation layer.
 
-    Args:
-        action_kind: ``"continuous"`` or ``"discrete"``.
-        split: discrete split index (None = K // 2).
-        m1, b1, m2, b2: continuous linear maps.
+    :param action_kind: ``"continuous"`` or ``"discrete"``.
+    :param split: discrete split index (None = K // 2).
+    :param m1: continuous: slope of group 0's logit.
+    :param b1: continuous: offset of group 0's logit.
+    :param m2: continuous: slope of group 1's logit.
+    :param b2: continuous: offset of group 1's logit.
     """
 
     action_kind: str = "continuous"
@@ -65,7 +67,10 @@ class Bifurcation:
     b2: float = 0.0
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
-        """Map a policy output batch ``output`` to group logits (B, D, 2)."""
+        """Map a policy output batch to group logits (B, D, 2).
+
+        :param output: action means (B, D) or logits (B, K).
+        """
         if self.action_kind == "discrete":
             return bifurcate_discrete(output, self.split)
         return bifurcate_continuous(output, self.m1, self.b1, self.m2, self.b2)

@@ -31,7 +31,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from rich.progress import Progress
 
 from rlkit.attacks.budget import AttackBudget
-from rlkit.attacks.stealth import split_by_day_null, stealth_report
+from rlkit.attacks.stealth import PROCEDURES, split_by_day_null, stealth_report
 from rlkit.attacks.wrappers import AttackedVectorObservation
 from rlkit.catalog import build_attack
 from rlkit.config import AttackConfig, AttackSpec, ConfigError
@@ -362,14 +362,20 @@ def _evaluate(
                 **summarize_trace(trace, clean, view.action_kind),
             }
             if stealth_on:
+                same_trace = attack_config.mmd_reference == "same_trace"
+                reference = [np.asarray(o) for o in trace.clean_obs] if same_trace else clean_episodes
                 report = stealth_report(
-                    clean_episodes,
+                    reference,
                     [np.asarray(o) for o in trace.fed_obs],
                     feature_names=names,
+                    steps_per_day=per_day,
                     permutations=attack_config.permutations,
                     seed=seed,
+                    max_samples=attack_config.mmd_max_samples,
                     block_steps=per_day if blockwise else None,
                     paired=attack_config.mmd_permutation == "paired_days",
+                    procedure=attack_config.mmd_procedure,
+                    difference_mmd=attack_config.difference_mmd,
                 )
                 row.update(_stealth_columns(report))
                 stealth[f"{spec.key}@{eps}"] = report
@@ -388,8 +394,10 @@ def _evaluate(
             repeats=50,
             permutations=attack_config.permutations,
             seed=seed,
-            max_samples=2000,
-            blockwise=blockwise,
+            max_samples=attack_config.mmd_max_samples,
+            blockwise=blockwise and attack_config.mmd_null == "days",
+            split=attack_config.mmd_null,
+            **_procedure_rules(attack_config.mmd_procedure),
         ).to_dict()
     meta = {
         "episodes": n,
@@ -403,10 +411,17 @@ def _evaluate(
     return {"clean": clean_row, "rows": rows, "traces": traces, "stealth": stealth, "meta": meta}
 
 
+def _procedure_rules(procedure: str) -> dict[str, str]:
+    """Bandwidth and p-value rules of an MMD procedure ("paper" or "rlkit")."""
+    options = PROCEDURES[procedure]
+    return {"bandwidth_rule": options["bandwidth_rule"], "p_value_rule": options["p_value_rule"]}
+
+
 def _stealth_columns(report: dict[str, Any] | None) -> dict[str, Any]:
     if report is None:
         return {
             "mmd_p_value": None,
+            "mmd_diff_p_value": None,
             "mmd_detected": None,
             "ks_n_significant": None,
             "first_diff_within": None,
@@ -414,8 +429,10 @@ def _stealth_columns(report: dict[str, Any] | None) -> dict[str, Any]:
         }
     first = report.get("first_difference", {})
     ks = report.get("ks", {})
+    difference = report.get("first_difference_mmd") or {}
     return {
         "mmd_p_value": report["mmd_p_value"],
+        "mmd_diff_p_value": difference.get("p_value"),
         "mmd_detected": bool(report["detected"]),
         "ks_n_significant": ks.get("n_significant"),
         "first_diff_within": first.get("fraction_within"),

@@ -120,14 +120,16 @@ class OutputLoss:
         compiled engine can cache its compiled gradient by :attr:`key`.
     :param prepare: ``prepare(clean) -> args``: per-sample tensors (batch first) from the clean
         output, e.g. its argmax label, the clean action itself or a target.
-    :param linear: ``fn`` is affine in ``z`` for fixed ``args`` (its output gradient does not
-        depend on ``z``; e.g. GDL on two continuous groups ``[a, -a]``), which lets the MLP engine
-        compute the output gradient once per attack call.
+    :param degree: ``fn`` is a polynomial of this degree in ``z`` for fixed ``args``: 1 (affine:
+        the output gradient is constant, e.g. GDL on two continuous groups ``[a, -a]``) or 2
+        (quadratic: the gradient is affine in ``z``, e.g. the MSE distance or the Gaussian KL);
+        None = neither.  It lets the MLP engine take the gradient (and Hessian) from torch once
+        per call instead of at every iteration.
     """
 
     fn: Callable[..., torch.Tensor]
     prepare: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
-    linear: bool = False
+    degree: int | None = None
 
     @property
     def key(self) -> Any:
@@ -163,3 +165,26 @@ class OutputLoss:
             (grad,) = torch.autograd.grad(loss.sum(), z, allow_unused=True)
         return torch.zeros_like(z) if grad is None else grad
 
+
+    def output_hessian(self, z: torch.Tensor, args: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Per-sample Hessian of the loss w.r.t. the policy output, by torch autograd.
+
+        The samples do not interact, so the Hessian of the summed loss is block diagonal; this
+        returns the blocks, one backward pass per output dimension.
+
+        :param z: policy outputs (B, k) (detached).
+        :param args: the tensors from :attr:`prepare`, rows matching ``z``.
+        :return: ``H[b, j, l] = d^2 fn(z, *args)[b] / dz[b, j] dz[b, l]``, shape (B, k, k).
+        """
+        z = z.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(self.fn(z, *args).sum(), z, create_graph=True)
+            rows = []
+            for j in range(z.shape[1]):
+                if not grad.requires_grad:  # the gradient does not depend on z
+                    rows.append(torch.zeros_like(z))
+                    continue
+                (row,) = torch.autograd.grad(grad[:, j].sum(), z, retain_graph=True,
+                                             allow_unused=True)
+                rows.append(torch.zeros_like(z) if row is None else row)
+        return torch.stack(rows, dim=1).detach()

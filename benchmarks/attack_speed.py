@@ -7,13 +7,13 @@ the grid env's spaces: untrained, or trained with ``--run``) on ``GridBatteryEnv
 (``make_attack("bifurcation", ...)`` defaults: 100 sign steps from 0.01, halved four times),
 eps = 0.05 linf inside the [0, 1] observation box, and measures in one run:
 
-a. one full-year episode attacked with the fast engine (``engine="fast"``, backend "auto":
+a. one full-year episode attacked with the MLP engine (``engine="mlp"``, backend "auto":
    numba kernel for small batches when numba is installed), one episode at a time;
 b. the autograd engine on a prefix of the same episode, interleaved chunk by chunk with the
-   fast engine (both backends) on their own copies of the episode (same seed), so shared-CPU
+   MLP engine (both backends) on their own copies of the episode (same seed), so shared-CPU
    load hits all alike; full-episode times are extrapolated from the prefix (per-step time x
-   8,760); the autograd runner also runs the fast attack, untimed, on its own observations and
-   counts the steps where both give the identical perturbed observation;
+   8,760); the autograd runner also runs the MLP-engine attack, untimed, on its own
+   observations and counts the steps where both give the identical perturbed observation;
 c. E episodes at once in lock-step (``GridBatteryVectorEnv``, one attack call on the (E, n)
    batch per step) for several E, against E = 1 on the same code path, interleaved in chunks;
    throughput is extrapolated from a prefix to full-year episodes.
@@ -33,7 +33,10 @@ import sys
 
 
 def _threads_from_argv(default: int = 1) -> int:
-    """The ``--threads`` value, read before numpy is imported (BLAS reads it at load time)."""
+    """The ``--threads`` value, read before numpy is imported (BLAS reads it at load time).
+
+    :param default: the value without ``--threads``.
+    """
     for i, arg in enumerate(sys.argv):
         if arg == "--threads" and i + 1 < len(sys.argv):
             return int(sys.argv[i + 1])
@@ -68,8 +71,7 @@ EPS = 0.05
 def env_config(profiles: str) -> GridEnvConfig:
     """The full-year hourly episode: 365 days from day 0 (8,760 steps).
 
-    Args:
-        profiles: "simbench" or "synthetic".
+    :param profiles: "simbench" or "synthetic".
     """
     return GridEnvConfig(step_minutes=60, episode_days=365, start_day=0, profiles=profiles,
                          initial_soc_noise=0.2)
@@ -78,10 +80,9 @@ def env_config(profiles: str) -> GridEnvConfig:
 def build_policy(run: str | None, env: GridBatteryEnv) -> tuple[PolicyView, str]:
     """The attacked policy view and a description of it.
 
-    Args:
-        run: an rlkit run directory with a trained policy for this env, or None for an untrained
-            SB3 SAC actor with net_arch [256, 256] on the env's spaces.
-        env: the benchmark env (for the spaces).
+    :param run: an rlkit run directory with a trained policy for this env, or None for an
+        untrained SB3 SAC actor with net_arch [256, 256] on the env's spaces.
+    :param env: the benchmark env (for the spaces).
     """
     if run is not None:
         from rlkit.loading import load_run
@@ -110,13 +111,13 @@ def build_policy(run: str | None, env: GridBatteryEnv) -> tuple[PolicyView, str]
 class Runner:
     """Steps E lock-step episodes under an attack, a chunk at a time, timing everything.
 
-    Args:
-        name: label for the tables.
-        env: a ``GridBatteryEnv`` (E = 1) or ``GridBatteryVectorEnv`` (E copies).
-        view: the policy view.
-        engine: the attack's ``engine`` setting.
-        seed: reset seed (copy i of a vector env gets seed + i).
-        start_days: per-copy start days of a vector env (None: the config's).
+    :param name: label for the tables.
+    :param env: a ``GridBatteryEnv`` (E = 1) or ``GridBatteryVectorEnv`` (E copies).
+    :param view: the policy view.
+    :param engine: the attack's ``engine`` setting.
+    :param seed: reset seed (copy i of a vector env gets seed + i).
+    :param start_days: per-copy start days of a vector env (None: the config's).
+    :param backend: the MLP engine's PGD backend ("auto", "numba" or "numpy").
     """
 
     def __init__(self, name: str, env: Any, view: PolicyView, engine: str, seed: int,
@@ -128,9 +129,9 @@ class Runner:
         space = env.single_observation_space if self.vector else env.observation_space
         budget = AttackBudget(EPS, low=space.low, high=space.high)
         self.attack = make_attack("bifurcation", view, budget, engine=engine)
-        self.backend = backend if engine == "fast" else "-"
-        if engine == "fast":
-            self.attack.fast_backend = backend
+        self.backend = backend if engine == "mlp" else "-"
+        if engine == "mlp":
+            self.attack.engines["mlp"].backend = backend
         # another attack run on the same observations, untimed, to compare the results
         self.shadow: Any = None
         self.compared = self.identical = 0
@@ -149,8 +150,7 @@ class Runner:
     def advance(self, k: int) -> None:
         """Run ``k`` more steps (all copies), timing the whole loop and the attack calls.
 
-        Args:
-            k: number of steps.
+        :param k: number of steps.
         """
         start = time.perf_counter()
         for _ in range(k):
@@ -188,14 +188,13 @@ class Runner:
     def figures(self, episode_steps: int) -> dict[str, Any]:
         """Measured and full-episode-extrapolated timings.
 
-        Args:
-            episode_steps: steps in a full episode (for the extrapolation).
+        :param episode_steps: steps in a full episode (for the extrapolation).
         """
         per_step = self.seconds / max(self.steps, 1)
         episode_s = per_step * episode_steps
         out = {
             "engine": self.engine,
-            "fast_backend": self.backend,
+            "mlp_backend": self.backend,
             "episodes_in_batch": self.episodes,
             "measured_steps": self.steps,
             "measured_wall_s": round(self.seconds, 3),
@@ -211,7 +210,7 @@ class Runner:
         if stats.get("rows"):
             out["gradients_computed_fraction"] = round(stats["gradient_rows"] / stats["rows"], 4)
         if self.compared:
-            out["compared_with_fast_engine"] = {
+            out["compared_with_mlp_engine"] = {
                 "samples": self.compared, "identical": self.identical,
                 "identical_fraction": round(self.identical / self.compared, 5),
                 "max_abs_diff": self.max_diff}
@@ -221,10 +220,9 @@ class Runner:
 def interleave(runners: list[Runner], steps: int, chunk: int) -> None:
     """Advance every runner by ``steps`` in round-robin chunks (shared CPU load hits all alike).
 
-    Args:
-        runners: the runners.
-        steps: total steps each.
-        chunk: steps per turn.
+    :param runners: the runners.
+    :param steps: total steps each.
+    :param chunk: steps per turn.
     """
     done = 0
     while done < steps:

@@ -36,8 +36,13 @@ BASE = dict(network="case33bw", profiles="simbench", step_minutes=15, episode_da
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=10,
+        )
         return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
     except Exception:
         return None
@@ -49,8 +54,7 @@ class SingleRunner:
     def __init__(self, **kw: Any) -> None:
         """Build and warm up (numba JIT, pandapower first run).
 
-        Args:
-            **kw: config overrides.
+        :param kw: config overrides.
         """
         self.env = GridBatteryEnv(**{**BASE, **kw})
         self.rng = np.random.default_rng(0)
@@ -72,9 +76,8 @@ class VectorRunner:
     def __init__(self, n: int, **kw: Any) -> None:
         """Build and warm up.
 
-        Args:
-            n: number of copies.
-            **kw: config overrides.
+        :param n: number of copies.
+        :param kw: config overrides.
         """
         self.env = GridBatteryVectorEnv(n, **{**BASE, **kw})
         self.rng = np.random.default_rng(0)
@@ -88,14 +91,14 @@ class VectorRunner:
         self.env.step(self.rng.uniform(-1, 1, self.env.action_space.shape))
 
 
-def rate(runner: SingleRunner | VectorRunner, seconds: float, min_calls: int = 10
-         ) -> tuple[float, float]:
+def rate(
+    runner: SingleRunner | VectorRunner, seconds: float, min_calls: int = 10
+) -> tuple[float, float]:
     """Env-steps per wall-clock second and per CPU second of this process.
 
-    Args:
-        runner: a runner.
-        seconds: minimum measuring time.
-        min_calls: minimum number of step calls.
+    :param runner: a runner.
+    :param seconds: minimum measuring time.
+    :param min_calls: minimum number of step calls.
     """
     calls, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds or calls < min_calls:
@@ -105,33 +108,36 @@ def rate(runner: SingleRunner | VectorRunner, seconds: float, min_calls: int = 1
     return calls * runner.n / wall, calls * runner.n / max(cpu, 1e-9)
 
 
-def interleaved(runners: dict[str, SingleRunner | VectorRunner], seconds: float, rounds: int
-                ) -> dict[str, dict[str, Any]]:
+def interleaved(
+    runners: dict[str, SingleRunner | VectorRunner], seconds: float, rounds: int
+) -> dict[str, dict[str, Any]]:
     """Measure all runners in alternating slices (robust to load from other processes).
 
-    Args:
-        runners: label -> runner.
-        seconds: slice length per runner and round.
-        rounds: number of rounds.
-
-    Returns:
-        label -> {"median": wall-clock median, "median_cpu": per-CPU-second median, "samples": [...]}.
+    :param runners: label -> runner.
+    :param seconds: slice length per runner and round.
+    :param rounds: number of rounds.
+    :return: label -> {"median": wall-clock median, "median_cpu": per-CPU-second median,
+        "samples": [...]}.
     """
     samples: dict[str, list[tuple[float, float]]] = {k: [] for k in runners}
     for _ in range(rounds):
         for k, r in runners.items():
             samples[k].append(rate(r, seconds))
-    return {k: {"median": float(np.median([x[0] for x in v])),
-                "median_cpu": float(np.median([x[1] for x in v])),
-                "samples": [x[0] for x in v]} for k, v in samples.items()}
+    return {
+        k: {
+            "median": float(np.median([x[0] for x in v])),
+            "median_cpu": float(np.median([x[1] for x in v])),
+            "samples": [x[0] for x in v],
+        }
+        for k, v in samples.items()
+    }
 
 
 def accuracy(n_states: int, seed: int = 0) -> dict[str, float]:
-    """Max |dV| (pu) of the Z-bus solver vs ``pp.runpp`` on the env's network (with batteries and PV).
+    """Max |dV| (pu) of the Z-bus solver vs ``pp.runpp`` on the env's network (batteries, PV).
 
-    Args:
-        n_states: random states (loads 0.3-2x nominal, PV 0-1x peak, batteries +-p_max).
-        seed: RNG seed.
+    :param n_states: random states (loads 0.3-2x nominal, PV 0-1x peak, batteries +-p_max).
+    :param seed: RNG seed.
     """
     env = GridBatteryEnv(**BASE, numba=False)
     net = copy.deepcopy(env.net)
@@ -149,9 +155,15 @@ def accuracy(n_states: int, seed: int = 0) -> dict[str, float]:
         net.sgen["p_mw"], net.storage["p_mw"] = sg[r], st[r]
         pp.runpp(net, numba=False)
         worst = max(worst, float(np.nanmax(np.abs(net.res_bus["vm_pu"].to_numpy() - res.vm[r]))))
-        worst_imp = max(worst_imp, abs(float(net.res_ext_grid["p_mw"].sum()) - float(res.p_import_mw[r])))
-    return {"n_states": n_states, "max_abs_dv_pu": worst, "max_abs_dp_import_mw": worst_imp,
-            "all_converged": bool(res.converged.all())}
+        worst_imp = max(
+            worst_imp, abs(float(net.res_ext_grid["p_mw"].sum()) - float(res.p_import_mw[r]))
+        )
+    return {
+        "n_states": n_states,
+        "max_abs_dv_pu": worst,
+        "max_abs_dp_import_mw": worst_imp,
+        "all_converged": bool(res.converged.all()),
+    }
 
 
 def main() -> None:
@@ -183,12 +195,22 @@ def main() -> None:
         "c1024": VectorRunner(1024),
         "c64_nocf": VectorRunner(64, counterfactual=False),
     }
-    print(f"measuring: {rounds} interleaved rounds of {sec} s per setup (medians reported)", flush=True)
+    print(
+        f"measuring: {rounds} interleaved rounds of {sec} s per setup (medians reported)",
+        flush=True,
+    )
     meas = interleaved(runners, sec, rounds)
     rows: list[dict[str, Any]] = []
     for key, (label, n) in labels.items():
-        rows.append({"setup": label, "num_envs": n, "env_steps_per_s": meas[key]["median"],
-                     "env_steps_per_cpu_s": meas[key]["median_cpu"], "samples": meas[key]["samples"]})
+        rows.append(
+            {
+                "setup": label,
+                "num_envs": n,
+                "env_steps_per_s": meas[key]["median"],
+                "env_steps_per_cpu_s": meas[key]["median_cpu"],
+                "samples": meas[key]["samples"],
+            }
+        )
     acc = accuracy(100)
     a = rows[0]["env_steps_per_s"]
     a_cpu = rows[0]["env_steps_per_cpu_s"]
@@ -204,32 +226,51 @@ def main() -> None:
         "single_env_ge_5000": {"value": b, "met": b >= 5000},
         "vector_n64_ge_1000x_pandapower": {"value": c64 / a, "met": c64 / a >= 1000},
         "single_env_ge_5000_per_cpu_s": {"value": b_cpu, "met": b_cpu >= 5000},
-        "vector_n64_ge_1000x_pandapower_per_cpu_s": {"value": c64_cpu / a_cpu,
-                                                     "met": c64_cpu / a_cpu >= 1000},
+        "vector_n64_ge_1000x_pandapower_per_cpu_s": {
+            "value": c64_cpu / a_cpu,
+            "met": c64_cpu / a_cpu >= 1000,
+        },
     }
     print()
-    print(f"{'setup':<44s} {'N':>5s} {'steps/s':>10s} {'x pp':>8s} {'steps/cpu-s':>12s} {'x pp':>8s}")
+    print(
+        f"{'setup':<44s} {'N':>5s} {'steps/s':>10s} {'x pp':>8s} {'steps/cpu-s':>12s} {'x pp':>8s}"
+    )
     for r in rows:
-        print(f"{r['setup']:<44s} {r['num_envs']:>5d} {r['env_steps_per_s']:>10.1f} "
-              f"{r['speedup_vs_pandapower']:>8.1f} {r['env_steps_per_cpu_s']:>12.1f} "
-              f"{r['speedup_vs_pandapower_cpu']:>8.1f}")
-    print(f"accuracy vs runpp: max |dV| = {acc['max_abs_dv_pu']:.2e} pu over {acc['n_states']} states")
+        print(
+            f"{r['setup']:<44s} {r['num_envs']:>5d} {r['env_steps_per_s']:>10.1f} "
+            f"{r['speedup_vs_pandapower']:>8.1f} {r['env_steps_per_cpu_s']:>12.1f} "
+            f"{r['speedup_vs_pandapower_cpu']:>8.1f}"
+        )
+    print(
+        f"accuracy vs runpp: max |dV| = {acc['max_abs_dv_pu']:.2e} pu over {acc['n_states']} states"
+    )
     for k, v in targets.items():
         print(f"target {k}: {v['value']:.1f} -> {'met' if v['met'] else 'MISSED'}")
     out = {
         "benchmark": "grid_powerflow",
-        "config": {**BASE, "actions": "uniform random", "counterfactual": True,
-                   "power_flows_per_env_step": 2, "slice_seconds": sec, "rounds": rounds,
-                   "method": "interleaved slices, median per setup",
-                   "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
+        "config": {
+            **BASE,
+            "actions": "uniform random",
+            "counterfactual": True,
+            "power_flows_per_env_step": 2,
+            "slice_seconds": sec,
+            "rounds": rounds,
+            "method": "interleaved slices, median per setup",
+            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        },
         "results": rows,
         "accuracy": acc,
         "targets": targets,
         "commit": _git_commit(),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "processor": platform.processor(), "cpu_count": os.cpu_count(),
-                    "load_average_1_5_15min_at_end": list(os.getloadavg()),
-                    "numpy": np.__version__, "pandapower": pp.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "load_average_1_5_15min_at_end": list(os.getloadavg()),
+            "numpy": np.__version__,
+            "pandapower": pp.__version__,
+        },
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     path = Path(args.out)

@@ -176,6 +176,26 @@ class AttackConfig(Strict):
     plot_features: int = Field(
         3, ge=0, description="perturbed features shown in the time-series plot"
     )
+    mmd_procedure: Literal["paper", "rlkit"] = Field(
+        "paper",
+        description="MMD estimator: 'paper' = the authors' torchdrift kernel_mmd (median of all pairwise "
+        "distances, diagonal kept in the sums, p = share of permutations strictly above); 'rlkit' = the "
+        "biased estimator with a (count + 1) / (B + 1) p-value",
+    )
+    mmd_reference: Literal["same_trace", "clean_run"] = Field(
+        "same_trace",
+        description="clean sample of the MMD: 'same_trace' = the clean observations of the attacked run "
+        "itself (the paper), 'clean_run' = the observations of the separate clean run",
+    )
+    mmd_null: Literal["hours", "days"] = Field(
+        "hours",
+        description="null of the clean trace split in two: 'hours' = each day's hours 12/12 (the paper's "
+        "MMD baseline.py), 'days' = whole days to each half (stricter on time series)",
+    )
+    difference_mmd: bool = Field(True, description="also test absolute first differences (the paper's second MMD)")
+    mmd_max_samples: int | None = Field(
+        2000, ge=10, description="rows per side of the MMD (evenly spaced; null: all rows, as the paper)"
+    )
     mmd_permutation: Literal["rows", "days", "paired_days"] = Field(
         "rows",
         description="MMD permutation scheme: 'rows' permutes single steps (the paper; anti-conservative on "

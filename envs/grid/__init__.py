@@ -24,8 +24,7 @@ GRID_PARAMS_MODEL = GridEnvConfig
 def make_grid_env(**kwargs: Any) -> GridBatteryEnv:
     """Factory used by the rlkit registry: validate ``kwargs`` with ``GridEnvConfig`` and build.
 
-    Args:
-        **kwargs: ``GridEnvConfig`` fields.
+    :param kwargs: ``GridEnvConfig`` fields.
     """
     return GridBatteryEnv(GridEnvConfig.model_validate(kwargs))
 

@@ -18,6 +18,11 @@ class IdleController:
         self.n = n_batteries
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Zero actions.
+
+        :param obs: (N, obs_dim) observations.
+        :return: (N, n_batteries) float32 zeros.
+        """
         return np.zeros((len(obs), self.n), dtype=np.float32)
 
 
@@ -38,6 +43,11 @@ class RuleBasedController:
         self.n, self.power = n_batteries, power
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Actions for a batch of observations (the same set-point for every battery).
+
+        :param obs: (N, obs_dim) observations.
+        :return: (N, n_batteries) float32 actions in {-power, 0, +power}.
+        """
         obs = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
         price, net_import = obs[:, self.price], obs[:, self.net_import]
         charge = (price <= OFF_PEAK_MAX) | (net_import < 0.5)

@@ -16,12 +16,22 @@ class RewardWeights(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cost: float = Field(0.1, ge=0, description="Weight per currency unit of energy cost (import at the ToU price).")
-    voltage: float = Field(100.0, ge=0, description="Weight per pu of summed voltage-band violation depth.")
+    cost: float = Field(
+        0.1, ge=0, description="Weight per currency unit of energy cost (import at the ToU price)."
+    )
+    voltage: float = Field(
+        100.0, ge=0, description="Weight per pu of summed voltage-band violation depth."
+    )
     losses: float = Field(0.0, ge=0, description="Weight per MWh of network losses.")
-    ramping: float = Field(0.0, ge=0, description="Weight per MW of |change in net import| between steps.")
-    throughput: float = Field(0.0, ge=0, description="Weight per MWh of battery throughput sum(|p|)*dt.")
-    nonconvergence: float = Field(100.0, ge=0, description="Penalty added when the power flow does not converge.")
+    ramping: float = Field(
+        0.0, ge=0, description="Weight per MW of |change in net import| between steps."
+    )
+    throughput: float = Field(
+        0.0, ge=0, description="Weight per MWh of battery throughput sum(|p|)*dt."
+    )
+    nonconvergence: float = Field(
+        100.0, ge=0, description="Penalty added when the power flow does not converge."
+    )
 
 
 class GridEnvConfig(BaseModel):
@@ -41,7 +51,12 @@ class GridEnvConfig(BaseModel):
             "a pandapower net."
         ),
     )
-    load_scale: float = Field(0.8, gt=0, description="Feeder yearly peak load as a fraction of the network's nominal load (profiles are rescaled together so their coincident peak hits it).")
+    load_scale: float = Field(
+        0.8,
+        gt=0,
+        description="Feeder yearly peak load as a fraction of the network's nominal load "
+        "(profiles are rescaled together so their coincident peak hits it).",
+    )
     # --- assets ----------------------------------------------------------------------------------
     battery_buses: list[int] | None = Field(
         None,
@@ -50,36 +65,49 @@ class GridEnvConfig(BaseModel):
     )
     battery_p_mw: float = Field(0.3, description="Battery power rating (MW, charge and discharge).")
     battery_e_mwh: float = Field(1.2, description="Battery energy capacity (MWh).")
-    efficiency: float = Field(0.95, description="One-way efficiency in (0, 1], applied on charge and discharge.")
+    efficiency: float = Field(
+        0.95, description="One-way efficiency in (0, 1], applied on charge and discharge."
+    )
     soc_min: float = Field(0.1, description="Lower SOC limit (fraction of capacity).")
     soc_max: float = Field(0.9, description="Upper SOC limit (fraction of capacity).")
-    initial_soc: float = Field(0.5, description="SOC at reset (fraction), must lie in [soc_min, soc_max].")
+    initial_soc: float = Field(
+        0.5, description="SOC at reset (fraction), must lie in [soc_min, soc_max]."
+    )
     initial_soc_noise: float = Field(
         0.0, ge=0, description="Uniform +/- noise on the initial SOC (clipped to the limits)."
     )
     pv_buses: list[int] | None = Field(
         None, description="pandapower bus indices of added PV units; None = same as battery_buses."
     )
-    pv_peak_mw: float = Field(0.5, description="Peak power of each added PV unit (MW); 0 disables PV.")
+    pv_peak_mw: float = Field(
+        0.5, description="Peak power of each added PV unit (MW); 0 disables PV."
+    )
     # --- time series ---------------------------------------------------------------------------
     profiles: Literal["simbench", "synthetic"] = Field(
         "simbench",
         description="'simbench': real SimBench 2016 load/PV profiles (15 min, shipped offline); "
-        "'synthetic': seeded residential/commercial shapes with AR(1) noise and cloudy clear-sky PV.",
+        "'synthetic': seeded residential/commercial shapes with AR(1) noise and cloudy "
+        "clear-sky PV.",
     )
-    profile_seed: int = Field(0, description="Seed of the synthetic profile generator (fixed data set).")
-    step_minutes: Literal[15, 60] = Field(15, description="Control time step in minutes (60 = hourly means).")
+    profile_seed: int = Field(
+        0, description="Seed of the synthetic profile generator (fixed data set)."
+    )
+    step_minutes: Literal[15, 60] = Field(
+        15, description="Control time step in minutes (60 = hourly means)."
+    )
     episode_days: int = Field(1, ge=1, le=365, description="Episode length in days.")
     split: Literal["train", "test"] = Field(
         "train", description="Day split: day d (0-based in the year) is a test day iff d % 5 == 4."
     )
     start_day: int | None = Field(
-        None, ge=0, description="Fixed start day of every episode (overrides the split); None = random."
+        None,
+        ge=0,
+        description="Fixed start day of every episode (overrides the split); None = random.",
     )
     prices: tuple[float, float, float] = Field(
         (80.0, 150.0, 300.0),
-        description="Time-of-use price per MWh: off-peak (23-7h), shoulder (7-17h, 21-23h), peak (17-21h); "
-        "weekends use shoulder instead of peak.",
+        description="Time-of-use price per MWh: off-peak (23-7h), shoulder (7-17h, 21-23h), "
+        "peak (17-21h); weekends use shoulder instead of peak.",
     )
     price_forecast_hours: list[int] = Field(
         [1, 6], description="Horizons (hours) of the price forecasts in the observation."
@@ -88,7 +116,8 @@ class GridEnvConfig(BaseModel):
     voltage_buses: Literal["assets", "all"] | list[int] = Field(
         "assets",
         description="Buses whose voltage is observed: 'assets' (battery and PV buses), 'all' "
-        "(every in-service bus), or a list of pandapower bus indices. A min-voltage feature is always added.",
+        "(every in-service bus), or a list of pandapower bus indices. A min-voltage feature is "
+        "always added.",
     )
     # --- reward / solver -----------------------------------------------------------------------
     reward_weights: RewardWeights = Field(
@@ -96,22 +125,27 @@ class GridEnvConfig(BaseModel):
     )
     reward_baseline: Literal["none", "no_battery"] = Field(
         "none",
-        description="'no_battery': reward cost and voltage terms relative to the same step without batteries "
-        "(savings; same optimal policy, far less variance; needs counterfactual=True); 'none': absolute.",
+        description="'no_battery': reward cost and voltage terms relative to the same step "
+        "without batteries (savings; same optimal policy, far less variance; needs "
+        "counterfactual=True); 'none': absolute.",
     )
     v_min: float = Field(0.95, gt=0, description="Lower voltage band limit (pu).")
     v_max: float = Field(1.05, gt=0, description="Upper voltage band limit (pu).")
     backend: Literal["zbus", "pandapower"] = Field(
-        "zbus", description="'zbus': batched fixed-point solver on pandapower's Ybus; 'pandapower': runpp each step."
+        "zbus",
+        description="'zbus': batched fixed-point solver on pandapower's Ybus; "
+        "'pandapower': runpp each step.",
     )
     numba: bool = Field(
-        True, description="Use a numba kernel for small Z-bus batches (<= 8 rows) and numba in runpp; "
-        "False avoids JIT compile time (tests)."
+        True,
+        description="Use a numba kernel for small Z-bus batches (<= 8 rows) and numba in runpp; "
+        "False avoids JIT compile time (tests).",
     )
     tol: float = Field(1e-10, gt=0, description="Z-bus convergence tolerance on max |dV| (pu).")
     max_iter: int = Field(100, ge=1, description="Z-bus iteration cap; more means non-converged.")
     counterfactual: bool = Field(
-        True, description="Also solve the same episode without batteries (needed for normalised KPIs)."
+        True,
+        description="Also solve the same episode without batteries (needed for normalised KPIs).",
     )
 
     @field_validator("efficiency")
@@ -160,7 +194,8 @@ class GridEnvConfig(BaseModel):
     def _check_ranges(self) -> GridEnvConfig:
         if not 0.0 <= self.soc_min < self.soc_max <= 1.0:
             raise ValueError(
-                f"need 0 <= soc_min < soc_max <= 1, got soc_min={self.soc_min}, soc_max={self.soc_max}"
+                "need 0 <= soc_min < soc_max <= 1, got "
+                f"soc_min={self.soc_min}, soc_max={self.soc_max}"
             )
         if not self.soc_min <= self.initial_soc <= self.soc_max:
             raise ValueError(

@@ -14,14 +14,15 @@ from .core import GridCore
 def build_config(config: GridEnvConfig | dict | None, kwargs: dict[str, Any]) -> GridEnvConfig:
     """Merge a config (model or dict) with keyword overrides and validate.
 
-    Args:
-        config: base config, a dict of fields, or None (defaults).
-        kwargs: field overrides.
+    :param config: base config, a dict of fields, or None (defaults).
+    :param kwargs: field overrides.
     """
     if config is None:
         base: dict[str, Any] = {}
     elif isinstance(config, GridEnvConfig):
-        base = {k: getattr(config, k) for k in type(config).model_fields if k in config.model_fields_set}
+        base = {
+            k: getattr(config, k) for k in type(config).model_fields if k in config.model_fields_set
+        }
     elif isinstance(config, dict):
         base = dict(config)
     else:
@@ -48,7 +49,8 @@ class GridBatteryEnv(gym.Env):
     ``feature_names`` and groups in ``obs_groups``:
 
     * ``calendar``: sin/cos of time of day and day of year mapped by ``(x + 1) / 2``, weekend flag.
-    * ``load``: active load per load bus (incl. physical alterations) / (1.5 x nominal x load_scale).
+    * ``load``: active load per load bus (incl. physical alterations) / (1.5 x nominal x
+      load_scale).
     * ``pv``: added PV units' output / peak.
     * ``soc``: battery SOC (fraction of capacity).
     * ``price``: current ToU price and forecasts at ``price_forecast_hours``, / max price.
@@ -57,9 +59,9 @@ class GridBatteryEnv(gym.Env):
     * ``grid``: net import of the previous step, mapped from [-B, B] with
       ``B = 1.5 sum(P_load) + sum(battery P) + sum(sgen P) + sum(|fixed storage P|)``.
 
-    Load, PV and price features describe the interval the action applies to; voltages and import are
-    the last measurement (at reset: the power flow of step 0 with idle batteries). Values outside the
-    bounds are clipped.
+    Load, PV and price features describe the interval the action applies to; voltages and import
+    are the last measurement (at reset: the power flow of step 0 with idle batteries). Values
+    outside the bounds are clipped.
 
     **Reward** (negated weighted sum, weights in ``reward_weights``)::
 
@@ -78,8 +80,8 @@ class GridBatteryEnv(gym.Env):
     ``daily_peak`` (mean over days of the max import), ``consumption`` (MWh of positive import),
     ``ramping`` (sum |delta import| over the episode), each with ``*_no_battery`` (same episode,
     same loads and alterations, batteries idle) and ``*_norm`` (ratio to it); plus
-    ``voltage_violations`` (bus-steps), ``voltage_violation_depth`` (pu, summed), ``vmin``, ``vmax``,
-    ``max_line_loading``, ``losses_mwh`` (each also ``*_no_battery``), ``steps`` and
+    ``voltage_violations`` (bus-steps), ``voltage_violation_depth`` (pu, summed), ``vmin``,
+    ``vmax``, ``max_line_loading``, ``losses_mwh`` (each also ``*_no_battery``), ``steps`` and
     ``nonconverged_steps``.
     """
 
@@ -88,9 +90,8 @@ class GridBatteryEnv(gym.Env):
     def __init__(self, config: GridEnvConfig | dict | None = None, **kwargs: Any) -> None:
         """Create the environment.
 
-        Args:
-            config: a :class:`GridEnvConfig` (or dict of its fields); None = defaults.
-            **kwargs: field overrides, e.g. ``network="cigre_mv"``.
+        :param config: a :class:`GridEnvConfig` (or dict of its fields); None = defaults.
+        :param kwargs: field overrides, e.g. ``network="cigre_mv"``.
         """
         super().__init__()
         self.config = build_config(config, kwargs)
@@ -114,27 +115,28 @@ class GridBatteryEnv(gym.Env):
         """pandapower bus indices of the batteries (action order)."""
         return list(self.core.battery_buses)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode.
 
-        Args:
-            seed: RNG seed (start-day and SOC draws).
-            options: ``{"start_day": int}`` to fix this episode's first day.
+        :param seed: RNG seed (start-day and SOC draws).
+        :param options: ``{"start_day": int}`` to fix this episode's first day.
         """
         super().reset(seed=seed)
         sd = None if not options else options.get("start_day")
         obs = self.core.reset_rows(np.array([0]), [self.np_random], [sd])
         self._needs_reset = False
-        info = {"start_day": int(self.core.start[0] // self.core.steps_per_day),
-                "soc": self.core.energy[0] / self.config.battery_e_mwh}
+        info = {
+            "start_day": int(self.core.start[0] // self.core.steps_per_day),
+            "soc": self.core.energy[0] / self.config.battery_e_mwh,
+        }
         return obs[0], info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Apply one battery dispatch.
 
-        Args:
-            action: array (n_batteries,) in [-1, 1].
+        :param action: array (n_batteries,) in [-1, 1].
         """
         if self._needs_reset:
             raise RuntimeError("call reset() before step() (episode over or not started)")
@@ -157,9 +159,8 @@ class GridBatteryEnv(gym.Env):
         are cleared at the next reset; they also appear in the ``load`` observations of buses with
         loads and in the no-battery counterfactual.
 
-        Args:
-            delta_p_mw: scalar, (len(buses),) or (len(steps), len(buses)) MW.
-            buses: pandapower bus index or indices.
-            steps: episode step index or indices in [0, episode_steps).
+        :param delta_p_mw: scalar, (len(buses),) or (len(steps), len(buses)) MW.
+        :param buses: pandapower bus index or indices.
+        :param steps: episode step index or indices in [0, episode_steps).
         """
         self.core.apply_load_alteration(0, delta_p_mw, buses, steps)

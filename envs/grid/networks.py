@@ -1,4 +1,4 @@
-"""Network construction: built-in feeders, SimBench codes, JSON files, callables; asset placement."""
+"""Network construction (built-in feeders, SimBench codes, JSON files, callables) and assets."""
 
 from __future__ import annotations
 
@@ -53,37 +53,27 @@ def _cached_named(name: str) -> Any:
 def load_network(spec: str | Callable[[], Any]) -> Any:
     """Return a fresh pandapower net for ``spec``.
 
-    Args:
-        spec: 'case33bw', 'cigre_mv', a SimBench code, a JSON path, or a callable returning a net.
-
-    Raises:
-        ValueError: unknown name / missing file / callable not returning a net (message lists the
-            allowed values).
+    :param spec: 'case33bw', 'cigre_mv', a SimBench code, a JSON path, or a callable returning a
+        net.
+    :raises ValueError: unknown name / missing file / callable not returning a net (the message
+        lists the allowed values).
     """
     if callable(spec):
         net = spec()
         if not isinstance(net, pp.pandapowerNet):
-            raise ValueError(f"network callable returned {type(net).__name__}, expected a pandapower net")
+            raise ValueError(
+                f"network callable returned {type(net).__name__}, expected a pandapower net"
+            )
         return net
     if not isinstance(spec, str):
         raise ValueError(f"network must be a string or callable; {ALLOWED_NETWORKS_MSG}")
     return copy.deepcopy(_cached_named(spec))
 
 
-def network_label(spec: str | Callable[[], Any]) -> str:
-    """Short label of a network spec for logs / JSON.
-
-    Args:
-        spec: network spec as in :func:`load_network`.
-    """
-    return spec if isinstance(spec, str) else getattr(spec, "__name__", "callable")
-
-
 def slack_buses(net: Any) -> list[int]:
     """pandapower indices of in-service ext_grid buses.
 
-    Args:
-        net: pandapower net.
+    :param net: pandapower net.
     """
     eg = net.ext_grid[net.ext_grid["in_service"]]
     return [int(b) for b in eg["bus"]]
@@ -93,10 +83,9 @@ def default_asset_buses(net: Any, spec: Any, k: int = 4) -> list[int]:
     """Default battery/PV buses: case33bw -> [17, 21, 24, 32]; else the k load buses farthest
     (in hops) from the slack.
 
-    Args:
-        net: pandapower net.
-        spec: network spec (only 'case33bw' is special-cased).
-        k: number of buses.
+    :param net: pandapower net.
+    :param spec: network spec (only 'case33bw' is special-cased).
+    :param k: number of buses.
     """
     if spec == "case33bw":
         return list(CASE33BW_ASSET_BUSES)
@@ -118,10 +107,9 @@ def default_asset_buses(net: Any, spec: Any, k: int = 4) -> list[int]:
 def validate_buses(net: Any, buses: list[int], field: str) -> None:
     """Raise ValueError unless every bus exists, is in service and is not an ext_grid bus.
 
-    Args:
-        net: pandapower net.
-        buses: pandapower bus indices.
-        field: config field name used in the message.
+    :param net: pandapower net.
+    :param buses: pandapower bus indices.
+    :param field: config field name used in the message.
     """
     idx = set(int(b) for b in net.bus.index)
     for b in buses:
@@ -138,28 +126,46 @@ def validate_buses(net: Any, buses: list[int], field: str) -> None:
         raise ValueError(f"{field}: duplicate buses in {buses}")
 
 
-def add_assets(net: Any, battery_buses: list[int], battery_p_mw: float, battery_e_mwh: float,
-               pv_buses: list[int], pv_peak_mw: float) -> tuple[np.ndarray, np.ndarray]:
+def add_assets(
+    net: Any,
+    battery_buses: list[int],
+    battery_p_mw: float,
+    battery_e_mwh: float,
+    pv_buses: list[int],
+    pv_peak_mw: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Add the controlled batteries (pandapower ``storage``, p > 0 = charging) and PV ``sgen``s.
 
-    Args:
-        net: pandapower net (modified in place).
-        battery_buses: bus indices of the batteries.
-        battery_p_mw: power rating of each battery.
-        battery_e_mwh: capacity of each battery.
-        pv_buses: bus indices of the PV units.
-        pv_peak_mw: peak power of each PV unit (0 = no PV units are added).
-
-    Returns:
-        Positions (in ``net.storage`` / ``net.sgen`` order) of the added batteries and PV units.
+    :param net: pandapower net (modified in place).
+    :param battery_buses: bus indices of the batteries.
+    :param battery_p_mw: power rating of each battery.
+    :param battery_e_mwh: capacity of each battery.
+    :param pv_buses: bus indices of the PV units.
+    :param pv_peak_mw: peak power of each PV unit (0 = no PV units are added).
+    :return: positions (in ``net.storage`` / ``net.sgen`` order) of the added batteries and PV
+        units.
     """
-    st = [pp.create_storage(net, bus=b, p_mw=0.0, max_e_mwh=battery_e_mwh, sn_mva=battery_p_mw,
-                            name=f"{BATTERY_NAME}_{i}", max_p_mw=battery_p_mw,
-                            min_p_mw=-battery_p_mw) for i, b in enumerate(battery_buses)]
+    st = [
+        pp.create_storage(
+            net,
+            bus=b,
+            p_mw=0.0,
+            max_e_mwh=battery_e_mwh,
+            sn_mva=battery_p_mw,
+            name=f"{BATTERY_NAME}_{i}",
+            max_p_mw=battery_p_mw,
+            min_p_mw=-battery_p_mw,
+        )
+        for i, b in enumerate(battery_buses)
+    ]
     sg = []
     if pv_peak_mw > 0:
-        sg = [pp.create_sgen(net, bus=b, p_mw=0.0, name=f"{PV_NAME}_{i}", type="PV",
-                             sn_mva=pv_peak_mw) for i, b in enumerate(pv_buses)]
+        sg = [
+            pp.create_sgen(
+                net, bus=b, p_mw=0.0, name=f"{PV_NAME}_{i}", type="PV", sn_mva=pv_peak_mw
+            )
+            for i, b in enumerate(pv_buses)
+        ]
     st_pos = np.array([net.storage.index.get_loc(i) for i in st], dtype=np.int64)
     sg_pos = np.array([net.sgen.index.get_loc(i) for i in sg], dtype=np.int64)
     return st_pos, sg_pos

@@ -41,10 +41,12 @@ NUMBA_MAX_ROWS = 8  # above this many scenarios the BLAS (zgemm) path is faster
 class PFResult:
     """Batched power-flow result (N scenarios).
 
-    Attributes: ``vm`` (N, n_bus) in ``net.bus`` order (NaN for unsupplied buses), ``converged`` (N,),
-    ``p_import_mw`` (N,) active power drawn from the external grid, ``losses_mw`` (N,) active power
-    absorbed by branches and shunts, ``max_line_loading`` (N,) percent, ``state`` internal voltages
-    for warm starts (or None).
+    :ivar vm: (N, n_bus) |V| (pu) in ``net.bus`` order (NaN for unsupplied buses), or None.
+    :ivar converged: (N,) bool.
+    :ivar p_import_mw: (N,) active power drawn from the external grid.
+    :ivar losses_mw: (N,) active power absorbed by branches and shunts.
+    :ivar max_line_loading: (N,) highest line loading (percent).
+    :ivar state: (N, n_int) internal complex voltages for warm starts, or None.
     """
 
     vm: np.ndarray | None
@@ -82,8 +84,7 @@ def _element_pq(net: Any, element: str) -> tuple[np.ndarray, np.ndarray]:
 def prepare_net(net: Any) -> None:
     """Run ``pp.runpp(net, numba=False)`` so that ``net._ppc`` holds the internal model.
 
-    Args:
-        net: pandapower network; its result tables are overwritten.
+    :param net: pandapower network; its result tables are overwritten.
     """
     try:
         pp.runpp(net, numba=False)
@@ -99,17 +100,14 @@ class ZBusSolver:
 
     Construct once per network topology; then call :meth:`run` (full result) or use the module
     function :func:`solve`.
+
+    :param net: pandapower network (topology and impedances are frozen at this point).
+    :param use_numba: run the iteration in a numba kernel for small batches (<= NUMBA_MAX_ROWS
+        scenarios; larger batches use BLAS); falls back to numpy if numba is missing.
+    :param prepared: ``net`` was already solved by ``runpp`` with its current topology.
     """
 
     def __init__(self, net: Any, *, use_numba: bool = False, prepared: bool = False) -> None:
-        """Build the solver.
-
-        Args:
-            net: pandapower network (topology and impedances are frozen at this point).
-            use_numba: run the iteration in a numba kernel for small batches (<= NUMBA_MAX_ROWS
-                scenarios; larger batches use BLAS); falls back to numpy if numba is missing.
-            prepared: ``net`` was already solved by ``runpp`` with its current topology.
-        """
         if not prepared:
             prepare_net(net)
         if "gen" in net and len(net.gen) and net.gen["in_service"].any():
@@ -123,6 +121,23 @@ class ZBusSolver:
         n_int = ybus.shape[0]
         self.n_int = n_int
         lookup = np.asarray(net._pd2ppc_lookups["bus"], dtype=np.int64)
+        self._map_buses(net, lookup)
+        self._reduce(ppci, ybus.toarray())
+        self._prepare_elements(net, lookup)
+        # everything else already in ppci (wards, motors, ...) = total - controlled elements
+        bus = ppci["bus"]
+        s_total = -(bus[:, 2] + 1j * bus[:, 3]) / self.base_mva  # PD, QD columns
+        s_ctrl = self.injections(
+            *self.load_pq, *self.sgen_pq, *self.storage_pq, constant_only=True
+        )[0]
+        self.s_other = s_total - s_ctrl
+        # lines: from/to current rows for loading (ppc branch rows -> ppci rows)
+        self._prepare_lines(net, ppci, n_int)
+        self.use_numba = bool(use_numba and _nb is not None)
+
+    def _map_buses(self, net: Any, lookup: np.ndarray) -> None:
+        """``bus_int``: ``net.bus`` position -> internal index (``n_int`` = unsupplied)."""
+        n_int = self.n_int
         self.n_bus = len(net.bus)
         bus_int = np.full(self.n_bus, n_int, dtype=np.int64)
         pos = np.arange(self.n_bus)
@@ -130,20 +145,21 @@ class ZBusSolver:
         valid = idx < len(lookup)
         bus_int[pos[valid]] = lookup[idx[valid]]
         bus_int[(bus_int < 0) | (bus_int >= n_int)] = n_int
-        self.bus_int = bus_int  # net.bus position -> internal index (n_int = unsupplied)
+        self.bus_int = bus_int
         self.supplied = bus_int < n_int
         self.c_bus = np.zeros((self.n_bus, n_int))
         self.c_bus[np.flatnonzero(self.supplied), bus_int[self.supplied]] = 1.0
 
+    def _reduce(self, ppci: dict, yd: np.ndarray) -> None:
+        """Slack split of the dense ``Ybus`` ``yd``: ``Z = inv(Y_LL)``, ``w = -Z Y_Ls V_s``."""
         ref = np.asarray(ppci["ref"], dtype=np.int64)
         pv = np.asarray(ppci["pv"], dtype=np.int64)
         if len(pv):
             raise ValueError("the zbus backend does not support PV buses; use backend='pandapower'")
         self.ref = ref
-        self.non_ref = np.setdiff1d(np.arange(n_int), ref)
+        self.non_ref = np.setdiff1d(np.arange(self.n_int), ref)
         v_solved = np.asarray(ppci["V"], dtype=complex)
         self.v_slack = v_solved[ref].copy()
-        yd = ybus.toarray()
         y_ll = yd[np.ix_(self.non_ref, self.non_ref)]
         y_ls = yd[np.ix_(self.non_ref, ref)]
         self.Z = np.linalg.inv(y_ll)
@@ -151,33 +167,25 @@ class ZBusSolver:
         self.w = -self.Z @ (y_ls @ self.v_slack)
         self.y_ref = yd[ref]  # (n_ref, n_int)
 
-        # element incidences (pu injections = -(p + jq) / baseMVA for consumers)
+    def _prepare_elements(self, net: Any, lookup: np.ndarray) -> None:
+        """Incidences and set points of loads, sgens and storage; the ZIP fractions of loads."""
+        n_int = self.n_int
+        # pu injections = -(p + jq) / baseMVA for consumers
         self.c_load = _incidence(net, "load", lookup, n_int)
         self.c_sgen = _incidence(net, "sgen", lookup, n_int)
         self.c_storage = _incidence(net, "storage", lookup, n_int)
         self.load_pq = _element_pq(net, "load")
         self.sgen_pq = _element_pq(net, "sgen")
         self.storage_pq = _element_pq(net, "storage")
-        self.n_load, self.n_sgen, self.n_storage = (
-            len(self.c_load), len(self.c_sgen), len(self.c_storage))
+        self.n_sgen, self.n_storage = len(self.c_sgen), len(self.c_storage)
         zp = _column(net.load, "const_z_p_percent", 0.0) / 100
         ip = _column(net.load, "const_i_p_percent", 0.0) / 100
         zq = _column(net.load, "const_z_q_percent", 0.0) / 100
         iq = _column(net.load, "const_i_q_percent", 0.0) / 100
         self.zip = bool(np.any(np.abs(np.r_[zp, ip, zq, iq]) > 0)) and bool(
-            net._options.get("voltage_depend_loads", True))
+            net._options.get("voltage_depend_loads", True)
+        )
         self._zip_frac = (zp, ip, zq, iq)
-
-        # everything else already in ppci (wards, motors, ...) = total - controlled elements
-        bus = ppci["bus"]
-        s_total = -(bus[:, 2] + 1j * bus[:, 3]) / self.base_mva  # PD, QD columns
-        s_ctrl = self.injections(*self.load_pq, *self.sgen_pq, self.storage_pq[0],
-                                 self.storage_pq[1], constant_only=True)[0]
-        self.s_other = s_total - s_ctrl
-
-        # lines: from/to current rows for loading (ppc branch rows -> ppci rows)
-        self._prepare_lines(net, ppci, n_int)
-        self.use_numba = bool(use_numba and _nb is not None)
 
     def _prepare_lines(self, net: Any, ppci: dict, n_int: int) -> None:
         self.n_line = 0
@@ -206,15 +214,17 @@ class ZBusSolver:
         par = _column(line, "parallel", 1.0)
         lim = line["max_i_ka"].to_numpy(dtype=float) * df * par
         # percent loading = |I_pu| * baseMVA / (sqrt3 * vn) / limit * 100
-        self.i_base_f = self.base_mva / (np.sqrt(3) * vn) / lim * 100
-        self.i_base_t = self.base_mva / (np.sqrt(3) * vn_t) / lim * 100
+        i_base_f = self.base_mva / (np.sqrt(3) * vn) / lim * 100
+        i_base_t = self.base_mva / (np.sqrt(3) * vn_t) / lim * 100
         self.n_line = len(line_pos)
-        self.i_base_ft = np.concatenate([self.i_base_f, self.i_base_t])
+        self.i_base_ft = np.concatenate([i_base_f, i_base_t])
         self._finish_outputs()
 
     def _finish_outputs(self) -> None:
         # one matmul gives slack currents and line from/to currents: V @ [Y_ref^T | Yf^T | Yt^T]
-        self.out_mat = np.ascontiguousarray(np.concatenate([self.y_ref.T, self.yf, self.yt], axis=1))
+        self.out_mat = np.ascontiguousarray(
+            np.concatenate([self.y_ref.T, self.yf, self.yt], axis=1)
+        )
         self.n_ref = len(self.ref)
 
     # ------------------------------------------------------------------------------------------
@@ -231,21 +241,25 @@ class ZBusSolver:
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Per-bus complex injections (pu, generation positive) from per-element set points.
 
-        Args:
-            p_mw, q_mvar: load set points, shape (N, n_load) or (n_load,), ``net.load`` order.
-            sgen_p_mw, sgen_q_mvar: sgen set points (``net.sgen`` order); None = net values.
-            storage_p_mw, storage_q_mvar: storage set points (positive = charging); None = net values.
-            constant_only: ignore ZIP fractions (treat every load as constant power).
-
-        Returns:
-            ``(s_const, s_current, s_impedance)``; the last two are None without ZIP loads.
+        :param p_mw: load active power (MW), shape (N, n_load) or (n_load,), ``net.load`` order.
+        :param q_mvar: load reactive power (Mvar), same shape and order as ``p_mw``.
+        :param sgen_p_mw: sgen active power (``net.sgen`` order); None = net values.
+        :param sgen_q_mvar: sgen reactive power (``net.sgen`` order); None = net values.
+        :param storage_p_mw: storage active power (positive = charging); None = net values.
+        :param storage_q_mvar: storage reactive power; None = net values.
+        :param constant_only: ignore ZIP fractions (treat every load as constant power).
+        :return: ``(s_const, s_current, s_impedance)``; the last two are None without ZIP loads.
         """
         p = np.atleast_2d(np.asarray(p_mw, dtype=float))
         q = np.atleast_2d(np.asarray(q_mvar, dtype=float))
         sg_p = self.sgen_pq[0] if sgen_p_mw is None else np.asarray(sgen_p_mw, dtype=float)
         sg_q = self.sgen_pq[1] if sgen_q_mvar is None else np.asarray(sgen_q_mvar, dtype=float)
         st_p = self.storage_pq[0] if storage_p_mw is None else np.asarray(storage_p_mw, dtype=float)
-        st_q = self.storage_pq[1] if storage_q_mvar is None else np.asarray(storage_q_mvar, dtype=float)
+        st_q = (
+            self.storage_pq[1]
+            if storage_q_mvar is None
+            else np.asarray(storage_q_mvar, dtype=float)
+        )
         inv = 1.0 / self.base_mva
         s_i = s_z = None
         if self.zip and not constant_only:
@@ -258,9 +272,20 @@ class ZBusSolver:
             pc, qc = p, q
         s = -(pc @ self.c_load + 1j * (qc @ self.c_load)) * inv
         if self.n_sgen:
-            s = s + (np.atleast_2d(sg_p) @ self.c_sgen + 1j * (np.atleast_2d(sg_q) @ self.c_sgen)) * inv
+            s = (
+                s
+                + (np.atleast_2d(sg_p) @ self.c_sgen + 1j * (np.atleast_2d(sg_q) @ self.c_sgen))
+                * inv
+            )
         if self.n_storage:
-            s = s - (np.atleast_2d(st_p) @ self.c_storage + 1j * (np.atleast_2d(st_q) @ self.c_storage)) * inv
+            s = (
+                s
+                - (
+                    np.atleast_2d(st_p) @ self.c_storage
+                    + 1j * (np.atleast_2d(st_q) @ self.c_storage)
+                )
+                * inv
+            )
         if not constant_only:
             s = s + self.s_other
         return s, s_i, s_z
@@ -278,16 +303,14 @@ class ZBusSolver:
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """Solve for all internal bus voltages given internal per-bus injections.
 
-        Args:
-            s_bus: (N, n_int) constant-power injections (pu, generation positive).
-            s_i, s_z: optional constant-current / constant-impedance parts (pu at |V| = 1).
-            v0: optional (N, n_int) warm start.
-            tol: convergence tolerance on max |dV| (pu).
-            max_iter: iteration cap.
-            check_v0: replace non-finite / collapsed warm starts by the no-load voltage.
-
-        Returns:
-            ``(V, converged, iterations)`` with V (N, n_int) complex.
+        :param s_bus: (N, n_int) constant-power injections (pu, generation positive).
+        :param s_i: optional (N, n_int) constant-current part (pu at |V| = 1).
+        :param s_z: optional (N, n_int) constant-impedance part (pu at |V| = 1).
+        :param v0: optional (N, n_int) warm start.
+        :param tol: convergence tolerance on max |dV| (pu).
+        :param max_iter: iteration cap.
+        :param check_v0: replace non-finite / collapsed warm starts by the no-load voltage.
+        :return: ``(V, converged, iterations)`` with V (N, n_int) complex.
         """
         if s_bus.ndim == 1:
             s_bus = s_bus[None]
@@ -314,36 +337,13 @@ class ZBusSolver:
         return v, conv, it
 
     def vm_from_state(self, v: np.ndarray) -> np.ndarray:
-        """Voltage magnitudes (N, n_bus) in ``net.bus`` order from internal voltages (NaN = unsupplied).
+        """Voltage magnitudes (N, n_bus) in ``net.bus`` order (NaN = unsupplied).
 
-        Args:
-            v: (N, n_int) internal complex voltages.
+        :param v: (N, n_int) internal complex voltages.
         """
         vm = np.abs(v)
         vm = np.concatenate([vm, np.full((vm.shape[0], 1), np.nan)], axis=1)
         return vm[:, self.bus_int]
-
-    def slack_p_mw(self, v: np.ndarray) -> np.ndarray:
-        """Active power (MW, N) drawn from the slack bus(es).
-
-        Args:
-            v: (N, n_int) internal complex voltages.
-        """
-        i_ref = v @ self.y_ref.T  # (N, n_ref)
-        s = v[:, self.ref] * np.conj(i_ref)
-        return s.real.sum(axis=1) * self.base_mva
-
-    def line_loading(self, v: np.ndarray) -> np.ndarray:
-        """Line loading in percent (N, n_in_service_lines), pandapower definition.
-
-        Args:
-            v: (N, n_int) internal complex voltages.
-        """
-        if self.n_line == 0:
-            return np.zeros((v.shape[0], 0))
-        i_f = np.abs(v @ self.yf) * self.i_base_f
-        i_t = np.abs(v @ self.yt) * self.i_base_t
-        return np.maximum(i_f, i_t)
 
     def run(
         self,
@@ -360,14 +360,15 @@ class ZBusSolver:
     ) -> PFResult:
         """Solve N scenarios and compute the derived quantities.
 
-        Args:
-            p_mw, q_mvar: (N, n_load) load set points in ``net.load`` order.
-            sgen_p_mw, sgen_q_mvar: (N, n_sgen) sgen set points or None (= net values).
-            storage_p_mw: (N, n_storage) storage set points (positive = charging) or None.
-            bus_p_mw: (N, n_bus) extra constant-power consumption per bus (``net.bus`` order).
-            v0: warm start (``PFResult.state`` of an earlier call) or None.
-            tol: convergence tolerance (pu).
-            max_iter: iteration cap.
+        :param p_mw: (N, n_load) load active power (MW) in ``net.load`` order.
+        :param q_mvar: (N, n_load) load reactive power (Mvar) in ``net.load`` order.
+        :param sgen_p_mw: (N, n_sgen) sgen active power or None (= net values).
+        :param sgen_q_mvar: (N, n_sgen) sgen reactive power or None (= net values).
+        :param storage_p_mw: (N, n_storage) storage set points (positive = charging) or None.
+        :param bus_p_mw: (N, n_bus) extra constant-power consumption per bus (``net.bus`` order).
+        :param v0: warm start (``PFResult.state`` of an earlier call) or None.
+        :param tol: convergence tolerance (pu).
+        :param max_iter: iteration cap.
         """
         s, s_i, s_z = self.injections(p_mw, q_mvar, sgen_p_mw, sgen_q_mvar, storage_p_mw)
         if bus_p_mw is not None:
@@ -388,15 +389,18 @@ class ZBusSolver:
     ) -> PFResult:
         """Like :meth:`run` but from internal per-bus injections (see :meth:`injections`).
 
-        Args:
-            s, s_i, s_z: (N, n_int) constant power / current / impedance injections (pu).
-            v0: warm start or None.
-            tol: convergence tolerance (pu).
-            max_iter: iteration cap.
-            with_vm: also map magnitudes to ``net.bus`` order (else ``PFResult.vm`` is None).
-            check_v0: validate the warm start (see :meth:`solve_bus`).
+        :param s: (N, n_int) constant-power injections (pu).
+        :param s_i: (N, n_int) constant-current injections (pu at |V| = 1) or None.
+        :param s_z: (N, n_int) constant-impedance injections (pu at |V| = 1) or None.
+        :param v0: warm start or None.
+        :param tol: convergence tolerance (pu).
+        :param max_iter: iteration cap.
+        :param with_vm: also map magnitudes to ``net.bus`` order (else ``PFResult.vm`` is None).
+        :param check_v0: validate the warm start (see :meth:`solve_bus`).
         """
-        v, conv, _ = self.solve_bus(s, s_i, s_z, v0=v0, tol=tol, max_iter=max_iter, check_v0=check_v0)
+        v, conv, _ = self.solve_bus(
+            s, s_i, s_z, v0=v0, tol=tol, max_iter=max_iter, check_v0=check_v0
+        )
         vm_int = np.abs(v)
         s_eff = s
         if s_i is not None:
@@ -473,8 +477,11 @@ def _zbus_kernel_py(zt, w, s, v, tol, max_iter):  # noqa: ANN001, ANN202 - numba
                 break
         if not conv[r]:
             for k in range(m):
-                if not (v[r, k].real == v[r, k].real and v[r, k].imag == v[r, k].imag
-                        and abs(v[r, k]) < 1e6):
+                if not (
+                    v[r, k].real == v[r, k].real
+                    and v[r, k].imag == v[r, k].imag
+                    and abs(v[r, k]) < 1e6
+                ):
                     for kk in range(m):
                         v[r, kk] = w[kk]
                     break
@@ -486,23 +493,19 @@ _zbus_kernel = _nb.njit(cache=True)(_zbus_kernel_py) if _nb is not None else _zb
 
 
 class PandapowerSolver:
-    """Reference backend: one ``pp.runpp`` per scenario on a private copy of the network."""
+    """Reference backend: one ``pp.runpp`` per scenario on a private copy of the network.
+
+    :param net: pandapower network (copied).
+    :param use_numba: passed to ``runpp``.
+    """
 
     def __init__(self, net: Any, *, use_numba: bool = False) -> None:
-        """Build the solver.
-
-        Args:
-            net: pandapower network (copied).
-            use_numba: passed to ``runpp``.
-        """
         self.net = copy.deepcopy(net)
         self.use_numba = use_numba
         self.zb = ZBusSolver(self.net)  # only for injection bookkeeping / losses
         self.n_bus = len(self.net.bus)
-        self.n_load = len(self.net.load)
         for b in self.net.bus.index:  # zero loads that carry bus-level alterations
             pp.create_load(self.net, bus=b, p_mw=0.0, name="rlkit_alteration")
-        self._bus_pos = {b: i for i, b in enumerate(self.net.bus.index)}
         self._first = True
 
     def run(
@@ -518,21 +521,25 @@ class PandapowerSolver:
         tol: float = 1e-10,
         max_iter: int = 100,
     ) -> PFResult:
-        """Solve N scenarios with ``pp.runpp`` (arguments as :meth:`ZBusSolver.run`; v0/tol unused).
+        """Solve N scenarios with ``pp.runpp`` (arguments as :meth:`ZBusSolver.run`).
 
-        Args:
-            p_mw, q_mvar: (N, n_load) load set points.
-            sgen_p_mw, sgen_q_mvar: (N, n_sgen) or None.
-            storage_p_mw: (N, n_storage) or None.
-            bus_p_mw: (N, n_bus) extra consumption per bus or None.
-            v0: ignored.
-            tol: ignored (pandapower's default tolerance is used).
-            max_iter: passed to runpp as ``max_iteration``.
+        :param p_mw: (N, n_load) load active power set points.
+        :param q_mvar: (N, n_load) load reactive power set points.
+        :param sgen_p_mw: (N, n_sgen) active power or None.
+        :param sgen_q_mvar: (N, n_sgen) reactive power or None.
+        :param storage_p_mw: (N, n_storage) or None.
+        :param bus_p_mw: (N, n_bus) extra consumption per bus or None.
+        :param v0: ignored.
+        :param tol: ignored (pandapower's default tolerance is used).
+        :param max_iter: passed to runpp as ``max_iteration``.
         """
         net = self.net
         p = np.atleast_2d(p_mw)
         q = np.atleast_2d(q_mvar)
         n = p.shape[0]
+        per_row = [
+            None if x is None else np.atleast_2d(x) for x in (sgen_p_mw, sgen_q_mvar, storage_p_mw)
+        ]
         vm = np.full((n, self.n_bus), np.nan)
         conv = np.zeros(n, dtype=bool)
         p_imp = np.zeros(n)
@@ -540,33 +547,53 @@ class PandapowerSolver:
         loading = np.zeros(n)
         extra = np.zeros((n, self.n_bus)) if bus_p_mw is None else np.atleast_2d(bus_p_mw)
         for r in range(n):
-            net.load["p_mw"] = np.concatenate([p[r], extra[r]])
-            net.load["q_mvar"] = np.concatenate([q[r], np.zeros(self.n_bus)])
-            if sgen_p_mw is not None:
-                net.sgen["p_mw"] = np.atleast_2d(sgen_p_mw)[r]
-            if sgen_q_mvar is not None:
-                net.sgen["q_mvar"] = np.atleast_2d(sgen_q_mvar)[r]
-            if storage_p_mw is not None:
-                net.storage["p_mw"] = np.atleast_2d(storage_p_mw)[r]
-            try:
-                pp.runpp(net, numba=self.use_numba, max_iteration=max(max_iter, 10),
-                         init="auto" if self._first else "results")
-                self._first = False
-            except Exception:
-                self._first = True
+            sg_p, sg_q, st_p = (None if x is None else x[r] for x in per_row)
+            self._set_scenario(p[r], q[r], extra[r], sg_p, sg_q, st_p)
+            if not self._runpp(max_iter):
                 continue
             conv[r] = True
             vm[r] = net.res_bus["vm_pu"].to_numpy()
             p_imp[r] = net.res_ext_grid["p_mw"].sum()
-            inj = self.zb.injections(p[r], q[r],
-                                     None if sgen_p_mw is None else np.atleast_2d(sgen_p_mw)[r],
-                                     None if sgen_q_mvar is None else np.atleast_2d(sgen_q_mvar)[r],
-                                     None if storage_p_mw is None else np.atleast_2d(storage_p_mw)[r],
-                                     constant_only=True)[0]
+            inj = self.zb.injections(p[r], q[r], sg_p, sg_q, st_p, constant_only=True)[0]
             losses[r] = p_imp[r] + inj.real.sum() * self.zb.base_mva - extra[r].sum()
             if len(net.res_line):
                 loading[r] = np.nan_to_num(net.res_line["loading_percent"].to_numpy()).max()
         return PFResult(vm, conv, p_imp, losses, loading, None)
+
+    def _set_scenario(
+        self,
+        p: np.ndarray,
+        q: np.ndarray,
+        extra: np.ndarray,
+        sg_p: np.ndarray | None,
+        sg_q: np.ndarray | None,
+        st_p: np.ndarray | None,
+    ) -> None:
+        """Write one scenario's set points into the private net (None = leave as is)."""
+        net = self.net
+        net.load["p_mw"] = np.concatenate([p, extra])
+        net.load["q_mvar"] = np.concatenate([q, np.zeros(self.n_bus)])
+        if sg_p is not None:
+            net.sgen["p_mw"] = sg_p
+        if sg_q is not None:
+            net.sgen["q_mvar"] = sg_q
+        if st_p is not None:
+            net.storage["p_mw"] = st_p
+
+    def _runpp(self, max_iter: int) -> bool:
+        """``runpp`` warm-started from the last converged result; False when it fails."""
+        try:
+            pp.runpp(
+                self.net,
+                numba=self.use_numba,
+                max_iteration=max(max_iter, 10),
+                init="auto" if self._first else "results",
+            )
+        except Exception:
+            self._first = True
+            return False
+        self._first = False
+        return True
 
 
 _SOLVERS: dict[int, tuple[Any, ZBusSolver]] = {}
@@ -575,10 +602,9 @@ _SOLVERS: dict[int, tuple[Any, ZBusSolver]] = {}
 def get_solver(net: Any, *, use_numba: bool = False) -> ZBusSolver:
     """Return the cached :class:`ZBusSolver` of ``net`` (built on first use).
 
-    Args:
-        net: pandapower network; the cache is keyed by object identity, so rebuild the net (or
-            call :func:`clear_cache`) after changing its topology or impedances.
-        use_numba: use the numba kernel.
+    :param net: pandapower network; the cache is keyed by object identity, so rebuild the net after
+        changing its topology or impedances.
+    :param use_numba: use the numba kernel.
     """
     key = id(net)
     hit = _SOLVERS.get(key)
@@ -592,11 +618,6 @@ def get_solver(net: Any, *, use_numba: bool = False) -> ZBusSolver:
         ref = lambda: net  # noqa: E731
     _SOLVERS[key] = (ref, solver)
     return solver
-
-
-def clear_cache() -> None:
-    """Forget all cached solvers."""
-    _SOLVERS.clear()
 
 
 def solve(
@@ -613,19 +634,18 @@ def solve(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batched AC power flow of N load scenarios on ``net`` with the Z-bus solver.
 
-    Args:
-        net: pandapower network (its solver is built once and cached).
-        p_mw, q_mvar: (N, n_load) load set points in ``net.load`` order (``scaling`` and
-            ``in_service`` of the net are applied as pandapower does).
-        sgen_p_mw, sgen_q_mvar: (N, n_sgen) static generator set points or None (= net values).
-        storage_p_mw: (N, n_storage) storage set points, positive = charging, or None.
-        tol: convergence tolerance on max |dV| (pu).
-        max_iter: iteration cap.
-        use_numba: use the numba kernel.
-
-    Returns:
-        ``(vm_pu, converged)``: vm_pu (N, n_bus) in ``net.bus`` order (NaN for unsupplied buses),
-        converged (N,) bool.
+    :param net: pandapower network (its solver is built once and cached).
+    :param p_mw: (N, n_load) load active power (MW) in ``net.load`` order (``scaling`` and
+        ``in_service`` of the net are applied as pandapower does).
+    :param q_mvar: (N, n_load) load reactive power (Mvar), same order and conventions.
+    :param sgen_p_mw: (N, n_sgen) static generator active power or None (= net values).
+    :param sgen_q_mvar: (N, n_sgen) static generator reactive power or None (= net values).
+    :param storage_p_mw: (N, n_storage) storage set points, positive = charging, or None.
+    :param tol: convergence tolerance on max |dV| (pu).
+    :param max_iter: iteration cap.
+    :param use_numba: use the numba kernel.
+    :return: ``(vm_pu, converged)``: vm_pu (N, n_bus) in ``net.bus`` order (NaN for unsupplied
+        buses), converged (N,) bool.
     """
     solver = get_solver(net, use_numba=use_numba)
     res = solver.run(p_mw, q_mvar, sgen_p_mw, sgen_q_mvar, storage_p_mw, tol=tol, max_iter=max_iter)

@@ -33,8 +33,7 @@ class ProfileTable:
     def column(self, name: str) -> np.ndarray:
         """Return one column by name.
 
-        Args:
-            name: column name.
+        :param name: column name.
         """
         return self.data[:, self.names.index(name)]
 
@@ -98,14 +97,16 @@ def synthetic_load_profiles(n_loads: int, seed: int = 0) -> np.ndarray:
     (daytime plateau, low on weekends) with a random share, a winter-high seasonal factor and
     multiplicative AR(1) noise (phi 0.9 per 15 min, sigma 0.08).
 
-    Args:
-        n_loads: number of profiles.
-        seed: generator seed.
+    :param n_loads: number of profiles.
+    :param seed: generator seed.
     """
     rng = np.random.default_rng(seed)
     hour, day, weekend = _calendar()
-    res = (0.35 + 0.35 * np.exp(-0.5 * ((hour - 7.5) / 1.2) ** 2)
-           + 0.65 * np.exp(-0.5 * ((hour - 19.0) / 2.0) ** 2))
+    res = (
+        0.35
+        + 0.35 * np.exp(-0.5 * ((hour - 7.5) / 1.2) ** 2)
+        + 0.65 * np.exp(-0.5 * ((hour - 19.0) / 2.0) ** 2)
+    )
     res = res * np.where(weekend, 1.1, 1.0)
     plateau = 1 / (1 + np.exp(-(hour - 8) * 2)) * 1 / (1 + np.exp((hour - 18) * 2))
     com = 0.25 + 0.75 * plateau * np.where(weekend, 0.35, 1.0)
@@ -124,9 +125,8 @@ def synthetic_pv_profiles(n_units: int, seed: int = 0) -> np.ndarray:
     amplitude, times a shared cloud factor (daily clearness ~ Beta(5, 2) plus intra-day AR(1)
     fluctuations) and a small per-unit variation.
 
-    Args:
-        n_units: number of PV units.
-        seed: generator seed.
+    :param n_units: number of PV units.
+    :param seed: generator seed.
     """
     rng = np.random.default_rng(seed + 10_007)
     hour, day, _ = _calendar()
@@ -145,8 +145,7 @@ def synthetic_pv_profiles(n_units: int, seed: int = 0) -> np.ndarray:
 def weekday(day: np.ndarray | int) -> np.ndarray:
     """Weekday (Monday = 0) of 0-based day(s) of 2016.
 
-    Args:
-        day: day index or array of day indices.
+    :param day: day index or array of day indices.
     """
     return (np.asarray(day) + FIRST_WEEKDAY) % 7
 
@@ -157,8 +156,7 @@ def tou_prices(prices: tuple[float, float, float]) -> np.ndarray:
     Weekdays: off-peak 23-7h, shoulder 7-17h and 21-23h, peak 17-21h; weekends: the peak window
     is charged at the shoulder price.
 
-    Args:
-        prices: (off-peak, shoulder, peak) price per MWh.
+    :param prices: (off-peak, shoulder, peak) price per MWh.
     """
     hour, _, weekend = _calendar()
     off, shoulder, peak = prices
@@ -171,9 +169,8 @@ def tou_prices(prices: tuple[float, float, float]) -> np.ndarray:
 def resample(series: np.ndarray, step_minutes: int) -> np.ndarray:
     """Average a 15-minute series (first axis) to ``step_minutes`` (15 or 60).
 
-    Args:
-        series: array with time on axis 0 (length a multiple of 4 for 60 minutes).
-        step_minutes: 15 (returned unchanged) or 60.
+    :param series: array with time on axis 0 (length a multiple of 4 for 60 minutes).
+    :param step_minutes: 15 (returned unchanged) or 60.
     """
     if step_minutes == 15:
         return series
@@ -189,9 +186,8 @@ def split_days(split: str, episode_days: int) -> np.ndarray:
     Day ``d`` is a test day iff ``d % 5 == 4``. An episode belongs to the split of its start day and
     must end inside the year (start <= 366 - episode_days).
 
-    Args:
-        split: 'train' or 'test'.
-        episode_days: episode length in days.
+    :param split: 'train' or 'test'.
+    :param episode_days: episode length in days.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")

@@ -18,10 +18,10 @@ from .env import build_config
 class GridBatteryVectorEnv(VectorEnv):
     """N copies of :class:`GridBatteryEnv` stepped together (same semantics per copy).
 
-    **Autoreset: SAME_STEP.** When copy ``i`` finishes, the returned observation is already the first
-    observation of its next episode; the last observation is in ``infos["final_obs"][i]`` and the
-    finishing step's info (with ``episode_kpis``) in ``infos["final_info"]`` (dict of arrays with
-    ``_key`` masks, gymnasium 1.x convention). The per-step metrics in ``infos`` (``cost``,
+    **Autoreset: SAME_STEP.** When copy ``i`` finishes, the returned observation is already the
+    first observation of its next episode; the last observation is in ``infos["final_obs"][i]`` and
+    the finishing step's info (with ``episode_kpis``) in ``infos["final_info"]`` (dict of arrays
+    with ``_key`` masks, gymnasium 1.x convention). The per-step metrics in ``infos`` (``cost``,
     ``vmin``, ...) always describe the step just taken, also for copies that were reset.
 
     Seeding: ``reset(seed=s)`` seeds copy ``i`` with ``s + i`` exactly as a single env
@@ -30,13 +30,14 @@ class GridBatteryVectorEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
-    def __init__(self, num_envs: int, config: GridEnvConfig | dict | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, num_envs: int, config: GridEnvConfig | dict | None = None, **kwargs: Any
+    ) -> None:
         """Create the vector env.
 
-        Args:
-            num_envs: number of feeders N (>= 1).
-            config: :class:`GridEnvConfig`, dict of fields, or None.
-            **kwargs: field overrides.
+        :param num_envs: number of feeders N (>= 1).
+        :param config: :class:`GridEnvConfig`, dict of fields, or None.
+        :param kwargs: field overrides.
         """
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -54,16 +55,18 @@ class GridBatteryVectorEnv(VectorEnv):
         self._rngs = [seeding.np_random(None)[0] for _ in range(self.num_envs)]
         self._started = False
 
-    def reset(self, *, seed: int | list[int | None] | None = None,
-              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset all copies.
 
-        Args:
-            seed: int (copy i gets seed + i), list of per-copy seeds, or None.
-            options: ``{"start_day": int | list[int]}`` optional.
+        :param seed: int (copy i gets seed + i), list of per-copy seeds, or None.
+        :param options: ``{"start_day": int | list[int]}`` optional.
         """
         if seed is not None:
-            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
+            seeds = (
+                [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
+            )
             if len(seeds) != self.num_envs:
                 raise ValueError(f"expected {self.num_envs} seeds, got {len(seeds)}")
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
@@ -72,15 +75,18 @@ class GridBatteryVectorEnv(VectorEnv):
         rows = np.arange(self.num_envs)
         obs = self.core.reset_rows(rows, self._rngs, list(sds))
         self._started = True
-        info = {"start_day": self.core.start // self.core.steps_per_day,
-                "_start_day": np.ones(self.num_envs, dtype=bool)}
+        info = {
+            "start_day": self.core.start // self.core.steps_per_day,
+            "_start_day": np.ones(self.num_envs, dtype=bool),
+        }
         return obs, info
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step all copies with actions of shape (N, n_batteries).
 
-        Args:
-            actions: batched actions in [-1, 1].
+        :param actions: batched actions in [-1, 1].
         """
         if not self._started:
             raise RuntimeError("call reset() before step()")
@@ -94,7 +100,9 @@ class GridBatteryVectorEnv(VectorEnv):
         if len(done):
             final: dict[str, Any] = {}
             for i in done:
-                single = {k: (v[i].item() if np.ndim(v[i]) == 0 else v[i]) for k, v in info_b.items()}
+                single = {
+                    k: (v[i].item() if np.ndim(v[i]) == 0 else v[i]) for k, v in info_b.items()
+                }
                 single["episode_kpis"] = self.core.episode_kpis(int(i))
                 final = self._add_info(final, single, int(i))
                 infos = self._add_info(infos, {"final_obs": obs[i].copy()}, int(i))
@@ -105,15 +113,16 @@ class GridBatteryVectorEnv(VectorEnv):
         terminated = np.zeros(self.num_envs, dtype=bool)
         return obs, rew.astype(np.float64), terminated, trunc.copy(), infos
 
-    def apply_load_alteration(self, delta_p_mw: Any, buses: Any, steps: Any,
-                              env_indices: Any = None) -> None:
+    def apply_load_alteration(
+        self, delta_p_mw: Any, buses: Any, steps: Any, env_indices: Any = None
+    ) -> None:
         """Physical load alteration in the current episodes of the selected copies.
 
-        Args:
-            delta_p_mw: scalar, (len(buses),) or (len(steps), len(buses)) MW of extra consumption.
-            buses: pandapower bus index or indices.
-            steps: absolute episode step indices.
-            env_indices: copies to alter (None = all).
+        :param delta_p_mw: scalar, (len(buses),) or (len(steps), len(buses)) MW of extra
+            consumption.
+        :param buses: pandapower bus index or indices.
+        :param steps: absolute episode step indices.
+        :param env_indices: copies to alter (None = all).
         """
         idx = range(self.num_envs) if env_indices is None else np.atleast_1d(env_indices)
         for i in idx:

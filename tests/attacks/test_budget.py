@@ -239,8 +239,9 @@ def test_image_attacks_stay_in_budget_bounds_and_grid(name: str, norm: str, eps:
     policy = nn.Sequential(nn.Conv2d(C, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
     obs = torch.from_numpy(rng.integers(0, 256, (3, C, H, W))).float()  # uint8 frames
     kind = "discrete" if seed % 2 else "continuous"
-    extra = {"iterations": 4, "decay_every": 2, "step_size": 2.0} if name != "random" else {}
-    if name != "bifurcation" and name != "random":
+    extra: dict = {"iterations": 4, "decay_every": 2, "step_size": 2.0} if name in (
+        "pgd", "bifurcation") else {}
+    if name in ("pgd", "fgsm"):
         extra["random_start"] = bool(seed % 3)
     attack = make_attack(name, policy, budget, action_kind=kind, seed=seed, **extra)
     adv = attack(obs.to(torch.uint8))  # uint8 batches are accepted

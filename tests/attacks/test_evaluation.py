@@ -411,11 +411,16 @@ def test_build_budget_env_without_groups_says_so():
 # evaluate_attacks end to end
 
 
+#: the stealth options of the reference loop (rlkit's procedure against the clean run)
+RLKIT_STEALTH = {"mmd_procedure": "rlkit", "mmd_reference": "clean_run", "mmd_null": "days", "difference_mmd": False}
+
+
 def attack_config(**kwargs: Any) -> AttackConfig:
     data = {
         "eps": [0.0, 0.1],
         "episodes": 3,
         "permutations": 50,
+        **RLKIT_STEALTH,
         "attacks": [
             {"name": "random", "settings": {"positive_only": True, "seed": 0}},
             {"name": "bifurcation", "settings": {"iterations": 10}},
@@ -573,6 +578,7 @@ def test_evaluate_attacks_equals_reference_loop_on_grid_env():
             "episodes": 2,
             "permutations": 50,
             "mmd_permutation": "days",
+            **RLKIT_STEALTH,
             "attacks": [
                 {"name": "random", "settings": {"positive_only": True}},
                 {"name": "bifurcation", "mask": ["calendar"], "settings": {"iterations": 10}},
@@ -759,3 +765,30 @@ def test_image_observations_traces_distortion_and_skipped_stealth():
         [trace.stacked("fed_obs", i).reshape(-1, 48).mean(axis=1) for i in range(2)]
     )
     np.testing.assert_allclose(fed_actions, fed_means / 255, rtol=1e-5)
+
+
+def test_default_stealth_is_the_papers_procedure_on_the_attacked_trace(monkeypatch):
+    """Defaults: the paper's MMD between the clean and perturbed observations of the same trace,
+    its 12/12 hour-split null, and the first-difference MMD."""
+    import rlkit.attacks.evaluation as evaluation
+
+    seen: list[dict[str, Any]] = []
+    real = evaluation.stealth_report
+
+    def spy(clean: Any, attacked: Any, **kwargs: Any) -> dict[str, Any]:
+        seen.append({"clean": clean, **kwargs})
+        return real(clean, attacked, **kwargs)
+
+    monkeypatch.setattr(evaluation, "stealth_report", spy)
+    config = AttackConfig.model_validate(
+        {"eps": [0.1], "episodes": 2, "permutations": 20, "attacks": [{"name": "random", "settings": {"seed": 0}}]}
+    )
+    got = evaluate_attacks(lambda: TinyEnv(length=3), continuous_view(), config, seed=0, progress=False)
+    (call,) = seen
+    assert call["procedure"] == "paper" and call["difference_mmd"] is True
+    trace = got["traces"][("random", 0.1)]
+    for clean, own in zip(call["clean"], trace.clean_obs, strict=True):
+        np.testing.assert_array_equal(clean, np.asarray(own))
+    row = got["rows"][0]
+    assert 0.0 <= row["mmd_diff_p_value"] <= 1.0
+    assert got["stealth"]["random@0.1"]["procedure"] == "paper"

@@ -233,7 +233,12 @@ def test_simbench_profiles_and_other_networks():
     o, _ = cig.reset(seed=0)
     _, _, _, _, info = cig.step(np.ones(cig.action_space.shape))
     assert info["converged"] and info["max_line_loading"] > 1.0
-    lv = GridBatteryEnv(network="1-LV-rural1--0-sw", battery_p_mw=0.01, battery_e_mwh=0.04,
-                        pv_peak_mw=0.01, numba=False)
+    lv = GridBatteryEnv(
+        network="1-LV-rural1--0-sw",
+        battery_p_mw=0.01,
+        battery_e_mwh=0.04,
+        pv_peak_mw=0.01,
+        numba=False,
+    )
     o, _ = lv.reset(seed=0)
     assert lv.observation_space.contains(o) and len(lv.battery_buses) == 4
