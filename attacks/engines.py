@@ -57,7 +57,14 @@ import torch
 from torch import nn
 
 from .budget import BoundBudget
-from .fastgrad import MLPPlan, choose_backend, fast_fgsm, fast_pgd, output_grad_for
+from .fastgrad import (
+    ConstantGradCache,
+    MLPPlan,
+    choose_backend,
+    fast_fgsm,
+    fast_pgd,
+    output_grad_for,
+)
 from .losses import OutputLoss
 from .optim import Optimiser, input_gradient
 
@@ -324,6 +331,7 @@ class MLPEngine:
     def __init__(self, plan: MLPPlan | None, backend: str = "auto") -> None:
         """Store the plan and the backend."""
         self.plan, self.backend = plan, backend
+        self.gradients = ConstantGradCache()
 
     def unavailable(self, task: AttackTask) -> str | None:
         """Why the MLP engine cannot serve ``task`` (None when it can).
@@ -351,14 +359,16 @@ class MLPEngine:
         if net is None:
             raise ValueError(f"engine='mlp' cannot serve this call: {self.unavailable(task)}")
         obs, loss, opt = task.obs, task.loss, task.optimiser
+        backend = "numpy" if opt.method == "fgsm" else choose_backend(
+            net, loss.degree, obs, task.budget, self.backend)
         clean = torch.from_numpy(net.forward(obs.detach().numpy()))
         args = loss.prepare(clean)
-        out_grad = output_grad_for(loss, clean, args)
+        out_grad = output_grad_for(loss, clean, args, self.gradients)
         if opt.method == "fgsm":
             return fast_fgsm(net, out_grad, obs, task.budget, random_start=opt.random_start,
                              generator=task.generator)
         return fast_pgd(net, out_grad, obs, task.budget, opt, generator=task.generator,
-                        backend=self.backend, stats=task.stats)
+                        backend=backend, stats=task.stats)
 
     def backend_for(self, task: AttackTask) -> str:
         """The PGD backend ("numba" or "numpy") a call of ``task`` would use.
@@ -368,9 +378,7 @@ class MLPEngine:
         net = self.plan.net() if self.plan is not None else None
         if net is None:
             raise ValueError(f"engine='mlp' cannot serve this call: {self.unavailable(task)}")
-        clean = torch.from_numpy(net.forward(task.obs.detach().numpy()))
-        out_grad = output_grad_for(task.loss, clean, task.loss.prepare(clean))
-        return choose_backend(net, out_grad, task.obs, task.budget, self.backend)
+        return choose_backend(net, task.loss.degree, task.obs, task.budget, self.backend)
 
 
 # --------------------------------------------------------------------------- choosing

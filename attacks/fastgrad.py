@@ -17,19 +17,24 @@ from the torch definition in :mod:`rlkit.attacks.losses` through
 :meth:`rlkit.attacks.losses.OutputLoss.output_gradient` (torch autograd on the small (B, k)
 output tensor), and this module back-propagates it through the network:
 
-* a loss that is affine in the output (``OutputLoss.linear``: the continuous bifurcation
-  attacks, GDL on ``[m1 a + b1, m2 a + b2]``) has a constant output gradient, computed once per
-  attack call (:class:`ConstantGrad`); only those run in the numba kernel, which then needs no
-  loss code at all;
-* any other loss (distances, difference of logits, group maxima, KL) gets its output gradient
-  from torch at every iteration (:class:`TorchOutputGrad`) in the numpy loop.
+* a loss that is affine in the output (``OutputLoss.degree == 1``: the continuous bifurcation
+  attacks, GDL on ``[m1 a + b1, m2 a + b2]``) has a constant output gradient, taken from torch
+  once per attack call (:class:`ConstantGrad`);
+* a quadratic loss (``degree == 2``: the MSE distance of ``pgd``/``targeted_pgd``, the Gaussian
+  KL of continuous ``mad``) has an output gradient affine in the output, ``g(z) = g0 + H (z -
+  z0)``, with ``g0`` and the per-sample Hessian ``H`` taken from torch once per call at the clean
+  output ``z0`` (:class:`AffineGrad`);
+* any other loss (MAE/Huber distances, difference of logits, group maxima, categorical KL) gets
+  its output gradient from torch at every iteration (:class:`TorchOutputGrad`).
 
-Trade-off (measured by ``benchmarks/attack_engines.py``): keeping per-loss numba copies would let
-non-affine losses run in the numba kernel too (about 1.5 ms per 100-step call at batch 1 on the
-256x256 MLP, like the affine ones); deriving their gradient from torch instead costs one small
-torch autograd call per iteration, which puts them at the numpy backend's speed plus that call.
-The affine case - the paper's bifurcation attack, and ``benchmarks/attack_speed.py`` - keeps the
-numba speed, and each loss exists once.
+The numba kernel serves the first two (it evaluates ``g0 + H (z - z0)``, which is no copy of any
+loss); the others run in the numpy loop.  Trade-off (``benchmarks/attack_engines.py``): the old
+per-loss numba copies ran every loss in the kernel; deriving the remaining ones from torch costs
+one small torch autograd call per iteration (about 70 us for a distance, 150-200 us for a
+difference of logits on this CPU), so at batch 1 those losses take ~10-25 ms per 100-step call
+instead of ~2 ms (still faster than autograd's ~40 ms), and they converge to the numpy path's
+cost as the batch grows.  The paper's bifurcation attack (``benchmarks/attack_speed.py``) and the
+default MSE attacks keep the numba speed, and every loss exists once, in torch.
 
 Recognised policies (anything else gives ``None`` from :func:`compile_policy`, and the attacks
 use another engine):
@@ -338,19 +343,110 @@ class TorchOutputGrad(OutputGrad):
         return self.loss.output_gradient(torch.from_numpy(z), args).numpy()
 
 
-def output_grad_for(loss: OutputLoss, clean: torch.Tensor,
-                    args: tuple[torch.Tensor, ...]) -> OutputGrad:
+class AffineGrad(OutputGrad):
+    """A quadratic loss: the output gradient is ``g0 + H (z - z0)`` per sample.
+
+    Written around the clean output ``z0``, so that at ``z == z0`` the gradient is exactly
+    ``g0`` (exactly zero for a distance from the clean action), whatever the rounding of ``H``.
+
+    :param g0: gradient at ``z0`` (B, k).
+    :param hessian: per-sample Hessians (B, k, k).
+    :param z0: the outputs the expansion is taken at (B, k), from the same forward pass as the
+        iterates' outputs.
+    """
+
+    def __init__(self, g0: np.ndarray, hessian: np.ndarray, z0: np.ndarray) -> None:
+        """Store the expansion."""
+        self.g0 = np.ascontiguousarray(g0)
+        self.hessian = np.ascontiguousarray(hessian)
+        self.z0 = np.ascontiguousarray(z0)
+
+    def __call__(self, z: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray:
+        """``g0 + H (z - z0)`` of samples ``rows`` at outputs ``z``.
+
+        :param z: policy outputs of those samples (B', k).
+        :param rows: their indices in the attacked batch (None = all).
+        """
+        dz = z - _take(self.z0, rows)
+        return _take(self.g0, rows) + np.einsum("bjl,bl->bj", _take(self.hessian, rows), dz)
+
+
+class ConstantGradCache:
+    """Output gradients of affine losses, per (loss, sample arguments), from torch once each.
+
+    The output gradient of an affine loss does not depend on the output, and the samples do not
+    interact, so each sample's gradient is a function of its own row of the loss's arguments
+    (e.g. its clean group label): for small batches, looking it up is cheaper than a torch
+    autograd call per attack call.
+
+    :param max_batch: batches above this size are not looked up (building the keys would cost
+        more than the autograd call).
+    :param size: entries kept (the cache is emptied when full).
+    """
+
+    def __init__(self, max_batch: int = 16, size: int = 4096) -> None:
+        """Start empty."""
+        self.max_batch, self.size = max_batch, size
+        self._rows: dict[Any, np.ndarray] = {}
+
+    def gradient(self, loss: OutputLoss, clean: torch.Tensor,
+                 args: tuple[torch.Tensor, ...]) -> np.ndarray:
+        """The output gradient (B, k) of the degree-1 ``loss`` at ``clean``.
+
+        :param loss: an affine loss (``degree == 1``).
+        :param clean: clean outputs (B, k).
+        :param args: ``loss.prepare(clean)``.
+        """
+        batch = clean.shape[0]
+        key = loss.key
+        if batch > self.max_batch or key[0] == "id":
+            return loss.output_gradient(clean, args).numpy()
+        flat = [np.ascontiguousarray(a.detach().cpu().numpy()).reshape(batch, -1) for a in args]
+        head = (key, tuple(clean.shape[1:]), str(clean.dtype))
+        keys = [(head, *(f[b].tobytes() for f in flat)) for b in range(batch)]
+        missing = [b for b, k in enumerate(keys) if k not in self._rows]
+        if missing:
+            if len(self._rows) + len(missing) > self.size:
+                self._rows.clear()
+                missing = list(range(batch))
+            idx = torch.as_tensor(missing)
+            grads = loss.output_gradient(clean[idx], tuple(a[idx] for a in args)).numpy()
+            for j, b in enumerate(missing):
+                self._rows[keys[b]] = grads[j]
+        return np.stack([self._rows[k] for k in keys])
+
+
+def output_grad_for(loss: OutputLoss, clean: torch.Tensor, args: tuple[torch.Tensor, ...],
+                    cache: ConstantGradCache | None = None) -> OutputGrad:
     """The output gradient the MLP engine uses for ``loss``.
 
     :param loss: the attack's loss.
-    :param clean: the clean policy outputs (B, k) (from :meth:`MLPNet.forward`).
+    :param clean: the clean policy outputs (B, k), from :meth:`MLPNet.forward`.
     :param args: ``loss.prepare(clean)``.
-    :return: a :class:`ConstantGrad` (computed once, at ``clean``) for an affine loss, else a
-        :class:`TorchOutputGrad`.
+    :param cache: where to look up constant gradients (None: always ask torch).
+    :return: :class:`ConstantGrad` (degree 1) or :class:`AffineGrad` (degree 2), both from torch
+        at ``clean``, else a :class:`TorchOutputGrad`.
     """
-    if loss.linear:
+    if loss.degree == 1:
+        if cache is not None:
+            return ConstantGrad(cache.gradient(loss, clean, args))
         return ConstantGrad(loss.output_gradient(clean, args).numpy())
+    if loss.degree == 2:
+        return AffineGrad(loss.output_gradient(clean, args).numpy(),
+                          loss.output_hessian(clean, args).numpy(), clean.numpy())
     return TorchOutputGrad(loss, args)
+
+
+def kernel_degree(output_grad: OutputGrad) -> int | None:
+    """The polynomial degree the numba kernel sees in ``output_grad`` (None: it cannot serve).
+
+    :param output_grad: an output gradient.
+    """
+    if isinstance(output_grad, ConstantGrad):
+        return 1
+    if isinstance(output_grad, AffineGrad):
+        return 2
+    return None
 
 
 # --------------------------------------------------------------------------- numpy executor
@@ -373,7 +469,7 @@ class MLPNet:
         self._tail_cache: tuple[ConstantGrad, np.ndarray] | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Policy output (B, k) for the observation batch ``x`` (B, n).
+        """Policy output (B, k) for the observation batch ``x`` (B, n) (batched numpy).
 
         :param x: observations.
         """
@@ -618,20 +714,37 @@ def _net_backward_py(codes, woff, poff, clips, wbuf, pbuf, buf, gb, widths,  # n
 
 
 def _net_grad_py(x, codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf,  # noqa: ANN001, ANN202
-                 buf, gb, widths, gout, out):
-    """Input gradient of one sample ``x`` for the output gradient ``gout``, into ``out``."""
+                 buf, gb, widths, g0, hess, z0, affine, take_z0, out):
+    """Input gradient of one sample ``x`` into ``out``, for the output gradient ``g0`` (constant)
+    or, if ``affine``, ``g0 + hess (z - z0)`` at the sample's output ``z``.
+
+    ``take_z0``: ``x`` is the clean observation; its output (from this very forward pass)
+    becomes ``z0``, so the gradient there is exactly ``g0``.
+    """
     _net_forward(x, codes, din, dout, woff, poff, clips, wtbuf, pbuf, buf, widths)
     g = gb[0]
-    for j in range(gout.shape[0]):
-        g[j] = gout[j]
+    k = g0.shape[0]
+    z = buf[codes.shape[0]]
+    if affine and take_z0:
+        for j in range(k):
+            z0[j] = z[j]
+    for j in range(k):
+        v = g0[j]
+        if affine:
+            for m in range(k):
+                v += hess[j, m] * (z[m] - z0[m])
+        g[j] = v
     _net_backward(codes, woff, poff, clips, wbuf, pbuf, buf, gb, widths, out)
 
 
 def _pgd_py(obs, delta, eps, active, lo, hi, steps, clip_in_loop, can_stop,  # noqa: ANN001, ANN202
-            codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, maxw, grads, counts):
+            codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, maxw, g0, hess, z0, affine,
+            from_clean, counts):
     """Linf PGD of every sample, in place on ``delta`` (numba kernel; see :func:`fast_pgd`).
 
-    ``grads`` (B, k) is the constant output gradient of each sample.  The update repeats
+    The output gradient of sample ``row`` is ``g0[row]``, plus ``hess[row] (z - z0[row])`` if
+    ``affine`` (a quadratic loss); with ``from_clean`` (delta starts at 0) the first forward
+    pass of each sample, at its clean observation, sets ``z0[row]``.  The update repeats
     ``pgd``'s elementwise operations in the observations' dtype: ``delta + step * sign(g)``
     (inactive features: ``+ 0``), clamp to ``[-eps, eps]``, then, if ``clip_in_loop``,
     ``clip(obs + delta, lo, hi) - obs``.
@@ -651,7 +764,8 @@ def _pgd_py(obs, delta, eps, active, lo, hi, steps, clip_in_loop, can_stop,  # n
                 for i in range(n):
                     x[i] = o[i] + d[i]
                 _net_grad(x, codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, buf, gb,
-                          widths, grads[row], grad)
+                          widths, g0[row], hess[row if affine else 0], z0[row if affine else 0],
+                          affine, from_clean and it == 0, grad)
                 counts[row] += 1
             elif can_stop:
                 break
@@ -730,12 +844,13 @@ def fast_fgsm(net: MLPNet, output_grad: OutputGrad, obs: torch.Tensor,
     return budget.clip(start + delta, obs).detach()
 
 
-def choose_backend(net: MLPNet, output_grad: OutputGrad, obs: torch.Tensor,
+def choose_backend(net: MLPNet, degree: int | None, obs: torch.Tensor,
                    budget: BoundBudget, backend: str = "auto") -> str:
     """The PGD backend for this call: "numba" or "numpy".
 
     :param net: the policy's numpy executor.
-    :param output_grad: the loss gradient (numba: a :class:`ConstantGrad` only).
+    :param degree: the loss's polynomial degree in the output (``OutputLoss.degree``; numba:
+        1 or 2 only).
     :param obs: the clean batch.
     :param budget: the bound budget (numba: linf only).
     :param backend: "auto" (numba when it can serve the call and the batch has at most
@@ -752,8 +867,8 @@ def choose_backend(net: MLPNet, output_grad: OutputGrad, obs: torch.Tensor,
         reasons.append("the budget norm is not linf")
     if np.dtype(str(obs.dtype).removeprefix("torch.")) != net.dtype:
         reasons.append("the observations' dtype differs from the parameters'")
-    if not isinstance(output_grad, ConstantGrad):
-        reasons.append("the loss is not affine in the policy output")
+    if degree not in (1, 2):
+        reasons.append("the loss is not affine or quadratic in the policy output")
     if not reasons and (backend == "numba" or obs.shape[0] <= NUMBA_MAX_BATCH):
         return "numba"
     if backend == "numba":
@@ -771,7 +886,9 @@ def fast_pgd(net: MLPNet, output_grad: OutputGrad, obs: torch.Tensor, budget: Bo
     the iterates match the autograd path up to the rounding of the network's sums.
 
     :param net: the policy's numpy executor.
-    :param output_grad: loss gradient w.r.t. the policy output.
+    :param output_grad: loss gradient w.r.t. the policy output (an :class:`AffineGrad` taken
+        around :meth:`MLPNet.forward` outputs; the numba kernel re-takes ``z0`` from its own
+        forward pass when delta starts at 0).
     :param obs: clean batch (B, n) on the CPU.
     :param budget: tensor budget bound to ``obs``.
     :param optimiser: the PGD settings (``method`` is ignored).
@@ -799,9 +916,10 @@ def fast_pgd(net: MLPNet, output_grad: OutputGrad, obs: torch.Tensor, budget: Bo
     can_stop = reuse and budget.norm == "linf" and bool(steps) and min(steps) >= tol
     lo = None if budget.low is None else np.minimum(_numpy(budget.low), o)
     hi = None if budget.high is None else np.maximum(_numpy(budget.high), o)
-    if choose_backend(net, output_grad, obs, budget, backend) == "numba" and reuse:
+    chosen = choose_backend(net, kernel_degree(output_grad), obs, budget, backend)
+    if chosen == "numba" and reuse:
         delta, computed = _numba_pgd(net, output_grad, o, delta, budget, steps, lo, hi,
-                                     opt.clip_in_loop, can_stop)
+                                     opt.clip_in_loop, can_stop, not opt.random_start)
     else:
         delta, computed = _numpy_pgd(net, output_grad, o, delta, budget, steps, lo, hi,
                                      opt.clip_in_loop, reuse, can_stop)
@@ -811,14 +929,15 @@ def fast_pgd(net: MLPNet, output_grad: OutputGrad, obs: torch.Tensor, budget: Bo
     return budget.clip(obs + torch.from_numpy(delta), obs).detach()
 
 
-def _numba_pgd(net: MLPNet, output_grad: ConstantGrad, o: np.ndarray, delta: np.ndarray,
+def _numba_pgd(net: MLPNet, output_grad: ConstantGrad | AffineGrad, o: np.ndarray,
+               delta: np.ndarray,
                budget: BoundBudget, steps: tuple[float, ...], lo: np.ndarray | None,
-               hi: np.ndarray | None, clip_in_loop: bool,
-               can_stop: bool) -> tuple[np.ndarray, int]:
+               hi: np.ndarray | None, clip_in_loop: bool, can_stop: bool,
+               from_clean: bool) -> tuple[np.ndarray, int]:
     """The PGD loop of :func:`fast_pgd` in the numba kernel; (final delta, gradients computed).
 
     :param net: the policy's numpy executor.
-    :param output_grad: the constant output gradient.
+    :param output_grad: the constant or affine output gradient.
     :param o: clean batch (B, n).
     :param delta: start perturbation (B, n), updated in place.
     :param budget: the bound (linf) budget.
@@ -827,17 +946,26 @@ def _numba_pgd(net: MLPNet, output_grad: ConstantGrad, o: np.ndarray, delta: np.
     :param hi: per-sample upper bounds ``max(high, obs)`` (None: no bound).
     :param clip_in_loop: clip to the bounds at every iteration.
     :param can_stop: stop a sample whose iterate did not move.
+    :param from_clean: delta starts at 0 (no random start).
     """
     batch = o.shape[0]
     counts = np.zeros(batch, np.int64)
     codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf = net.packed()
     maxw = int(max(o.shape[1], *np.abs(dout), *np.abs(din)))
-    grads = np.ascontiguousarray(output_grad(None, None), dtype=net.dtype).reshape(batch, -1)
+    dt = net.dtype
+    if isinstance(output_grad, AffineGrad):
+        g0 = np.ascontiguousarray(output_grad.g0, dtype=dt)
+        hess = np.ascontiguousarray(output_grad.hessian, dtype=dt)
+        z0, affine = np.array(output_grad.z0, dtype=dt), True  # a copy: the kernel writes it
+    else:
+        g0 = np.ascontiguousarray(output_grad(None, None), dtype=dt).reshape(batch, -1)
+        hess, z0, affine = np.zeros((1, 1, 1), dt), np.zeros((1, 1), dt), False
     _pgd_kernel(np.ascontiguousarray(o), delta, _numpy(budget.eps_vec), _numpy(budget.active),
                 np.full_like(o, -np.inf) if lo is None else lo,
                 np.full_like(o, np.inf) if hi is None else hi,
                 np.asarray(steps, dtype=o.dtype), bool(clip_in_loop), bool(can_stop),
-                codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, maxw, grads, counts)
+                codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, maxw, g0, hess, z0,
+                affine, bool(from_clean), counts)
     return delta, int(counts.sum())
 
 

@@ -232,8 +232,8 @@ def interleave(runners: list[Runner], steps: int, chunk: int) -> None:
         done += k
 
 
-def main() -> None:
-    """Run the benchmark, print the table and write the JSON."""
+def _parse_args() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default=None, help="rlkit run dir with a trained grid policy")
     parser.add_argument("--profiles", default="simbench", choices=["simbench", "synthetic"])
@@ -249,97 +249,70 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: prefixes only (no full-year run), not for results")
     parser.add_argument("--no-write", action="store_true", help="do not write the JSON")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    t_start = time.perf_counter()
+    return parser.parse_args()
 
-    config = env_config(args.profiles)
-    env = GridBatteryEnv(config)
-    view, policy_desc = build_policy(args.run, env)
-    steps = int(env.episode_steps)
-    probe = make_attack("bifurcation", view, AttackBudget(EPS), engine="auto")
-    if probe.plan is None:
-        raise SystemExit("the policy is not a plain MLP: the fast engine cannot serve it")
 
-    # warm-up: numba kernels of the env, first-call allocations
-    warm = Runner("warm-up", GridBatteryEnv(config), view, "fast", seed=99)
-    warm.advance(20)
+def phase_full_year(config: GridEnvConfig, env: GridBatteryEnv, view: PolicyView, steps: int,
+                    quick: bool) -> tuple[dict[str, Any], int]:
+    """(a) one full-year episode on the MLP engine, one episode at a time.
 
-    # (a) one full-year episode, fast engine, one episode at a time
-    year_steps = 1000 if args.quick else steps
-    full = Runner("fast, full episode", env, view, "fast", seed=0)
+    :param config: the env config.
+    :param env: the env to run (its full episode).
+    :param view: the policy view.
+    :param steps: steps in a full episode.
+    :param quick: 1,000 steps only.
+    :return: the runner's figures and the steps measured.
+    """
+    warm = Runner("warm-up", GridBatteryEnv(config), view, "mlp", seed=99)
+    warm.advance(20)  # numba kernels of the env, first-call allocations
+    year_steps = 1000 if quick else steps
+    full = Runner("mlp, full episode", env, view, "mlp", seed=0)
     full.advance(year_steps)
-    full_fig = full.figures(steps)
-    print(f"(a) fast engine: {full.steps} steps in {full.seconds:.1f} s "
-          f"-> {full_fig['full_episode_s']:.1f} s per episode")
+    fig = full.figures(steps)
+    print(f"(a) mlp engine: {full.steps} steps in {full.seconds:.1f} s "
+          f"-> {fig['full_episode_s']:.1f} s per episode", flush=True)
+    return fig, year_steps
 
-    # (b) autograd prefix, interleaved with the fast engine (both backends) on the same episode;
-    # the autograd runner also runs the fast attack (untimed) on its own observations
-    n_auto = min(args.autograd_steps, 100 if args.quick else args.autograd_steps)
-    fast_b = Runner("fast (auto: numba)", GridBatteryEnv(config), view, "fast", seed=0)
-    numpy_b = Runner("fast (numpy backend)", GridBatteryEnv(config), view, "fast", seed=0,
+
+def phase_autograd_prefix(config: GridEnvConfig, view: PolicyView, steps: int,
+                          n_auto: int) -> dict[str, Any]:
+    """(b) autograd on a prefix, interleaved with the MLP engine (both backends).
+
+    The autograd runner also runs the MLP-engine attack (untimed) on its own observations, and
+    autograd is compared with itself (all prefix observations in one batch: other BLAS kernels,
+    other summation order) as the rounding baseline.
+
+    :param config: the env config.
+    :param view: the policy view.
+    :param steps: steps in a full episode (extrapolation).
+    :param n_auto: prefix length.
+    :return: the phase's figures (keys ``b_*``).
+    """
+    mlp_b = Runner("mlp (auto: numba)", GridBatteryEnv(config), view, "mlp", seed=0)
+    numpy_b = Runner("mlp (numpy backend)", GridBatteryEnv(config), view, "mlp", seed=0,
                      backend="numpy")
     auto_b = Runner("autograd", GridBatteryEnv(config), view, "autograd", seed=0)
-    auto_b.shadow = make_attack("bifurcation", view, auto_b.attack.budget, engine="fast")
+    auto_b.shadow = make_attack("bifurcation", view, auto_b.attack.budget, engine="mlp")
     auto_b.record = True
-    interleave([fast_b, numpy_b, auto_b], n_auto, chunk=25)
-    # rounding baseline: autograd itself, all prefix observations in one batch (other BLAS
-    # kernels, other summation order) vs one at a time
+    interleave([mlp_b, numpy_b, auto_b], n_auto, chunk=25)
     batched = auto_b.attack(torch.from_numpy(np.concatenate(auto_b.clean_log))).numpy()
     self_diff = np.abs(batched - np.concatenate(auto_b.fed_log)).max(axis=1)
-    auto_fig, fastb_fig, numpyb_fig = (r.figures(steps) for r in (auto_b, fast_b, numpy_b))
-    ratio = auto_b.seconds / fast_b.seconds
-    attack_ratio = auto_b.attack_seconds / fast_b.attack_seconds
-    same = auto_fig["compared_with_fast_engine"]
+    auto_fig, mlp_fig, numpy_fig = (r.figures(steps) for r in (auto_b, mlp_b, numpy_b))
+    ratio = auto_b.seconds / mlp_b.seconds
+    attack_ratio = auto_b.attack_seconds / mlp_b.attack_seconds
+    same = auto_fig["compared_with_mlp_engine"]
     print(f"(b) autograd: {auto_b.steps} steps in {auto_b.seconds:.1f} s -> "
-          f"{auto_fig['full_episode_s']:.0f} s per episode (extrapolated); side by side the fast "
+          f"{auto_fig['full_episode_s']:.0f} s per episode (extrapolated); side by side the MLP "
           f"engine is {ratio:.1f}x faster per step ({attack_ratio:.1f}x per attack call); "
-          f"identical perturbations on {same['identical']}/{same['samples']} steps")
-
-    # (c) batching: E lock-step episodes per attack call vs one at a time
-    n_batch = min(args.batch_steps, 60 if args.quick else args.batch_steps)
-    runners = []
-    for e in args.batches:
-        runners.append(Runner(f"fast E={e}", GridBatteryVectorEnv(e, config), view, "fast",
-                              seed=1000, start_days=[i % 2 for i in range(e)]))
-    if args.autograd_batch:
-        e = args.autograd_batch
-        runners.append(Runner(f"autograd E={e}", GridBatteryVectorEnv(e, config), view,
-                              "autograd", seed=1000, start_days=[i % 2 for i in range(e)]))
-    for runner in runners:  # warm-up outside the timing (numba JIT for small batches)
-        runner.advance(3)
-        runner.steps, runner.seconds, runner.attack_seconds = 0, 0.0, 0.0
-        runner.attack.engine_stats.update(rows=0, gradient_rows=0)
-    interleave(runners, n_batch, chunk=20)
-    base = next((r for r in runners if r.engine == "fast" and r.episodes == 1), None)
-    base_rate = base.figures(steps)["episodes_per_hour"] if base is not None else None
-    batch_rows = []
-    for runner in runners:
-        fig = {"name": runner.name, **runner.figures(steps)}
-        fig["chosen_backend"] = (
-            "-" if runner.engine != "fast" else
-            ("numba" if numba_available() and runner.episodes <= NUMBA_MAX_BATCH else "numpy"))
-        if base_rate:
-            fig["throughput_speedup_vs_one_at_a_time"] = round(
-                fig["episodes_per_hour"] / base_rate, 2)
-        batch_rows.append(fig)
-
-    year_s = full_fig["full_episode_s"]
-    figures: dict[str, Any] = {
-        "episode_steps": steps,
-        "authors": {"seconds_per_episode_gpu": AUTHORS_GPU_SECONDS,
-                    "episode_steps": AUTHORS_STEPS,
-                    "note": "myPGD, 100 iterations, single sample, CityLearn, GPU (their paper's "
-                            "code); different simulator and hardware, for context only"},
-        "target_seconds_per_episode": TARGET_SECONDS,
-        "a_full_episode_fast": {**full_fig, "meets_target": bool(year_s < TARGET_SECONDS)},
+          f"identical perturbations on {same['identical']}/{same['samples']} steps", flush=True)
+    return {
         "b_autograd_prefix": auto_fig,
-        "b_fast_same_prefix_interleaved": fastb_fig,
-        "b_fast_numpy_backend_same_prefix_interleaved": numpyb_fig,
-        "b_speedup_fast_vs_autograd_per_step": round(ratio, 2),
-        "b_speedup_fast_vs_autograd_attack_only": round(attack_ratio, 2),
-        "b_speedup_numpy_backend_vs_autograd_per_step": round(auto_b.seconds / numpy_b.seconds, 2),
-        "b_autograd_full_episode_s_from_ratio": round(year_s * ratio, 1),
+        "b_mlp_same_prefix_interleaved": mlp_fig,
+        "b_mlp_numpy_backend_same_prefix_interleaved": numpy_fig,
+        "b_speedup_mlp_vs_autograd_per_step": round(ratio, 2),
+        "b_speedup_mlp_vs_autograd_attack_only": round(attack_ratio, 2),
+        "b_speedup_numpy_backend_vs_autograd_per_step": round(auto_b.seconds / numpy_b.seconds,
+                                                              2),
         "b_rounding_baseline_autograd_batched_vs_single": {
             "samples": int(self_diff.size), "identical": int((self_diff == 0).sum()),
             "identical_fraction": round(float((self_diff == 0).mean()), 5),
@@ -347,18 +320,89 @@ def main() -> None:
             "note": "float32: where a hidden ReLU input lies within rounding of 0 (PGD's sign "
                     "steps oscillate across such kinks) any two summation orders can pick "
                     "different gradients; this is autograd against itself"},
+    }
+
+
+def phase_batching(config: GridEnvConfig, view: PolicyView, steps: int, batches: list[int],
+                   autograd_batch: int, n_batch: int) -> list[dict[str, Any]]:
+    """(c) E lock-step episodes per attack call against one at a time, interleaved.
+
+    :param config: the env config.
+    :param view: the policy view.
+    :param steps: steps in a full episode (extrapolation).
+    :param batches: the E values for the MLP engine.
+    :param autograd_batch: E for the autograd engine (0: none).
+    :param n_batch: prefix length.
+    :return: one figures row per runner.
+    """
+    runners = []
+    for e in batches:
+        runners.append(Runner(f"mlp E={e}", GridBatteryVectorEnv(e, config), view, "mlp",
+                              seed=1000, start_days=[i % 2 for i in range(e)]))
+    if autograd_batch:
+        e = autograd_batch
+        runners.append(Runner(f"autograd E={e}", GridBatteryVectorEnv(e, config), view,
+                              "autograd", seed=1000, start_days=[i % 2 for i in range(e)]))
+    for runner in runners:  # warm-up outside the timing (numba JIT for small batches)
+        runner.advance(3)
+        runner.steps, runner.seconds, runner.attack_seconds = 0, 0.0, 0.0
+        runner.attack.engine_stats.update(rows=0, gradient_rows=0)
+    interleave(runners, n_batch, chunk=20)
+    base = next((r for r in runners if r.engine == "mlp" and r.episodes == 1), None)
+    base_rate = base.figures(steps)["episodes_per_hour"] if base is not None else None
+    rows = []
+    for runner in runners:
+        fig = {"name": runner.name, **runner.figures(steps)}
+        fig["chosen_backend"] = (
+            "-" if runner.engine != "mlp" else
+            ("numba" if numba_available() and runner.episodes <= NUMBA_MAX_BATCH else "numpy"))
+        if base_rate:
+            fig["throughput_speedup_vs_one_at_a_time"] = round(
+                fig["episodes_per_hour"] / base_rate, 2)
+        rows.append(fig)
+    return rows
+
+
+def main() -> None:
+    """Run the benchmark, print the table and write the JSON."""
+    args = _parse_args()
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    config = env_config(args.profiles)
+    env = GridBatteryEnv(config)
+    view, policy_desc = build_policy(args.run, env)
+    steps = int(env.episode_steps)
+    probe = make_attack("bifurcation", view, AttackBudget(EPS), engine="auto")
+    if probe.plan is None:
+        raise SystemExit("the policy is not a plain MLP: the MLP engine cannot serve it")
+    full_fig, year_steps = phase_full_year(config, env, view, steps, args.quick)
+    n_auto = min(args.autograd_steps, 100 if args.quick else args.autograd_steps)
+    b_figs = phase_autograd_prefix(config, view, steps, n_auto)
+    n_batch = min(args.batch_steps, 60 if args.quick else args.batch_steps)
+    batch_rows = phase_batching(config, view, steps, args.batches, args.autograd_batch, n_batch)
+    year_s = full_fig["full_episode_s"]
+    auto_rate = b_figs["b_autograd_prefix"]["episodes_per_hour"]
+    figures: dict[str, Any] = {
+        "episode_steps": steps,
+        "authors": {"seconds_per_episode_gpu": AUTHORS_GPU_SECONDS,
+                    "episode_steps": AUTHORS_STEPS,
+                    "note": "myPGD, 100 iterations, single sample, CityLearn, GPU (their paper's "
+                            "code); different simulator and hardware, for context only"},
+        "target_seconds_per_episode": TARGET_SECONDS,
+        "a_full_episode_mlp": {**full_fig, "meets_target": bool(year_s < TARGET_SECONDS)},
+        **b_figs,
+        "b_autograd_full_episode_s_from_ratio": round(
+            year_s * b_figs["b_speedup_mlp_vs_autograd_per_step"], 1),
         "c_batching": batch_rows,
         "c_note": "speed-ups in c_batching are throughput (episodes per hour) against E=1 with "
-                  "the fast engine on the same code path, measured interleaved; the ratios "
+                  "the MLP engine on the same code path, measured interleaved; the ratios "
                   "below mix phases (b) and (c), run one after the other",
         "c_autograd_batching_speedup_vs_autograd_one_at_a_time": {
-            f"E={r['episodes_in_batch']}": round(r["episodes_per_hour"]
-                                                 / auto_fig["episodes_per_hour"], 1)
+            f"E={r['episodes_in_batch']}": round(r["episodes_per_hour"] / auto_rate, 1)
             for r in batch_rows if r["engine"] == "autograd"},
-        "c_fast_batched_speedup_vs_autograd_one_at_a_time": {
-            f"E={r['episodes_in_batch']}": round(r["episodes_per_hour"]
-                                                 / auto_fig["episodes_per_hour"], 1)
-            for r in batch_rows if r["engine"] == "fast"},
+        "c_mlp_batched_speedup_vs_autograd_one_at_a_time": {
+            f"E={r['episodes_in_batch']}": round(r["episodes_per_hour"] / auto_rate, 1)
+            for r in batch_rows if r["engine"] == "mlp"},
         "speedup_vs_authors_gpu_episode": round(AUTHORS_GPU_SECONDS / year_s, 1),
         "benchmark_wall_s": round(time.perf_counter() - t_start, 1),
     }
@@ -372,7 +416,7 @@ def main() -> None:
         "numba_max_batch_for_auto": NUMBA_MAX_BATCH,
         "quick": args.quick,
         "prefix_steps": {"autograd": n_auto, "batching": n_batch,
-                         "full_episode_fast": year_steps},
+                         "full_episode_mlp": year_steps},
         "method": "one process; (b) and (c) interleaved in chunks of 25/20 steps so shared-CPU "
                   "load affects the compared variants alike; times include env stepping and the "
                   "policy's action; extrapolated = per-step time x episode steps",
@@ -384,21 +428,24 @@ def main() -> None:
 
 
 def _print_table(fig: dict[str, Any]) -> None:
-    """Print the headline figures and the batching table."""
-    a, b = fig["a_full_episode_fast"], fig["b_autograd_prefix"]
+    """Print the headline figures and the batching table.
+
+    :param fig: the figures of :func:`main`.
+    """
+    a, b = fig["a_full_episode_mlp"], fig["b_autograd_prefix"]
     authors = fig["authors"]
     rows = [("authors, GPU (paper)", authors["episode_steps"],
              1e3 * authors["seconds_per_episode_gpu"] / authors["episode_steps"],
              authors["seconds_per_episode_gpu"], 3600 / authors["seconds_per_episode_gpu"],
              "reference"),
-            ("(a) fast, full episode, E=1", a["measured_steps"], a["ms_per_step"],
+            ("(a) mlp, full episode, E=1", a["measured_steps"], a["ms_per_step"],
              a["full_episode_s"], a["episodes_per_hour"],
              f"{fig['speedup_vs_authors_gpu_episode']:.0f}x vs authors")]
     for label, row, speedup in (
             ("(b) autograd, prefix", b, 1.0),
-            ("(b) fast (auto), same prefix", fig["b_fast_same_prefix_interleaved"],
-             fig["b_speedup_fast_vs_autograd_per_step"]),
-            ("(b) fast (numpy), same prefix", fig["b_fast_numpy_backend_same_prefix_interleaved"],
+            ("(b) mlp (auto), same prefix", fig["b_mlp_same_prefix_interleaved"],
+             fig["b_speedup_mlp_vs_autograd_per_step"]),
+            ("(b) mlp (numpy), same prefix", fig["b_mlp_numpy_backend_same_prefix_interleaved"],
              fig["b_speedup_numpy_backend_vs_autograd_per_step"])):
         rows.append((label, row["measured_steps"], row["ms_per_step"], row["full_episode_s"],
                      row["episodes_per_hour"], f"{speedup:.1f}x vs autograd"))
@@ -414,10 +461,10 @@ def _print_table(fig: dict[str, Any]) -> None:
         print(f"{name:<36}{n:>6}{ms:>10.2f}{sec:>11.1f}{rate:>9.1f}  {note}")
     print("s/episode and ep/hour are per full 8,760-step episode (extrapolated from the measured "
           "steps where fewer); ms/step is per lock-step batch step")
-    same = b["compared_with_fast_engine"]
+    same = b["compared_with_mlp_engine"]
     base = fig["b_rounding_baseline_autograd_batched_vs_single"]
     print(f"target < {fig['target_seconds_per_episode']:.0f} s per episode: "
-          f"{'met' if a['meets_target'] else 'NOT met'}; fast == autograd (bit-identical "
+          f"{'met' if a['meets_target'] else 'NOT met'}; mlp == autograd (bit-identical "
           f"perturbed obs) on {same['identical']}/{same['samples']} steps; autograd batched == "
           f"autograd one-at-a-time on {base['identical']}/{base['samples']}")
 

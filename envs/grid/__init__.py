@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
-
 from .config import GridEnvConfig, RewardWeights
 from .env import GridBatteryEnv
 from .vector import GridBatteryVectorEnv
 
-ENV_ID = "rlkit/GridBattery-v0"
+ENV_ID = "rlkit/GridBattery-v0"  # registered with gymnasium by rlkit.catalog.register_builtins
 GRID_PARAMS_MODEL = GridEnvConfig
 
 
@@ -28,14 +26,6 @@ def make_grid_env(**kwargs: Any) -> GridBatteryEnv:
     """
     return GridBatteryEnv(GridEnvConfig.model_validate(kwargs))
 
-
-if ENV_ID not in gym.registry:
-    gym.register(
-        id=ENV_ID,
-        entry_point="rlkit.envs.grid.env:GridBatteryEnv",
-        vector_entry_point="rlkit.envs.grid.vector:GridBatteryVectorEnv",
-        disable_env_checker=False,
-    )
 
 __all__ = [
     "ENV_ID",

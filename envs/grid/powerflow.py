@@ -255,11 +255,9 @@ class ZBusSolver:
         sg_p = self.sgen_pq[0] if sgen_p_mw is None else np.asarray(sgen_p_mw, dtype=float)
         sg_q = self.sgen_pq[1] if sgen_q_mvar is None else np.asarray(sgen_q_mvar, dtype=float)
         st_p = self.storage_pq[0] if storage_p_mw is None else np.asarray(storage_p_mw, dtype=float)
-        st_q = (
-            self.storage_pq[1]
-            if storage_q_mvar is None
-            else np.asarray(storage_q_mvar, dtype=float)
-        )
+        st_q = self.storage_pq[1]
+        if storage_q_mvar is not None:
+            st_q = np.asarray(storage_q_mvar, dtype=float)
         inv = 1.0 / self.base_mva
         s_i = s_z = None
         if self.zip and not constant_only:
@@ -272,20 +270,11 @@ class ZBusSolver:
             pc, qc = p, q
         s = -(pc @ self.c_load + 1j * (qc @ self.c_load)) * inv
         if self.n_sgen:
-            s = (
-                s
-                + (np.atleast_2d(sg_p) @ self.c_sgen + 1j * (np.atleast_2d(sg_q) @ self.c_sgen))
-                * inv
-            )
+            sg_p, sg_q = np.atleast_2d(sg_p), np.atleast_2d(sg_q)
+            s = s + (sg_p @ self.c_sgen + 1j * (sg_q @ self.c_sgen)) * inv
         if self.n_storage:
-            s = (
-                s
-                - (
-                    np.atleast_2d(st_p) @ self.c_storage
-                    + 1j * (np.atleast_2d(st_q) @ self.c_storage)
-                )
-                * inv
-            )
+            st_p, st_q = np.atleast_2d(st_p), np.atleast_2d(st_q)
+            s = s - (st_p @ self.c_storage + 1j * (st_q @ self.c_storage)) * inv
         if not constant_only:
             s = s + self.s_other
         return s, s_i, s_z

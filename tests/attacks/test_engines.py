@@ -15,6 +15,7 @@ from rlkit.attacks import (
     make_attack,
 )
 from rlkit.attacks import engines as engines_mod
+from rlkit.attacks.fastgrad import numba_available
 
 
 def sac_like(act: type[nn.Module], seed: int, n_in: int = 31, hidden: int = 64) -> nn.Sequential:
@@ -92,6 +93,11 @@ def test_distance_loss_without_random_start_stays_at_the_clean_point(act: type[n
                                  random_start=False, **kw)
             outs[engine, name] = attack(obs)
             assert attack.engine_stats[f"{engine}_calls"] == 1
+    if loss == "mse" and numba_available():  # quadratic: numba kernel for batches up to 8
+        attack = make_attack("pgd", policy, budget, engine="mlp", random_start=False,
+                             iterations=20, decay_every=5)
+        attack.engines["mlp"].backend = "numba"
+        outs["mlp", "numba"] = torch.cat([attack(chunk) for chunk in obs.split(8)])
     for key, out in outs.items():
         assert torch.equal(out, obs), key  # every sample stays put, on every engine
 

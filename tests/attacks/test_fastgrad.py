@@ -81,8 +81,16 @@ CASES = [
     ("mad", "continuous", {"log_std": -1.0}),
     ("mad", "discrete", {}),
 ]
-#: cases whose loss is affine in the policy output: the only ones the numba kernel serves
-AFFINE = {"bifurcation", "bifurcation_toggle"}
+#: attacks whose continuous loss is affine (GDL) or quadratic (MSE, Gaussian KL) in the policy
+#: output: the ones the numba kernel serves
+AFFINE = {"bifurcation", "bifurcation_toggle", "mad"}
+
+
+def numba_serves(name: str, kind: str, extra: dict, norm: str = "linf") -> bool:
+    """Whether the numba kernel serves attack ``name`` (linf budgets, degree 1 or 2 losses)."""
+    if norm != "linf" or kind != "continuous" or name == "fgsm":
+        return False
+    return name in AFFINE or extra.get("loss", "mse") == "mse"
 
 
 def run_both(name: str, kind: str, extra: dict, budget: AttackBudget, seed: int,
@@ -90,7 +98,7 @@ def run_both(name: str, kind: str, extra: dict, budget: AttackBudget, seed: int,
     """(MLP engine, autograd) perturbations of one random batch by equally seeded attacks.
 
     ``backend="numba"`` applies where the kernel can serve the call (linf budget, a loss affine
-    in the output); elsewhere the MLP engine's own choice ("auto").
+    or quadratic in the output); elsewhere the MLP engine's own choice ("auto").
     """
     policy = mlp64(5 if kind == "discrete" else 2, seed, normalizer=seed % 2 == 1)
     obs = torch.from_numpy(np.random.default_rng(seed).uniform(0, 1, (7, N_IN)))
@@ -102,7 +110,7 @@ def run_both(name: str, kind: str, extra: dict, budget: AttackBudget, seed: int,
     if "seed" in attack_settings(name):
         settings_["seed"] = seed
     fast = make_attack(name, policy, budget, engine="mlp", **settings_)
-    numba_ok = budget.norm == "linf" and name in AFFINE and kind == "continuous"
+    numba_ok = numba_serves(name, kind, extra, budget.norm)
     fast.engines["mlp"].backend = backend if numba_ok else "auto"
     slow = make_attack(name, policy, budget, engine="autograd", **settings_)
     out_fast, out_slow = fast(obs, t=t), slow(obs, t=t)
@@ -113,7 +121,7 @@ def run_both(name: str, kind: str, extra: dict, budget: AttackBudget, seed: int,
 # ----------------------------------------------------------------------------- agreement
 @pytest.mark.parametrize(("name", "kind", "extra", "backend"), [
     (*case, backend) for case in CASES for backend in BACKENDS
-    if backend == "numpy" or (case[0] in AFFINE and case[1] == "continuous")])
+    if backend == "numpy" or numba_serves(*case)])
 def test_mlp_matches_autograd(name: str, kind: str, extra: dict, backend: str) -> None:
     for i, (label, budget) in enumerate(budgets().items()):
         for seed in (i, i + 11):
@@ -253,7 +261,7 @@ def test_tanh_and_continuous_groups() -> None:
     def gdl(out: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
         return group_difference_logits(bifurcate_continuous(out, 2.0, -1.0, -2.0, 1.0), lab)
 
-    out_grad = output_grad_for(OutputLoss(gdl, lambda clean: (label,), linear=True), z, (label,))
+    out_grad = output_grad_for(OutputLoss(gdl, lambda clean: (label,), degree=1), z, (label,))
     assert isinstance(out_grad, ConstantGrad)
     np.testing.assert_array_equal(out_grad.grad, np.where(label.numpy() == 0, -4.0, 4.0))
     ours = engine_grad(net, x, out_grad)
@@ -261,24 +269,36 @@ def test_tanh_and_continuous_groups() -> None:
     torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
 
 
-def test_affine_losses_have_constant_output_gradients() -> None:
-    # the MLP engine computes the output gradient of an OutputLoss marked linear only once
+def test_declared_degrees_hold() -> None:
+    # the MLP engine takes the output gradient (degree 1) or gradient and Hessian (degree 2) of
+    # a loss from torch once per call: check that the declared degree is true
     rng = np.random.default_rng(5)
     policy = mlp64(3, 0)
     obs = torch.from_numpy(rng.uniform(0, 1, (6, N_IN)))
-    for name in ("bifurcation", "bifurcation_toggle"):
-        for m1, b1, m2, b2 in ((1.0, 0.0, -1.0, 0.0), (2.0, -1.0, -0.5, 0.3)):
-            attack = make_attack(name, policy, AttackBudget(0.1), m1=m1, b1=b1, m2=m2, b2=b2)
-            loss = attack.loss(torch.arange(6))
-            assert loss.linear
-            clean = policy(obs).detach()
-            args = loss.prepare(clean)
-            g0 = loss.output_gradient(clean, args)
-            for scale in (0.1, 3.0, 50.0):
-                z = clean + scale * torch.from_numpy(rng.normal(size=clean.shape))
-                torch.testing.assert_close(loss.output_gradient(z, args), g0, rtol=0, atol=0)
-    discrete = make_attack("bifurcation", mlp64(4, 0), AttackBudget(0.1), action_kind="discrete")
-    assert not discrete.loss(None).linear
+    clean = policy(obs).detach()
+    cases = [("bifurcation", {}, 1), ("bifurcation", {"m1": 2.0, "b1": -1.0, "m2": -0.5}, 1),
+             ("bifurcation_toggle", {"b2": 0.3}, 1), ("pgd", {}, 2),
+             ("targeted_pgd", {"target": np.array([0.5, -1.0, 2.0])}, 2),
+             ("mad", {"log_std": -0.7}, 2)]
+    for name, extra, degree in cases:
+        loss = make_attack(name, policy, AttackBudget(0.1), **extra).loss(torch.arange(6))
+        assert loss.degree == degree, name
+        args = loss.prepare(clean)
+        g0 = loss.output_gradient(clean, args)
+        hessian = loss.output_hessian(clean, args)
+        if degree == 1:
+            assert torch.all(hessian == 0)
+        for scale in (0.1, 3.0, 50.0):
+            z = clean + scale * torch.from_numpy(rng.normal(size=clean.shape))
+            expected = g0 + torch.einsum("bjl,bl->bj", hessian, z - clean)
+            torch.testing.assert_close(loss.output_gradient(z, args), expected, rtol=1e-12,
+                                       atol=1e-12)
+    for name, extra in (("pgd", {"loss": "huber"}), ("pgd", {"loss": "mae"}),
+                        ("targeted_pgd", {"target": 0.0, "loss": "huber"})):
+        assert make_attack(name, policy, AttackBudget(0.1), **extra).loss(None).degree is None
+    for name in ("pgd", "bifurcation", "mad"):
+        discrete = make_attack(name, mlp64(4, 0), AttackBudget(0.1), action_kind="discrete")
+        assert discrete.loss(None).degree is None, name
 
 
 # ----------------------------------------------------------------------------- SB3 policies
@@ -434,18 +454,33 @@ def test_backend_choice() -> None:
     policy = mlp64(2, 0)
     obs = torch.rand(2, N_IN, dtype=torch.float64)
     net = compile_policy(policy).net()
-    grad = ConstantGrad(np.ones((2, 2)))
     l2 = AttackBudget(0.1, norm="l2").bind(obs)
     linf = AttackBudget(0.1).bind(obs)
-    assert choose_backend(net, grad, obs, l2) == "numpy"
-    assert choose_backend(net, grad, obs.float(), linf) == "numpy"
+    assert choose_backend(net, 1, obs, l2) == "numpy"
+    assert choose_backend(net, 1, obs.float(), linf) == "numpy"
     with pytest.raises(ValueError, match="numba backend unavailable"):
-        choose_backend(net, grad, obs, l2, backend="numba")
+        choose_backend(net, 1, obs, l2, backend="numba")
     with pytest.raises(ValueError, match="backend"):
-        choose_backend(net, grad, obs, l2, backend="cuda")
-    nonlinear = torch_grad(difference_of_logits, torch.zeros(2, dtype=torch.long))
-    assert choose_backend(net, nonlinear, obs, linf) == "numpy"
+        choose_backend(net, 1, obs, l2, backend="cuda")
+    assert choose_backend(net, None, obs, linf) == "numpy"
     with pytest.raises(ValueError, match="not affine"):
-        choose_backend(net, nonlinear, obs, linf, backend="numba")
+        choose_backend(net, None, obs, linf, backend="numba")
     if numba_available():
-        assert choose_backend(net, grad, obs, linf) == "numba"
+        assert choose_backend(net, 2, obs, linf) == "numba"
+        assert choose_backend(net, 1, torch.rand(9, N_IN, dtype=torch.float64),
+                              AttackBudget(0.1).bind(obs)) == "numpy"  # batch > 8
+
+
+def test_constant_gradient_cache_matches_torch() -> None:
+    from rlkit.attacks.fastgrad import ConstantGradCache
+
+    policy = mlp64(3, 1)
+    attack = make_attack("bifurcation", policy, AttackBudget(0.1), m1=2.0, m2=-0.5)
+    cache = ConstantGradCache(max_batch=16, size=5)
+    rng = np.random.default_rng(0)
+    for _ in range(6):  # random labels; the small size forces evictions
+        clean = torch.from_numpy(rng.normal(size=(int(rng.integers(1, 20)), 3)))
+        loss = attack.loss(None)
+        args = loss.prepare(clean)
+        np.testing.assert_array_equal(cache.gradient(loss, clean, args),
+                                      loss.output_gradient(clean, args).numpy())

@@ -18,27 +18,47 @@ def env() -> GridBatteryEnv:
     return GridBatteryEnv(**KW)
 
 
-def run_day(env: gym.Env, controller, seed: int) -> tuple[int, dict[str, float], list[float]]:
-    obs, _ = env.reset(seed=seed)
-    steps, powers = 0, []
+def run_day(env: gym.Env, controller, seed: int) -> tuple[int, list[dict], int]:
+    obs, reset_info = env.reset(seed=seed)
+    infos = []
     while True:
         action = controller(obs[None])[0]
         obs, _, terminated, truncated, info = env.step(action)
-        steps += 1
-        powers.append(info["battery_p_mw"])
+        infos.append(info)
         if terminated or truncated:
-            return steps, info["episode_kpis"], powers
+            return len(infos), infos, reset_info["start_day"]
+
+
+def tariff(day: int, hour: int) -> float:
+    """Default time-of-use price: off-peak 23-7h, peak 17-21h on weekdays, else shoulder."""
+    weekend = (day + 4) % 7 >= 5  # 2016-01-01 was a Friday
+    if hour >= 23 or hour < 7:
+        return 80.0
+    return 300.0 if 17 <= hour < 21 and not weekend else 150.0
 
 
 @pytest.mark.parametrize("seed", [0, 3])
 def test_idle_controller_has_unit_normalised_kpis(env, seed):
-    steps, kpis, powers = run_day(env, IdleController(4), seed)
+    steps, infos, day = run_day(env, IdleController(4), seed)
+    kpis = infos[-1]["episode_kpis"]
     assert steps == 24 and kpis["steps"] == 24.0
-    np.testing.assert_array_equal(np.asarray(powers), 0.0)
+    np.testing.assert_array_equal(np.asarray([i["battery_p_mw"] for i in infos]), 0.0)
     for key in ("cost", "daily_peak", "consumption", "ramping"):
         assert kpis[f"{key}_norm"] == pytest.approx(1.0, abs=1e-12), key
         assert kpis[key] == pytest.approx(kpis[f"{key}_no_battery"], rel=1e-12), key
-    assert kpis["cost_no_battery"] > 0 and kpis["daily_peak_no_battery"] > 0
+    # the import is the day's load minus PV (from the profile arrays) plus the network losses
+    core = env.unwrapped.core
+    idx = core.start[0] + np.arange(24)
+    losses = np.array([i["losses_mw"] for i in infos])
+    imp = core.load_p_year[idx].sum(axis=1) - core.sgen_p_year[idx].sum(axis=1) + losses
+    np.testing.assert_allclose([i["net_import_mw"] for i in infos], imp, atol=1e-9)
+    price = np.array([tariff(day, h) for h in range(24)])
+    np.testing.assert_array_equal([i["price"] for i in infos], price)
+    pos = np.maximum(imp, 0.0)
+    assert kpis["cost_no_battery"] == pytest.approx((price * pos).sum(), rel=1e-9)
+    assert kpis["daily_peak_no_battery"] == pytest.approx(pos.max(), rel=1e-9)
+    assert kpis["consumption_no_battery"] == pytest.approx(pos.sum(), rel=1e-9)
+    assert kpis["ramping_no_battery"] == pytest.approx(np.abs(np.diff(imp)).sum(), rel=1e-9)
 
 
 def test_idle_controller_shape():

@@ -43,6 +43,7 @@ def _random_loads(net, n, rng):
     return net.load["p_mw"].to_numpy() * f, net.load["q_mvar"].to_numpy() * f
 
 
+@pytest.mark.slow
 def test_case33bw_matches_runpp():
     net = pn.case33bw()
     rng = np.random.default_rng(0)

@@ -53,6 +53,17 @@ def test_vector_load_alteration_and_make_vec():
     venv.apply_load_alteration(0.6, buses=[32], steps=[0], env_indices=[1])
     _, _, _, _, info = venv.step(np.zeros((2, 4)))
     assert info["vmin"][1] < info["vmin"][0]
+    # same start day and idle batteries: the import differs by the extra load plus extra losses
+    extra = 0.6 + info["losses_mw"][1] - info["losses_mw"][0]
+    d_imp = info["net_import_mw"][1] - info["net_import_mw"][0]
+    assert d_imp == pytest.approx(extra, abs=1e-9)
+    # and copy 1 is what a single env with the same alteration sees
+    single = GridBatteryEnv(**KW)
+    single.reset(seed=1, options={"start_day": 5})
+    single.apply_load_alteration(0.6, buses=[32], steps=[0])
+    _, _, _, _, ref = single.step(np.zeros(4))
+    assert info["vmin"][1] == pytest.approx(ref["vmin"], abs=1e-9)
+    assert info["net_import_mw"][1] == pytest.approx(ref["net_import_mw"], abs=1e-9)
     v2 = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point", **KW)
     obs, _ = v2.reset(seed=0)
     assert obs.shape == (2, len(venv.feature_names))
