@@ -347,7 +347,8 @@ def check_env(config: ExperimentConfig, source: str) -> None:
     import gymnasium as gym
 
     raise ConfigError(
-        f"{source}: key 'env.id': {unknown_name_message('env', env_id, [*ENVS.names(), *gym.registry])}"
+        f"{source}: key 'env.id': "
+        f"{unknown_name_message('env', env_id, [*ENVS.names(), *gym.registry])}"
     )
 
 
@@ -385,7 +386,8 @@ def agent_entry(config: ExperimentConfig, source: str) -> Entry:
 
 
 def check_names(config: ExperimentConfig, source: str) -> None:
-    """Check every registry name and parameter in ``config``; raise ConfigError on the first problem.
+    """Check every registry name and parameter in ``config``; raise ConfigError on the first
+    problem.
 
     :param config: the validated config.
     :param source: where it came from, for messages.
@@ -394,7 +396,8 @@ def check_names(config: ExperimentConfig, source: str) -> None:
     entry = agent_entry(config, source)
     if entry.extra.get("loop") == "online" and config.env.n_envs != 1:
         raise ConfigError(
-            f"{source}: key 'env.n_envs': given {config.env.n_envs}; agent {config.agent.name!r} trains on one env (allowed: 1)"
+            f"{source}: key 'env.n_envs': given {config.env.n_envs}; agent {config.agent.name!r} "
+            "trains on one env (allowed: 1)"
         )
     check_params(entry.params_model(), config.agent.kwargs, source, "agent.kwargs")
     check_attacks(config, source)

@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rlkit``."""
     parser = _Parser(
         prog="rlkit",
-        description="Train RL agents from YAML configs, evaluate them clean and under observation attacks.",
+        description=(
+            "Train RL agents from YAML configs, evaluate them clean and under observation attacks."
+        ),
         epilog="Config keys (override any with key.sub=value):\n" + "\n".join(config_help()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -84,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         "targets",
         nargs="*",
         metavar="RUN_DIR | key=value",
-        help="run directory made by `rlkit train`; with --model --config, key.sub=value overrides of that config",
+        help=(
+            "run directory made by `rlkit train`; with --model --config, key.sub=value overrides "
+            "of that config"
+        ),
     )
     p_eval.add_argument(
         "--episodes", type=positive_int, help="episodes (default: eval.episodes / attack.episodes)"
@@ -108,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--env", help="env id or registered name for --model")
     p_eval.add_argument(
         "--config",
-        help="for --model: an experiment config whose env section describes the env (kwargs, bins, wrappers)",
+        help=(
+            "for --model: an experiment config whose env section describes the env (kwargs, bins, "
+            "wrappers)"
+        ),
     )
     p_eval.add_argument(
         "--vecnormalize", help="VecNormalize statistics (.pkl, trusted) saved with --model"
@@ -199,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run = train(args.config, args.overrides, fresh=args.fresh)
             print(
-                f"run directory: {run.path}  (final model in {run.final}, evaluation in {run.eval_path})"
+                f"run directory: {run.path}  (final model in {run.final}, "
+                f"evaluation in {run.eval_path})"
             )
         elif args.command == "evaluate":
             cmd_evaluate(args)

@@ -21,7 +21,8 @@ from rlkit.registry import close_matches
 
 
 class _Loader(yaml.SafeLoader):
-    """``safe_load`` that also reads ``5e-3`` as a float (YAML 1.2; PyYAML's 1.1 needs ``5.0e-3``)."""
+    """``safe_load`` that also reads ``5e-3`` as a float (YAML 1.2; PyYAML's 1.1 needs
+    ``5.0e-3``)."""
 
 
 _Loader.add_implicit_resolver(
@@ -178,29 +179,34 @@ class AttackConfig(Strict):
     )
     mmd_procedure: Literal["paper", "rlkit"] = Field(
         "paper",
-        description="MMD estimator: 'paper' = the authors' torchdrift kernel_mmd (median of all pairwise "
-        "distances, diagonal kept in the sums, p = share of permutations strictly above); 'rlkit' = the "
-        "biased estimator with a (count + 1) / (B + 1) p-value",
+        description="MMD estimator: 'paper' = the authors' torchdrift kernel_mmd (median of all "
+        "pairwise distances, diagonal kept in the sums, p = share of permutations strictly above); "
+        "'rlkit' = the biased estimator with a (count + 1) / (B + 1) p-value",
     )
     mmd_reference: Literal["same_trace", "clean_run"] = Field(
         "same_trace",
-        description="clean sample of the MMD: 'same_trace' = the clean observations of the attacked run "
-        "itself (the paper), 'clean_run' = the observations of the separate clean run",
+        description="clean sample of the MMD: 'same_trace' = the clean observations of the "
+        "attacked run itself (the paper), 'clean_run' = the observations of the separate clean run",
     )
     mmd_null: Literal["hours", "days"] = Field(
         "hours",
-        description="null of the clean trace split in two: 'hours' = each day's hours 12/12 (the paper's "
-        "MMD baseline.py), 'days' = whole days to each half (stricter on time series)",
+        description="null of the clean trace split in two: 'hours' = each day's hours 12/12 (the "
+        "paper's MMD baseline.py), 'days' = whole days to each half (stricter on time series)",
     )
-    difference_mmd: bool = Field(True, description="also test absolute first differences (the paper's second MMD)")
+    difference_mmd: bool = Field(
+        True, description="also test absolute first differences (the paper's second MMD)"
+    )
     mmd_max_samples: int | None = Field(
-        2000, ge=10, description="rows per side of the MMD (evenly spaced; null: all rows, as the paper)"
+        2000,
+        ge=10,
+        description="rows per side of the MMD (evenly spaced; null: all rows, as the paper)",
     )
     mmd_permutation: Literal["rows", "days", "paired_days"] = Field(
         "rows",
-        description="MMD permutation scheme: 'rows' permutes single steps (the paper; anti-conservative on "
-        "time series, see the day-split null in the report), 'days' moves whole days, 'paired_days' swaps "
-        "the clean and attacked copies of each day (calibrated; needs an env that knows steps_per_day)",
+        description="MMD permutation scheme: 'rows' permutes single steps (the paper; "
+        "anti-conservative on time series, see the day-split null in the report), 'days' moves "
+        "whole days, 'paired_days' swaps the clean and attacked copies of each day (calibrated; "
+        "needs an env that knows steps_per_day)",
     )
 
     @model_validator(mode="after")
@@ -259,7 +265,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Recursively merge ``update`` into a copy of ``base`` (mappings merge, other values replace)."""
+    """Recursively merge ``update`` into a copy of ``base`` (mappings merge, other values
+    replace)."""
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -378,7 +385,10 @@ def describe_error(
     allowed = err.get("msg", "")
     if isinstance(given, dict | list):  # a whole section failed a cross-field check
         return f"{source}: key {dotted!r}: {allowed.removeprefix('Value error, ')}"
-    return f"{source}: key {dotted!r}: given {given!r}; {allowed[0].lower() + allowed[1:] if allowed else 'invalid'}"
+    return (
+        f"{source}: key {dotted!r}: given {given!r}; "
+        f"{allowed[0].lower() + allowed[1:] if allowed else 'invalid'}"
+    )
 
 
 def validation_message(

@@ -30,7 +30,8 @@ def _load(args: argparse.Namespace) -> LoadedPolicy:
     if args.model:
         if args.run_dir:
             raise ConfigError(
-                f"give a run directory or --model, not both (got {args.run_dir} and --model {args.model})"
+                f"give a run directory or --model, not both (got {args.run_dir} and "
+                f"--model {args.model})"
             )
         return load_sb3_zip(
             args.model,
@@ -43,7 +44,8 @@ def _load(args: argparse.Namespace) -> LoadedPolicy:
         )
     if args.overrides or args.config:
         raise ConfigError(
-            "--config and key=value overrides describe the env of --model; a run directory has its own config"
+            "--config and key=value overrides describe the env of --model; a run directory has "
+            "its own config"
         )
     if not args.run_dir:
         raise ConfigError("give a run directory (or --model FILE.zip --env ENV_ID | --config FILE)")
@@ -95,5 +97,6 @@ def evaluate_command(args: argparse.Namespace) -> None:
     )
     print_attacks(results, console)
     console.print(
-        f"report: {report}\nresults: {out / 'results.csv'}, {out / 'results.json'}; plots: {out}/*.png"
+        f"report: {report}\nresults: {out / 'results.csv'}, {out / 'results.json'}; "
+        f"plots: {out}/*.png"
     )

@@ -18,7 +18,8 @@ def run_episode(env: gym.Env, act: ActFn, seed: int) -> dict[str, Any]:
     :param env: the environment.
     :param act: batch policy: (1, *obs_shape) observations -> (1, *action_shape) actions.
     :param seed: reset seed of the episode.
-    :return: ``{"return", "length", "kpis"}``; kpis from ``info["episode_kpis"]`` when the env has them.
+    :return: ``{"return", "length", "kpis"}``; kpis from ``info["episode_kpis"]`` when the env has
+        them.
     """
     obs, info = env.reset(seed=seed)
     total, length, done = 0.0, 0, False

@@ -54,7 +54,8 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def save_torch(path: str | Path, obj: Any) -> None:
-    """Atomically ``torch.save`` tensors / state dicts / plain containers (loadable weights-only)."""
+    """Atomically ``torch.save`` tensors / state dicts / plain containers (loadable
+    weights-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -211,8 +211,8 @@ def load_sb3_zip(
     saved = _saved_obs_shape(data)
     if saved is not None and saved != observation_space.shape:
         raise ConfigError(
-            f"--model {path}: the model observes shape {saved}, env {env_config.id!r} gives {observation_space.shape}; "
-            "evaluate it on the env it was trained on"
+            f"--model {path}: the model observes shape {saved}, env {env_config.id!r} gives "
+            f"{observation_space.shape}; evaluate it on the env it was trained on"
         )
     agent = _sb3_agent(path, algo, observation_space, action_space, vecnormalize)
     view = agent.policy_view()
@@ -250,7 +250,8 @@ def _sb3_agent(
             model = cls.load(path, device="cpu", custom_objects=custom)
     except (ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as err:
         raise ConfigError(
-            f"--model {path}: cannot be loaded as {algo.upper()} ({type(err).__name__}: {err}); check --algo"
+            f"--model {path}: cannot be loaded as {algo.upper()} ({type(err).__name__}: {err}); "
+            "check --algo"
         ) from None
     mean = var = None
     clip = 10.0

@@ -68,9 +68,8 @@ def signature_model(
     :param exclude: arguments supplied by rlkit itself (spaces, env, device, ...).
     :return: the model, or None when ``target`` takes ``**kwargs`` (anything goes).
     """
-    function: Any = (
-        vars(target).get("__init__", target.__init__) if isinstance(target, type) else target
-    )  # type: ignore[misc]
+    init = getattr(target, "__init__", None)
+    function: Any = init if isinstance(target, type) else target
     parameters = inspect.signature(function).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return None

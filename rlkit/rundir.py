@@ -30,7 +30,8 @@ CHECKPOINT_SCHEMA = 2
 
 
 class CheckpointError(ValueError):
-    """A checkpoint or final model that cannot be read (damaged, truncated or from another version)."""
+    """A checkpoint or final model that cannot be read (damaged, truncated or from another
+    version)."""
 
 
 class RunDir:
@@ -120,7 +121,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("schema") != CHECKPOINT_SCHEMA:
         schema = meta.get("schema") if isinstance(meta, dict) else None
         raise CheckpointError(
-            f"{folder}: checkpoint schema {schema} is not supported (expected {CHECKPOINT_SCHEMA}); "
-            "it was written by another rlkit version"
+            f"{folder}: checkpoint schema {schema} is not supported "
+            f"(expected {CHECKPOINT_SCHEMA}); it was written by another rlkit version"
         )
     return meta

@@ -79,8 +79,9 @@ def preflight(config: ExperimentConfig, source: str) -> None:
     try:
         if kind not in allowed:
             raise ConfigError(
-                f"{source}: key 'agent.name': {config.agent.name!r} cannot act in a {kind} action space "
-                f"(allowed: {', '.join(allowed)}); use another agent or env.discrete_bins"
+                f"{source}: key 'agent.name': {config.agent.name!r} cannot act in a {kind} "
+                f"action space (allowed: {', '.join(allowed)}); use another agent or "
+                "env.discrete_bins"
             )
         if entry.extra.get("loop") != "sb3":  # SB3 models allocate their buffers when built
             try:

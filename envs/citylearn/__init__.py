@@ -2,8 +2,8 @@
 
 Public API::
 
-    from rlkit.envs.citylearn import (CityLearnEnvConfig, make_citylearn_env, CITYLEARN_PARAMS_MODEL,
-                                      ENV_ID)
+    from rlkit.envs.citylearn import (CityLearnEnvConfig, make_citylearn_env,
+                                      CITYLEARN_PARAMS_MODEL, ENV_ID)
     from rlkit.envs.citylearn.env import CityLearnGymEnv, district_kpis
     from rlkit.envs.citylearn.authors import load_authors_model
 
@@ -26,7 +26,8 @@ CITYLEARN_PARAMS_MODEL = CityLearnEnvConfig
 
 
 def make_citylearn_env(**kwargs: Any) -> CityLearnGymEnv:
-    """Factory used by the rlkit registry: validate ``kwargs`` with ``CityLearnEnvConfig`` and build.
+    """Factory used by the rlkit registry: validate ``kwargs`` with ``CityLearnEnvConfig`` and
+    build.
 
     Args:
         **kwargs: ``CityLearnEnvConfig`` fields (schema, buildings, action, bins, random_seed,

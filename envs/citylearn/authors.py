@@ -1,12 +1,13 @@
-"""Load the bifurcation paper's released victims (stable-baselines3 1.8 zips) in stable-baselines3 2.x.
+"""Load the bifurcation paper's released victims (stable-baselines3 1.8 zips) in
+stable-baselines3 2.x.
 
 The authors (RMC-AIvsAI/A-Novel-Bifurcation-Method-for-Observation-Perturbation-Attacks-on-
 Reinforcement-Learning-Agents) saved their agents with SB3 1.8 under gym 0.21: the pickled gym
 spaces and the cloudpickled schedules in the zips do not load under gymnasium / SB3 2.x, so they are
 replaced here by ``custom_objects``: the observation space ``Box(0, 1, (31,))``, the action space
-``Discrete(20)`` (their ``MultiDiscrete([20])``: the same 20-logit policy head) or ``Box(0, 1, (1,))``,
-and constant schedules (unused for inference). Their files have no licence: take a path to a local
-copy, never bundle them. The zips are pickles: load trusted files only.
+``Discrete(20)`` (their ``MultiDiscrete([20])``: the same 20-logit policy head) or
+``Box(0, 1, (1,))``, and constant schedules (unused for inference). Their files have no licence:
+take a path to a local copy, never bundle them. The zips are pickles: load trusted files only.
 
 Example (the 20-bin PPO victim in the paper's env)::
 
@@ -85,8 +86,9 @@ def load_authors_model(
 ) -> Any:
     """Load one of the authors' SB3 1.8 zips as a stable-baselines3 2.x model (for inference).
 
-    :param path: the zip (e.g. ``.../default_PPO_citylearn_challenge_2022_phase_2_Building_6_20_bins_500.zip``
-        or ``.../SAC_citylearn_challenge_2022_phase_2_Building_6_default_rwd_MARLISA_hyperparams_500.zip``).
+    :param path: the zip (e.g.
+        ``.../default_PPO_citylearn_challenge_2022_phase_2_Building_6_20_bins_500.zip`` or
+        ``.../SAC_citylearn_challenge_2022_phase_2_Building_6_default_rwd_MARLISA_hyperparams_500.zip``).
     :param action: ``"discrete"`` for the 20-bin PPO agents, ``"continuous"`` for SAC and PPOc.
     :param algo: ``"ppo"``, ``"sac"``, ``"a2c"`` or ``"td3"``; inferred from the zip when None.
     :param bins: discrete bins (the env's ``bins``).

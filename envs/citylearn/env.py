@@ -1,4 +1,5 @@
-"""CityLearn 2.0.0 as a gymnasium 1.x environment, observed exactly as the bifurcation paper's agents.
+"""CityLearn 2.0.0 as a gymnasium 1.x environment, observed exactly as the bifurcation paper's
+agents.
 
 CityLearn 2.0.0 is a gym 0.25 (old step API) environment. ``CityLearnGymEnv`` builds the authors'
 wrapper chain from CityLearn's own wrappers (``modules/KBMproject/utilities.py`` of their
@@ -41,7 +42,8 @@ INSTALL_HINT = (
     "    pip install gym==0.25.2 simplejson scikit-learn\n"
     "(or `pip install -e '.[citylearn]'` followed by the --no-deps line; `make setup` does both). "
     "--no-deps is needed because CityLearn 2.0.0's declared pins (pandas==1.3.5, "
-    "scikit-learn==1.0.2) cannot be installed on Python 3.11; gym 0.26 and CityLearn >= 2.2 do not work."
+    "scikit-learn==1.0.2) cannot be installed on Python 3.11; gym 0.26 and CityLearn >= 2.2 "
+    "do not work."
 )
 
 #: the authors' KPI baseline: the same building without its battery (CityLearn normalises by it)
@@ -101,9 +103,9 @@ def import_citylearn() -> SimpleNamespace:
 def _quiet_gym() -> Iterator[None]:
     """Silence the two warnings gym 0.25 gives on CityLearn's wrappers (and nothing else).
 
-    "Initializing wrapper in old step API" (a DeprecationWarning per wrapper) and "Box bound precision
-    lowered by casting to float32" (a UserWarning each time ``NormalizedActionWrapper.action_space``
-    is built).
+    "Initializing wrapper in old step API" (a DeprecationWarning per wrapper) and "Box bound
+    precision lowered by casting to float32" (a UserWarning each time
+    ``NormalizedActionWrapper.action_space`` is built).
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*old step API", category=DeprecationWarning)
@@ -204,8 +206,8 @@ class CityLearnGymEnv(gym.Env):
         citylearn_env: the raw ``citylearn.citylearn.CityLearnEnv`` (gym 0.25 API).
         wrapped_env: the authors' gym wrapper chain around it (what the agent talks to).
 
-    Seeding: ``random_seed`` (config) is CityLearn's simulation seed; CityLearn 2.0.0 uses it only to
-    draw random episode splits, which this env never enables, and the simulation itself has no
+    Seeding: ``random_seed`` (config) is CityLearn's simulation seed; CityLearn 2.0.0 uses it only
+    to draw random episode splits, which this env never enables, and the simulation itself has no
     randomness. ``reset(seed=s)`` seeds gymnasium's ``np_random`` (unused by the simulation), so
     every reset replays the same year: same actions give the same observations, rewards and KPIs
     whatever the seeds.
@@ -238,8 +240,8 @@ class CityLearnGymEnv(gym.Env):
             end = start + config.episode_time_steps
             if end > int(schema["simulation_end_time_step"]):
                 raise ValueError(
-                    f"env 'citylearn': episode_time_steps={config.episode_time_steps} runs past the "
-                    f"schema's last time step {schema['simulation_end_time_step']}"
+                    f"env 'citylearn': episode_time_steps={config.episode_time_steps} runs past "
+                    f"the schema's last time step {schema['simulation_end_time_step']}"
                 )
             episode = [(start, end)]
         reward_function = cl.SolarPenaltyReward if config.reward == "solar_penalty" else None
@@ -274,7 +276,8 @@ class CityLearnGymEnv(gym.Env):
         )
         if self.observation_space.shape != (len(self.feature_names),):
             raise RuntimeError(
-                f"CityLearn gave {self.observation_space.shape} features for {len(self.feature_names)} names"
+                f"CityLearn gave {self.observation_space.shape} features for "
+                f"{len(self.feature_names)} names"
             )
         if config.action == "discrete":
             nvec = np.asarray(act_space.nvec, dtype=np.int64)

@@ -1,1 +1,2 @@
-"""Training loops: stable-baselines3's own loop (driven through a callback) and rlkit's online loop."""
+"""Training loops: stable-baselines3's own loop (driven through a callback) and rlkit's online
+loop."""

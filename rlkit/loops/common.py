@@ -13,8 +13,8 @@ from __future__ import annotations
 import pickle
 import shutil
 import time
-import zipfile
 import warnings
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -273,13 +273,14 @@ class TrainLoop:
                 shutil.rmtree(aside, ignore_errors=True)
                 folder.rename(aside)
                 warnings.warn(
-                    f"{folder}: cannot be read ({type(err).__name__}: {err}); moved to {aside.name}, trying the previous checkpoint",
+                    f"{folder}: cannot be read ({type(err).__name__}: {err}); moved to "
+                    f"{aside.name}, trying the previous checkpoint",
                     stacklevel=2,
                 )
         if tried:
             raise ConfigError(
-                f"{self.run.path}: no readable checkpoint (damaged: {', '.join(tried)}, kept as .damaged-*); "
-                "use --fresh to start over"
+                f"{self.run.path}: no readable checkpoint (damaged: {', '.join(tried)}, "
+                "kept as .damaged-*); use --fresh to start over"
             )
         return False
 

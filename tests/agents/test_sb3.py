@@ -1,4 +1,5 @@
-"""SB3Agent: model construction, weights-only state round trip, policy views (with normalisation)."""
+"""SB3Agent: model construction, weights-only state round trip, policy views (with
+normalisation)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""CityLearn 2.0.0 env (``env.id: citylearn``): spaces, groups, KPIs against CityLearn itself, seeding.
+"""CityLearn 2.0.0 env (``env.id: citylearn``): spaces, groups, KPIs against CityLearn itself,
+seeding.
 
 The reference in the KPI tests is the authors' own construction (``modules/KBMproject/utilities.py``
 of the bifurcation paper's repository): a raw full-year ``CityLearnEnv`` wrapped in CityLearn's
@@ -156,7 +157,8 @@ def test_gym_is_quiet(cl):
     """No gym banner nor old-step-API warnings, even with stable-baselines3 (which imports gym)."""
     code = (
         "import rlkit.envs.citylearn as c, stable_baselines3; "
-        "e = c.make_citylearn_env(episode_time_steps=2, action='continuous'); e.reset(); e.step(e.action_space.sample())"
+        "e = c.make_citylearn_env(episode_time_steps=2, action='continuous'); e.reset(); "
+        "e.step(e.action_space.sample())"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
@@ -172,7 +174,8 @@ def test_gym_is_quiet(cl):
 
 @pytest.mark.parametrize("action", ["discrete", "continuous"])
 def test_short_episode_matches_citylearn(cl, action, discrete_env, continuous_env):
-    """48 steps of the env = the first 48 hours of the authors' full-year env: obs, rewards, KPIs."""
+    """48 steps of the env = the first 48 hours of the authors' full-year env: obs, rewards,
+    KPIs."""
     from rlkit.envs.citylearn.env import district_kpis
 
     env = discrete_env if action == "discrete" else continuous_env
@@ -309,7 +312,8 @@ AUTHORS_DIR = os.environ.get("RLKIT_AUTHORS_DIR")
     ],
 )
 def test_authors_victims_reproduce_clean_cost(cl, file, action, cost):
-    """A deterministic year of the authors' victims gives their clean cost_total (about 15-30 s each)."""
+    """A deterministic year of the authors' victims gives their clean cost_total (about 15-30 s
+    each)."""
     from rlkit.envs.citylearn.authors import load_authors_model
 
     path = os.path.join(AUTHORS_DIR, file)

@@ -12,7 +12,9 @@ from rlkit.envs.wrappers import DiscreteActionWrapper
 
 def test_single_battery_discrete_20_bins():
     env = DiscreteActionWrapper(
-        GridBatteryEnv(profiles="synthetic", numba=False, battery_buses=[17], pv_buses=[17]), bins=20)
+        GridBatteryEnv(profiles="synthetic", numba=False, battery_buses=[17], pv_buses=[17]),
+        bins=20,
+    )
     assert env.action_space == gym.spaces.Discrete(20)
     np.testing.assert_allclose(env.action(0), [-1.0])
     np.testing.assert_allclose(env.action(19), [1.0])

@@ -39,5 +39,6 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def base_config(tmp_path: Path) -> dict[str, Any]:
-    """A valid config (as a mapping) whose run directory is tmp_path/run (never created by errors)."""
+    """A valid config (as a mapping) whose run directory is tmp_path/run (never created by
+    errors)."""
     return minimal_config(tmp_path / "run")

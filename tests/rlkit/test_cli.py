@@ -131,17 +131,20 @@ LATE_ERRORS = [
     (
         "gym_env_unknown_kwarg",
         {"env": {"id": "Pendulum-v1", "kwargs": {"gravity": 9.8}}, "agent": {"name": "sac"}},
-        "rlkit/catalog.py check_env returns without checking env.kwargs for gymnasium ids; gym.make raises TypeError in rlkit/envs/factory.py make_env",
+        "rlkit/catalog.py check_env returns without checking env.kwargs for gymnasium ids; "
+        "gym.make raises TypeError in rlkit/envs/factory.py make_env",
     ),
     (
         "drqv2_discrete_env",
         {"env": {"id": "CartPole-v1"}, "agent": {"name": "drqv2"}},
-        "drqv2 on a Discrete action space is only rejected by agents/drqv2.py DrQV2Agent.__init__ (ValueError) after the run dir exists",
+        "drqv2 on a Discrete action space is only rejected by agents/drqv2.py DrQV2Agent.__init__ "
+        "(ValueError) after the run dir exists",
     ),
     (
         "drqv2_several_envs",
         {"env": {"id": "Pendulum-v1", "n_envs": 2}, "agent": {"name": "drqv2"}},
-        "env.n_envs > 1 with a native agent is only rejected by rlkit/loops/online.py train_online (ValueError) after the run dir exists",
+        "env.n_envs > 1 with a native agent is only rejected by rlkit/loops/online.py train_online "
+        "(ValueError) after the run dir exists",
     ),
     (
         "drqv2_bad_schedule",
@@ -156,7 +159,8 @@ LATE_ERRORS = [
                 },
             },
         },
-        "agent.kwargs.stddev_schedule is only parsed by agents/drqv2.py schedule() at the first update (after num_expl_steps of training)",
+        "agent.kwargs.stddev_schedule is only parsed by agents/drqv2.py schedule() at the first "
+        "update (after num_expl_steps of training)",
     ),
 ]
 

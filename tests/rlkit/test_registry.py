@@ -134,7 +134,8 @@ def test_import_rlkit_registers_everything_in_a_fresh_interpreter():
         "from rlkit.config import EnvConfig\n"
         "import gymnasium as gym\n"
         "env = make_env(EnvConfig(id='grid', kwargs={'episode_days': 1}))\n"
-        "print(env.observation_space.shape, gym.make('rlkit/GridBattery-v0').observation_space.shape)\n"
+        "print(env.observation_space.shape, "
+        "gym.make('rlkit/GridBattery-v0').observation_space.shape)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -145,7 +146,10 @@ def test_import_rlkit_registers_everything_in_a_fresh_interpreter():
 def test_import_rlkit_is_light():
     import subprocess
 
-    code = "import sys, rlkit; print(sorted(m for m in ('torch', 'pandapower', 'stable_baselines3') if m in sys.modules))"
+    code = (
+        "import sys, rlkit; "
+        "print(sorted(m for m in ('torch', 'pandapower', 'stable_baselines3') if m in sys.modules))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout

@@ -193,8 +193,8 @@ def test_attack_table_fits_80_columns_with_exact_3_digit_values(grid_results):
     assert body["stealthy_bifurcation"][-1] == "0.0005" and body["bifurcation"][-1] == "0.686"
     shown = len(columns) - 2  # "act err" and "MMD p" are two words each
     assert (
-        f"clean return -444; {len(grid_results['rows'][0]) - shown} more columns in report.md, results.csv"
-        in text
+        f"clean return -444; {len(grid_results['rows'][0]) - shown} more columns in report.md, "
+        "results.csv" in text
     )
 
 
