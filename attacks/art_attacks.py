@@ -207,6 +207,11 @@ class BBSettings(ARTSettings):
     init_batch: int = Field(10_000, ge=1, description="random samples per batch of that search "
                             "(the authors: 10,000; the search stops at the first batch with a "
                             "hit)")
+    min_margin: float = Field(1e-4, ge=0, description=(
+        "after Brendel-Bethge, step back toward the starting point until the target logit leads "
+        "the others by at least this much (the boundary point ART returns can fall back across "
+        "the boundary through float rounding, e.g. in a different batch size); 0 = ART's result "
+        "as is"))
     init_region: Literal["box", "budget"] = Field("box", description=(
         "where starting points are drawn: 'box' (uniformly in the observation bounds, the "
         "authors; the eps ball when the budget has no bounds) or 'budget' (in the eps ball: "
@@ -291,6 +296,34 @@ _PROXY_DEFAULTS = {
 
 
 # ------------------------------------------------------------------------------------- attacks
+def clip_gently(bound: BoundBudget, adv: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    """``bound.clip(adv, obs)``, but values already inside the budget and bounds are kept as
+    they are.
+
+    ``bound.clip`` recomputes ``obs + project(adv - obs)``, which rounds; a minimal-norm
+    adversarial example (Brendel-Bethge) sits on the decision boundary, and that rounding can
+    undo it.  Linf: per element; l2: per sample.
+
+    :param bound: the budget.
+    :param adv: candidate perturbed observations.
+    :param obs: clean observations.
+    """
+    clipped = bound.clip(adv, obs)
+    delta = adv - obs
+    ok = bound.active | (delta == 0)
+    if bound.low is not None:
+        ok &= adv >= torch.minimum(bound.low, obs)
+    if bound.high is not None:
+        ok &= adv <= torch.maximum(bound.high, obs)
+    if bound.norm == "linf":
+        ok &= delta.abs() <= bound.eps_vec
+    else:
+        inside = bound.scaled_norm(delta) <= bound.eps
+        ok = ok.flatten(1).all(dim=1) & inside
+        ok = ok.view(-1, *([1] * (adv.dim() - 1))).expand_as(adv)
+    return torch.where(ok, adv, clipped)
+
+
 class _ARTAttack(Attack):
     """Shared plumbing: the victim's kind, the class head, input maps, seeds, statistics.
 
@@ -429,7 +462,7 @@ class _ARTAttack(Attack):
         :param reference: clean classes (untargeted) or targets (targeted), (B,).
         :param targeted: success = reaching ``reference`` instead of leaving it.
         """
-        out = bound.clip(adv.to(obs.dtype), obs)
+        out = clip_gently(bound, adv.to(obs.dtype), obs)
         cls = self.classes_of(out)
         hit = cls == reference if targeted else cls != reference
         self.last_success = hit.cpu().numpy()
@@ -629,7 +662,7 @@ class ARTDynamicEps(_AutoAttack):
 
             def attempt(eps: float, i: int = i, label: int = label) -> torch.Tensor | None:
                 x = self.attack_row(flat, i, label, bound, imap, classifier, eps)
-                x = bound.clip(x.reshape(1, *obs.shape[1:]), obs[i:i + 1])
+                x = clip_gently(bound, x.reshape(1, *obs.shape[1:]), obs[i:i + 1])
                 return x if int(self.classes_of(x)[0]) != label else None
 
             chosen, sample = self.search(self.candidates(bound.eps), attempt)
@@ -688,6 +721,9 @@ class ARTOptimalBB(_ARTAttack):
     mask to reproduce the unbounded attack on [0, 1] observations, or ``init_region: budget``
     to search only inside the eps ball.  It is slow (the authors: 3.5 s per step, 9 h 40 min
     per year): evaluate it on a shorter episode, e.g. ``env.kwargs.episode_time_steps: 168``.
+
+    After each call :attr:`last_targets` (B,) holds the targets and :attr:`last_start_distance`
+    (B,) the plain linf distance of each starting point (NaN: no search, or none found).
     """
 
     settings_model = BBSettings
@@ -699,6 +735,7 @@ class ARTOptimalBB(_ARTAttack):
         super().__init__(name, policy, budget, settings)
         self._adversary: Callable[[torch.Tensor], Any] | None = None
         self.last_targets: np.ndarray | None = None
+        self.last_start_distance: np.ndarray | None = None
 
     def adversary(self, obs: torch.Tensor) -> Callable[[torch.Tensor], Any]:
         """The adversary policy (an SB3 zip is loaded once, as a frozen policy view).
@@ -751,11 +788,11 @@ class ARTOptimalBB(_ARTAttack):
             hi = torch.minimum(hi, torch.maximum(high, base))
         return lo, hi
 
-    def starting_point(self, classifier: Any, x0: torch.Tensor, lo: torch.Tensor,
+    def starting_point(self, imap: InputMap, x0: torch.Tensor, lo: torch.Tensor,
                        hi: torch.Tensor, target: int, row: int) -> np.ndarray | None:
         """A random point of the box classified as ``target``, closest to ``x0`` (linf), or None.
 
-        :param classifier: the ART classifier (absolute inputs, base set to this observation).
+        :param imap: the input map (absolute inputs, base set to this observation).
         :param x0: the clean active features (n_active,).
         :param lo: lower corner of the box.
         :param hi: upper corner.
@@ -764,18 +801,22 @@ class ARTOptimalBB(_ARTAttack):
         """
         s = self.settings
         entropy = self.entropy(row)
-        rng = np.random.default_rng(entropy) if entropy is not None else np.random.default_rng()
-        lo_np, hi_np = lo.cpu().numpy(), hi.cpu().numpy()
+        gen = torch.Generator(device=x0.device)
+        if entropy is not None:
+            gen.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+        else:
+            gen.seed()
         left = int(s["init_size"])
-        while left > 0:
-            n = min(int(s["init_batch"]), left)
-            left -= n
-            cand = (lo_np + rng.random((n, len(lo_np))) * (hi_np - lo_np)).astype(np.float32)
-            pred = np.argmax(classifier.predict(cand, batch_size=n), axis=1)
-            hits = cand[pred == target]
-            if len(hits):
-                dist = np.abs(hits - x0.cpu().numpy()).max(axis=1)
-                return hits[int(np.argmin(dist))]
+        with torch.no_grad():
+            while left > 0:
+                n = min(int(s["init_batch"]), left)
+                left -= n
+                cand = lo + torch.rand(n, len(lo), generator=gen, device=x0.device,
+                                       dtype=lo.dtype) * (hi - lo)
+                hits = cand[imap(cand).argmax(dim=1) == target]
+                if len(hits):
+                    dist = (hits - x0).abs().amax(dim=1)
+                    return hits[int(dist.argmin())].cpu().numpy().astype(np.float32)
         return None
 
     def bb(self, classifier: Any, norm: str) -> Any:
@@ -814,6 +855,7 @@ class ARTOptimalBB(_ARTAttack):
         imap, classifier = self.input_map(obs, bound, "absolute", clip_values=(0.0, 1.0))
         attack = self.bb(classifier, bound.norm)
         out = flat.clone()
+        self.last_start_distance = np.full(obs.shape[0], np.nan)
         for i in range(obs.shape[0]):
             target = int(targets[i])
             if target == int(clean[i]):
@@ -821,9 +863,10 @@ class ARTOptimalBB(_ARTAttack):
             imap.set_base(flat[i:i + 1])
             x0 = flat[i, imap.active]
             lo, hi = self.init_box(flat[i], bound, imap.active)
-            start = self.starting_point(classifier, x0, lo, hi, target, i)
+            start = self.starting_point(imap, x0, lo, hi, target, i)
             if start is None:
                 continue
+            self.last_start_distance[i] = float(np.abs(start - x0.cpu().numpy()).max())
             low = float(torch.minimum(lo.min(), x0.min()))
             high = float(torch.maximum(hi.max(), x0.max()))
             set_clip(attack, low, high)
@@ -831,9 +874,62 @@ class ARTOptimalBB(_ARTAttack):
                 u = attack.generate(x0.cpu().numpy()[None].astype(np.float32),
                                     y=onehot(np.array([target]), classifier.nb_classes),
                                     starting_points=start[None])
-            with torch.no_grad():
-                out[i:i + 1] = imap.full(torch.as_tensor(u, device=obs.device))
+            out[i:i + 1] = self.repair(imap, bound, obs[i:i + 1], u, start, target)
         return self.finish(out.reshape(obs.shape), obs, bound, targets, targeted=True)
+
+    def repair(self, imap: InputMap, bound: BoundBudget, obs: torch.Tensor, u: np.ndarray,
+               start: np.ndarray, target: int) -> torch.Tensor:
+        """Brendel-Bethge's result, moved into the budget and bounds and given a margin.
+
+        The result is clipped into the budget (Brendel-Bethge minimises the plain linf norm
+        within the scalar box it is given, not the budget's per-feature radii); when the
+        starting point itself is inside the budget, the point is then moved along the segment
+        toward it (the whole segment stays inside) until the target logit leads by
+        ``min_margin``.
+
+        :param imap: the input map (base set to this observation).
+        :param bound: the budget.
+        :param obs: the clean observation (1, *shape).
+        :param u: ART's result (1, n_active).
+        :param start: the starting point (n_active,).
+        :param target: the target class.
+        :return: the flat perturbed observation (1, n_flat).
+        """
+        shape = obs.shape
+        with torch.no_grad():
+            x = clip_gently(bound, imap.full(torch.as_tensor(u, device=obs.device)).reshape(shape),
+                            obs).reshape(1, -1)
+            x_start = imap.full(torch.as_tensor(start, device=obs.device)[None])
+            inside = torch.equal(clip_gently(bound, x_start.reshape(shape), obs).reshape(1, -1),
+                                 x_start)
+        if not inside:
+            return x
+        u_t = self.with_margin(imap, imap.to_inputs(x)[0], imap.to_inputs(x_start)[0], target)
+        with torch.no_grad():
+            return imap.full(u_t[None])
+
+    def with_margin(self, imap: InputMap, u: torch.Tensor, start: torch.Tensor, target: int
+                    ) -> torch.Tensor:
+        """The point of the segment from ``u`` (ART's result) to ``start`` closest to ``u`` whose
+        target logit leads by ``min_margin`` (``u`` itself when the margin is 0 or none does).
+
+        :param imap: the input map (base set).
+        :param u: Brendel-Bethge's result (n_active,).
+        :param start: its starting point, inside the target class.
+        :param target: the target class.
+        """
+        margin = float(self.settings["min_margin"])
+        if margin <= 0:
+            return u
+        steps = torch.cat([torch.zeros(1), 2.0 ** -torch.arange(20, -1, -1)]).to(u)
+        points = u + steps[:, None] * (start - u)
+        with torch.no_grad():
+            logits = imap(points)
+        lead = logits[:, target] - logits.masked_fill(
+            torch.nn.functional.one_hot(torch.tensor(target), logits.shape[1]).bool().to(
+                logits.device), float("-inf")).amax(dim=1)
+        good = torch.nonzero(lead >= margin).reshape(-1)
+        return points[int(good[0])] if len(good) else u
 
 
 def load_adversary(path: str, action_kind: str, obs: torch.Tensor, n_outputs: int,

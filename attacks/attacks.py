@@ -76,8 +76,17 @@ from .settings import (
 )
 
 __all__ = [
-    "ACTION_KINDS", "ATTACKS", "AUTO_MLP_MAX_BATCH", "ENGINES", "Attack", "GradientAttack",
-    "attack_settings", "frozen_policy", "make_attack", "settings_model", "validate_settings",
+    "ACTION_KINDS",
+    "ATTACKS",
+    "AUTO_MLP_MAX_BATCH",
+    "ENGINES",
+    "Attack",
+    "GradientAttack",
+    "attack_settings",
+    "frozen_policy",
+    "make_attack",
+    "settings_model",
+    "validate_settings",
 ]
 
 
@@ -93,8 +102,9 @@ def policy_device(policy: Any) -> torch.device:
     return torch.device("cpu")
 
 
-def _time_tensor(t: int | torch.Tensor | np.ndarray | None, batch: int,
-                 device: torch.device) -> torch.Tensor | None:
+def _time_tensor(
+    t: int | torch.Tensor | np.ndarray | None, batch: int, device: torch.device
+) -> torch.Tensor | None:
     """Per-sample time steps (B,) as a long tensor (None stays None).
 
     :param t: an int, a (B,) array/tensor or None.
@@ -122,15 +132,17 @@ def _logits_loss(z: torch.Tensor, label: torch.Tensor, *, sign: float) -> torch.
     return loss if sign == 1.0 else sign * loss
 
 
-def _distance_loss(z: torch.Tensor, reference: torch.Tensor, *, kind: str,
-                   sign: float) -> torch.Tensor:
+def _distance_loss(
+    z: torch.Tensor, reference: torch.Tensor, *, kind: str, sign: float
+) -> torch.Tensor:
     """``sign * action_distance(z, reference, kind)``."""
     loss = action_distance(z, reference, kind)
     return loss if sign == 1.0 else sign * loss
 
 
-def _gdl_loss(z: torch.Tensor, label: torch.Tensor, *, layer: Bifurcation,
-              sign: float) -> torch.Tensor:
+def _gdl_loss(
+    z: torch.Tensor, label: torch.Tensor, *, layer: Bifurcation, sign: float
+) -> torch.Tensor:
     """``sign * GDL(layer(z), label)`` (summed over action dimensions)."""
     loss = group_difference_logits(layer(z), label)
     return loss if sign == 1.0 else sign * loss
@@ -161,8 +173,13 @@ class Attack:
 
     settings_model: ClassVar[type[BaseModel]] = AttackSettings
 
-    def __init__(self, name: str, policy: Callable[[torch.Tensor], Any], budget: AttackBudget,
-                 settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        policy: Callable[[torch.Tensor], Any],
+        budget: AttackBudget,
+        settings: dict[str, Any],
+    ) -> None:
         """Store the policy, budget and settings; seed the attack's RNG if ``seed`` is set."""
         self.name = name
         self.policy = policy
@@ -197,8 +214,9 @@ class Attack:
             return None
         return gen
 
-    def __call__(self, obs: torch.Tensor | np.ndarray,
-                 t: int | torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+    def __call__(
+        self, obs: torch.Tensor | np.ndarray, t: int | torch.Tensor | np.ndarray | None = None
+    ) -> torch.Tensor:
         """Perturb a batch.
 
         :param obs: clean observations (B, *shape): features (B, n) or images (B, C, H, W); a
@@ -231,8 +249,9 @@ class Attack:
         with frozen_policy(self.policy):
             return self.perturb(obs, t, bound)
 
-    def perturb(self, obs: torch.Tensor, t: torch.Tensor | None,
-                bound: BoundBudget) -> torch.Tensor:
+    def perturb(
+        self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget
+    ) -> torch.Tensor:
         """Compute the perturbed batch (override in subclasses).
 
         :param obs: clean batch.
@@ -247,16 +266,18 @@ class RandomAttack(Attack):
 
     settings_model = RandomSettings
 
-    def perturb(self, obs: torch.Tensor, t: torch.Tensor | None,
-                bound: BoundBudget) -> torch.Tensor:
+    def perturb(
+        self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget
+    ) -> torch.Tensor:
         """Add a random in-budget perturbation to ``obs`` and clip via ``bound``.
 
         :param obs: clean batch.
         :param t: unused.
         :param bound: tensor budget bound to ``obs``.
         """
-        delta = bound.random_delta(obs, self.generator_for(obs),
-                                   positive_only=self.settings["positive_only"])
+        delta = bound.random_delta(
+            obs, self.generator_for(obs), positive_only=self.settings["positive_only"]
+        )
         return bound.clip(obs + delta, obs)
 
 
@@ -272,29 +293,45 @@ class GradientAttack(Attack):
     """
 
     method = "pgd"
-    settings_model = PGDSettings
+    settings_model: ClassVar[type[BaseModel]] = PGDSettings
 
-    def __init__(self, name: str, policy: Callable[[torch.Tensor], Any], budget: AttackBudget,
-                 settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        policy: Callable[[torch.Tensor], Any],
+        budget: AttackBudget,
+        settings: dict[str, Any],
+    ) -> None:
         """As :class:`Attack`; also recognise an MLP policy for the MLP engine when allowed."""
         super().__init__(name, policy, budget, settings)
         self.engine: str = settings.get("engine", "auto")
         plan = compile_policy(policy) if self.engine in ("auto", "mlp") else None
         if self.engine == "mlp" and plan is None:
-            raise ValueError("setting engine='mlp' needs a plain MLP policy (optional "
-                             "ObsNormalizer, then Linear/ReLU/Tanh layers); use engine='auto' "
-                             "or 'autograd' (or 'compiled') for other policies")
+            raise ValueError(
+                "setting engine='mlp' needs a plain MLP policy (optional "
+                "ObsNormalizer, then Linear/ReLU/Tanh layers); use engine='auto' "
+                "or 'autograd' (or 'compiled') for other policies"
+            )
         if self.engine == "compiled":
             reason = compile_unavailable()
             if reason is not None:
-                raise CompileUnavailable(f"setting engine='compiled' is unavailable: {reason}; "
-                                         "use engine='autograd'")
+                raise CompileUnavailable(
+                    f"setting engine='compiled' is unavailable: {reason}; use engine='autograd'"
+                )
         self.plan = plan
-        self.engines: dict[str, Engine] = {"autograd": AutogradEngine(),
-                                           "compiled": CompiledEngine(),
-                                           "mlp": MLPEngine(plan)}
-        self.engine_stats: dict[str, int] = {"autograd_calls": 0, "compiled_calls": 0,
-                                             "mlp_calls": 0, "rows": 0, "gradient_rows": 0}
+        self.mlp_engine = MLPEngine(plan)
+        self.engines: dict[str, Engine] = {
+            "autograd": AutogradEngine(),
+            "compiled": CompiledEngine(),
+            "mlp": self.mlp_engine,
+        }
+        self.engine_stats: dict[str, int] = {
+            "autograd_calls": 0,
+            "compiled_calls": 0,
+            "mlp_calls": 0,
+            "rows": 0,
+            "gradient_rows": 0,
+        }
 
     def loss(self, t: torch.Tensor | None) -> OutputLoss:
         """The objective of a call at time steps ``t`` (override in subclasses).
@@ -315,10 +352,16 @@ class GradientAttack(Attack):
         s = self.settings
         if self.method == "fgsm":
             return Optimiser("fgsm", random_start=self.random_start())
-        return Optimiser("pgd", step_size=float(s["step_size"]), iterations=int(s["iterations"]),
-                         random_start=self.random_start(), decay_every=int(s["decay_every"]),
-                         decay_rate=float(s["decay_rate"]), decay_schedule=s["decay_schedule"],
-                         clip_in_loop=bool(s["clip_in_loop"]))
+        return Optimiser(
+            "pgd",
+            step_size=float(s["step_size"]),
+            iterations=int(s["iterations"]),
+            random_start=self.random_start(),
+            decay_every=int(s["decay_every"]),
+            decay_rate=float(s["decay_rate"]),
+            decay_schedule=s["decay_schedule"],
+            clip_in_loop=bool(s["clip_in_loop"]),
+        )
 
     def task(self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget) -> AttackTask:
         """The engine-independent description of one call.
@@ -327,8 +370,15 @@ class GradientAttack(Attack):
         :param t: per-sample time steps or None.
         :param bound: tensor budget bound to ``obs``.
         """
-        return AttackTask(self.policy, self.loss(t), obs, bound, self.optimiser(),
-                          self.generator_for(obs), self.engine_stats)
+        return AttackTask(
+            self.policy,
+            self.loss(t),
+            obs,
+            bound,
+            self.optimiser(),
+            self.generator_for(obs),
+            self.engine_stats,
+        )
 
     def engine_for(self, task: AttackTask) -> Engine:
         """The engine that serves ``task`` under the ``engine`` setting.
@@ -338,12 +388,13 @@ class GradientAttack(Attack):
         """
         name = self.engine
         if name == "auto":
-            name = auto_engine(self.engines["mlp"], task)
+            name = auto_engine(self.mlp_engine, task)
         engine = self.engines[name]
         reason = engine.unavailable(task)
         if reason is not None:
-            raise ValueError(f"engine={name!r} cannot serve this call: {reason}; use "
-                             "engine='auto' or 'autograd'")
+            raise ValueError(
+                f"engine={name!r} cannot serve this call: {reason}; use engine='auto' or 'autograd'"
+            )
         return engine
 
     def run(self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget) -> torch.Tensor:
@@ -358,8 +409,9 @@ class GradientAttack(Attack):
         self.engine_stats[f"{engine.name}_calls"] += 1
         return engine.run(task)
 
-    def perturb(self, obs: torch.Tensor, t: torch.Tensor | None,
-                bound: BoundBudget) -> torch.Tensor:
+    def perturb(
+        self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget
+    ) -> torch.Tensor:
         """The autograd engine's result for ``obs`` at ``t`` (for callers of the base API).
 
         :param obs: clean batch.
@@ -396,11 +448,15 @@ class UntargetedAttack(GradientAttack):
         :param t: unused.
         """
         if self.action_kind == "discrete":
-            return OutputLoss(partial(_logits_loss, sign=1.0),
-                              lambda clean: (clean.argmax(dim=-1),))
+            return OutputLoss(
+                partial(_logits_loss, sign=1.0), lambda clean: (clean.argmax(dim=-1),)
+            )
         kind = self.settings["loss"]
-        return OutputLoss(partial(_distance_loss, kind=kind, sign=1.0), lambda clean: (clean,),
-                          degree=2 if kind == "mse" else None)
+        return OutputLoss(
+            partial(_distance_loss, kind=kind, sign=1.0),
+            lambda clean: (clean,),
+            degree=2 if kind == "mse" else None,
+        )
 
 
 class FGSMAttack(UntargetedAttack):
@@ -441,8 +497,9 @@ class TargetedAttack(GradientAttack):
                 raise ValueError("a discrete target must be integer bin indices")
             tt = tt.long().expand(batch) if tt.numel() == 1 else tt.long()
             if tt.shape != (batch,) or (tt < 0).any() or (tt >= k).any():
-                raise ValueError(f"discrete target must be bin indices in [0, {k}) of shape "
-                                 f"() or ({batch},)")
+                raise ValueError(
+                    f"discrete target must be bin indices in [0, {k}) of shape () or ({batch},)"
+                )
             return tt
         tt = tt.to(clean.dtype)
         if tt.dim() == 1 and tt.shape[0] == batch and k == 1:
@@ -450,8 +507,10 @@ class TargetedAttack(GradientAttack):
         try:
             return torch.broadcast_to(tt, clean.shape).contiguous()
         except RuntimeError as exc:
-            raise ValueError(f"continuous target shape {tuple(tt.shape)} does not fit actions "
-                             f"{tuple(clean.shape)}") from exc
+            raise ValueError(
+                f"continuous target shape {tuple(tt.shape)} does not fit actions "
+                f"{tuple(clean.shape)}"
+            ) from exc
 
     def loss(self, t: torch.Tensor | None) -> OutputLoss:
         """A loss (maximised) that reaches its optimum at the target at times ``t``.
@@ -459,12 +518,15 @@ class TargetedAttack(GradientAttack):
         :param t: per-sample time steps (for a callable target).
         """
         if self.action_kind == "discrete":
-            return OutputLoss(partial(_logits_loss, sign=-1.0),
-                              lambda clean: (self.target(t, clean),))
+            return OutputLoss(
+                partial(_logits_loss, sign=-1.0), lambda clean: (self.target(t, clean),)
+            )
         kind = self.settings["loss"]
-        return OutputLoss(partial(_distance_loss, kind=kind, sign=-1.0),
-                          lambda clean: (self.target(t, clean),),
-                          degree=2 if kind == "mse" else None)
+        return OutputLoss(
+            partial(_distance_loss, kind=kind, sign=-1.0),
+            lambda clean: (self.target(t, clean),),
+            degree=2 if kind == "mse" else None,
+        )
 
 
 class BifurcationAttack(GradientAttack):
@@ -493,8 +555,14 @@ class BifurcationAttack(GradientAttack):
     def bifurcation(self) -> Bifurcation:
         """The configured bifurcation layer."""
         s = self.settings
-        return Bifurcation(self.action_kind, s["split"], float(s["m1"]), float(s["b1"]),
-                           float(s["m2"]), float(s["b2"]))
+        return Bifurcation(
+            self.action_kind,
+            s["split"],
+            float(s["m1"]),
+            float(s["b1"]),
+            float(s["m2"]),
+            float(s["b2"]),
+        )
 
     def groups(self, x: torch.Tensor) -> torch.Tensor:
         """Group logits (B, D, 2) of batch ``x``.
@@ -503,17 +571,18 @@ class BifurcationAttack(GradientAttack):
         """
         return self.bifurcation()(self.forward(x))
 
-    def group_loss(self, sign: float, labels: Callable[[torch.Tensor], torch.Tensor]
-                   ) -> OutputLoss:
+    def group_loss(self, sign: float, labels: Callable[[torch.Tensor], torch.Tensor]) -> OutputLoss:
         """``sign * GDL`` with own groups ``labels(clean)`` (B, D).
 
         :param sign: +1 (flip the group) or -1 (toggle: pull toward the label).
         :param labels: clean outputs -> group label per sample and action dimension.
         """
         layer = self.bifurcation()
-        return OutputLoss(partial(_gdl_loss, layer=layer, sign=sign),
-                          lambda clean: (labels(clean),),
-                          degree=1 if self.action_kind == "continuous" else None)
+        return OutputLoss(
+            partial(_gdl_loss, layer=layer, sign=sign),
+            lambda clean: (labels(clean),),
+            degree=1 if self.action_kind == "continuous" else None,
+        )
 
     def loss(self, t: torch.Tensor | None) -> OutputLoss:
         """GDL w.r.t. the clean groups (``t`` unused).
@@ -566,8 +635,11 @@ class MADAttack(GradientAttack):
         """
         if self.action_kind == "discrete":
             return OutputLoss(_categorical_kl_loss, lambda clean: (clean,))
-        return OutputLoss(partial(_gaussian_kl_loss, log_std=float(self.settings["log_std"])),
-                          lambda clean: (clean,), degree=2)
+        return OutputLoss(
+            partial(_gaussian_kl_loss, log_std=float(self.settings["log_std"])),
+            lambda clean: (clean,),
+            degree=2,
+        )
 
 
 # --------------------------------------------------------------------------- registry
@@ -588,22 +660,41 @@ class AttackSpec:
 _SPECS: dict[str, AttackSpec] = {
     spec.name: spec
     for spec in [
-        AttackSpec("random", RandomAttack,
-                   "uniform noise in the budget (positive_only=True: the paper's U[0, eps))"),
-        AttackSpec("fgsm", FGSMAttack,
-                   "untargeted one-step attack (difference of logits / distance from the clean "
-                   "action)"),
-        AttackSpec("pgd", UntargetedAttack,
-                   "untargeted PGD (difference of logits / distance from the clean action)"),
-        AttackSpec("targeted_pgd", TargetedAttack,
-                   "PGD toward a target action or bin (constant or a function of the time step)"),
-        AttackSpec("bifurcation", BifurcationAttack,
-                   "bifurcation layer + GDL loss: flip the clean action group (Broda-Milian et "
-                   "al. 2024)"),
-        AttackSpec("bifurcation_toggle", ToggleBifurcationAttack,
-                   "bifurcation + GDL toward the group t mod 2 (alternating charge/discharge)"),
-        AttackSpec("mad", MADAttack,
-                   "maximal action difference: maximise KL between clean and perturbed policy"),
+        AttackSpec(
+            "random",
+            RandomAttack,
+            "uniform noise in the budget (positive_only=True: the paper's U[0, eps))",
+        ),
+        AttackSpec(
+            "fgsm",
+            FGSMAttack,
+            "untargeted one-step attack (difference of logits / distance from the clean action)",
+        ),
+        AttackSpec(
+            "pgd",
+            UntargetedAttack,
+            "untargeted PGD (difference of logits / distance from the clean action)",
+        ),
+        AttackSpec(
+            "targeted_pgd",
+            TargetedAttack,
+            "PGD toward a target action or bin (constant or a function of the time step)",
+        ),
+        AttackSpec(
+            "bifurcation",
+            BifurcationAttack,
+            "bifurcation layer + GDL loss: flip the clean action group (Broda-Milian et al. 2024)",
+        ),
+        AttackSpec(
+            "bifurcation_toggle",
+            ToggleBifurcationAttack,
+            "bifurcation + GDL toward the group t mod 2 (alternating charge/discharge)",
+        ),
+        AttackSpec(
+            "mad",
+            MADAttack,
+            "maximal action difference: maximise KL between clean and perturbed policy",
+        ),
     ]
 }
 
@@ -668,8 +759,12 @@ def validate_settings(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     return {key: getattr(validated, key) for key in model.model_fields}
 
 
-def make_attack(name: str, policy: Callable[[torch.Tensor], Any],
-                budget: AttackBudget | Mapping[str, Any], **settings: Any) -> Attack:
+def make_attack(
+    name: str,
+    policy: Callable[[torch.Tensor], Any],
+    budget: AttackBudget | Mapping[str, Any],
+    **settings: Any,
+) -> Attack:
     """Build attack ``name`` against ``policy`` within ``budget``.
 
     :param name: a key of :data:`ATTACKS`.
@@ -692,8 +787,9 @@ def make_attack(name: str, policy: Callable[[torch.Tensor], Any],
     if declared in ACTION_KINDS:
         given = settings.get("action_kind", declared)
         if given != declared:
-            raise ValueError(f"setting 'action_kind'={given!r} contradicts the policy's "
-                             f"action_kind={declared!r}")
+            raise ValueError(
+                f"setting 'action_kind'={given!r} contradicts the policy's action_kind={declared!r}"
+            )
         settings = {**settings, "action_kind": declared}
     merged = validate_settings(name, settings)
     return spec.cls(name, policy, budget, merged)

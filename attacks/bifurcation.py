@@ -33,8 +33,9 @@ def bifurcate_discrete(logits: torch.Tensor, split: int | None = None) -> torch.
     return torch.stack([lower, upper], dim=-1).reshape(logits.shape[0], 1, 2)
 
 
-def bifurcate_continuous(actions: torch.Tensor, m1: float = 1.0, b1: float = 0.0,
-                         m2: float = -1.0, b2: float = 0.0) -> torch.Tensor:
+def bifurcate_continuous(
+    actions: torch.Tensor, m1: float = 1.0, b1: float = 0.0, m2: float = -1.0, b2: float = 0.0
+) -> torch.Tensor:
     """Group logits (B, D, 2) = ``[m1 a + b1, m2 a + b2]`` per action dimension.
 
     :param actions: action means (B, D) (or (B,) for one dimension).

@@ -104,8 +104,9 @@ class AttackBudget:
             try:
                 np.broadcast_shapes(m, s)
             except ValueError as exc:
-                raise ValueError(f"budget mask shape {m} and scale shape {s} do not "
-                                 "broadcast together") from exc
+                raise ValueError(
+                    f"budget mask shape {m} and scale shape {s} do not broadcast together"
+                ) from exc
         if not isinstance(self.quantize, (bool, np.bool_)):
             raise ValueError(f"budget quantize must be true or false, got {self.quantize!r}")
         self.quantize = bool(self.quantize)
@@ -116,8 +117,9 @@ class AttackBudget:
         if self.low is not None and self.high is not None:
             low, high = _to_numpy(self.low, "low"), _to_numpy(self.high, "high")
             try:
-                bad = bool((np.broadcast_to(low, np.broadcast_shapes(low.shape, high.shape))
-                            > high).any())
+                bad = bool(
+                    (np.broadcast_to(low, np.broadcast_shapes(low.shape, high.shape)) > high).any()
+                )
             except ValueError as exc:
                 raise ValueError(
                     f"budget low shape {low.shape} and high shape {high.shape} do not broadcast "
@@ -199,8 +201,9 @@ class AttackBudget:
             if not np.isfinite(factor) or factor < 0:
                 raise ValueError(f"scale for group {name!r} must be >= 0, got {factor!r}")
             scale[members(name)] *= float(factor)
-        return cls(eps=eps, norm=norm, mask=mask, scale=scale, low=low, high=high,
-                   quantize=quantize)
+        return cls(
+            eps=eps, norm=norm, mask=mask, scale=scale, low=low, high=high, quantize=quantize
+        )
 
     # ------------------------------------------------------------------ tensor views
     def bind(self, like: torch.Tensor) -> BoundBudget:
@@ -257,8 +260,10 @@ class BoundBudget:
         self.eps = budget.eps
         self.quantize = budget.quantize
         feat = tuple(like.shape[1:])
-        kw = {"dtype": like.dtype if like.is_floating_point() else torch.float32,
-              "device": like.device}
+        kw: dict[str, Any] = {
+            "dtype": like.dtype if like.is_floating_point() else torch.float32,
+            "device": like.device,
+        }
 
         def per_feature(value: ArrayLike | None, default: float, name: str) -> torch.Tensor:
             """``value`` broadcast to one observation's shape (``default`` where None)."""
@@ -300,8 +305,9 @@ class BoundBudget:
             return torch.maximum(torch.minimum(delta, self.eps_vec), -self.eps_vec)
         delta = delta * self.active
         norms = self.scaled_norm(delta)
-        factor = torch.where(norms > self.eps, self.eps / norms.clamp_min(1e-30),
-                             torch.ones_like(norms))
+        factor = torch.where(
+            norms > self.eps, self.eps / norms.clamp_min(1e-30), torch.ones_like(norms)
+        )
         return delta * factor.view(-1, *([1] * (delta.dim() - 1)))
 
     def clip_bounds(self, obs_adv: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
@@ -324,8 +330,9 @@ class BoundBudget:
         """
         return self.clip_bounds(obs + self.project(obs_adv - obs), obs)
 
-    def random_delta(self, obs: torch.Tensor, generator: torch.Generator | None,
-                     positive_only: bool = False) -> torch.Tensor:
+    def random_delta(
+        self, obs: torch.Tensor, generator: torch.Generator | None, positive_only: bool = False
+    ) -> torch.Tensor:
         """Sample a perturbation inside the budget.
 
         :param obs: clean batch (gives shape, dtype, device).
@@ -364,8 +371,10 @@ class BoundBudget:
         :raises ValueError: ``obs`` is not on the integer grid.
         """
         if not torch.equal(obs, obs.round()):
-            raise ValueError("budget quantize=True needs integer-valued observations (e.g. "
-                             "uint8 frames); these have fractional values")
+            raise ValueError(
+                "budget quantize=True needs integer-valued observations (e.g. "
+                "uint8 frames); these have fractional values"
+            )
         delta = obs_adv - obs
         rounded, toward = delta.round(), delta.trunc()
         x = obs + rounded

@@ -23,25 +23,28 @@ All engines compute the clean output that a loss is defined around with their ow
 zero gradient at delta = 0 on every engine.
 
 ``engine="auto"`` (:func:`auto_engine`) picks, per call, the MLP engine when it can serve the
-call and the batch is small enough to win (:data:`AUTO_MLP_MAX_BATCH`), else autograd; it never
-compiles by itself.  Measured by ``benchmarks/attack_engines.py`` (seconds per 100-step PGD call,
-2-core CPU, one torch thread, 256x256 MLP with 31 inputs; bifurcation loss (affine in the output)
-/ discrete difference of logits):
+call and the batch has at most :data:`AUTO_MLP_MAX_BATCH` samples, else autograd; it never
+compiles by itself.  Measured by ``benchmarks/attack_engines.py`` (median seconds per 100-step
+PGD call, 2-core CPU shared with other jobs, one torch thread; untrained SB3 views with a 256x256
+MLP on 31 inputs; the myPGD defaults):
 
-==========  =====================  =====================  =====================
-batch       autograd               compiled               mlp
-==========  =====================  =====================  =====================
-1           0.047 / 0.046          0.014 / 0.014          0.0012 / 0.012
-16          0.052 / 0.050          0.020 / 0.020          0.011 / 0.018
-64          0.075 / 0.074          0.033 / 0.034          0.032 / 0.040
-256         0.19 / 0.18            0.11 / 0.11            0.16 / 0.17
-==========  =====================  =====================  =====================
+=====  ==========================  ==========================  ==========================
+batch  bifurcation (affine loss)   pgd MSE (quadratic loss)    pgd logits (discrete)
+       autograd / compiled / mlp   autograd / compiled / mlp   autograd / compiled / mlp
+=====  ==========================  ==========================  ==========================
+1      0.078 / 0.034 / 0.0035      0.027 / 0.015 / 0.0029      0.027 / 0.015 / 0.0026
+16     0.048 / 0.023 / 0.013       0.034 / 0.021 / 0.015       0.039 / 0.027 / 0.028
+64     0.066 / 0.036 / 0.028       0.049 / 0.034 / 0.031       0.055 / 0.042 / 0.031
+256    0.126 / 0.091 / 0.076       0.111 / 0.096 / 0.095       0.120 / 0.121 / 0.055
+=====  ==========================  ==========================  ==========================
 
-so the MLP engine wins up to batch 64 (the compiled engine only draws level there, after a
-compile of ~10-30 s that the MLP engine does not need) and loses to both above it: ``auto`` uses
-it up to :data:`AUTO_MLP_MAX_BATCH` = 64 samples.  The compiled engine is 2-4x faster than
-autograd per call on a CPU but pays its compile once per policy and loss, so it is opt-in; on a
-small CNN (3x16x16) it is also faster per call (see the benchmark's JSON).
+The MLP engine was the fastest at almost every measured batch, 9-22x autograd at batch 1 and
+1.2-2.2x at 256, so ``auto`` uses it up to 256 samples, the largest batch measured.  The
+compiled engine is 1.3-2.3x faster than autograd per call up to batch 64 (1.0-1.4x at 256), but
+its first call compiles (about 30 s on this CPU with a cold inductor cache, 0.2-3.5 s with a
+warm one), so it is opt-in.  On a small CNN (3x32x32 frames, two convolutions; no MLP engine)
+it was 1.8x autograd at batch 1 and 0.95-1.1x from batch 16: on a CPU the convolutions
+dominate.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ from .optim import Optimiser, input_gradient
 #: values of the gradient attacks' ``engine`` setting
 ENGINES = ("auto", "autograd", "compiled", "mlp")
 #: ``auto`` uses the MLP engine for batches up to this size (see the module docstring)
-AUTO_MLP_MAX_BATCH = 64
+AUTO_MLP_MAX_BATCH = 256
 
 Policy = Callable[[torch.Tensor], Any]
 
@@ -185,15 +188,16 @@ class AutogradEngine:
             def objective(x: torch.Tensor) -> torch.Tensor:
                 return loss.fn(policy_output(policy, x), *args)
 
-            return task.optimiser.run(lambda x: input_gradient(objective, x)[0], task.obs,
-                                      task.budget, task.generator)
+            return task.optimiser.run(
+                lambda x: input_gradient(objective, x)[0], task.obs, task.budget, task.generator
+            )
 
 
 # --------------------------------------------------------------------------- compiled
 _NAMES = itertools.count()
 
 
-def _own_code(fn: types.FunctionType) -> types.FunctionType:
+def _own_code(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A copy of ``fn`` with its own code object.
 
     Dynamo keeps one cache (and one recompile limit) per code object; a fresh code object per
@@ -201,9 +205,9 @@ def _own_code(fn: types.FunctionType) -> types.FunctionType:
 
     :param fn: a closure.
     """
+    assert isinstance(fn, types.FunctionType)
     code = fn.__code__.replace(co_name=f"{fn.__code__.co_name}_{next(_NAMES)}")
-    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__,
-                              fn.__closure__)
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
 
 
 def _mark_batch_dynamic(tensors: tuple[torch.Tensor, ...]) -> None:
@@ -261,8 +265,9 @@ class CompiledEngine:
             def gradient(x: torch.Tensor, *args: torch.Tensor) -> Any:
                 return torch.func.grad(total, has_aux=True)(x, *args)
 
-            per_policy[key] = torch.compile(_own_code(gradient), backend=self.backend,
-                                            mode=self.mode, fullgraph=True)
+            per_policy[key] = torch.compile(
+                _own_code(gradient), backend=self.backend, mode=self.mode, fullgraph=True
+            )
         return per_policy[key]
 
     def run(self, task: AttackTask) -> torch.Tensor:
@@ -273,8 +278,9 @@ class CompiledEngine:
         """
         reason = compile_unavailable()
         if reason is not None:
-            raise CompileUnavailable(f"engine='compiled' is unavailable: {reason}; use "
-                                     "engine='autograd'")
+            raise CompileUnavailable(
+                f"engine='compiled' is unavailable: {reason}; use engine='autograd'"
+            )
         policy, loss, obs = task.policy, task.loss, task.obs
         with frozen_policy(policy):
             # an eager pass first: the loss's own errors (bad targets, too few logits) surface
@@ -293,13 +299,15 @@ class CompiledEngine:
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                     raise CompileUnavailable(
                         f"engine='compiled': torch.compile failed on this policy "
-                        f"({type(exc).__name__}: {first}); use engine='autograd'") from exc
+                        f"({type(exc).__name__}: {first}); use engine='autograd'"
+                    ) from exc
 
             # the clean output from the compiled graph itself (see OutputLoss)
             _, clean = call(obs, shaped)
             args = loss.prepare(clean.detach())
-            return task.optimiser.run(lambda x: call(x, args)[0].detach(), obs, task.budget,
-                                      task.generator)
+            return task.optimiser.run(
+                lambda x: call(x, args)[0].detach(), obs, task.budget, task.generator
+            )
 
 
 def compile_unavailable() -> str | None:
@@ -339,8 +347,10 @@ class MLPEngine:
         :param task: the attack call.
         """
         if self.plan is None:
-            return ("the policy is not a plain MLP (optional ObsNormalizer, then "
-                    "Linear/ReLU/Tanh layers)")
+            return (
+                "the policy is not a plain MLP (optional ObsNormalizer, then "
+                "Linear/ReLU/Tanh layers)"
+            )
         if task.obs.dim() != 2:
             return f"the observations are not a 2-D batch (shape {tuple(task.obs.shape)})"
         if task.obs.device.type != "cpu":
@@ -359,16 +369,33 @@ class MLPEngine:
         if net is None:
             raise ValueError(f"engine='mlp' cannot serve this call: {self.unavailable(task)}")
         obs, loss, opt = task.obs, task.loss, task.optimiser
-        backend = "numpy" if opt.method == "fgsm" else choose_backend(
-            net, loss.degree, obs, task.budget, self.backend)
+        backend = (
+            "numpy"
+            if opt.method == "fgsm"
+            else choose_backend(net, loss.degree, obs, task.budget, self.backend)
+        )
         clean = torch.from_numpy(net.forward(obs.detach().numpy()))
         args = loss.prepare(clean)
         out_grad = output_grad_for(loss, clean, args, self.gradients)
         if opt.method == "fgsm":
-            return fast_fgsm(net, out_grad, obs, task.budget, random_start=opt.random_start,
-                             generator=task.generator)
-        return fast_pgd(net, out_grad, obs, task.budget, opt, generator=task.generator,
-                        backend=backend, stats=task.stats)
+            return fast_fgsm(
+                net,
+                out_grad,
+                obs,
+                task.budget,
+                random_start=opt.random_start,
+                generator=task.generator,
+            )
+        return fast_pgd(
+            net,
+            out_grad,
+            obs,
+            task.budget,
+            opt,
+            generator=task.generator,
+            backend=backend,
+            stats=task.stats,
+        )
 
     def backend_for(self, task: AttackTask) -> str:
         """The PGD backend ("numba" or "numpy") a call of ``task`` would use.

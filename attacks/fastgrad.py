@@ -28,12 +28,24 @@ output tensor), and this module back-propagates it through the network:
   its output gradient from torch at every iteration (:class:`TorchOutputGrad`).
 
 The numba kernel serves the first two (it evaluates ``g0 + H (z - z0)``, which is no copy of any
-loss); the others run in the numpy loop.  Trade-off (``benchmarks/attack_engines.py``): the old
-per-loss numba copies ran every loss in the kernel; deriving the remaining ones from torch costs
-one small torch autograd call per iteration (about 70 us for a distance, 150-200 us for a
-difference of logits on this CPU), so at batch 1 those losses take ~10-25 ms per 100-step call
-instead of ~2 ms (still faster than autograd's ~40 ms), and they converge to the numpy path's
-cost as the batch grows.  The paper's bifurcation attack (``benchmarks/attack_speed.py``) and the
+loss); the others run in the numpy loop.  Trade-off, measured side by side at batch 1 on the
+untrained 256x256 SB3 views (ms per 100-step call; old = the former per-loss numba copies):
+
+======================================  =====  =====  ========
+attack                                   old    new   autograd
+======================================  =====  =====  ========
+bifurcation, continuous (degree 1)      2.82   2.86      -
+pgd, MSE (degree 2)                     2.56   3.13     34.1
+pgd, Huber (torch at every iteration)   2.40   16.2     31.6
+pgd, difference of logits (discrete)    1.63   5.32     39.8
+bifurcation, discrete (group maxima)    2.39   16.9     51.2
+======================================  =====  =====  ========
+
+(the first row on the grid env's full-year episode: 22.19 s vs 22.22 s of attack time, identical
+perturbations on all 8,760 steps).  A loss outside the kernel pays one small torch autograd
+call per iteration (70-300 us), so it stays 2-7x faster than autograd but loses the kernel's
+speed at small batches; at larger batches the numpy loop's matmuls dominate and the difference
+shrinks.  The paper's continuous bifurcation attack (``benchmarks/attack_speed.py``) and the
 default MSE attacks keep the numba speed, and every loss exists once, in torch.
 
 Recognised policies (anything else gives ``None`` from :func:`compile_policy`, and the attacks
@@ -71,6 +83,7 @@ from .budget import BoundBudget
 from .losses import OutputLoss
 from .optim import Optimiser, ascent_direction, step_schedule
 
+_nb: Any
 try:  # numba is optional (the ``fast`` extra)
     import numba as _nb
 except ImportError:  # pragma: no cover - numba missing
@@ -101,7 +114,7 @@ def _loaded_class(module: str, name: str) -> type | None:
     return getattr(mod, name, None) if mod is not None else None
 
 
-def _sb3_features_ok(policy: nn.Module, extractor: nn.Module) -> bool:
+def _sb3_features_ok(policy: Any, extractor: Any) -> bool:
     """Whether SB3's ``policy.extract_features(obs, extractor)`` is a plain float flatten.
 
     :param policy: the SB3 policy (or actor).
@@ -129,7 +142,7 @@ def _sb3_features_ok(policy: nn.Module, extractor: nn.Module) -> bool:
     return type(extractor) is FlattenExtractor
 
 
-def _walk_sb3(module: Any, kind: type) -> list[tuple[int, nn.Module | None]] | None:
+def _walk_sb3(module: Any, kind: type) -> list[tuple[int, Any]] | None:
     """Op list of the SB3 bodies of :mod:`rlkit.agents.sb3` (None if not recognised).
 
     :param module: an ``_ActorMean`` or ``_ActorCriticHead``.
@@ -145,16 +158,16 @@ def _walk_sb3(module: Any, kind: type) -> list[tuple[int, nn.Module | None]] | N
         return _chain(actor.features_extractor.flatten, latent, module.head)
     policy = module.policy
     extractor = getattr(policy, "pi_features_extractor", None)
-    mlp = getattr(policy, "mlp_extractor", None)
+    mlp: Any = getattr(policy, "mlp_extractor", None)
     mlp_cls = _loaded_class("stable_baselines3.common.torch_layers", "MlpExtractor")
     if extractor is None or mlp_cls is None or type(mlp) is not mlp_cls:
         return None
     if not _sb3_features_ok(policy, extractor):
         return None
-    return _chain(extractor.flatten, mlp.policy_net, policy.action_net)
+    return _chain(extractor.flatten, policy.mlp_extractor.policy_net, policy.action_net)
 
 
-def _walk(module: Any) -> list[tuple[int, nn.Module | None]] | None:
+def _walk(module: Any) -> list[tuple[int, Any]] | None:
     """Op list of ``module`` (referencing its layers) or None if it is not a recognised chain.
 
     :param module: a policy or one of its sub-modules.
@@ -174,18 +187,20 @@ def _walk(module: Any) -> list[tuple[int, nn.Module | None]] | None:
         return [(_AFFINE, module)]
     if kind is _loaded_class("rlkit.policy", "PolicyView"):
         return _chain(module.normalizer, module.body)
-    if kind in (_loaded_class("rlkit.agents.sb3", "_ActorMean"),
-                _loaded_class("rlkit.agents.sb3", "_ActorCriticHead")):
+    if kind in (
+        _loaded_class("rlkit.agents.sb3", "_ActorMean"),
+        _loaded_class("rlkit.agents.sb3", "_ActorCriticHead"),
+    ):
         return _walk_sb3(module, kind)
     return None
 
 
-def _chain(*modules: Any) -> list[tuple[int, nn.Module | None]] | None:
+def _chain(*modules: Any) -> list[tuple[int, Any]] | None:
     """Concatenated op lists of ``modules`` applied in order (None if any is unrecognised).
 
     :param modules: the modules, in order.
     """
-    ops: list[tuple[int, nn.Module | None]] = []
+    ops: list[tuple[int, Any]] = []
     for module in modules:
         sub = _walk(module)
         if sub is None:
@@ -204,7 +219,7 @@ class MLPPlan:
     :param float32_input: the policy casts its input to float32 (``PolicyView.forward`` does).
     """
 
-    def __init__(self, ops: list[tuple[int, nn.Module | None]], float32_input: bool) -> None:
+    def __init__(self, ops: list[tuple[int, Any]], float32_input: bool) -> None:
         """Store the op list and whether the input is cast to float32."""
         self.ops = ops
         self.float32_input = float32_input
@@ -253,8 +268,14 @@ class MLPPlan:
                 bias = None if module.bias is None else module.bias.detach().numpy()
                 ops.append((kind, module.weight.detach().numpy(), bias, 0.0))
             elif kind == _AFFINE:
-                ops.append((kind, module.mean.detach().numpy(), module.std.detach().numpy(),
-                            float(module.clip)))
+                ops.append(
+                    (
+                        kind,
+                        module.mean.detach().numpy(),
+                        module.std.detach().numpy(),
+                        float(module.clip),
+                    )
+                )
             else:
                 ops.append((kind, None, None, 0.0))
         return MLPNet(ops, np.dtype(str(self.dtype).removeprefix("torch.")), plan=self)
@@ -389,8 +410,9 @@ class ConstantGradCache:
         self.max_batch, self.size = max_batch, size
         self._rows: dict[Any, np.ndarray] = {}
 
-    def gradient(self, loss: OutputLoss, clean: torch.Tensor,
-                 args: tuple[torch.Tensor, ...]) -> np.ndarray:
+    def gradient(
+        self, loss: OutputLoss, clean: torch.Tensor, args: tuple[torch.Tensor, ...]
+    ) -> np.ndarray:
         """The output gradient (B, k) of the degree-1 ``loss`` at ``clean``.
 
         :param loss: an affine loss (``degree == 1``).
@@ -416,8 +438,12 @@ class ConstantGradCache:
         return np.stack([self._rows[k] for k in keys])
 
 
-def output_grad_for(loss: OutputLoss, clean: torch.Tensor, args: tuple[torch.Tensor, ...],
-                    cache: ConstantGradCache | None = None) -> OutputGrad:
+def output_grad_for(
+    loss: OutputLoss,
+    clean: torch.Tensor,
+    args: tuple[torch.Tensor, ...],
+    cache: ConstantGradCache | None = None,
+) -> OutputGrad:
     """The output gradient the MLP engine uses for ``loss``.
 
     :param loss: the attack's loss.
@@ -432,8 +458,11 @@ def output_grad_for(loss: OutputLoss, clean: torch.Tensor, args: tuple[torch.Ten
             return ConstantGrad(cache.gradient(loss, clean, args))
         return ConstantGrad(loss.output_gradient(clean, args).numpy())
     if loss.degree == 2:
-        return AffineGrad(loss.output_gradient(clean, args).numpy(),
-                          loss.output_hessian(clean, args).numpy(), clean.numpy())
+        return AffineGrad(
+            loss.output_gradient(clean, args).numpy(),
+            loss.output_hessian(clean, args).numpy(),
+            clean.numpy(),
+        )
     return TorchOutputGrad(loss, args)
 
 
@@ -465,7 +494,7 @@ class MLPNet:
         self.dtype = dtype
         self._plan = plan
         last = max((i for i, op in enumerate(ops) if op[0] != _LINEAR), default=-1)
-        self.head, self.tail = ops[:last + 1], ops[last + 1:]
+        self.head, self.tail = ops[: last + 1], ops[last + 1 :]
         self._tail_cache: tuple[ConstantGrad, np.ndarray] | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -475,8 +504,9 @@ class MLPNet:
         """
         return self._forward(x, self.ops, None, True)
 
-    def _forward(self, x: np.ndarray, ops: list[Op], tape: list[Any] | None,
-                 output: bool) -> np.ndarray:
+    def _forward(
+        self, x: np.ndarray, ops: list[Op], tape: list[Any] | None, output: bool
+    ) -> np.ndarray:
         """Run ``ops`` on ``x``, appending what the backward pass needs to ``tape``.
 
         :param x: input batch.
@@ -528,8 +558,9 @@ class MLPNet:
                 g = g * tape.pop() / b
         return g
 
-    def input_gradient(self, x: np.ndarray, output_grad: OutputGrad,
-                       rows: np.ndarray | None = None) -> np.ndarray:
+    def input_gradient(
+        self, x: np.ndarray, output_grad: OutputGrad, rows: np.ndarray | None = None
+    ) -> np.ndarray:
         """Gradient of the summed loss w.r.t. the observations ``x`` (B', n), dtype of ``x``.
 
         :param x: observation batch (all samples, or the samples ``rows`` of the attacked batch).
@@ -591,7 +622,7 @@ class MLPNet:
             if codes[i] != kind:
                 return False
             if kind == _LINEAR:
-                part = wbuf[woff[i]:woff[i] + a.size]
+                part = wbuf[woff[i] : woff[i] + a.size]
                 if part.size != a.size or not (a.ravel() == part).all():
                     return False
         return True
@@ -624,8 +655,19 @@ class MLPNet:
 
 
 # --------------------------------------------------------------------------- numba kernel
-def _net_forward_py(x, codes, din, dout, woff, poff, clips, wtbuf, pbuf,  # noqa: ANN001, ANN202
-                    buf, widths):
+def _net_forward_py(
+    x,
+    codes,
+    din,
+    dout,
+    woff,
+    poff,
+    clips,
+    wtbuf,
+    pbuf,  # noqa: ANN001, ANN202
+    buf,
+    widths,
+):
     """Forward pass of one sample ``x``: layer outputs into ``buf`` rows, widths into ``widths``.
 
     Linear layers are axpys over W^T rows that skip zero inputs (ReLU leaves many).
@@ -642,7 +684,7 @@ def _net_forward_py(x, codes, din, dout, woff, poff, clips, wtbuf, pbuf,  # noqa
         if code == 0:  # linear: dst = W src + b (slices keep indices provably non-negative)
             di, do, wo, bo = din[op], dout[op], woff[op], poff[op]
             if bo >= 0:
-                bias = pbuf[bo:bo + do]
+                bias = pbuf[bo : bo + do]
                 for j in range(do):
                     dst[j] = bias[j]
             else:
@@ -651,7 +693,7 @@ def _net_forward_py(x, codes, din, dout, woff, poff, clips, wtbuf, pbuf,  # noqa
             for k in range(di):
                 v = src[k]
                 if v != 0.0:
-                    w = wtbuf[wo + k * do:wo + (k + 1) * do]
+                    w = wtbuf[wo + k * do : wo + (k + 1) * do]
                     for j in range(do):
                         dst[j] += v * w[j]
             width = do
@@ -663,15 +705,25 @@ def _net_forward_py(x, codes, din, dout, woff, poff, clips, wtbuf, pbuf,  # noqa
                 dst[j] = np.tanh(src[j])
         else:
             mo, cl = poff[op], clips[op]
-            mean, std = pbuf[mo:mo + width], pbuf[mo + width:mo + 2 * width]
+            mean, std = pbuf[mo : mo + width], pbuf[mo + width : mo + 2 * width]
             for j in range(width):
                 u = (src[j] - mean[j]) / std[j]
                 dst[j] = -cl if u < -cl else (cl if u > cl else u)
         widths[op + 1] = width
 
 
-def _net_backward_py(codes, woff, poff, clips, wbuf, pbuf, buf, gb, widths,  # noqa: ANN001, ANN202
-                     out):
+def _net_backward_py(
+    codes,
+    woff,
+    poff,
+    clips,
+    wbuf,
+    pbuf,
+    buf,
+    gb,
+    widths,  # noqa: ANN001, ANN202
+    out,
+):
     """Back-propagate the output gradient in ``gb[0]`` through the ops recorded in ``buf``.
 
     The two rows of ``gb`` ping-pong between layers; the input gradient lands in ``out``.
@@ -690,7 +742,7 @@ def _net_backward_py(codes, woff, poff, clips, wbuf, pbuf, buf, gb, widths,  # n
             for j in range(wout):
                 v = cur[j]
                 if v != 0.0:
-                    w = wbuf[wo + j * win:wo + (j + 1) * win]
+                    w = wbuf[wo + j * win : wo + (j + 1) * win]
                     for i in range(win):
                         nxt[i] += v * w[i]
         elif code == 1:
@@ -704,7 +756,7 @@ def _net_backward_py(codes, woff, poff, clips, wbuf, pbuf, buf, gb, widths,  # n
         else:
             mo, cl = poff[op], clips[op]
             src = buf[op]
-            mean, std = pbuf[mo:mo + win], pbuf[mo + win:mo + 2 * win]
+            mean, std = pbuf[mo : mo + win], pbuf[mo + win : mo + 2 * win]
             for j in range(win):
                 u = (src[j] - mean[j]) / std[j]
                 nxt[j] = cur[j] / std[j] if (u >= -cl and u <= cl) else 0.0
@@ -713,8 +765,27 @@ def _net_backward_py(codes, woff, poff, clips, wbuf, pbuf, buf, gb, widths,  # n
         out[i] = gb[p, i]
 
 
-def _net_grad_py(x, codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf,  # noqa: ANN001, ANN202
-                 buf, gb, widths, g0, hess, z0, affine, take_z0, out):
+def _net_grad_py(
+    x,
+    codes,
+    din,
+    dout,
+    woff,
+    poff,
+    clips,
+    wbuf,
+    wtbuf,
+    pbuf,  # noqa: ANN001, ANN202
+    buf,
+    gb,
+    widths,
+    g0,
+    hess,
+    z0,
+    affine,
+    take_z0,
+    out,
+):
     """Input gradient of one sample ``x`` into ``out``, for the output gradient ``g0`` (constant)
     or, if ``affine``, ``g0 + hess (z - z0)`` at the sample's output ``z``.
 
@@ -737,9 +808,33 @@ def _net_grad_py(x, codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf,  # n
     _net_backward(codes, woff, poff, clips, wbuf, pbuf, buf, gb, widths, out)
 
 
-def _pgd_py(obs, delta, eps, active, lo, hi, steps, clip_in_loop, can_stop,  # noqa: ANN001, ANN202
-            codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, maxw, g0, hess, z0, affine,
-            from_clean, counts):
+def _pgd_py(
+    obs,
+    delta,
+    eps,
+    active,
+    lo,
+    hi,
+    steps,
+    clip_in_loop,
+    can_stop,  # noqa: ANN001, ANN202
+    codes,
+    din,
+    dout,
+    woff,
+    poff,
+    clips,
+    wbuf,
+    wtbuf,
+    pbuf,
+    maxw,
+    g0,
+    hess,
+    z0,
+    affine,
+    from_clean,
+    counts,
+):
     """Linf PGD of every sample, in place on ``delta`` (numba kernel; see :func:`fast_pgd`).
 
     The output gradient of sample ``row`` is ``g0[row]``, plus ``hess[row] (z - z0[row])`` if
@@ -763,9 +858,27 @@ def _pgd_py(obs, delta, eps, active, lo, hi, steps, clip_in_loop, can_stop,  # n
             if moved:  # the gradient is a function of the iterate: recompute only if it moved
                 for i in range(n):
                     x[i] = o[i] + d[i]
-                _net_grad(x, codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, buf, gb,
-                          widths, g0[row], hess[row if affine else 0], z0[row if affine else 0],
-                          affine, from_clean and it == 0, grad)
+                _net_grad(
+                    x,
+                    codes,
+                    din,
+                    dout,
+                    woff,
+                    poff,
+                    clips,
+                    wbuf,
+                    wtbuf,
+                    pbuf,
+                    buf,
+                    gb,
+                    widths,
+                    g0[row],
+                    hess[row if affine else 0],
+                    z0[row if affine else 0],
+                    affine,
+                    from_clean and it == 0,
+                    grad,
+                )
                 counts[row] += 1
             elif can_stop:
                 break
@@ -810,8 +923,9 @@ else:  # pragma: no cover - numba missing
 
 # --------------------------------------------------------------------------- optimisers
 @lru_cache(maxsize=64)
-def _steps(step_size: float, iterations: int, decay_every: int, decay_rate: float,
-           decay_schedule: str) -> tuple[float, ...]:
+def _steps(
+    step_size: float, iterations: int, decay_every: int, decay_rate: float, decay_schedule: str
+) -> tuple[float, ...]:
     """:func:`step_schedule`, memoised (it is called once per attack call)."""
     return tuple(step_schedule(step_size, iterations, decay_every, decay_rate, decay_schedule))
 
@@ -824,9 +938,15 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-def fast_fgsm(net: MLPNet, output_grad: OutputGrad, obs: torch.Tensor,
-              budget: BoundBudget, *, random_start: bool = False,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+def fast_fgsm(
+    net: MLPNet,
+    output_grad: OutputGrad,
+    obs: torch.Tensor,
+    budget: BoundBudget,
+    *,
+    random_start: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """:func:`rlkit.attacks.optim.fgsm` with the gradient from ``net``.
 
     :param net: the policy's numpy executor.
@@ -844,8 +964,9 @@ def fast_fgsm(net: MLPNet, output_grad: OutputGrad, obs: torch.Tensor,
     return budget.clip(start + delta, obs).detach()
 
 
-def choose_backend(net: MLPNet, degree: int | None, obs: torch.Tensor,
-                   budget: BoundBudget, backend: str = "auto") -> str:
+def choose_backend(
+    net: MLPNet, degree: int | None, obs: torch.Tensor, budget: BoundBudget, backend: str = "auto"
+) -> str:
     """The PGD backend for this call: "numba" or "numpy".
 
     :param net: the policy's numpy executor.
@@ -876,10 +997,18 @@ def choose_backend(net: MLPNet, degree: int | None, obs: torch.Tensor,
     return "numpy"
 
 
-def fast_pgd(net: MLPNet, output_grad: OutputGrad, obs: torch.Tensor, budget: BoundBudget,
-             optimiser: Optimiser, *, generator: torch.Generator | None = None,
-             backend: str = "auto", reuse: bool = True,
-             stats: dict[str, int] | None = None) -> torch.Tensor:
+def fast_pgd(
+    net: MLPNet,
+    output_grad: OutputGrad,
+    obs: torch.Tensor,
+    budget: BoundBudget,
+    optimiser: Optimiser,
+    *,
+    generator: torch.Generator | None = None,
+    backend: str = "auto",
+    reuse: bool = True,
+    stats: dict[str, int] | None = None,
+) -> torch.Tensor:
     """:func:`rlkit.attacks.optim.pgd` with the gradient from ``net``, outside torch.
 
     The update is the same sequence of elementwise operations as in ``pgd`` (same dtype), so
@@ -909,31 +1038,55 @@ def fast_pgd(net: MLPNet, output_grad: OutputGrad, obs: torch.Tensor, budget: Bo
         delta_t = budget.clip_bounds(obs + delta_t, obs) - obs
     o, delta = _numpy(obs), _numpy(delta_t).copy()
     eps_vec = _numpy(budget.eps_vec)
-    steps = _steps(opt.step_size, opt.iterations, opt.decay_every, opt.decay_rate,
-                   opt.decay_schedule)
-    tol = 64 * np.finfo(o.dtype).eps * (1.0 + float(np.abs(o).max(initial=0.0))
-                                        + float(eps_vec.max(initial=0.0)))
+    steps = _steps(
+        opt.step_size, opt.iterations, opt.decay_every, opt.decay_rate, opt.decay_schedule
+    )
+    tol = (
+        64
+        * np.finfo(o.dtype).eps
+        * (1.0 + float(np.abs(o).max(initial=0.0)) + float(eps_vec.max(initial=0.0)))
+    )
     can_stop = reuse and budget.norm == "linf" and bool(steps) and min(steps) >= tol
     lo = None if budget.low is None else np.minimum(_numpy(budget.low), o)
     hi = None if budget.high is None else np.maximum(_numpy(budget.high), o)
     chosen = choose_backend(net, kernel_degree(output_grad), obs, budget, backend)
-    if chosen == "numba" and reuse:
-        delta, computed = _numba_pgd(net, output_grad, o, delta, budget, steps, lo, hi,
-                                     opt.clip_in_loop, can_stop, not opt.random_start)
+    if chosen == "numba" and reuse and isinstance(output_grad, ConstantGrad | AffineGrad):
+        delta, computed = _numba_pgd(
+            net,
+            output_grad,
+            o,
+            delta,
+            budget,
+            steps,
+            lo,
+            hi,
+            opt.clip_in_loop,
+            can_stop,
+            not opt.random_start,
+        )
     else:
-        delta, computed = _numpy_pgd(net, output_grad, o, delta, budget, steps, lo, hi,
-                                     opt.clip_in_loop, reuse, can_stop)
+        delta, computed = _numpy_pgd(
+            net, output_grad, o, delta, budget, steps, lo, hi, opt.clip_in_loop, reuse, can_stop
+        )
     if stats is not None:
         stats["rows"] = stats.get("rows", 0) + o.shape[0] * len(steps)
         stats["gradient_rows"] = stats.get("gradient_rows", 0) + computed
     return budget.clip(obs + torch.from_numpy(delta), obs).detach()
 
 
-def _numba_pgd(net: MLPNet, output_grad: ConstantGrad | AffineGrad, o: np.ndarray,
-               delta: np.ndarray,
-               budget: BoundBudget, steps: tuple[float, ...], lo: np.ndarray | None,
-               hi: np.ndarray | None, clip_in_loop: bool, can_stop: bool,
-               from_clean: bool) -> tuple[np.ndarray, int]:
+def _numba_pgd(
+    net: MLPNet,
+    output_grad: ConstantGrad | AffineGrad,
+    o: np.ndarray,
+    delta: np.ndarray,
+    budget: BoundBudget,
+    steps: tuple[float, ...],
+    lo: np.ndarray | None,
+    hi: np.ndarray | None,
+    clip_in_loop: bool,
+    can_stop: bool,
+    from_clean: bool,
+) -> tuple[np.ndarray, int]:
     """The PGD loop of :func:`fast_pgd` in the numba kernel; (final delta, gradients computed).
 
     :param net: the policy's numpy executor.
@@ -960,19 +1113,49 @@ def _numba_pgd(net: MLPNet, output_grad: ConstantGrad | AffineGrad, o: np.ndarra
     else:
         g0 = np.ascontiguousarray(output_grad(None, None), dtype=dt).reshape(batch, -1)
         hess, z0, affine = np.zeros((1, 1, 1), dt), np.zeros((1, 1), dt), False
-    _pgd_kernel(np.ascontiguousarray(o), delta, _numpy(budget.eps_vec), _numpy(budget.active),
-                np.full_like(o, -np.inf) if lo is None else lo,
-                np.full_like(o, np.inf) if hi is None else hi,
-                np.asarray(steps, dtype=o.dtype), bool(clip_in_loop), bool(can_stop),
-                codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf, maxw, g0, hess, z0,
-                affine, bool(from_clean), counts)
+    _pgd_kernel(
+        np.ascontiguousarray(o),
+        delta,
+        _numpy(budget.eps_vec),
+        _numpy(budget.active),
+        np.full_like(o, -np.inf) if lo is None else lo,
+        np.full_like(o, np.inf) if hi is None else hi,
+        np.asarray(steps, dtype=o.dtype),
+        bool(clip_in_loop),
+        bool(can_stop),
+        codes,
+        din,
+        dout,
+        woff,
+        poff,
+        clips,
+        wbuf,
+        wtbuf,
+        pbuf,
+        maxw,
+        g0,
+        hess,
+        z0,
+        affine,
+        bool(from_clean),
+        counts,
+    )
     return delta, int(counts.sum())
 
 
-def _numpy_pgd(net: MLPNet, output_grad: OutputGrad, o: np.ndarray, delta: np.ndarray,
-               budget: BoundBudget, steps: tuple[float, ...], lo: np.ndarray | None,
-               hi: np.ndarray | None, clip_in_loop: bool, reuse: bool,
-               can_stop: bool) -> tuple[np.ndarray, int]:
+def _numpy_pgd(
+    net: MLPNet,
+    output_grad: OutputGrad,
+    o: np.ndarray,
+    delta: np.ndarray,
+    budget: BoundBudget,
+    steps: tuple[float, ...],
+    lo: np.ndarray | None,
+    hi: np.ndarray | None,
+    clip_in_loop: bool,
+    reuse: bool,
+    can_stop: bool,
+) -> tuple[np.ndarray, int]:
     """The PGD loop of :func:`fast_pgd` with batched numpy matmuls; (final delta, gradients
     computed).
 
@@ -1020,8 +1203,9 @@ def _numpy_pgd(net: MLPNet, output_grad: OutputGrad, o: np.ndarray, delta: np.nd
     return delta, computed
 
 
-def _numpy_update(delta: np.ndarray, grad: np.ndarray, step: float,
-                  budget: BoundBudget) -> np.ndarray:
+def _numpy_update(
+    delta: np.ndarray, grad: np.ndarray, step: float, budget: BoundBudget
+) -> np.ndarray:
     """One PGD step with projection: the operations of ``ascent_direction`` and
     ``BoundBudget.project`` on the same values (a new array).
 

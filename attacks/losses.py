@@ -54,8 +54,9 @@ def group_difference_logits(groups: torch.Tensor, label: torch.Tensor) -> torch.
     return loss if loss.dim() == 1 else loss.flatten(1).sum(dim=1)
 
 
-def action_distance(action: torch.Tensor, reference: torch.Tensor,
-                    kind: str = "mse") -> torch.Tensor:
+def action_distance(
+    action: torch.Tensor, reference: torch.Tensor, kind: str = "mse"
+) -> torch.Tensor:
     """Per-sample distance between action batches, averaged over action dimensions.
 
     :param action: actions (B, act_dim).
@@ -88,8 +89,9 @@ def categorical_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tens
     return (logp.exp() * (logp - logq)).sum(dim=-1)
 
 
-def gaussian_kl(mean_p: torch.Tensor, mean_q: torch.Tensor, log_std: float | torch.Tensor = 0.0
-                ) -> torch.Tensor:
+def gaussian_kl(
+    mean_p: torch.Tensor, mean_q: torch.Tensor, log_std: float | torch.Tensor = 0.0
+) -> torch.Tensor:
     """KL between diagonal Gaussians sharing a fixed ``log_std``, summed over action dims.
 
     With equal covariances the KL is ``sum((mean_p - mean_q)^2 / (2 sigma^2))``: a scaled squared
@@ -165,7 +167,6 @@ class OutputLoss:
             (grad,) = torch.autograd.grad(loss.sum(), z, allow_unused=True)
         return torch.zeros_like(z) if grad is None else grad
 
-
     def output_hessian(self, z: torch.Tensor, args: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Per-sample Hessian of the loss w.r.t. the policy output, by torch autograd.
 
@@ -184,7 +185,8 @@ class OutputLoss:
                 if not grad.requires_grad:  # the gradient does not depend on z
                     rows.append(torch.zeros_like(z))
                     continue
-                (row,) = torch.autograd.grad(grad[:, j].sum(), z, retain_graph=True,
-                                             allow_unused=True)
+                (row,) = torch.autograd.grad(
+                    grad[:, j].sum(), z, retain_graph=True, allow_unused=True
+                )
                 rows.append(torch.zeros_like(z) if row is None else row)
         return torch.stack(rows, dim=1).detach()

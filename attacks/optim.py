@@ -25,8 +25,13 @@ DECAY_SCHEDULES = ("authors", "standard")
 METHODS = ("fgsm", "pgd")
 
 
-def step_schedule(step_size: float, iterations: int, decay_every: int = 0,
-                  decay_rate: float = 1.0, decay_schedule: str = "authors") -> list[float]:
+def step_schedule(
+    step_size: float,
+    iterations: int,
+    decay_every: int = 0,
+    decay_rate: float = 1.0,
+    decay_schedule: str = "authors",
+) -> list[float]:
     """Step size used at each PGD iteration.
 
     ``"authors"``: like the authors' ``my_pgd_linf``, the decay is applied *after* every
@@ -96,9 +101,14 @@ def ascent_direction(grad: torch.Tensor, budget: BoundBudget) -> torch.Tensor:
     return budget.safe_scale * g_u / norms.view(-1, *([1] * (grad.dim() - 1)))
 
 
-def fgsm_steps(gradient: Gradient, obs: torch.Tensor, budget: BoundBudget, *,
-               random_start: bool = False,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def fgsm_steps(
+    gradient: Gradient,
+    obs: torch.Tensor,
+    budget: BoundBudget,
+    *,
+    random_start: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """FGSM with the input gradient from ``gradient`` (see :func:`fgsm`).
 
     :param gradient: ``gradient(x)``: the input gradient of the summed loss at batch ``x``.
@@ -115,9 +125,16 @@ def fgsm_steps(gradient: Gradient, obs: torch.Tensor, budget: BoundBudget, *,
     return budget.clip(start + delta, obs).detach()
 
 
-def pgd_steps(gradient: Gradient, obs: torch.Tensor, budget: BoundBudget, steps: list[float], *,
-              random_start: bool = False, clip_in_loop: bool = True,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+def pgd_steps(
+    gradient: Gradient,
+    obs: torch.Tensor,
+    budget: BoundBudget,
+    steps: list[float],
+    *,
+    random_start: bool = False,
+    clip_in_loop: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """PGD with the input gradient from ``gradient`` (see :func:`pgd`).
 
     :param gradient: ``gradient(x)``: the input gradient of the summed loss at batch ``x``.
@@ -139,8 +156,14 @@ def pgd_steps(gradient: Gradient, obs: torch.Tensor, budget: BoundBudget, steps:
     return budget.clip(obs + delta, obs).detach()
 
 
-def fgsm(objective: Objective, obs: torch.Tensor, budget: BoundBudget, *,
-         random_start: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+def fgsm(
+    objective: Objective,
+    obs: torch.Tensor,
+    budget: BoundBudget,
+    *,
+    random_start: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """One full-budget gradient step: ``obs + eps * direction`` projected and clipped.
 
     For linf the step is ``eps_i * sign(grad_i)`` per feature (eps_i = eps * scale_i * mask_i).
@@ -152,8 +175,13 @@ def fgsm(objective: Objective, obs: torch.Tensor, budget: BoundBudget, *,
         there (R+FGSM style), needed when the gradient vanishes at ``obs``.
     :param generator: RNG for the random start.
     """
-    return fgsm_steps(lambda x: input_gradient(objective, x)[0], obs, budget,
-                      random_start=random_start, generator=generator)
+    return fgsm_steps(
+        lambda x: input_gradient(objective, x)[0],
+        obs,
+        budget,
+        random_start=random_start,
+        generator=generator,
+    )
 
 
 def pgd(
@@ -190,8 +218,15 @@ def pgd(
     :param generator: RNG for the random start.
     """
     steps = step_schedule(step_size, iterations, decay_every, decay_rate, decay_schedule)
-    return pgd_steps(lambda x: input_gradient(objective, x)[0], obs, budget, steps,
-                     random_start=random_start, clip_in_loop=clip_in_loop, generator=generator)
+    return pgd_steps(
+        lambda x: input_gradient(objective, x)[0],
+        obs,
+        budget,
+        steps,
+        random_start=random_start,
+        clip_in_loop=clip_in_loop,
+        generator=generator,
+    )
 
 
 @dataclass(frozen=True)
@@ -219,11 +254,17 @@ class Optimiser:
 
     def steps(self) -> list[float]:
         """The step size of every PGD iteration (:func:`step_schedule`)."""
-        return step_schedule(self.step_size, self.iterations, self.decay_every, self.decay_rate,
-                             self.decay_schedule)
+        return step_schedule(
+            self.step_size, self.iterations, self.decay_every, self.decay_rate, self.decay_schedule
+        )
 
-    def run(self, gradient: Gradient, obs: torch.Tensor, budget: BoundBudget,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+    def run(
+        self,
+        gradient: Gradient,
+        obs: torch.Tensor,
+        budget: BoundBudget,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Run FGSM or PGD with the input gradient from ``gradient``.
 
         :param gradient: ``gradient(x)``: the input gradient of the summed loss at batch ``x``.
@@ -232,7 +273,15 @@ class Optimiser:
         :param generator: RNG for the random start.
         """
         if self.method == "fgsm":
-            return fgsm_steps(gradient, obs, budget, random_start=self.random_start,
-                              generator=generator)
-        return pgd_steps(gradient, obs, budget, self.steps(), random_start=self.random_start,
-                         clip_in_loop=self.clip_in_loop, generator=generator)
+            return fgsm_steps(
+                gradient, obs, budget, random_start=self.random_start, generator=generator
+            )
+        return pgd_steps(
+            gradient,
+            obs,
+            budget,
+            self.steps(),
+            random_start=self.random_start,
+            clip_in_loop=self.clip_in_loop,
+            generator=generator,
+        )

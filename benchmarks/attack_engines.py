@@ -55,8 +55,13 @@ class SmallCNN(nn.Module):
     def __init__(self) -> None:
         """Build the layers (seeded by the caller)."""
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2), nn.ReLU(),
-                                  nn.Conv2d(16, 16, 3, stride=2), nn.ReLU(), nn.Flatten())
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, 16, 3, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
         self.head = nn.Linear(16 * 7 * 7, 6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -79,8 +84,7 @@ def sb3_view(algo: str, discrete: bool) -> Any:
     from rlkit.config import AgentConfig
 
     obs_space = gym.spaces.Box(0.0, 1.0, (N_IN,), np.float32)
-    act_space = gym.spaces.Discrete(5) if discrete else gym.spaces.Box(-1.0, 1.0, (1,),
-                                                                         np.float32)
+    act_space = gym.spaces.Discrete(5) if discrete else gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     extra = {"buffer_size": 1000} if algo == "SAC" else {}
     config = AgentConfig(name=algo.lower(), net_arch=[256, 256], kwargs=extra)
     return SB3Agent(algo, config, spaces=(obs_space, act_space), seed=0).policy_view()
@@ -123,15 +127,34 @@ def cases(quick: bool) -> list[Case]:
     box = AttackBudget(0.05, low=0.0, high=1.0)
     all_engines = ("autograd", "compiled", "mlp")
     return [
-        Case("mlp256 bifurcation (affine)", "bifurcation", sac, box, {},
-             lambda b: flat[:b], all_engines),
-        Case("mlp256 pgd mse (continuous)", "pgd", sac, box, {"random_start": True, "seed": 0},
-             lambda b: flat[:b], all_engines),
-        Case("mlp256 pgd logits (discrete)", "pgd", ppo, box, {},
-             lambda b: flat[:b], all_engines),
-        Case("cnn 3x32x32 pgd logits", "pgd", cnn, AttackBudget(4.0, low=0, high=255),
-             {"action_kind": "discrete", "step_size": 1.0}, lambda b: frames[:b],
-             ("autograd", "compiled")),
+        Case(
+            "mlp256 bifurcation (affine)",
+            "bifurcation",
+            sac,
+            box,
+            {},
+            lambda b: flat[:b],
+            all_engines,
+        ),
+        Case(
+            "mlp256 pgd mse (continuous)",
+            "pgd",
+            sac,
+            box,
+            {"random_start": True, "seed": 0},
+            lambda b: flat[:b],
+            all_engines,
+        ),
+        Case("mlp256 pgd logits (discrete)", "pgd", ppo, box, {}, lambda b: flat[:b], all_engines),
+        Case(
+            "cnn 3x32x32 pgd logits",
+            "pgd",
+            cnn,
+            AttackBudget(4.0, low=0, high=255),
+            {"action_kind": "discrete", "step_size": 1.0},
+            lambda b: frames[:b],
+            ("autograd", "compiled"),
+        ),
     ]
 
 
@@ -142,8 +165,10 @@ def time_case(case: Case, batches: tuple[int, ...], repeats: int) -> None:
     :param batches: batch sizes.
     :param repeats: timed calls per (engine, batch).
     """
-    attacks = {e: make_attack(case.attack, case.policy, case.budget, engine=e,
-                              **case.settings) for e in case.engines}
+    attacks = {
+        e: make_attack(case.attack, case.policy, case.budget, engine=e, **case.settings)
+        for e in case.engines
+    }
     for batch in batches:
         obs = case.sample(batch)
         first, times, outs = {}, {e: [] for e in case.engines}, {}
@@ -168,8 +193,11 @@ def time_case(case: Case, batches: tuple[int, ...], repeats: int) -> None:
                 "max_abs_diff_vs_autograd": float(diff.max()),
             }
         case.rows.append(row)
-        print(f"  {case.name:<30} B={batch:<4} " + "  ".join(
-            f"{e} {row[e]['median_s']:.4f}s" for e in case.engines), flush=True)
+        print(
+            f"  {case.name:<30} B={batch:<4} "
+            + "  ".join(f"{e} {row[e]['median_s']:.4f}s" for e in case.engines),
+            flush=True,
+        )
 
 
 def print_tables(all_cases: list[Case]) -> None:
@@ -181,8 +209,10 @@ def print_tables(all_cases: list[Case]) -> None:
         print(f"\n{case.name}: median s per {ITERATIONS}-step PGD call (first call: compile/JIT)")
         print(f"{'batch':>6}" + "".join(f"{e:>22}" for e in case.engines))
         for row in case.rows:
-            cells = "".join(f"{row[e]['median_s']:>10.4f} ({row[e]['first_call_s']:>7.2f})"
-                            for e in case.engines)
+            cells = "".join(
+                f"{row[e]['median_s']:>10.4f} ({row[e]['first_call_s']:>7.2f})"
+                for e in case.engines
+            )
             print(f"{row['batch']:>6}{cells}")
 
 
@@ -203,7 +233,7 @@ def main() -> None:
     figures = {
         "seconds_per_call": {case.name: case.rows for case in all_cases},
         "auto_rule": f"mlp when the policy is a plain MLP on the CPU and the batch has at most "
-                     f"{AUTO_MLP_MAX_BATCH} samples, else autograd; never compiled",
+        f"{AUTO_MLP_MAX_BATCH} samples, else autograd; never compiled",
         "benchmark_wall_s": round(time.perf_counter() - start, 1),
     }
     config = {
@@ -212,11 +242,11 @@ def main() -> None:
         "repeats": repeats,
         "statistic": "median seconds per attack call; engines interleaved call by call",
         "mlp_policies": "untrained SB3 SAC actor / discrete PPO policy views, net_arch [256, "
-                        "256], 31 inputs, float32",
+        "256], 31 inputs, float32",
         "cnn": "Conv2d(3,16,3,s2)-ReLU-Conv2d(16,16,3,s2)-ReLU-Linear(784,6), frames 0..255",
         "budgets": {"mlp": "eps 0.05 linf in [0, 1]", "cnn": "eps 4 linf in [0, 255]"},
         "settings": "authors' myPGD defaults (step 0.01 halved every 25, decay_schedule "
-                    "authors); cnn step_size 1.0",
+        "authors); cnn step_size 1.0",
         "threads": torch.get_num_threads(),
         "quick": args.quick,
     }

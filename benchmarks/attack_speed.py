@@ -73,8 +73,9 @@ def env_config(profiles: str) -> GridEnvConfig:
 
     :param profiles: "simbench" or "synthetic".
     """
-    return GridEnvConfig(step_minutes=60, episode_days=365, start_day=0, profiles=profiles,
-                         initial_soc_noise=0.2)
+    return GridEnvConfig(
+        step_minutes=60, episode_days=365, start_day=0, profiles=profiles, initial_soc_noise=0.2
+    )
 
 
 def build_policy(run: str | None, env: GridBatteryEnv) -> tuple[PolicyView, str]:
@@ -94,11 +95,14 @@ def build_policy(run: str | None, env: GridBatteryEnv) -> tuple[PolicyView, str]
             with torch.no_grad():
                 out = view(torch.zeros(1, *env.observation_space.shape))
         except RuntimeError as exc:
-            raise SystemExit(f"--run {run}: the policy does not take this env's "
-                             f"{env.observation_space.shape} observations ({exc})") from exc
+            raise SystemExit(
+                f"--run {run}: the policy does not take this env's "
+                f"{env.observation_space.shape} observations ({exc})"
+            ) from exc
         if out.shape[-1] != env.action_space.shape[0]:
-            raise SystemExit(f"--run {run}: {out.shape[-1]} actions, the env has "
-                             f"{env.action_space.shape[0]}")
+            raise SystemExit(
+                f"--run {run}: {out.shape[-1]} actions, the env has {env.action_space.shape[0]}"
+            )
         return view, f"trained policy from {run}"
     from rlkit.agents.sb3 import SB3Agent
     from rlkit.config import AgentConfig
@@ -120,8 +124,16 @@ class Runner:
     :param backend: the MLP engine's PGD backend ("auto", "numba" or "numpy").
     """
 
-    def __init__(self, name: str, env: Any, view: PolicyView, engine: str, seed: int,
-                 start_days: list[int] | None = None, backend: str = "auto") -> None:
+    def __init__(
+        self,
+        name: str,
+        env: Any,
+        view: PolicyView,
+        engine: str,
+        seed: int,
+        start_days: list[int] | None = None,
+        backend: str = "auto",
+    ) -> None:
         """Reset the env and build the attack."""
         self.name, self.env, self.view, self.engine = name, env, view, engine
         self.vector = isinstance(env, GridBatteryVectorEnv)
@@ -211,9 +223,11 @@ class Runner:
             out["gradients_computed_fraction"] = round(stats["gradient_rows"] / stats["rows"], 4)
         if self.compared:
             out["compared_with_mlp_engine"] = {
-                "samples": self.compared, "identical": self.identical,
+                "samples": self.compared,
+                "identical": self.identical,
                 "identical_fraction": round(self.identical / self.compared, 5),
-                "max_abs_diff": self.max_diff}
+                "max_abs_diff": self.max_diff,
+            }
         return out
 
 
@@ -237,23 +251,34 @@ def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default=None, help="rlkit run dir with a trained grid policy")
     parser.add_argument("--profiles", default="simbench", choices=["simbench", "synthetic"])
-    parser.add_argument("--autograd-steps", type=int, default=500,
-                        help="prefix measured with the autograd engine")
-    parser.add_argument("--batch-steps", type=int, default=500,
-                        help="prefix measured for each batch size")
+    parser.add_argument(
+        "--autograd-steps", type=int, default=500, help="prefix measured with the autograd engine"
+    )
+    parser.add_argument(
+        "--batch-steps", type=int, default=500, help="prefix measured for each batch size"
+    )
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64])
-    parser.add_argument("--autograd-batch", type=int, default=64,
-                        help="also time the autograd engine at this batch size (0: skip)")
-    parser.add_argument("--threads", type=int, default=_THREADS,
-                        help="BLAS/OpenMP/torch threads (default 1)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test: prefixes only (no full-year run), not for results")
+    parser.add_argument(
+        "--autograd-batch",
+        type=int,
+        default=64,
+        help="also time the autograd engine at this batch size (0: skip)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=_THREADS, help="BLAS/OpenMP/torch threads (default 1)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: prefixes only (no full-year run), not for results",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not write the JSON")
     return parser.parse_args()
 
 
-def phase_full_year(config: GridEnvConfig, env: GridBatteryEnv, view: PolicyView, steps: int,
-                    quick: bool) -> tuple[dict[str, Any], int]:
+def phase_full_year(
+    config: GridEnvConfig, env: GridBatteryEnv, view: PolicyView, steps: int, quick: bool
+) -> tuple[dict[str, Any], int]:
     """(a) one full-year episode on the MLP engine, one episode at a time.
 
     :param config: the env config.
@@ -269,13 +294,17 @@ def phase_full_year(config: GridEnvConfig, env: GridBatteryEnv, view: PolicyView
     full = Runner("mlp, full episode", env, view, "mlp", seed=0)
     full.advance(year_steps)
     fig = full.figures(steps)
-    print(f"(a) mlp engine: {full.steps} steps in {full.seconds:.1f} s "
-          f"-> {fig['full_episode_s']:.1f} s per episode", flush=True)
+    print(
+        f"(a) mlp engine: {full.steps} steps in {full.seconds:.1f} s "
+        f"-> {fig['full_episode_s']:.1f} s per episode",
+        flush=True,
+    )
     return fig, year_steps
 
 
-def phase_autograd_prefix(config: GridEnvConfig, view: PolicyView, steps: int,
-                          n_auto: int) -> dict[str, Any]:
+def phase_autograd_prefix(
+    config: GridEnvConfig, view: PolicyView, steps: int, n_auto: int
+) -> dict[str, Any]:
     """(b) autograd on a prefix, interleaved with the MLP engine (both backends).
 
     The autograd runner also runs the MLP-engine attack (untimed) on its own observations, and
@@ -289,8 +318,9 @@ def phase_autograd_prefix(config: GridEnvConfig, view: PolicyView, steps: int,
     :return: the phase's figures (keys ``b_*``).
     """
     mlp_b = Runner("mlp (auto: numba)", GridBatteryEnv(config), view, "mlp", seed=0)
-    numpy_b = Runner("mlp (numpy backend)", GridBatteryEnv(config), view, "mlp", seed=0,
-                     backend="numpy")
+    numpy_b = Runner(
+        "mlp (numpy backend)", GridBatteryEnv(config), view, "mlp", seed=0, backend="numpy"
+    )
     auto_b = Runner("autograd", GridBatteryEnv(config), view, "autograd", seed=0)
     auto_b.shadow = make_attack("bifurcation", view, auto_b.attack.budget, engine="mlp")
     auto_b.record = True
@@ -301,30 +331,40 @@ def phase_autograd_prefix(config: GridEnvConfig, view: PolicyView, steps: int,
     ratio = auto_b.seconds / mlp_b.seconds
     attack_ratio = auto_b.attack_seconds / mlp_b.attack_seconds
     same = auto_fig["compared_with_mlp_engine"]
-    print(f"(b) autograd: {auto_b.steps} steps in {auto_b.seconds:.1f} s -> "
-          f"{auto_fig['full_episode_s']:.0f} s per episode (extrapolated); side by side the MLP "
-          f"engine is {ratio:.1f}x faster per step ({attack_ratio:.1f}x per attack call); "
-          f"identical perturbations on {same['identical']}/{same['samples']} steps", flush=True)
+    print(
+        f"(b) autograd: {auto_b.steps} steps in {auto_b.seconds:.1f} s -> "
+        f"{auto_fig['full_episode_s']:.0f} s per episode (extrapolated); side by side the MLP "
+        f"engine is {ratio:.1f}x faster per step ({attack_ratio:.1f}x per attack call); "
+        f"identical perturbations on {same['identical']}/{same['samples']} steps",
+        flush=True,
+    )
     return {
         "b_autograd_prefix": auto_fig,
         "b_mlp_same_prefix_interleaved": mlp_fig,
         "b_mlp_numpy_backend_same_prefix_interleaved": numpy_fig,
         "b_speedup_mlp_vs_autograd_per_step": round(ratio, 2),
         "b_speedup_mlp_vs_autograd_attack_only": round(attack_ratio, 2),
-        "b_speedup_numpy_backend_vs_autograd_per_step": round(auto_b.seconds / numpy_b.seconds,
-                                                              2),
+        "b_speedup_numpy_backend_vs_autograd_per_step": round(auto_b.seconds / numpy_b.seconds, 2),
         "b_rounding_baseline_autograd_batched_vs_single": {
-            "samples": int(self_diff.size), "identical": int((self_diff == 0).sum()),
+            "samples": int(self_diff.size),
+            "identical": int((self_diff == 0).sum()),
             "identical_fraction": round(float((self_diff == 0).mean()), 5),
             "max_abs_diff": float(self_diff.max()),
             "note": "float32: where a hidden ReLU input lies within rounding of 0 (PGD's sign "
-                    "steps oscillate across such kinks) any two summation orders can pick "
-                    "different gradients; this is autograd against itself"},
+            "steps oscillate across such kinks) any two summation orders can pick "
+            "different gradients; this is autograd against itself",
+        },
     }
 
 
-def phase_batching(config: GridEnvConfig, view: PolicyView, steps: int, batches: list[int],
-                   autograd_batch: int, n_batch: int) -> list[dict[str, Any]]:
+def phase_batching(
+    config: GridEnvConfig,
+    view: PolicyView,
+    steps: int,
+    batches: list[int],
+    autograd_batch: int,
+    n_batch: int,
+) -> list[dict[str, Any]]:
     """(c) E lock-step episodes per attack call against one at a time, interleaved.
 
     :param config: the env config.
@@ -337,12 +377,28 @@ def phase_batching(config: GridEnvConfig, view: PolicyView, steps: int, batches:
     """
     runners = []
     for e in batches:
-        runners.append(Runner(f"mlp E={e}", GridBatteryVectorEnv(e, config), view, "mlp",
-                              seed=1000, start_days=[i % 2 for i in range(e)]))
+        runners.append(
+            Runner(
+                f"mlp E={e}",
+                GridBatteryVectorEnv(e, config),
+                view,
+                "mlp",
+                seed=1000,
+                start_days=[i % 2 for i in range(e)],
+            )
+        )
     if autograd_batch:
         e = autograd_batch
-        runners.append(Runner(f"autograd E={e}", GridBatteryVectorEnv(e, config), view,
-                              "autograd", seed=1000, start_days=[i % 2 for i in range(e)]))
+        runners.append(
+            Runner(
+                f"autograd E={e}",
+                GridBatteryVectorEnv(e, config),
+                view,
+                "autograd",
+                seed=1000,
+                start_days=[i % 2 for i in range(e)],
+            )
+        )
     for runner in runners:  # warm-up outside the timing (numba JIT for small batches)
         runner.advance(3)
         runner.steps, runner.seconds, runner.attack_seconds = 0, 0.0, 0.0
@@ -354,11 +410,14 @@ def phase_batching(config: GridEnvConfig, view: PolicyView, steps: int, batches:
     for runner in runners:
         fig = {"name": runner.name, **runner.figures(steps)}
         fig["chosen_backend"] = (
-            "-" if runner.engine != "mlp" else
-            ("numba" if numba_available() and runner.episodes <= NUMBA_MAX_BATCH else "numpy"))
+            "-"
+            if runner.engine != "mlp"
+            else ("numba" if numba_available() and runner.episodes <= NUMBA_MAX_BATCH else "numpy")
+        )
         if base_rate:
             fig["throughput_speedup_vs_one_at_a_time"] = round(
-                fig["episodes_per_hour"] / base_rate, 2)
+                fig["episodes_per_hour"] / base_rate, 2
+            )
         rows.append(fig)
     return rows
 
@@ -384,42 +443,54 @@ def main() -> None:
     auto_rate = b_figs["b_autograd_prefix"]["episodes_per_hour"]
     figures: dict[str, Any] = {
         "episode_steps": steps,
-        "authors": {"seconds_per_episode_gpu": AUTHORS_GPU_SECONDS,
-                    "episode_steps": AUTHORS_STEPS,
-                    "note": "myPGD, 100 iterations, single sample, CityLearn, GPU (their paper's "
-                            "code); different simulator and hardware, for context only"},
+        "authors": {
+            "seconds_per_episode_gpu": AUTHORS_GPU_SECONDS,
+            "episode_steps": AUTHORS_STEPS,
+            "note": "myPGD, 100 iterations, single sample, CityLearn, GPU (their paper's "
+            "code); different simulator and hardware, for context only",
+        },
         "target_seconds_per_episode": TARGET_SECONDS,
         "a_full_episode_mlp": {**full_fig, "meets_target": bool(year_s < TARGET_SECONDS)},
         **b_figs,
         "b_autograd_full_episode_s_from_ratio": round(
-            year_s * b_figs["b_speedup_mlp_vs_autograd_per_step"], 1),
+            year_s * b_figs["b_speedup_mlp_vs_autograd_per_step"], 1
+        ),
         "c_batching": batch_rows,
         "c_note": "speed-ups in c_batching are throughput (episodes per hour) against E=1 with "
-                  "the MLP engine on the same code path, measured interleaved; the ratios "
-                  "below mix phases (b) and (c), run one after the other",
+        "the MLP engine on the same code path, measured interleaved; the ratios "
+        "below mix phases (b) and (c), run one after the other",
         "c_autograd_batching_speedup_vs_autograd_one_at_a_time": {
             f"E={r['episodes_in_batch']}": round(r["episodes_per_hour"] / auto_rate, 1)
-            for r in batch_rows if r["engine"] == "autograd"},
+            for r in batch_rows
+            if r["engine"] == "autograd"
+        },
         "c_mlp_batched_speedup_vs_autograd_one_at_a_time": {
             f"E={r['episodes_in_batch']}": round(r["episodes_per_hour"] / auto_rate, 1)
-            for r in batch_rows if r["engine"] == "mlp"},
+            for r in batch_rows
+            if r["engine"] == "mlp"
+        },
         "speedup_vs_authors_gpu_episode": round(AUTHORS_GPU_SECONDS / year_s, 1),
         "benchmark_wall_s": round(time.perf_counter() - t_start, 1),
     }
     cfg = {
         "policy": policy_desc,
-        "env": config.model_dump(mode="json", exclude={"network"}) | {"network": str(config.network)},
-        "attack": {"name": "bifurcation", "eps": EPS, "norm": "linf", "bounds": [0.0, 1.0],
-                   "settings": {k: v for k, v in probe.settings.items() if k != "engine"}},
+        "env": config.model_dump(mode="json", exclude={"network"})
+        | {"network": str(config.network)},
+        "attack": {
+            "name": "bifurcation",
+            "eps": EPS,
+            "norm": "linf",
+            "bounds": [0.0, 1.0],
+            "settings": {k: v for k, v in probe.settings.items() if k != "engine"},
+        },
         "threads": args.threads,
         "numba": numba_available(),
         "numba_max_batch_for_auto": NUMBA_MAX_BATCH,
         "quick": args.quick,
-        "prefix_steps": {"autograd": n_auto, "batching": n_batch,
-                         "full_episode_mlp": year_steps},
+        "prefix_steps": {"autograd": n_auto, "batching": n_batch, "full_episode_mlp": year_steps},
         "method": "one process; (b) and (c) interleaved in chunks of 25/20 steps so shared-CPU "
-                  "load affects the compared variants alike; times include env stepping and the "
-                  "policy's action; extrapolated = per-step time x episode steps",
+        "load affects the compared variants alike; times include env stepping and the "
+        "policy's action; extrapolated = per-step time x episode steps",
     }
     _print_table(figures)
     if not args.no_write:
@@ -434,39 +505,76 @@ def _print_table(fig: dict[str, Any]) -> None:
     """
     a, b = fig["a_full_episode_mlp"], fig["b_autograd_prefix"]
     authors = fig["authors"]
-    rows = [("authors, GPU (paper)", authors["episode_steps"],
-             1e3 * authors["seconds_per_episode_gpu"] / authors["episode_steps"],
-             authors["seconds_per_episode_gpu"], 3600 / authors["seconds_per_episode_gpu"],
-             "reference"),
-            ("(a) mlp, full episode, E=1", a["measured_steps"], a["ms_per_step"],
-             a["full_episode_s"], a["episodes_per_hour"],
-             f"{fig['speedup_vs_authors_gpu_episode']:.0f}x vs authors")]
+    rows = [
+        (
+            "authors, GPU (paper)",
+            authors["episode_steps"],
+            1e3 * authors["seconds_per_episode_gpu"] / authors["episode_steps"],
+            authors["seconds_per_episode_gpu"],
+            3600 / authors["seconds_per_episode_gpu"],
+            "reference",
+        ),
+        (
+            "(a) mlp, full episode, E=1",
+            a["measured_steps"],
+            a["ms_per_step"],
+            a["full_episode_s"],
+            a["episodes_per_hour"],
+            f"{fig['speedup_vs_authors_gpu_episode']:.0f}x vs authors",
+        ),
+    ]
     for label, row, speedup in (
-            ("(b) autograd, prefix", b, 1.0),
-            ("(b) mlp (auto), same prefix", fig["b_mlp_same_prefix_interleaved"],
-             fig["b_speedup_mlp_vs_autograd_per_step"]),
-            ("(b) mlp (numpy), same prefix", fig["b_mlp_numpy_backend_same_prefix_interleaved"],
-             fig["b_speedup_numpy_backend_vs_autograd_per_step"])):
-        rows.append((label, row["measured_steps"], row["ms_per_step"], row["full_episode_s"],
-                     row["episodes_per_hour"], f"{speedup:.1f}x vs autograd"))
+        ("(b) autograd, prefix", b, 1.0),
+        (
+            "(b) mlp (auto), same prefix",
+            fig["b_mlp_same_prefix_interleaved"],
+            fig["b_speedup_mlp_vs_autograd_per_step"],
+        ),
+        (
+            "(b) mlp (numpy), same prefix",
+            fig["b_mlp_numpy_backend_same_prefix_interleaved"],
+            fig["b_speedup_numpy_backend_vs_autograd_per_step"],
+        ),
+    ):
+        rows.append(
+            (
+                label,
+                row["measured_steps"],
+                row["ms_per_step"],
+                row["full_episode_s"],
+                row["episodes_per_hour"],
+                f"{speedup:.1f}x vs autograd",
+            )
+        )
     for row in fig["c_batching"]:
         speedup = row.get("throughput_speedup_vs_one_at_a_time")
-        rows.append((f"(c) {row['name']} ({row['chosen_backend']})", row["measured_steps"],
-                     row["ms_per_step"], row["full_episode_s"], row["episodes_per_hour"],
-                     "" if speedup is None else f"{speedup:.2f}x vs E=1"))
+        rows.append(
+            (
+                f"(c) {row['name']} ({row['chosen_backend']})",
+                row["measured_steps"],
+                row["ms_per_step"],
+                row["full_episode_s"],
+                row["episodes_per_hour"],
+                "" if speedup is None else f"{speedup:.2f}x vs E=1",
+            )
+        )
     print()
     print(f"{'variant':<36}{'steps':>6}{'ms/step':>10}{'s/episode':>11}{'ep/hour':>9}  speed-up")
     print("-" * 92)
     for name, n, ms, sec, rate, note in rows:
         print(f"{name:<36}{n:>6}{ms:>10.2f}{sec:>11.1f}{rate:>9.1f}  {note}")
-    print("s/episode and ep/hour are per full 8,760-step episode (extrapolated from the measured "
-          "steps where fewer); ms/step is per lock-step batch step")
+    print(
+        "s/episode and ep/hour are per full 8,760-step episode (extrapolated from the measured "
+        "steps where fewer); ms/step is per lock-step batch step"
+    )
     same = b["compared_with_mlp_engine"]
     base = fig["b_rounding_baseline_autograd_batched_vs_single"]
-    print(f"target < {fig['target_seconds_per_episode']:.0f} s per episode: "
-          f"{'met' if a['meets_target'] else 'NOT met'}; mlp == autograd (bit-identical "
-          f"perturbed obs) on {same['identical']}/{same['samples']} steps; autograd batched == "
-          f"autograd one-at-a-time on {base['identical']}/{base['samples']}")
+    print(
+        f"target < {fig['target_seconds_per_episode']:.0f} s per episode: "
+        f"{'met' if a['meets_target'] else 'NOT met'}; mlp == autograd (bit-identical "
+        f"perturbed obs) on {same['identical']}/{same['samples']} steps; autograd batched == "
+        f"autograd one-at-a-time on {base['identical']}/{base['samples']}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,15 @@ def few_steps(name: str, **extra: object) -> dict:
 
 # ----------------------------------------------------------------------------- registry
 def test_registry_and_settings() -> None:
-    assert set(ATTACKS) == {"random", "fgsm", "pgd", "targeted_pgd", "bifurcation",
-                            "bifurcation_toggle", "mad"}
+    assert set(ATTACKS) == {
+        "random",
+        "fgsm",
+        "pgd",
+        "targeted_pgd",
+        "bifurcation",
+        "bifurcation_toggle",
+        "mad",
+    }
     assert all(isinstance(d, str) and d for d in ATTACKS.values())
     s = attack_settings("pgd")
     assert s["action_kind"] == "continuous" and s["loss"] == "mse" and s["iterations"] == 100
@@ -143,7 +150,8 @@ def test_returns_same_shape_dtype_and_accepts_numpy() -> None:
     assert isinstance(out, torch.Tensor) and out.shape == (5, 3) and out.dtype == torch.float32
     policy64 = mlp(3, 1, 1).double()
     out64 = make_attack("bifurcation", policy64, AttackBudget(0.1), iterations=3)(
-        torch.rand(2, 3, dtype=torch.float64))
+        torch.rand(2, 3, dtype=torch.float64)
+    )
     assert out64.dtype == torch.float64
 
 
@@ -192,8 +200,16 @@ def test_pgd_moves_by_the_decayed_steps(schedule: str) -> None:
     w = torch.tensor([1.0, -2.0, 0.5])
     obs = torch.zeros(2, 3)
     budget = AttackBudget(100.0).bind(obs)
-    out = pgd(lambda x: x @ w, obs, budget, step_size=0.04, iterations=12, decay_every=4,
-              decay_rate=0.5, decay_schedule=schedule)
+    out = pgd(
+        lambda x: x @ w,
+        obs,
+        budget,
+        step_size=0.04,
+        iterations=12,
+        decay_every=4,
+        decay_rate=0.5,
+        decay_schedule=schedule,
+    )
     total = sum(step_schedule(0.04, 12, 4, 0.5, schedule))
     torch.testing.assert_close(out, (total * torch.sign(w)).expand(2, 3))
 
@@ -201,8 +217,14 @@ def test_pgd_moves_by_the_decayed_steps(schedule: str) -> None:
 def test_pgd_l2_steps_along_normalised_gradient() -> None:
     obs = torch.zeros(1, 2)
     budget = AttackBudget(10.0, norm="l2").bind(obs)
-    out = pgd(lambda x: x @ torch.tensor([3.0, 4.0]), obs, budget, step_size=0.5, iterations=3,
-              decay_every=0)
+    out = pgd(
+        lambda x: x @ torch.tensor([3.0, 4.0]),
+        obs,
+        budget,
+        step_size=0.5,
+        iterations=3,
+        decay_every=0,
+    )
     torch.testing.assert_close(out, torch.tensor([[0.9, 1.2]]))
 
 
@@ -210,23 +232,31 @@ def test_pgd_quadratic_stops_near_optimum() -> None:
     # maximise -(x - 0.3)^2: decaying sign steps end within the last step of the optimum
     obs = torch.zeros(1, 1)
     budget = AttackBudget(1.0).bind(obs)
-    out = pgd(lambda x: -((x - 0.3) ** 2).sum(1), obs, budget, step_size=0.1, iterations=40,
-              decay_every=5, decay_rate=0.5, decay_schedule="standard")
+    out = pgd(
+        lambda x: -((x - 0.3) ** 2).sum(1),
+        obs,
+        budget,
+        step_size=0.1,
+        iterations=40,
+        decay_every=5,
+        decay_rate=0.5,
+        decay_schedule="standard",
+    )
     assert abs(out.item() - 0.3) < 0.1 * 0.5**7 + 1e-6
 
 
 def test_untargeted_pgd_continuous_moves_action() -> None:
     policy = mlp(4, 2, 3)
     obs = torch.rand(16, 4)
-    attack = make_attack("pgd", policy, AttackBudget(0.2, low=0.0, high=1.0), seed=0,
-                         iterations=20)
+    attack = make_attack("pgd", policy, AttackBudget(0.2, low=0.0, high=1.0), seed=0, iterations=20)
     adv = attack(obs)
     with torch.no_grad():
         moved = (policy(adv) - policy(obs)).abs().sum(1)
     assert torch.all(moved > 0)
     # reproducible with a seed
-    attack2 = make_attack("pgd", policy, AttackBudget(0.2, low=0.0, high=1.0), seed=0,
-                          iterations=20)
+    attack2 = make_attack(
+        "pgd", policy, AttackBudget(0.2, low=0.0, high=1.0), seed=0, iterations=20
+    )
     torch.testing.assert_close(attack2(obs), adv)
 
 
@@ -242,8 +272,15 @@ def test_untargeted_pgd_discrete_changes_argmax() -> None:
 def test_targeted_pgd_reaches_reachable_continuous_target() -> None:
     policy = linear_policy(torch.tensor([[1.0, -1.0, 0.5]]))
     obs = torch.zeros(3, 3)
-    attack = make_attack("targeted_pgd", policy, AttackBudget(0.2), target=0.3, iterations=200,
-                         step_size=0.02, decay_every=50)
+    attack = make_attack(
+        "targeted_pgd",
+        policy,
+        AttackBudget(0.2),
+        target=0.3,
+        iterations=200,
+        step_size=0.02,
+        decay_every=50,
+    )
     adv = attack(obs)
     assert torch.allclose(policy(adv), torch.full((3, 1), 0.3), atol=1e-2)
 
@@ -251,9 +288,15 @@ def test_targeted_pgd_reaches_reachable_continuous_target() -> None:
 def test_targeted_pgd_time_dependent_target() -> None:
     policy = linear_policy(torch.tensor([[1.0, 1.0]]))
     obs = torch.zeros(2, 2)
-    attack = make_attack("targeted_pgd", policy, AttackBudget(0.2),
-                         target=lambda t: torch.where(t % 2 == 0, 0.2, -0.2), iterations=200,
-                         step_size=0.02, decay_every=50)
+    attack = make_attack(
+        "targeted_pgd",
+        policy,
+        AttackBudget(0.2),
+        target=lambda t: torch.where(t % 2 == 0, 0.2, -0.2),
+        iterations=200,
+        step_size=0.02,
+        decay_every=50,
+    )
     adv = attack(obs, t=torch.tensor([4, 5]))
     assert torch.allclose(policy(adv).squeeze(1), torch.tensor([0.2, -0.2]), atol=2e-2)
     with pytest.raises(ValueError, match="time step"):
@@ -264,8 +307,9 @@ def test_targeted_pgd_discrete_bin() -> None:
     weight = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
     policy = linear_policy(weight)
     obs = torch.tensor([[0.6, 0.5]])
-    attack = make_attack("targeted_pgd", policy, AttackBudget(0.1), target=1,
-                         action_kind="discrete")
+    attack = make_attack(
+        "targeted_pgd", policy, AttackBudget(0.1), target=1, action_kind="discrete"
+    )
     assert policy(attack(obs)).argmax(1).item() == 1
     bad = make_attack("targeted_pgd", policy, AttackBudget(0.1), target=5, action_kind="discrete")
     with pytest.raises(ValueError, match="bin indices"):
@@ -298,8 +342,9 @@ def test_random_positive_only_is_non_negative_and_seeded() -> None:
 def test_mad_increases_kl_discrete() -> None:
     policy = mlp(4, 5, 7)
     obs = torch.rand(64, 4)
-    adv = make_attack("mad", policy, AttackBudget(0.1), action_kind="discrete", seed=0,
-                      iterations=20)(obs)
+    adv = make_attack(
+        "mad", policy, AttackBudget(0.1), action_kind="discrete", seed=0, iterations=20
+    )(obs)
     rnd = make_attack("random", policy, AttackBudget(0.1), seed=0)(obs)
     with torch.no_grad():
         kl_mad = categorical_kl(policy(obs), policy(adv))
@@ -340,10 +385,18 @@ def _attack_settings(name: str, kind: str, n_out: int) -> dict:
     seed=st.integers(0, 10_000),
     batch=st.integers(1, 6),
 )
-def test_every_attack_stays_in_budget_and_bounds(name: str, kind: str, norm: str, eps: float,
-                                                 mask: list, scale: list, bounded: bool,
-                                                 random_start: bool, seed: int,
-                                                 batch: int) -> None:
+def test_every_attack_stays_in_budget_and_bounds(
+    name: str,
+    kind: str,
+    norm: str,
+    eps: float,
+    mask: list,
+    scale: list,
+    bounded: bool,
+    random_start: bool,
+    seed: int,
+    batch: int,
+) -> None:
     n_out = 4 if kind == "discrete" else 2
     policy = mlp(5, n_out, seed)
     low, high = (np.full(5, -0.5), np.full(5, 1.0)) if bounded else (None, None)

@@ -30,8 +30,9 @@ def linear_policy(weight: torch.Tensor, bias: float | torch.Tensor = 0.0) -> nn.
 # ----------------------------------------------------------------------------- the layer
 def test_discrete_halves_known_logits() -> None:
     logits = torch.tensor([[1.0, 5.0, 2.0, 0.0], [-1.0, -2.0, -0.5, 3.0]])
-    torch.testing.assert_close(bifurcate_discrete(logits),
-                               torch.tensor([[[5.0, 2.0]], [[-1.0, 3.0]]]))
+    torch.testing.assert_close(
+        bifurcate_discrete(logits), torch.tensor([[[5.0, 2.0]], [[-1.0, 3.0]]])
+    )
 
 
 def test_discrete_custom_and_odd_split() -> None:
@@ -45,7 +46,9 @@ def test_discrete_custom_and_odd_split() -> None:
 
 def test_continuous_linear_maps() -> None:
     a = torch.tensor([[0.3], [-2.0]])
-    torch.testing.assert_close(bifurcate_continuous(a), torch.tensor([[[0.3, -0.3]], [[-2.0, 2.0]]]))
+    torch.testing.assert_close(
+        bifurcate_continuous(a), torch.tensor([[[0.3, -0.3]], [[-2.0, 2.0]]])
+    )
     out = bifurcate_continuous(a, m1=2.0, b1=-1.0, m2=-2.0, b2=1.0)  # split at a = 0.5
     torch.testing.assert_close(out, torch.tensor([[[-0.4, 0.4]], [[-5.0, 5.0]]]))
     multi = Bifurcation("continuous")(torch.tensor([[1.0, -3.0]]))
@@ -56,7 +59,12 @@ def test_continuous_linear_maps() -> None:
 # ----------------------------------------------------------------------------- GDL attack
 def test_defaults_are_the_authors() -> None:
     s = attack_settings("bifurcation")
-    assert (s["iterations"], s["step_size"], s["decay_every"], s["decay_rate"]) == (100, 0.01, 25, 0.5)
+    assert (s["iterations"], s["step_size"], s["decay_every"], s["decay_rate"]) == (
+        100,
+        0.01,
+        25,
+        0.5,
+    )
     assert s["random_start"] is False
     assert (s["m1"], s["b1"], s["m2"], s["b2"], s["split"]) == (1.0, 0.0, -1.0, 0.0, None)
 
@@ -159,7 +167,8 @@ def test_toggle_discrete() -> None:
 def test_clip_in_loop_false_still_ends_in_bounds() -> None:
     policy = linear_policy(W)
     s = torch.tensor([[0.0, 1.0, 0.0, 0.5, 1.0]])
-    attack = make_attack("bifurcation", policy, AttackBudget(0.05, low=0.0, high=1.0),
-                         clip_in_loop=False)
+    attack = make_attack(
+        "bifurcation", policy, AttackBudget(0.05, low=0.0, high=1.0), clip_in_loop=False
+    )
     adv = attack(s)
     assert adv.min() >= 0 and adv.max() <= 1

@@ -83,8 +83,15 @@ def test_per_feature_bounds_and_dtype_device() -> None:
 
 def test_from_groups_builds_mask_and_scale() -> None:
     groups = {"calendar": slice(0, 2), "pv": [3], "load": slice(4, 6)}
-    budget = AttackBudget.from_groups(0.03, groups, 6, mask_groups=["calendar"],
-                                      scale_groups={"pv": 0.004, "load": 0.5}, low=0, high=1)
+    budget = AttackBudget.from_groups(
+        0.03,
+        groups,
+        6,
+        mask_groups=["calendar"],
+        scale_groups={"pv": 0.004, "load": 0.5},
+        low=0,
+        high=1,
+    )
     np.testing.assert_array_equal(budget.mask, [0, 0, 1, 1, 1, 1])
     np.testing.assert_allclose(budget.scale, [1, 1, 1, 0.004, 0.5, 0.5])
     eps = budget.per_feature_eps(6, torch.zeros(1))
@@ -135,8 +142,9 @@ def test_shape_mismatch_with_observation() -> None:
     scale=st.lists(st.one_of(st.just(0.0), st.floats(1e-3, 3.0)), min_size=4, max_size=4),
     seed=st.integers(0, 2**16),
 )
-def test_projection_is_inside_and_idempotent(norm: str, eps: float, mask: list, scale: list,
-                                             seed: int) -> None:
+def test_projection_is_inside_and_idempotent(
+    norm: str, eps: float, mask: list, scale: list, seed: int
+) -> None:
     budget = AttackBudget(eps, norm=norm, mask=mask, scale=scale)
     gen = torch.Generator().manual_seed(seed)
     delta = torch.randn(5, 4, generator=gen, dtype=torch.float64) * 3
@@ -176,8 +184,9 @@ def test_image_masks_broadcast_per_channel_pixel_and_element() -> None:
     eps = per_pixel.bind(obs).eps_vec
     assert torch.all(eps[:, 0, 0] == 0) and eps[0, 1, 1] == 3.0 and eps[1, 1, 1] == 6.0
     element = AttackBudget(3.0, scale=np.full((C, H, W), 0.5), low=0, high=255)
-    torch.testing.assert_close(element.project(torch.full((1, C, H, W), 9.0)),
-                               torch.full((1, C, H, W), 1.5))
+    torch.testing.assert_close(
+        element.project(torch.full((1, C, H, W), 9.0)), torch.full((1, C, H, W), 1.5)
+    )
     with pytest.raises(ValueError, match="broadcast"):
         AttackBudget(1.0, mask=np.ones((3, 1, 1)), scale=np.ones((2, 1, 1)))
     with pytest.raises(ValueError, match="does not match"):
@@ -221,26 +230,36 @@ MASK_SHAPES = {"none": None, "channel": (C, 1, 1), "pixel": (1, H, W), "element"
     quantize=st.booleans(),
     seed=st.integers(0, 10_000),
 )
-def test_image_attacks_stay_in_budget_bounds_and_grid(name: str, norm: str, eps: float,
-                                                      mask_shape: str, scale_shape: str,
-                                                      quantize: bool, seed: int) -> None:
+def test_image_attacks_stay_in_budget_bounds_and_grid(
+    name: str, norm: str, eps: float, mask_shape: str, scale_shape: str, quantize: bool, seed: int
+) -> None:
     from torch import nn
 
     from rlkit.attacks import make_attack
 
     rng = np.random.default_rng(seed)
-    mask = None if MASK_SHAPES[mask_shape] is None else rng.integers(
-        0, 2, MASK_SHAPES[mask_shape]).astype(float)
-    scale = None if MASK_SHAPES[scale_shape] is None else rng.uniform(
-        0.0, 2.0, MASK_SHAPES[scale_shape])
-    budget = AttackBudget(eps, norm=norm, mask=mask, scale=scale, low=0, high=255,
-                          quantize=quantize)
+    mask = (
+        None
+        if MASK_SHAPES[mask_shape] is None
+        else rng.integers(0, 2, MASK_SHAPES[mask_shape]).astype(float)
+    )
+    scale = (
+        None
+        if MASK_SHAPES[scale_shape] is None
+        else rng.uniform(0.0, 2.0, MASK_SHAPES[scale_shape])
+    )
+    budget = AttackBudget(
+        eps, norm=norm, mask=mask, scale=scale, low=0, high=255, quantize=quantize
+    )
     torch.manual_seed(seed)
     policy = nn.Sequential(nn.Conv2d(C, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
     obs = torch.from_numpy(rng.integers(0, 256, (3, C, H, W))).float()  # uint8 frames
     kind = "discrete" if seed % 2 else "continuous"
-    extra: dict = {"iterations": 4, "decay_every": 2, "step_size": 2.0} if name in (
-        "pgd", "bifurcation") else {}
+    extra: dict = (
+        {"iterations": 4, "decay_every": 2, "step_size": 2.0}
+        if name in ("pgd", "bifurcation")
+        else {}
+    )
     if name in ("pgd", "fgsm"):
         extra["random_start"] = bool(seed % 3)
     attack = make_attack(name, policy, budget, action_kind=kind, seed=seed, **extra)

@@ -21,8 +21,9 @@ from rlkit.attacks.fastgrad import numba_available
 def sac_like(act: type[nn.Module], seed: int, n_in: int = 31, hidden: int = 64) -> nn.Sequential:
     """A float32 MLP shaped like an SB3 SAC actor's mean (n_in -> hidden -> hidden -> 2)."""
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(n_in, hidden), act(), nn.Linear(hidden, hidden), act(),
-                         nn.Linear(hidden, 2))
+    return nn.Sequential(
+        nn.Linear(n_in, hidden), act(), nn.Linear(hidden, hidden), act(), nn.Linear(hidden, 2)
+    )
 
 
 class PixelPolicy(nn.Module):
@@ -30,8 +31,13 @@ class PixelPolicy(nn.Module):
 
     def __init__(self, n_out: int = 3) -> None:
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(),
-                                  nn.Conv2d(4, 4, 3, stride=2), nn.ReLU(), nn.Flatten())
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, 4, 3, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(4, 4, 3, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
         self.head = nn.Linear(4 * 3 * 3, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +51,8 @@ class MoEPolicy(nn.Module):
         super().__init__()
         self.gate = nn.Linear(n_in, 2)
         self.experts = nn.ModuleList(
-            nn.Sequential(nn.Linear(n_in, 8), nn.Tanh(), nn.Linear(8, n_out)) for _ in range(2))
+            nn.Sequential(nn.Linear(n_in, 8), nn.Tanh(), nn.Linear(8, n_out)) for _ in range(2)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = torch.softmax(self.gate(x), dim=-1)
@@ -68,8 +75,7 @@ def test_auto_rule() -> None:
     assert attack.engine_stats["mlp_calls"] == 1
     attack(torch.rand(AUTO_MLP_MAX_BATCH + 1, 4))
     assert attack.engine_stats["autograd_calls"] == 1
-    cnn = make_attack("pgd", PixelPolicy(), AttackBudget(2.0), action_kind="discrete",
-                      iterations=2)
+    cnn = make_attack("pgd", PixelPolicy(), AttackBudget(2.0), action_kind="discrete", iterations=2)
     cnn(torch.rand(2, 3, 16, 16) * 255)
     assert cnn.engine_stats == {**cnn.engine_stats, "autograd_calls": 1, "compiled_calls": 0}
 
@@ -77,8 +83,9 @@ def test_auto_rule() -> None:
 # ----------------------------------------------------------------------------- the delta=0 bug
 @pytest.mark.parametrize("act", [nn.ReLU, nn.Tanh])
 @pytest.mark.parametrize("loss", ["mse", "mae", "huber"])
-def test_distance_loss_without_random_start_stays_at_the_clean_point(act: type[nn.Module],
-                                                                     loss: str) -> None:
+def test_distance_loss_without_random_start_stays_at_the_clean_point(
+    act: type[nn.Module], loss: str
+) -> None:
     # The distance from the clean action has a zero gradient at delta = 0.  The MLP engine used
     # to take the clean action from torch and the iterate from numpy: the 1e-7 difference made
     # the sign of that "zero" gradient noise, and most samples went to the full budget.
@@ -89,13 +96,15 @@ def test_distance_loss_without_random_start_stays_at_the_clean_point(act: type[n
     for engine in ("autograd", "mlp"):
         for name in ("pgd", "fgsm"):
             kw = {"iterations": 20, "decay_every": 5} if name == "pgd" else {}
-            attack = make_attack(name, policy, budget, engine=engine, loss=loss,
-                                 random_start=False, **kw)
+            attack = make_attack(
+                name, policy, budget, engine=engine, loss=loss, random_start=False, **kw
+            )
             outs[engine, name] = attack(obs)
             assert attack.engine_stats[f"{engine}_calls"] == 1
     if loss == "mse" and numba_available():  # quadratic: numba kernel for batches up to 8
-        attack = make_attack("pgd", policy, budget, engine="mlp", random_start=False,
-                             iterations=20, decay_every=5)
+        attack = make_attack(
+            "pgd", policy, budget, engine="mlp", random_start=False, iterations=20, decay_every=5
+        )
         attack.engines["mlp"].backend = "numba"
         outs["mlp", "numba"] = torch.cat([attack(chunk) for chunk in obs.split(8)])
     for key, out in outs.items():
@@ -120,8 +129,9 @@ def test_distance_loss_mlp_engine_equals_autograd_on_sb3_sac() -> None:
 
 
 # ----------------------------------------------------------------------------- compiled
-def compiled_and_autograd(name: str, policy: nn.Module, obs: torch.Tensor,
-                          budget: AttackBudget, **kw: object) -> tuple[torch.Tensor, ...]:
+def compiled_and_autograd(
+    name: str, policy: nn.Module, obs: torch.Tensor, budget: AttackBudget, **kw: object
+) -> tuple[torch.Tensor, ...]:
     """(compiled, autograd) perturbations by equally seeded attacks."""
     fast = make_attack(name, policy, budget, engine="compiled", seed=0, **kw)
     slow = make_attack(name, policy, budget, engine="autograd", seed=0, **kw)
@@ -137,16 +147,26 @@ def test_compiled_cnn_pixel_policy_equals_autograd() -> None:
     gen = torch.Generator().manual_seed(0)
     obs = torch.randint(0, 256, (4, 3, 16, 16), generator=gen).double()
     channel_mask = np.array([1.0, 0.0, 1.0]).reshape(3, 1, 1)
-    for budget in (AttackBudget(4.0, mask=channel_mask, low=0, high=255),
-                   AttackBudget(40.0, norm="l2", low=0, high=255)):
+    for budget in (
+        AttackBudget(4.0, mask=channel_mask, low=0, high=255),
+        AttackBudget(40.0, norm="l2", low=0, high=255),
+    ):
         for kind in ("discrete", "continuous"):
-            fast, slow = compiled_and_autograd("pgd", policy, obs, budget, action_kind=kind,
-                                               iterations=8, decay_every=3)
+            fast, slow = compiled_and_autograd(
+                "pgd", policy, obs, budget, action_kind=kind, iterations=8, decay_every=3
+            )
             torch.testing.assert_close(fast, slow, rtol=0, atol=1e-9)
             assert not torch.equal(fast, obs)
     # another batch size reuses the compiled function (dynamic batch dimension)
-    fast, slow = compiled_and_autograd("bifurcation", policy, obs[:3], AttackBudget(4.0),
-                                       action_kind="discrete", iterations=5, decay_every=2)
+    fast, slow = compiled_and_autograd(
+        "bifurcation",
+        policy,
+        obs[:3],
+        AttackBudget(4.0),
+        action_kind="discrete",
+        iterations=5,
+        decay_every=2,
+    )
     torch.testing.assert_close(fast, slow, rtol=0, atol=1e-9)
 
 
@@ -156,10 +176,15 @@ def test_compiled_moe_policy_equals_autograd() -> None:
     policy = MoEPolicy().double()
     obs = torch.rand(5, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     budget = AttackBudget(0.1, low=0.0, high=1.0)
-    for name, kw in (("pgd", {"random_start": True}), ("bifurcation", {}),
-                     ("targeted_pgd", {"target": 0.5}), ("mad", {})):
-        fast, slow = compiled_and_autograd(name, policy, obs, budget, iterations=6,
-                                           decay_every=2, **kw)
+    for name, kw in (
+        ("pgd", {"random_start": True}),
+        ("bifurcation", {}),
+        ("targeted_pgd", {"target": 0.5}),
+        ("mad", {}),
+    ):
+        fast, slow = compiled_and_autograd(
+            name, policy, obs, budget, iterations=6, decay_every=2, **kw
+        )
         torch.testing.assert_close(fast, slow, rtol=0, atol=1e-9)
 
 
@@ -167,8 +192,9 @@ def test_compiled_moe_policy_equals_autograd() -> None:
 def test_compiled_distance_loss_stays_at_the_clean_point() -> None:
     policy = sac_like(nn.Tanh, 2, n_in=8, hidden=16)
     obs = torch.rand(32, 8, generator=torch.Generator().manual_seed(3))
-    attack = make_attack("pgd", policy, AttackBudget(0.05), engine="compiled",
-                         random_start=False, iterations=4)
+    attack = make_attack(
+        "pgd", policy, AttackBudget(0.05), engine="compiled", random_start=False, iterations=4
+    )
     assert torch.equal(attack(obs), obs)
 
 
@@ -186,6 +212,7 @@ def test_compile_failure_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     def broken_compile(fn: object, **kwargs: object) -> object:
         def run(*args: object) -> object:
             raise RuntimeError("InductorError: C++ compile failed\nlong log")
+
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
@@ -197,11 +224,24 @@ def test_compile_failure_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_compiled_reports_the_loss_errors_themselves() -> None:
     policy = sac_like(nn.ReLU, 0, n_in=4, hidden=8)[:-1]  # 8 logits
-    attack = make_attack("targeted_pgd", policy, AttackBudget(0.1), engine="compiled",
-                         action_kind="discrete", target=9, iterations=2)
+    attack = make_attack(
+        "targeted_pgd",
+        policy,
+        AttackBudget(0.1),
+        engine="compiled",
+        action_kind="discrete",
+        target=9,
+        iterations=2,
+    )
     with pytest.raises(ValueError, match="bin indices"):
         attack(torch.rand(3, 4))
-    one = make_attack("pgd", nn.Linear(4, 1), AttackBudget(0.1), engine="compiled",
-                      action_kind="discrete", iterations=2)
+    one = make_attack(
+        "pgd",
+        nn.Linear(4, 1),
+        AttackBudget(0.1),
+        engine="compiled",
+        action_kind="discrete",
+        iterations=2,
+    )
     with pytest.raises(ValueError, match="at least 2 logits"):
         one(torch.rand(3, 4))

@@ -36,16 +36,23 @@ N_IN = 6
 BACKENDS = ["numpy", "numba"] if numba_available() else ["numpy"]
 
 
-def mlp64(n_out: int, seed: int, act: type[nn.Module] = nn.ReLU,
-          normalizer: bool = False) -> nn.Sequential:
+def mlp64(
+    n_out: int, seed: int, act: type[nn.Module] = nn.ReLU, normalizer: bool = False
+) -> nn.Sequential:
     """A random float64 MLP N_IN -> 16 -> 16 -> n_out (optionally behind an ObsNormalizer)."""
     torch.manual_seed(seed)
-    layers: list[nn.Module] = [nn.Linear(N_IN, 16), act(), nn.Linear(16, 16), act(),
-                               nn.Linear(16, n_out)]
+    layers: list[nn.Module] = [
+        nn.Linear(N_IN, 16),
+        act(),
+        nn.Linear(16, 16),
+        act(),
+        nn.Linear(16, n_out),
+    ]
     if normalizer:
         rng = np.random.default_rng(seed)
-        layers.insert(0, ObsNormalizer(rng.uniform(0.3, 0.7, N_IN), rng.uniform(0.01, 0.05, N_IN),
-                                       clip=2.0))
+        layers.insert(
+            0, ObsNormalizer(rng.uniform(0.3, 0.7, N_IN), rng.uniform(0.01, 0.05, N_IN), clip=2.0)
+        )
     return nn.Sequential(*layers).double()
 
 
@@ -69,8 +76,14 @@ CASES = [
     ("pgd", "continuous", {"loss": "huber"}),
     ("pgd", "discrete", {}),
     ("targeted_pgd", "continuous", {"target": 0.3, "loss": "mse"}),
-    ("targeted_pgd", "continuous",
-     {"target": lambda t: torch.stack([t % 3 - 1.0, -(t % 2) * 0.5], -1).double(), "loss": "huber"}),
+    (
+        "targeted_pgd",
+        "continuous",
+        {
+            "target": lambda t: torch.stack([t % 3 - 1.0, -(t % 2) * 0.5], -1).double(),
+            "loss": "huber",
+        },
+    ),
     ("targeted_pgd", "discrete", {"target": 2}),
     ("bifurcation", "continuous", {}),
     ("bifurcation", "continuous", {"m1": 2.0, "b1": -1.0, "m2": -2.0, "b2": 1.0}),
@@ -93,8 +106,15 @@ def numba_serves(name: str, kind: str, extra: dict, norm: str = "linf") -> bool:
     return name in AFFINE or extra.get("loss", "mse") == "mse"
 
 
-def run_both(name: str, kind: str, extra: dict, budget: AttackBudget, seed: int,
-             backend: str = "auto", **more: object) -> tuple[torch.Tensor, torch.Tensor]:
+def run_both(
+    name: str,
+    kind: str,
+    extra: dict,
+    budget: AttackBudget,
+    seed: int,
+    backend: str = "auto",
+    **more: object,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(MLP engine, autograd) perturbations of one random batch by equally seeded attacks.
 
     ``backend="numba"`` applies where the kernel can serve the call (linf budget, a loss affine
@@ -119,9 +139,15 @@ def run_both(name: str, kind: str, extra: dict, budget: AttackBudget, seed: int,
 
 
 # ----------------------------------------------------------------------------- agreement
-@pytest.mark.parametrize(("name", "kind", "extra", "backend"), [
-    (*case, backend) for case in CASES for backend in BACKENDS
-    if backend == "numpy" or numba_serves(*case)])
+@pytest.mark.parametrize(
+    ("name", "kind", "extra", "backend"),
+    [
+        (*case, backend)
+        for case in CASES
+        for backend in BACKENDS
+        if backend == "numpy" or numba_serves(*case)
+    ],
+)
 def test_mlp_matches_autograd(name: str, kind: str, extra: dict, backend: str) -> None:
     for i, (label, budget) in enumerate(budgets().items()):
         for seed in (i, i + 11):
@@ -136,18 +162,29 @@ def test_mlp_matches_autograd(name: str, kind: str, extra: dict, backend: str) -
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_authors_settings_random_start_and_no_clip_in_loop(backend: str) -> None:
     budget = budgets()["linf_masked_bounded"]
-    for extra in ({"clip_in_loop": False}, {"random_start": True},
-                  {"decay_schedule": "standard", "step_size": 0.02}):
-        for name, kind in (("bifurcation", "continuous"), ("bifurcation", "discrete"),
-                           ("pgd", "continuous")):
-            fast, slow = run_both(name, kind, extra, budget, 3, backend, iterations=30,
-                                  decay_every=7)
+    for extra in (
+        {"clip_in_loop": False},
+        {"random_start": True},
+        {"decay_schedule": "standard", "step_size": 0.02},
+    ):
+        for name, kind in (
+            ("bifurcation", "continuous"),
+            ("bifurcation", "discrete"),
+            ("pgd", "continuous"),
+        ):
+            fast, slow = run_both(
+                name, kind, extra, budget, 3, backend, iterations=30, decay_every=7
+            )
             assert torch.equal(fast, slow), (name, kind, extra)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), eps=st.floats(0.001, 0.3),
-       kind=st.sampled_from(["continuous", "discrete"]), toggle=st.booleans())
+@given(
+    seed=st.integers(0, 10_000),
+    eps=st.floats(0.001, 0.3),
+    kind=st.sampled_from(["continuous", "discrete"]),
+    toggle=st.booleans(),
+)
 def test_bifurcation_property(seed: int, eps: float, kind: str, toggle: bool) -> None:
     budget = AttackBudget(eps, scale=np.linspace(0.1, 1, N_IN), low=0.0, high=1.0)
     name = "bifurcation_toggle" if toggle else "bifurcation"
@@ -193,8 +230,9 @@ def test_amax_ties_split_evenly_like_torch() -> None:
         label = bifurcate_discrete(z, split).argmax(-1)
         for sign in (1.0, -1.0):
 
-            def gdl(out: torch.Tensor, lab: torch.Tensor, s: int = split,
-                    g: float = sign) -> torch.Tensor:
+            def gdl(
+                out: torch.Tensor, lab: torch.Tensor, s: int = split, g: float = sign
+            ) -> torch.Tensor:
                 return g * group_difference_logits(bifurcate_discrete(out, s), lab)
 
             ours = engine_grad(net, x, torch_grad(gdl, label))
@@ -210,8 +248,12 @@ def test_pgd_with_tied_logits() -> None:
     net = tied_policy()  # the ties hold at every input, so every iteration meets them
     x = torch.from_numpy(np.random.default_rng(4).uniform(0, 1, (5, N_IN)))
     budget = AttackBudget(0.05, low=0.0, high=1.0)
-    for name, extra in (("bifurcation", {"split": 3}), ("bifurcation_toggle", {"split": 2}),
-                        ("pgd", {}), ("targeted_pgd", {"target": 4})):
+    for name, extra in (
+        ("bifurcation", {"split": 3}),
+        ("bifurcation_toggle", {"split": 2}),
+        ("pgd", {}),
+        ("targeted_pgd", {"target": 4}),
+    ):
         kw = {"action_kind": "discrete", "iterations": 20, "decay_every": 5, **extra}
         fast = make_attack(name, net, budget, engine="mlp", **kw)
         slow = make_attack(name, net, budget, engine="autograd", **kw)
@@ -221,8 +263,9 @@ def test_pgd_with_tied_logits() -> None:
 def test_single_logit_is_rejected_like_autograd() -> None:
     net = mlp64(1, 0)
     for engine in ("mlp", "autograd"):
-        attack = make_attack("pgd", net, AttackBudget(0.1), action_kind="discrete",
-                             engine=engine, iterations=2)
+        attack = make_attack(
+            "pgd", net, AttackBudget(0.1), action_kind="discrete", engine=engine, iterations=2
+        )
         with pytest.raises(ValueError, match="at least 2 logits"):
             attack(torch.rand(2, N_IN, dtype=torch.float64))
 
@@ -236,10 +279,12 @@ def test_relu_at_zero_and_clamp_boundary_like_torch() -> None:
     with torch.no_grad():
         norm.std.fill_(2.0)  # u = x / 2: x = +-2 sits on the clamp boundary, |x| > 2 outside
     net = nn.Sequential(norm, lin, nn.ReLU(), nn.Linear(3, 1).double())
-    x = torch.tensor([[0.7, 0.7], [2.0, -2.0], [2.5, 0.3], [-2.0, 1.0], [0.0, 0.0]],
-                     dtype=torch.float64)  # row 0: the first ReLU input is exactly 0
+    x = torch.tensor(
+        [[0.7, 0.7], [2.0, -2.0], [2.5, 0.3], [-2.0, 1.0], [0.0, 0.0]], dtype=torch.float64
+    )  # row 0: the first ReLU input is exactly 0
     target = torch.zeros(5, 1, dtype=torch.float64) + 0.1
     for kind in ("mse", "mae", "huber"):
+
         def dist(out: torch.Tensor, ref: torch.Tensor, k: str = kind) -> torch.Tensor:
             return action_distance(out, ref, k)
 
@@ -276,10 +321,14 @@ def test_declared_degrees_hold() -> None:
     policy = mlp64(3, 0)
     obs = torch.from_numpy(rng.uniform(0, 1, (6, N_IN)))
     clean = policy(obs).detach()
-    cases = [("bifurcation", {}, 1), ("bifurcation", {"m1": 2.0, "b1": -1.0, "m2": -0.5}, 1),
-             ("bifurcation_toggle", {"b2": 0.3}, 1), ("pgd", {}, 2),
-             ("targeted_pgd", {"target": np.array([0.5, -1.0, 2.0])}, 2),
-             ("mad", {"log_std": -0.7}, 2)]
+    cases = [
+        ("bifurcation", {}, 1),
+        ("bifurcation", {"m1": 2.0, "b1": -1.0, "m2": -0.5}, 1),
+        ("bifurcation_toggle", {"b2": 0.3}, 1),
+        ("pgd", {}, 2),
+        ("targeted_pgd", {"target": np.array([0.5, -1.0, 2.0])}, 2),
+        ("mad", {"log_std": -0.7}, 2),
+    ]
     for name, extra, degree in cases:
         loss = make_attack(name, policy, AttackBudget(0.1), **extra).loss(torch.arange(6))
         assert loss.degree == degree, name
@@ -291,10 +340,14 @@ def test_declared_degrees_hold() -> None:
         for scale in (0.1, 3.0, 50.0):
             z = clean + scale * torch.from_numpy(rng.normal(size=clean.shape))
             expected = g0 + torch.einsum("bjl,bl->bj", hessian, z - clean)
-            torch.testing.assert_close(loss.output_gradient(z, args), expected, rtol=1e-12,
-                                       atol=1e-12)
-    for name, extra in (("pgd", {"loss": "huber"}), ("pgd", {"loss": "mae"}),
-                        ("targeted_pgd", {"target": 0.0, "loss": "huber"})):
+            torch.testing.assert_close(
+                loss.output_gradient(z, args), expected, rtol=1e-12, atol=1e-12
+            )
+    for name, extra in (
+        ("pgd", {"loss": "huber"}),
+        ("pgd", {"loss": "mae"}),
+        ("targeted_pgd", {"target": 0.0, "loss": "huber"}),
+    ):
         assert make_attack(name, policy, AttackBudget(0.1), **extra).loss(None).degree is None
     for name in ("pgd", "bifurcation", "mad"):
         discrete = make_attack(name, mlp64(4, 0), AttackBudget(0.1), action_kind="discrete")
@@ -311,12 +364,15 @@ def sb3_view(algo: str, discrete: bool = False, **kwargs: object) -> PolicyView:
     return SB3Agent(algo, config, spaces=(obs_space, act_space), seed=0).policy_view()
 
 
-@pytest.mark.parametrize(("algo", "discrete", "ops"), [
-    ("SAC", False, ["linear", "relu", "linear", "relu", "linear"]),
-    ("TD3", False, ["linear", "relu", "linear", "relu", "linear"]),
-    ("PPO", False, ["linear", "tanh", "linear", "tanh", "linear"]),
-    ("PPO", True, ["linear", "tanh", "linear", "tanh", "linear"]),
-])
+@pytest.mark.parametrize(
+    ("algo", "discrete", "ops"),
+    [
+        ("SAC", False, ["linear", "relu", "linear", "relu", "linear"]),
+        ("TD3", False, ["linear", "relu", "linear", "relu", "linear"]),
+        ("PPO", False, ["linear", "tanh", "linear", "tanh", "linear"]),
+        ("PPO", True, ["linear", "tanh", "linear", "tanh", "linear"]),
+    ],
+)
 def test_sb3_views_compile_and_match(algo: str, discrete: bool, ops: list[str]) -> None:
     view = sb3_view(algo, discrete)
     plan = compile_policy(view)
@@ -329,10 +385,10 @@ def test_sb3_views_compile_and_match(algo: str, discrete: bool, ops: list[str]) 
     else:
         out_grad = torch_grad(lambda out, ref: action_distance(out, ref, "mse"), z + 0.5)
         loss = lambda out: action_distance(out, z + 0.5, "mse")  # noqa: E731
-    torch.testing.assert_close(engine_grad(view, x, out_grad), autograd_grad(view, x, loss),
-                               rtol=1e-4, atol=1e-6)
-    attack = make_attack("bifurcation", view, AttackBudget(0.05, low=0.0, high=1.0),
-                         iterations=10)
+    torch.testing.assert_close(
+        engine_grad(view, x, out_grad), autograd_grad(view, x, loss), rtol=1e-4, atol=1e-6
+    )
+    attack = make_attack("bifurcation", view, AttackBudget(0.05, low=0.0, high=1.0), iterations=10)
     assert attack.plan is not None
     attack(x)
     assert attack.engine_stats["mlp_calls"] == 1
@@ -363,15 +419,18 @@ class MyLinear(nn.Linear):
     """A Linear subclass (its forward could differ): not recognised."""
 
 
-@pytest.mark.parametrize(("policy", "runs"), [
-    (nn.Sequential(nn.Linear(N_IN, 4), nn.LeakyReLU(), nn.Linear(4, 1)), True),
-    (nn.Sequential(nn.Linear(N_IN, 4), nn.Dropout(0.1), nn.Linear(4, 1)), True),
-    (nn.Sequential(nn.Flatten(0), nn.Linear(N_IN, 1)), False),
-    (nn.Sequential(nn.ReLU()), False),
-    (Custom(), True),
-    (MyLinear(N_IN, 1), True),
-    (lambda x: x.sum(-1, keepdim=True), True),
-])
+@pytest.mark.parametrize(
+    ("policy", "runs"),
+    [
+        (nn.Sequential(nn.Linear(N_IN, 4), nn.LeakyReLU(), nn.Linear(4, 1)), True),
+        (nn.Sequential(nn.Linear(N_IN, 4), nn.Dropout(0.1), nn.Linear(4, 1)), True),
+        (nn.Sequential(nn.Flatten(0), nn.Linear(N_IN, 1)), False),
+        (nn.Sequential(nn.ReLU()), False),
+        (Custom(), True),
+        (MyLinear(N_IN, 1), True),
+        (lambda x: x.sum(-1, keepdim=True), True),
+    ],
+)
 def test_unrecognised_policies_fall_back(policy: object, runs: bool) -> None:
     assert compile_policy(policy) is None
     budget = AttackBudget(0.1)
@@ -422,8 +481,7 @@ def test_weight_changes_are_seen(backend: str) -> None:
     with torch.no_grad():
         policy[0].weight.data.mul_(-1.0)  # .data bypasses torch's version counter
         policy[2].weight.numpy()[0, :] += 0.5
-    fresh = make_attack("bifurcation", policy, AttackBudget(0.1), iterations=15,
-                        engine="autograd")
+    fresh = make_attack("bifurcation", policy, AttackBudget(0.1), iterations=15, engine="autograd")
     assert torch.equal(attack(obs), fresh(obs))
 
 
@@ -435,15 +493,27 @@ def test_reuse_changes_nothing(backend: str) -> None:
     discrete = mlp64(5, 8)
     labels = discrete(obs).argmax(-1).detach()
     continuous = mlp64(2, 8)
-    cases = [(discrete, torch_grad(difference_of_logits, labels), "numpy"),
-             (continuous, ConstantGrad(np.tile([[1.0, -1.0]], (6, 1))), backend)]
+    cases = [
+        (discrete, torch_grad(difference_of_logits, labels), "numpy"),
+        (continuous, ConstantGrad(np.tile([[1.0, -1.0]], (6, 1))), backend),
+    ]
     for policy, out_grad, chosen in cases:
         net = compile_policy(policy).net()
         outs, stats = [], []
         for reuse in (True, False):
             stat: dict[str, int] = {}
-            outs.append(fast_pgd(net, out_grad, obs, bound, opt,
-                                 backend=chosen if reuse else "numpy", reuse=reuse, stats=stat))
+            outs.append(
+                fast_pgd(
+                    net,
+                    out_grad,
+                    obs,
+                    bound,
+                    opt,
+                    backend=chosen if reuse else "numpy",
+                    reuse=reuse,
+                    stats=stat,
+                )
+            )
             stats.append(stat)
         assert torch.equal(outs[0], outs[1])
         assert stats[1]["gradient_rows"] == stats[1]["rows"] == 360
@@ -467,8 +537,12 @@ def test_backend_choice() -> None:
         choose_backend(net, None, obs, linf, backend="numba")
     if numba_available():
         assert choose_backend(net, 2, obs, linf) == "numba"
-        assert choose_backend(net, 1, torch.rand(9, N_IN, dtype=torch.float64),
-                              AttackBudget(0.1).bind(obs)) == "numpy"  # batch > 8
+        assert (
+            choose_backend(
+                net, 1, torch.rand(9, N_IN, dtype=torch.float64), AttackBudget(0.1).bind(obs)
+            )
+            == "numpy"
+        )  # batch > 8
 
 
 def test_constant_gradient_cache_matches_torch() -> None:
@@ -482,5 +556,6 @@ def test_constant_gradient_cache_matches_torch() -> None:
         clean = torch.from_numpy(rng.normal(size=(int(rng.integers(1, 20)), 3)))
         loss = attack.loss(None)
         args = loss.prepare(clean)
-        np.testing.assert_array_equal(cache.gradient(loss, clean, args),
-                                      loss.output_gradient(clean, args).numpy())
+        np.testing.assert_array_equal(
+            cache.gradient(loss, clean, args), loss.output_gradient(clean, args).numpy()
+        )

@@ -11,19 +11,41 @@ from rlkit.attacks import ATTACKS, AttackBudget, attack_settings, make_attack, s
 from rlkit.attacks.attacks import validate_settings
 
 # today's defaults, written out (the models must keep them)
-PGD = {"step_size": 0.01, "iterations": 100, "decay_every": 25, "decay_rate": 0.5,
-       "decay_schedule": "authors", "clip_in_loop": True, "seed": None, "engine": "auto"}
+PGD = {
+    "step_size": 0.01,
+    "iterations": 100,
+    "decay_every": 25,
+    "decay_rate": 0.5,
+    "decay_schedule": "authors",
+    "clip_in_loop": True,
+    "seed": None,
+    "engine": "auto",
+}
 BIFURCATION = {"split": None, "m1": 1.0, "b1": 0.0, "m2": -1.0, "b2": 0.0}
 DEFAULTS = {
     "random": {"action_kind": "continuous", "positive_only": False, "seed": None},
-    "fgsm": {"action_kind": "continuous", "loss": "mse", "random_start": None, "seed": None,
-             "engine": "auto"},
+    "fgsm": {
+        "action_kind": "continuous",
+        "loss": "mse",
+        "random_start": None,
+        "seed": None,
+        "engine": "auto",
+    },
     "pgd": {"action_kind": "continuous", "loss": "mse", **PGD, "random_start": None},
-    "targeted_pgd": {"action_kind": "continuous", "target": None, "loss": "mse", **PGD,
-                     "random_start": False},
+    "targeted_pgd": {
+        "action_kind": "continuous",
+        "target": None,
+        "loss": "mse",
+        **PGD,
+        "random_start": False,
+    },
     "bifurcation": {"action_kind": "continuous", **BIFURCATION, **PGD, "random_start": False},
-    "bifurcation_toggle": {"action_kind": "continuous", **BIFURCATION, **PGD,
-                           "random_start": False},
+    "bifurcation_toggle": {
+        "action_kind": "continuous",
+        **BIFURCATION,
+        **PGD,
+        "random_start": False,
+    },
     "mad": {"action_kind": "continuous", "log_std": 0.0, **PGD, "random_start": True},
 }
 
@@ -64,8 +86,15 @@ def test_validate_settings_messages_name_the_setting_and_the_rule() -> None:
 
 
 def test_values_are_normalised_and_numpy_numbers_accepted() -> None:
-    merged = validate_settings("pgd", {"step_size": 1, "iterations": np.int64(7),
-                                       "decay_rate": np.float32(0.25), "random_start": np.bool_(True)})
+    merged = validate_settings(
+        "pgd",
+        {
+            "step_size": 1,
+            "iterations": np.int64(7),
+            "decay_rate": np.float32(0.25),
+            "random_start": np.bool_(True),
+        },
+    )
     assert merged["step_size"] == 1.0 and isinstance(merged["step_size"], float)
     assert merged["iterations"] == 7 and type(merged["iterations"]) is int
     assert merged["random_start"] is True
@@ -78,8 +107,9 @@ def test_callable_and_array_targets_pass_through() -> None:
     assert validate_settings("targeted_pgd", {"target": target})["target"] is target
     array = np.array([0.1, -0.2])
     assert validate_settings("targeted_pgd", {"target": array})["target"] is array
-    attack = make_attack("targeted_pgd", torch.nn.Linear(2, 1), AttackBudget(0.1),
-                         target=target, iterations=2)
+    attack = make_attack(
+        "targeted_pgd", torch.nn.Linear(2, 1), AttackBudget(0.1), target=target, iterations=2
+    )
     attack(torch.zeros(3, 2), t=torch.arange(3))
 
 
