@@ -404,11 +404,27 @@ def _evaluate(
         "seeds": seeds,
         "feature_names": names,
         "obs_shape": list(shape),
+        "action_units": action_units(view),
         "steps_per_day": per_day,
         "mmd_null": null,
         "stealth_note": STEALTH_SKIPPED if attack_config.stealth and not flat else None,
     }
     return {"clean": clean_row, "rows": rows, "traces": traces, "stealth": stealth, "meta": meta}
+
+
+def action_units(view: PolicyView) -> str:
+    """What ``action_mae`` is measured in: the env's own action units (the agent's, after squash).
+
+    :param view: the policy view.
+    """
+    if view.action_kind == "discrete":
+        return "bin indices (attack_success_rate: share of steps whose bin changed)"
+    low, high = getattr(view, "low", None), getattr(view, "high", None)
+    if low is None or high is None:
+        return "the policy's own output units"
+    lo, hi = np.unique(low.cpu().numpy()), np.unique(high.cpu().numpy())
+    bounds = f"[{lo[0]:g}, {hi[0]:g}]" if len(lo) == len(hi) == 1 else "its per-dimension bounds"
+    return f"env action units {bounds} (after the policy's squash)"
 
 
 def _procedure_rules(procedure: str) -> dict[str, str]:

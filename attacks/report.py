@@ -261,6 +261,8 @@ def write_markdown(results: dict[str, Any], out: Path, title: str, plots: list[P
     keys = headline_kpis(rows)
     damage = damage_column(rows)
     lines = [f"# {title}", "", f"Episodes: {meta['episodes']} (seeds {meta['seeds']}).", ""]
+    if meta.get("action_units"):
+        lines += [f"Actions (`{damage}`): {meta['action_units']}.", ""]
     clean = results["clean"]
     lines += [
         "## Clean",

@@ -792,3 +792,11 @@ def test_default_stealth_is_the_papers_procedure_on_the_attacked_trace(monkeypat
     row = got["rows"][0]
     assert 0.0 <= row["mmd_diff_p_value"] <= 1.0
     assert got["stealth"]["random@0.1"]["procedure"] == "paper"
+
+
+def test_action_units_are_stated():
+    from rlkit.attacks.evaluation import action_units
+
+    assert action_units(continuous_view("clip")) == "env action units [-10, 10] (after the policy's squash)"
+    assert action_units(continuous_view()) == "the policy's own output units"
+    assert action_units(discrete_view()).startswith("bin indices")
