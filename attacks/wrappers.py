@@ -40,13 +40,12 @@ def _run_attack(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Perturb a batch ``obs`` (N, ...) at times ``t``; return it and the per-sample records.
 
-    Args:
-        attack: callable ``attack(obs_tensor, t=...) -> tensor``.
-        obs: clean observation batch.
-        t: int or (N,) array of episode step indices.
-        device: torch device of the attack's policy.
-        rows: (N,) bool mask of the samples to attack (None = all); the attack sees only those
-            rows (and their ``t``), the others pass through unchanged.
+    :param attack: callable ``attack(obs_tensor, t=...) -> tensor``.
+    :param obs: clean observation batch.
+    :param t: int or (N,) array of episode step indices.
+    :param device: torch device of the attack's policy.
+    :param rows: (N,) bool mask of the samples to attack (None = all); the attack sees only those
+        rows (and their ``t``), the others pass through unchanged.
     """
     obs = np.asarray(obs)
     n = obs.shape[0]
@@ -86,11 +85,10 @@ def _device_of(attack: AttackFn, device: torch.device | str | None) -> torch.dev
 class AttackedObservation(gym.ObservationWrapper):
     """Single-env wrapper: the agent sees ``attack(obs, t)`` instead of ``obs``.
 
-    Args:
-        env: a gymnasium env with array observations.
-        attack: callable ``attack(obs_batch, t=step_index) -> perturbed batch`` (see
-            ``rlkit.attacks.make_attack``).
-        device: torch device for the observation tensor (default: the attack's device or CPU).
+    :param env: a gymnasium env with array observations.
+    :param attack: callable ``attack(obs_batch, t=step_index) -> perturbed batch`` (see
+        ``rlkit.attacks.make_attack``).
+    :param device: torch device for the observation tensor (default: the attack's device or CPU).
     """
 
     def __init__(
@@ -137,17 +135,16 @@ class AttackedObservation(gym.ObservationWrapper):
 class AttackedVectorObservation(VectorWrapper):
     """Vector-env wrapper: one batched attack call per step for all sub-envs.
 
-    Args:
-        env: a ``gymnasium.vector.VectorEnv`` (e.g. ``SyncVectorEnv``) with array observations.
-        attack: callable ``attack(obs_batch, t=(N,) tensor) -> perturbed batch``.
-        device: torch device for the observation tensor (default: the attack's device or CPU).
-        single_episode: evaluation mode. Each sub-env is attacked during the first episode after
-            ``reset()`` only: the observation returned by the step that ends it (the final
-            observation, or for ``SAME_STEP`` the first of the next episode) and every later
-            one pass through unattacked (``_key`` masks False) until that sub-env is reset
-            again. The attack is called on the batch of sub-envs still in their episode, so a
-            run of unequal-length episodes makes exactly the calls of a loop that drops
-            finished episodes from its batch. :attr:`active` tells which sub-envs those are.
+    :param env: a ``gymnasium.vector.VectorEnv`` (e.g. ``SyncVectorEnv``) with array observations.
+    :param attack: callable ``attack(obs_batch, t=(N,) tensor) -> perturbed batch``.
+    :param device: torch device for the observation tensor (default: the attack's device or CPU).
+    :param single_episode: evaluation mode. Each sub-env is attacked during the first episode after
+        ``reset()`` only: the observation returned by the step that ends it (the final
+        observation, or for ``SAME_STEP`` the first of the next episode) and every later
+        one pass through unattacked (``_key`` masks False) until that sub-env is reset
+        again. The attack is called on the batch of sub-envs still in their episode, so a
+        run of unequal-length episodes makes exactly the calls of a loop that drops
+        finished episodes from its batch. :attr:`active` tells which sub-envs those are.
 
     Per-env step counters restart at 0 on each sub-env's reset observation: for
     ``AutoresetMode.NEXT_STEP`` (gymnasium's default) that is the step *after* a done step, for

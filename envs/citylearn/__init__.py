@@ -29,13 +29,10 @@ def make_citylearn_env(**kwargs: Any) -> CityLearnGymEnv:
     """Factory used by the rlkit registry: validate ``kwargs`` with ``CityLearnEnvConfig`` and
     build.
 
-    Args:
-        **kwargs: ``CityLearnEnvConfig`` fields (schema, buildings, action, bins, random_seed,
-            episode_time_steps, reward).
-
-    Raises:
-        ValueError: CityLearn 2.0.x is not installed (the message says how to install it), or an
-            unknown schema or building.
+    :param kwargs: ``CityLearnEnvConfig`` fields (schema, buildings, action, bins, random_seed,
+        episode_time_steps, reward).
+    :raises ValueError: CityLearn 2.0.x is not installed (the message says how to install it), or
+        an unknown schema or building.
     """
     config = CityLearnEnvConfig.model_validate(kwargs)
     from .env import CityLearnGymEnv
