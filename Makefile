@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,fast,citylearn]" $(PINS) "gym==0.25.2"
+	$(BIN)/pip install -q -e ".[dev,fast,citylearn,art]" $(PINS) "gym==0.25.2"
 	$(BIN)/pip install -q --no-deps CityLearn==2.0.0
 	touch $(STAMP)
 

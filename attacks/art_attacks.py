@@ -90,7 +90,6 @@ __all__ = [
     "ARTDynamicEps",
     "ARTOptimalBB",
     "ARTSnoopingFGM",
-    "ART_ATTACKS",
 ]
 
 ACTION_KINDS = ("continuous", "discrete")
@@ -98,15 +97,23 @@ Loss = Literal["cw", "gdl", "cross_entropy", "difference_logits_ratio"]
 Classes = Literal["groups", "actions"]
 
 # ------------------------------------------------------------------------------------ settings
-_ACTION_KIND = ("what the policy outputs: 'continuous' (action means) or 'discrete' (bin "
-                "logits); null = the policy view's own action_kind (else continuous)")
-_SEED = ("seed numpy's global RNG (ART's random restarts / searches) for each call and "
-         "observation, restoring it after; null = numpy's global RNG as ART uses it")
-_CLASSES = ("what ART classifies: 'groups' (the bifurcation layer's two group logits) or "
-            "'actions' (the discrete policy's bin logits)")
-_LOSS = ("'cw' (the authors' CWLoss as written: their 'DLloss'), 'gdl' (the stated group "
-         "difference of logits), 'cross_entropy' or 'difference_logits_ratio' (ART's; needs "
-         ">= 3 classes)")
+_ACTION_KIND = (
+    "what the policy outputs: 'continuous' (action means) or 'discrete' (bin "
+    "logits); null = the policy view's own action_kind (else continuous)"
+)
+_SEED = (
+    "seed numpy's global RNG (ART's random restarts / searches) for each call and "
+    "observation, restoring it after; null = numpy's global RNG as ART uses it"
+)
+_CLASSES = (
+    "what ART classifies: 'groups' (the bifurcation layer's two group logits) or "
+    "'actions' (the discrete policy's bin logits)"
+)
+_LOSS = (
+    "'cw' (the authors' CWLoss as written: their 'DLloss'), 'gdl' (the stated group "
+    "difference of logits), 'cross_entropy' or 'difference_logits_ratio' (ART's; needs "
+    ">= 3 classes)"
+)
 
 
 class ARTSettings(BaseModel):
@@ -116,15 +123,26 @@ class ARTSettings(BaseModel):
 
     action_kind: Literal["continuous", "discrete"] | None = Field(None, description=_ACTION_KIND)
     seed: int | None = Field(None, ge=0, description=_SEED)
-    split: int | None = Field(None, ge=1, description="discrete policies: first bin of the upper "
-                              "group (null = n_bins // 2, the authors' halves)")
-    m1: float = Field(1.0, description="continuous policies: slope of group 0's logit m1 a + b1 "
-                      "(a = the pre-squash action mean)")
+    split: int | None = Field(
+        None,
+        ge=1,
+        description="discrete policies: first bin of the upper "
+        "group (null = n_bins // 2, the authors' halves)",
+    )
+    m1: float = Field(
+        1.0,
+        description="continuous policies: slope of group 0's logit m1 a + b1 "
+        "(a = the pre-squash action mean)",
+    )
     b1: float = Field(0.0, description="continuous policies: offset of group 0's logit")
     m2: float = Field(-1.0, description="continuous policies: slope of group 1's logit m2 a + b2")
     b2: float = Field(0.0, description="continuous policies: offset of group 1's logit")
-    action_index: int = Field(0, ge=0, description="continuous policies with several action "
-                              "dimensions: the dimension whose groups are attacked")
+    action_index: int = Field(
+        0,
+        ge=0,
+        description="continuous policies with several action "
+        "dimensions: the dimension whose groups are attacked",
+    )
 
     @field_validator("m1", "b1", "m2", "b2")
     @classmethod
@@ -140,38 +158,77 @@ class AutoSettings(ARTSettings):
     classes: Classes = Field("groups", description=_CLASSES)
     loss: Loss = Field("cw", description=_LOSS)
     max_iter: int = Field(20, ge=1, description="iterations per restart (the authors: 20)")
-    nb_random_init: int = Field(50, ge=1, description="random restarts in the eps ball (the "
-                                "authors: 50; ART always starts from a random point)")
-    eps_step: float | None = Field(None, gt=0, description="initial step in budget units; null = "
-                                   "step_ratio * eps")
-    step_ratio: float = Field(2.0, gt=0, description="initial step as a multiple of eps when "
-                              "eps_step is null (the authors: 2 eps)")
-    clip_in_loop: bool = Field(True, description="give ART the observation bounds (its "
-                               "clip_values, the authors' (0, 1)); false: clip only at the end")
+    nb_random_init: int = Field(
+        50,
+        ge=1,
+        description="random restarts in the eps ball (the "
+        "authors: 50; ART always starts from a random point)",
+    )
+    eps_step: float | None = Field(
+        None, gt=0, description="initial step in budget units; null = step_ratio * eps"
+    )
+    step_ratio: float = Field(
+        2.0,
+        gt=0,
+        description="initial step as a multiple of eps when eps_step is null (the authors: 2 eps)",
+    )
+    clip_in_loop: bool = Field(
+        True,
+        description="give ART the observation bounds (its "
+        "clip_values, the authors' (0, 1)); false: clip only at the end",
+    )
 
 
 class DynamicSettings(AutoSettings):
     """Settings of the dynamic minimal-eps search (the authors' ``dynamic_distortion``)."""
 
-    classes: Classes | None = Field(None, description=_CLASSES + "; null = 'actions' for "
-                                    "discrete policies (the authors' 20-class ACG), 'groups' for "
-                                    "continuous ones")
-    loss: Loss | None = Field(None, description=_LOSS + "; null = 'difference_logits_ratio' for "
-                              "'actions' with >= 3 bins (the authors), else 'cw'")
-    method: Literal["acg", "apgd"] = Field("acg", description="the ART attack run at each "
-                                           "candidate eps: 'acg' (AutoConjugateGradient, the "
-                                           "authors) or 'apgd' (AutoProjectedGradientDescent)")
-    eps_candidates: list[float] = Field([0.01, 0.03, 0.05, 0.07], min_length=1, description=(
-        "candidate radii; those above the budget's eps are dropped (run with eps: [0.07] for the "
-        "authors' search); none left = the budget's eps alone"))
-    search: Literal["binary", "linear"] = Field("binary", description=(
-        "'binary': the authors' bisection over the sorted candidates (first the middle one; "
-        "finds the smallest flipping eps when flipping is monotone in eps); 'linear': try them "
-        "in increasing order, stop at the first that flips"))
+    classes: Classes | None = Field(  # type: ignore[assignment]
+        None,
+        description=_CLASSES + "; null = 'actions' for "
+        "discrete policies (the authors' 20-class ACG), 'groups' for "
+        "continuous ones",
+    )
+    loss: Loss | None = Field(  # type: ignore[assignment]
+        None,
+        description=_LOSS + "; null = 'difference_logits_ratio' for "
+        "'actions' with >= 3 bins (the authors), else 'cw'",
+    )
+    method: Literal["acg", "apgd"] = Field(
+        "acg",
+        description="the ART attack run at each "
+        "candidate eps: 'acg' (AutoConjugateGradient, the "
+        "authors) or 'apgd' (AutoProjectedGradientDescent)",
+    )
+    eps_candidates: list[float] = Field(
+        [0.01, 0.03, 0.05, 0.07],
+        min_length=1,
+        description=(
+            "candidate radii; those above the budget's eps are dropped (run with eps: [0.07] for the "
+            "authors' search); none left = the budget's eps alone"
+        ),
+    )
+    search: Literal["binary", "linear"] = Field(
+        "binary",
+        description=(
+            "'binary': the authors' bisection over the sorted candidates (first the middle one; "
+            "finds the smallest flipping eps when flipping is monotone in eps); 'linear': try them "
+            "in increasing order, stop at the first that flips"
+        ),
+    )
     max_iter: int = Field(10, ge=1, description="iterations per restart (the authors: 500 / 50)")
-    eps_step: float | None = Field(0.1, gt=0, description="initial step in budget units "
-                                   "(the authors left ART's default 0.1 for every eps); null = "
-                                   "step_ratio * eps (their 5-run variant: 2 eps)")
+    eps_step: float | None = Field(
+        0.1,
+        gt=0,
+        description="initial step in budget units "
+        "(the authors left ART's default 0.1 for every eps); null = "
+        "step_ratio * eps (their 5-run variant: 2 eps)",
+    )
+
+    clip_in_loop: bool = Field(
+        False,
+        description="give ART the observation bounds (its clip_values); the authors' dynamic "
+        "classifier had none (false: rlkit clips only the result into the bounds)",
+    )
 
     @field_validator("eps_candidates")
     @classmethod
@@ -184,45 +241,76 @@ class DynamicSettings(AutoSettings):
 class BBSettings(ARTSettings):
     """Settings of the optimally targeted Brendel-Bethge attack (``Optimal myBB no init``)."""
 
-    adversary: Any = Field(None, validate_default=True, description=(
-        "where the target actions come from (required): the path of an SB3 zip of the adversary "
-        "policy (the authors' default_adversary_PPO_..._20_bins_default_rwd_480.zip, a PPO "
-        "trained on the victim's env with the reward +consumption), or a callable obs batch -> "
-        "target class indices (B,) or policy outputs (B, k)"))
-    adversary_algo: str | None = Field(None, description="the adversary zip's SB3 algorithm "
-                                       "(null = read from the zip)")
-    classes: Classes | None = Field(None, description=_CLASSES + "; null = 'actions' for "
-                                    "discrete policies (the authors: target bins), 'groups' for "
-                                    "continuous ones")
+    adversary: Any = Field(
+        None,
+        validate_default=True,
+        description=(
+            "where the target actions come from (required): the path of an SB3 zip of the adversary "
+            "policy (the authors' default_adversary_PPO_..._20_bins_default_rwd_480.zip, a PPO "
+            "trained on the victim's env with the reward +consumption), or a callable obs batch -> "
+            "target class indices (B,) or policy outputs (B, k)"
+        ),
+    )
+    adversary_algo: str | None = Field(
+        None, description="the adversary zip's SB3 algorithm (null = read from the zip)"
+    )
+    classes: Classes | None = Field(
+        None,
+        description=_CLASSES + "; null = 'actions' for "
+        "discrete policies (the authors: target bins), 'groups' for "
+        "continuous ones",
+    )
     steps: int = Field(1000, ge=1, description="Brendel-Bethge iterations (the authors: 1000)")
     overshoot: float = Field(1.1, ge=1.0, description="boundary overshoot (the authors: 1.1)")
     lr: float = Field(1e-3, gt=0, description="trust-region radius (the authors: 1e-3)")
     lr_decay: float = Field(0.5, gt=0, le=1, description="trust-region decay (the authors: 0.5)")
     lr_num_decay: int = Field(20, ge=1, description="number of decays (the authors: 20)")
     momentum: float = Field(0.8, ge=0, le=1, description="boundary-estimate momentum (0.8)")
-    binary_search_steps: int = Field(10, ge=1, description="bisection steps from the starting "
-                                     "point toward the clean observation (10)")
-    init_size: int = Field(1_000_000, ge=1, description="random samples drawn (at most) to find "
-                           "a starting point of the target class (the authors: 1,000,000)")
-    init_batch: int = Field(10_000, ge=1, description="random samples per batch of that search "
-                            "(the authors: 10,000; the search stops at the first batch with a "
-                            "hit)")
-    min_margin: float = Field(1e-4, ge=0, description=(
-        "after Brendel-Bethge, step back toward the starting point until the target logit leads "
-        "the others by at least this much (the boundary point ART returns can fall back across "
-        "the boundary through float rounding, e.g. in a different batch size); 0 = ART's result "
-        "as is"))
-    init_region: Literal["box", "budget"] = Field("box", description=(
-        "where starting points are drawn: 'box' (uniformly in the observation bounds, the "
-        "authors; the eps ball when the budget has no bounds) or 'budget' (in the eps ball: "
-        "the result then stays in the budget)"))
+    binary_search_steps: int = Field(
+        10,
+        ge=1,
+        description="bisection steps from the starting point toward the clean observation (10)",
+    )
+    init_size: int = Field(
+        1_000_000,
+        ge=1,
+        description="random samples drawn (at most) to find "
+        "a starting point of the target class (the authors: 1,000,000)",
+    )
+    init_batch: int = Field(
+        10_000,
+        ge=1,
+        description="random samples per batch of that search "
+        "(the authors: 10,000; the search stops at the first batch with a "
+        "hit)",
+    )
+    min_margin: float = Field(
+        1e-4,
+        ge=0,
+        description=(
+            "after Brendel-Bethge, step back toward the starting point until the target logit leads "
+            "the others by at least this much (the boundary point ART returns can fall back across "
+            "the boundary through float rounding, e.g. in a different batch size); 0 = ART's result "
+            "as is"
+        ),
+    )
+    init_region: Literal["box", "budget"] = Field(
+        "box",
+        description=(
+            "where starting points are drawn: 'box' (uniformly in the observation bounds, the "
+            "authors; the eps ball when the budget has no bounds) or 'budget' (in the eps ball: "
+            "the result then stays in the budget)"
+        ),
+    )
 
     @field_validator("adversary")
     @classmethod
     def _required(cls, value: Any) -> Any:
         if value is None:
-            raise ValueError("allowed: the path of an SB3 zip or a callable obs -> targets; the "
-                             "setting is required")
+            raise ValueError(
+                "allowed: the path of an SB3 zip or a callable obs -> targets; the "
+                "setting is required"
+            )
         if not (isinstance(value, (str, os.PathLike)) or callable(value)):
             raise ValueError("allowed: the path of an SB3 zip or a callable obs -> targets")
         return value
@@ -231,37 +319,71 @@ class BBSettings(ARTSettings):
 class SnoopingSettings(ARTSettings):
     """Settings of black-box snooping: an imitation proxy attacked with FGM, transferred."""
 
-    objective: Literal["actions", "groups", "toggle"] | None = Field(None, description=(
-        "'actions' (untargeted FGM, cross-entropy on the proxy's bins: the authors' imitator "
-        "FGM, discrete only), 'groups' (untargeted, CW loss on the proxy's bifurcation groups) "
-        "or 'toggle' (targeted at group t mod 2, CW loss: their eps-vs-ASR runs); null = "
-        "'actions' for discrete victims, 'toggle' for continuous ones"))
-    dataset: str | None = Field(None, description=(
-        "observations the proxy is fitted on before the first call (.npy, .npz with 'obs', or "
-        ".csv like the authors' baseline_obs-a.csv): the authors fitted it on one clean episode "
-        "of the victim; labels are the victim's deterministic actions on them. null = warm-up"))
-    warmup_steps: int = Field(168, ge=0, description=(
-        "without a dataset: calls (time steps) passed through clean while the (observation, "
-        "action) pairs are recorded; the proxy is fitted after them (168 = a week of hours)"))
-    refit_every: int = Field(0, ge=0, description=(
-        "refit the proxy every this many attacked calls on every pair observed so far (the "
-        "perturbed observation the victim saw and its action); 0 = fit once"))
-    hidden: list[int] | None = Field(None, description=(
-        "proxy hidden widths; null = the authors' (discrete [300, 493], continuous [464, 192])"))
-    activation: Literal["tanh", "relu"] | None = Field(None, description=(
-        "proxy activation; null = the authors' (discrete tanh, continuous relu)"))
-    dropout: list[float] | None = Field(None, description=(
-        "dropout after each hidden layer; null = the authors' (discrete [0.388, 0.145], "
-        "continuous [0.25, 0.45])"))
-    optimizer: Literal["rmsprop", "sgd", "adam"] | None = Field(None, description=(
-        "proxy optimiser; null = the authors' (discrete RMSprop, continuous SGD)"))
-    lr: float | None = Field(None, gt=0, description="proxy learning rate; null = the authors' "
-                             "(discrete 3.3e-4, continuous 0.0622)")
-    batch_size: int | None = Field(None, ge=1, description="proxy minibatch; null = the "
-                                   "authors' (discrete 64, continuous 8)")
+    objective: Literal["actions", "groups", "toggle"] | None = Field(
+        None,
+        description=(
+            "'actions' (untargeted FGM, cross-entropy on the proxy's bins: the authors' imitator "
+            "FGM, discrete only), 'groups' (untargeted, CW loss on the proxy's bifurcation groups) "
+            "or 'toggle' (targeted at group t mod 2, CW loss: their eps-vs-ASR runs); null = "
+            "'actions' for discrete victims, 'toggle' for continuous ones"
+        ),
+    )
+    dataset: str | None = Field(
+        None,
+        description=(
+            "observations the proxy is fitted on before the first call (.npy, .npz with 'obs', or "
+            ".csv like the authors' baseline_obs-a.csv): the authors fitted it on one clean episode "
+            "of the victim; labels are the victim's deterministic actions on them. null = warm-up"
+        ),
+    )
+    warmup_steps: int = Field(
+        168,
+        ge=0,
+        description=(
+            "without a dataset: calls (time steps) passed through clean while the (observation, "
+            "action) pairs are recorded; the proxy is fitted after them (168 = a week of hours)"
+        ),
+    )
+    refit_every: int = Field(
+        0,
+        ge=0,
+        description=(
+            "refit the proxy every this many attacked calls on every pair observed so far (the "
+            "perturbed observation the victim saw and its action); 0 = fit once"
+        ),
+    )
+    hidden: list[int] | None = Field(
+        None,
+        description=(
+            "proxy hidden widths; null = the authors' (discrete [300, 493], continuous [464, 192])"
+        ),
+    )
+    activation: Literal["tanh", "relu"] | None = Field(
+        None, description=("proxy activation; null = the authors' (discrete tanh, continuous relu)")
+    )
+    dropout: list[float] | None = Field(
+        None,
+        description=(
+            "dropout after each hidden layer; null = the authors' (discrete [0.388, 0.145], "
+            "continuous [0.25, 0.45])"
+        ),
+    )
+    optimizer: Literal["rmsprop", "sgd", "adam"] | None = Field(
+        None,
+        description=("proxy optimiser; null = the authors' (discrete RMSprop, continuous SGD)"),
+    )
+    lr: float | None = Field(
+        None,
+        gt=0,
+        description="proxy learning rate; null = the authors' (discrete 3.3e-4, continuous 0.0622)",
+    )
+    batch_size: int | None = Field(
+        None, ge=1, description="proxy minibatch; null = the authors' (discrete 64, continuous 8)"
+    )
     epochs: int = Field(1000, ge=1, description="proxy training epochs (the authors: 1000)")
-    shuffle: bool = Field(False, description="shuffle the pairs each epoch (the authors: no, a "
-                          "time series)")
+    shuffle: bool = Field(
+        False, description="shuffle the pairs each epoch (the authors: no, a time series)"
+    )
 
     @field_validator("hidden")
     @classmethod
@@ -280,18 +402,33 @@ class SnoopingSettings(ARTSettings):
     @model_validator(mode="after")
     def _has_data(self) -> SnoopingSettings:
         if self.dataset is None and self.warmup_steps == 0:
-            raise ValueError("allowed: a dataset, or warmup_steps >= 1 (the proxy needs "
-                             "observed pairs)")
+            raise ValueError(
+                "allowed: a dataset, or warmup_steps >= 1 (the proxy needs observed pairs)"
+            )
         return self
 
 
 _PROXY_DEFAULTS = {
     # optuna/proxy policy 20 bin PPO 500 + "train snooping classifier.ipynb"
-    "discrete": {"hidden": [300, 493], "activation": "tanh", "dropout": [0.388, 0.145],
-                 "optimizer": "rmsprop", "lr": 3.3e-4, "batch_size": 64, "keep_best": False},
+    "discrete": {
+        "hidden": [300, 493],
+        "activation": "tanh",
+        "dropout": [0.388, 0.145],
+        "optimizer": "rmsprop",
+        "lr": 3.3e-4,
+        "batch_size": 64,
+        "keep_best": False,
+    },
     # optuna/proxy PPO continuous 3-26-5 + "train snooping regressor.ipynb" ("imitator best")
-    "continuous": {"hidden": [464, 192], "activation": "relu", "dropout": [0.25, 0.45],
-                   "optimizer": "sgd", "lr": 0.0622, "batch_size": 8, "keep_best": True},
+    "continuous": {
+        "hidden": [464, 192],
+        "activation": "relu",
+        "dropout": [0.25, 0.45],
+        "optimizer": "sgd",
+        "lr": 0.0622,
+        "batch_size": 8,
+        "keep_best": True,
+    },
 }
 
 
@@ -335,8 +472,13 @@ class _ARTAttack(Attack):
     settings_model: ClassVar[type[BaseModel]] = ARTSettings
     default_classes: ClassVar[dict[str, str]] = {"discrete": "groups", "continuous": "groups"}
 
-    def __init__(self, name: str, policy: Callable[[torch.Tensor], Any], budget: AttackBudget,
-                 settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        policy: Callable[[torch.Tensor], Any],
+        budget: AttackBudget,
+        settings: dict[str, Any],
+    ) -> None:
         """Check ART is installed, resolve the victim's kind and the classes."""
         require_art()
         super().__init__(name, policy, budget, settings)
@@ -344,16 +486,20 @@ class _ARTAttack(Attack):
         given = settings.get("action_kind")
         if declared in ACTION_KINDS:
             if given not in (None, declared):
-                raise ValueError(f"setting 'action_kind'={given!r} contradicts the policy's "
-                                 f"action_kind={declared!r}")
+                raise ValueError(
+                    f"setting 'action_kind'={given!r} contradicts the policy's "
+                    f"action_kind={declared!r}"
+                )
             self.action_kind = declared
         else:
             self.action_kind = given or "continuous"
         self.settings["action_kind"] = self.action_kind
         classes = settings.get("classes") or self.default_classes[self.action_kind]
         if classes == "actions" and self.action_kind != "discrete":
-            raise ValueError("setting 'classes'='actions' needs a discrete policy (bin logits); "
-                             "use 'groups' for continuous policies")
+            raise ValueError(
+                "setting 'classes'='actions' needs a discrete policy (bin logits); "
+                "use 'groups' for continuous policies"
+            )
         self.classes: str = classes
         self.calls = 0
         self.last_success: np.ndarray | None = None
@@ -364,15 +510,22 @@ class _ARTAttack(Attack):
     def layer(self) -> Bifurcation:
         """The configured bifurcation layer."""
         s = self.settings
-        return Bifurcation(self.action_kind, s["split"], float(s["m1"]), float(s["b1"]),
-                           float(s["m2"]), float(s["b2"]))
+        return Bifurcation(
+            self.action_kind,
+            s["split"],
+            float(s["m1"]),
+            float(s["b1"]),
+            float(s["m2"]),
+            float(s["b2"]),
+        )
 
     def head(self) -> ClassHead:
         """Policy output -> class logits (groups or bins)."""
         return ClassHead(self.classes, self.layer(), self.settings["action_index"])
 
-    def class_logits(self, x: torch.Tensor, network: Callable[[torch.Tensor], Any] | None = None
-                     ) -> torch.Tensor:
+    def class_logits(
+        self, x: torch.Tensor, network: Callable[[torch.Tensor], Any] | None = None
+    ) -> torch.Tensor:
         """Class logits (B, C) of observations ``x`` (B, *shape), without gradients.
 
         :param x: observations.
@@ -381,8 +534,9 @@ class _ARTAttack(Attack):
         with torch.no_grad():
             return self.head()(policy_output(network or self.policy, x))
 
-    def classes_of(self, x: torch.Tensor, network: Callable[[torch.Tensor], Any] | None = None
-                   ) -> torch.Tensor:
+    def classes_of(
+        self, x: torch.Tensor, network: Callable[[torch.Tensor], Any] | None = None
+    ) -> torch.Tensor:
         """Class (B,) of each observation: its group or its bin.
 
         :param x: observations (B, *shape).
@@ -391,10 +545,16 @@ class _ARTAttack(Attack):
         return self.class_logits(x, network).argmax(dim=-1)
 
     # ------------------------------------------------------------------ plumbing
-    def input_map(self, obs: torch.Tensor, bound: BoundBudget, mode: str,
-                  network: Callable[[torch.Tensor], Any] | None = None, key: Any = None,
-                  loss: str = "cw", clip_values: tuple[float, float] | None = None
-                  ) -> tuple[InputMap, Any]:
+    def input_map(
+        self,
+        obs: torch.Tensor,
+        bound: BoundBudget,
+        mode: str,
+        network: Callable[[torch.Tensor], Any] | None = None,
+        key: Any = None,
+        loss: str = "cw",
+        clip_values: tuple[float, float] | None = None,
+    ) -> tuple[InputMap, Any]:
         """The (cached) input map and ART classifier for this observation shape.
 
         :param obs: a batch (gives the shape).
@@ -409,14 +569,16 @@ class _ARTAttack(Attack):
         cache = (shape, mode, key, loss)
         if cache not in self._maps:
             active = torch.nonzero(bound.active.reshape(-1)).reshape(-1)
-            scale = bound.scale.reshape(-1)[active] if mode == "delta" else \
-                torch.ones(len(active), device=obs.device)
+            scale = (
+                bound.scale.reshape(-1)[active]
+                if mode == "delta"
+                else torch.ones(len(active), device=obs.device)
+            )
             imap = InputMap(network or self.policy, self.head(), shape, active, scale, mode)
             imap.to(obs.device)
             imap.set_base(obs[:1].reshape(1, -1))
             n_classes = int(imap(torch.zeros(1, len(active), device=obs.device)).shape[1])
-            classifier = make_classifier(imap, make_loss(loss), n_classes, len(active),
-                                         clip_values)
+            classifier = make_classifier(imap, make_loss(loss), n_classes, len(active), clip_values)
             self._maps[cache] = (imap, classifier)
         return self._maps[cache]
 
@@ -429,8 +591,9 @@ class _ARTAttack(Attack):
         return None if seed is None else [int(seed), self.calls, int(row)]
 
     @staticmethod
-    def delta_clip(imap: InputMap, bound: BoundBudget, x0: torch.Tensor
-                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def delta_clip(
+        imap: InputMap, bound: BoundBudget, x0: torch.Tensor
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """ART clip values in delta units for clean rows ``x0`` (N, n_flat) (None: unbounded).
 
         The box is widened to contain the clean value (as ``bound.clip`` does).
@@ -452,8 +615,14 @@ class _ARTAttack(Attack):
         scale = imap.scale
         return (lo / scale).cpu().numpy(), (hi / scale).cpu().numpy()
 
-    def finish(self, adv: torch.Tensor, obs: torch.Tensor, bound: BoundBudget,
-               reference: torch.Tensor, targeted: bool = False) -> torch.Tensor:
+    def finish(
+        self,
+        adv: torch.Tensor,
+        obs: torch.Tensor,
+        bound: BoundBudget,
+        reference: torch.Tensor,
+        targeted: bool = False,
+    ) -> torch.Tensor:
         """Clip ``adv`` into the budget and bounds, record :attr:`last_success`, count the call.
 
         :param adv: candidate perturbed observations (B, *shape).
@@ -476,14 +645,21 @@ class _AutoAttack(_ARTAttack):
     settings_model = AutoSettings
     method: ClassVar[str] = "apgd"
 
-    def __init__(self, name: str, policy: Callable[[torch.Tensor], Any], budget: AttackBudget,
-                 settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        policy: Callable[[torch.Tensor], Any],
+        budget: AttackBudget,
+        settings: dict[str, Any],
+    ) -> None:
         """As :class:`_ARTAttack`; resolve the loss."""
         super().__init__(name, policy, budget, settings)
         loss = settings.get("loss")
         if loss == "difference_logits_ratio" and self.classes == "groups":
-            raise ValueError("setting 'loss'='difference_logits_ratio' needs >= 3 classes (ART's "
-                             "DLR): use classes='actions' (bins) or loss='cw' for the two groups")
+            raise ValueError(
+                "setting 'loss'='difference_logits_ratio' needs >= 3 classes (ART's "
+                "DLR): use classes='actions' (bins) or loss='cw' for the two groups"
+            )
         self._loss: str | None = loss
 
     def loss_for(self, obs: torch.Tensor) -> str:
@@ -493,8 +669,9 @@ class _AutoAttack(_ARTAttack):
         """
         if self._loss is None:
             bins = int(policy_output(self.policy, obs[:1]).shape[1])
-            self._loss = ("difference_logits_ratio" if self.classes == "actions" and bins >= 3
-                          else "cw")
+            self._loss = (
+                "difference_logits_ratio" if self.classes == "actions" and bins >= 3 else "cw"
+            )
         return self._loss
 
     @property
@@ -502,8 +679,9 @@ class _AutoAttack(_ARTAttack):
         """The resolved loss (None until the first call when the setting is null)."""
         return self._loss
 
-    def art_attack(self, imap: InputMap, classifier: Any, eps: float, norm: str,
-                   method: str | None = None) -> Any:
+    def art_attack(
+        self, imap: InputMap, classifier: Any, eps: float, norm: str, method: str | None = None
+    ) -> Any:
         """The (cached) ART attack at radius ``eps`` (budget units).
 
         :param imap: the input map.
@@ -520,21 +698,38 @@ class _AutoAttack(_ARTAttack):
             s = self.settings
             n_classes = classifier.nb_classes
             if self.loss_name == "difference_logits_ratio" and n_classes < 3:
-                raise ValueError("setting 'loss'='difference_logits_ratio' needs >= 3 classes "
-                                 f"(ART's DLR); this classifier has {n_classes}: use "
-                                 "classes='actions' on a policy with >= 3 bins, or loss='cw'")
+                raise ValueError(
+                    "setting 'loss'='difference_logits_ratio' needs >= 3 classes "
+                    f"(ART's DLR); this classifier has {n_classes}: use "
+                    "classes='actions' on a policy with >= 3 bins, or loss='cw'"
+                )
             step = s["eps_step"] if s["eps_step"] is not None else s["step_ratio"] * eps
             cls = AutoProjectedGradientDescent if method == "apgd" else AutoConjugateGradient
-            self._art[key] = cls(estimator=classifier, norm=art_norm(norm), eps=float(eps),
-                                 eps_step=float(step), max_iter=int(s["max_iter"]),
-                                 targeted=False, nb_random_init=int(s["nb_random_init"]),
-                                 batch_size=1, loss_type=art_loss_type(self.loss_name),
-                                 verbose=False)
+            self._art[key] = cls(
+                estimator=classifier,
+                norm=art_norm(norm),
+                eps=float(eps),
+                eps_step=float(step),
+                max_iter=int(s["max_iter"]),
+                targeted=False,
+                nb_random_init=int(s["nb_random_init"]),
+                batch_size=1,
+                loss_type=art_loss_type(self.loss_name or "cw"),
+                verbose=False,
+            )
         return self._art[key]
 
-    def attack_row(self, flat: torch.Tensor, row: int, label: int, bound: BoundBudget,
-                   imap: InputMap, classifier: Any, eps: float, method: str | None = None
-                   ) -> torch.Tensor:
+    def attack_row(
+        self,
+        flat: torch.Tensor,
+        row: int,
+        label: int,
+        bound: BoundBudget,
+        imap: InputMap,
+        classifier: Any,
+        eps: float,
+        method: str | None = None,
+    ) -> torch.Tensor:
         """ART's adversarial example for observation ``row`` at radius ``eps`` (1, n_flat).
 
         :param flat: clean flat observations (B, n_flat).
@@ -547,10 +742,11 @@ class _AutoAttack(_ARTAttack):
         :param method: ``"apgd"`` or ``"acg"``.
         """
         attack = self.art_attack(imap, classifier, eps, bound.norm, method)
-        x0 = flat[row:row + 1]
+        x0 = flat[row : row + 1]
         imap.set_base(x0)
-        low, high = self.delta_clip(imap, bound, x0) if self.settings["clip_in_loop"] \
-            else (None, None)
+        low, high = (
+            self.delta_clip(imap, bound, x0) if self.settings["clip_in_loop"] else (None, None)
+        )
         set_clip(attack, low, high)
         u0 = np.zeros((1, len(imap.active)), dtype=np.float32)
         y = onehot(np.array([label]), classifier.nb_classes)
@@ -559,8 +755,9 @@ class _AutoAttack(_ARTAttack):
         with torch.no_grad():
             return imap.full(torch.as_tensor(u, device=flat.device))
 
-    def perturb(self, obs: torch.Tensor, t: torch.Tensor | None,
-                bound: BoundBudget) -> torch.Tensor:
+    def perturb(
+        self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget
+    ) -> torch.Tensor:
         """AutoPGD/ACG on each observation, then clip into the budget.
 
         :param obs: clean batch (B, *shape).
@@ -572,8 +769,10 @@ class _AutoAttack(_ARTAttack):
             return self.finish(obs.clone(), obs, bound, clean)
         flat = obs.reshape(obs.shape[0], -1)
         imap, classifier = self.input_map(obs, bound, "delta", loss=self.loss_for(obs))
-        rows = [self.attack_row(flat, i, int(clean[i]), bound, imap, classifier, bound.eps)
-                for i in range(obs.shape[0])]
+        rows = [
+            self.attack_row(flat, i, int(clean[i]), bound, imap, classifier, bound.eps)
+            for i in range(obs.shape[0])
+        ]
         return self.finish(torch.cat(rows).reshape(obs.shape), obs, bound, clean)
 
 
@@ -618,7 +817,7 @@ class ARTDynamicEps(_AutoAttack):
     the *clean* observation (the agent acts unperturbed; that step counts as a failure, eps
     NaN).  Their attack: ACG on the 20-bin classifier (not bifurcated), ART's
     ``difference_logits_ratio`` loss, 50 restarts of 10 iterations, ``eps_step`` left at ART's
-    0.1, calendar masked, no clip_values.
+    0.1, calendar masked, no clip_values (``clip_in_loop: false``).
 
     After each call :attr:`last_eps` (B,) holds the eps used per observation (NaN = none).
     """
@@ -626,8 +825,13 @@ class ARTDynamicEps(_AutoAttack):
     settings_model = DynamicSettings
     default_classes = {"discrete": "actions", "continuous": "groups"}
 
-    def __init__(self, name: str, policy: Callable[[torch.Tensor], Any], budget: AttackBudget,
-                 settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        policy: Callable[[torch.Tensor], Any],
+        budget: AttackBudget,
+        settings: dict[str, Any],
+    ) -> None:
         """As :class:`_AutoAttack`; the inner method comes from the settings."""
         super().__init__(name, policy, budget, settings)
         self.method = settings["method"]  # type: ignore[misc]
@@ -641,8 +845,9 @@ class ARTDynamicEps(_AutoAttack):
         kept = sorted(float(e) for e in self.settings["eps_candidates"] if e <= eps * (1 + 1e-9))
         return kept or [float(eps)]
 
-    def perturb(self, obs: torch.Tensor, t: torch.Tensor | None,
-                bound: BoundBudget) -> torch.Tensor:
+    def perturb(
+        self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget
+    ) -> torch.Tensor:
         """The minimal-eps search on each observation.
 
         :param obs: clean batch (B, *shape).
@@ -662,17 +867,18 @@ class ARTDynamicEps(_AutoAttack):
 
             def attempt(eps: float, i: int = i, label: int = label) -> torch.Tensor | None:
                 x = self.attack_row(flat, i, label, bound, imap, classifier, eps)
-                x = clip_gently(bound, x.reshape(1, *obs.shape[1:]), obs[i:i + 1])
+                x = clip_gently(bound, x.reshape(1, *obs.shape[1:]), obs[i : i + 1])
                 return x if int(self.classes_of(x)[0]) != label else None
 
             chosen, sample = self.search(self.candidates(bound.eps), attempt)
             if sample is not None:
-                out[i:i + 1] = sample
+                out[i : i + 1] = sample
                 self.last_eps[i] = chosen
         return self.finish(out, obs, bound, clean)
 
-    def search(self, candidates: list[float], attempt: Callable[[float], torch.Tensor | None]
-               ) -> tuple[float, torch.Tensor | None]:
+    def search(
+        self, candidates: list[float], attempt: Callable[[float], torch.Tensor | None]
+    ) -> tuple[float, torch.Tensor | None]:
         """Find the smallest flipping candidate (``attempt(eps)`` = the flipped sample or None).
 
         :param candidates: sorted radii.
@@ -694,7 +900,7 @@ class ARTDynamicEps(_AutoAttack):
                 chosen, sample = left[mid], x
                 left = left[:mid]
             else:
-                left = left[mid + 1:]
+                left = left[mid + 1 :]
         return chosen, sample
 
 
@@ -729,8 +935,13 @@ class ARTOptimalBB(_ARTAttack):
     settings_model = BBSettings
     default_classes = {"discrete": "actions", "continuous": "groups"}
 
-    def __init__(self, name: str, policy: Callable[[torch.Tensor], Any], budget: AttackBudget,
-                 settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        policy: Callable[[torch.Tensor], Any],
+        budget: AttackBudget,
+        settings: dict[str, Any],
+    ) -> None:
         """As :class:`_ARTAttack`; the adversary is loaded at the first call."""
         super().__init__(name, policy, budget, settings)
         self._adversary: Callable[[torch.Tensor], Any] | None = None
@@ -746,9 +957,12 @@ class ARTOptimalBB(_ARTAttack):
             source = self.settings["adversary"]
             if isinstance(source, (str, os.PathLike)):
                 self._adversary = load_adversary(
-                    os.fspath(source), self.action_kind, obs,
+                    os.fspath(source),
+                    self.action_kind,
+                    obs,
                     int(policy_output(self.policy, obs[:1]).shape[1]),
-                    self.settings["adversary_algo"])
+                    self.settings["adversary_algo"],
+                )
             else:
                 self._adversary = source
         return self._adversary
@@ -767,8 +981,9 @@ class ARTOptimalBB(_ARTAttack):
             return out.reshape(-1).long()
         return self.head()(out.reshape(out.shape[0], -1).float()).argmax(dim=-1)
 
-    def init_box(self, x0: torch.Tensor, bound: BoundBudget, active: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def init_box(
+        self, x0: torch.Tensor, bound: BoundBudget, active: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per active feature, the box starting points are drawn from.
 
         :param x0: clean flat observation (n_flat,).
@@ -788,8 +1003,15 @@ class ARTOptimalBB(_ARTAttack):
             hi = torch.minimum(hi, torch.maximum(high, base))
         return lo, hi
 
-    def starting_point(self, imap: InputMap, x0: torch.Tensor, lo: torch.Tensor,
-                       hi: torch.Tensor, target: int, row: int) -> np.ndarray | None:
+    def starting_point(
+        self,
+        imap: InputMap,
+        x0: torch.Tensor,
+        lo: torch.Tensor,
+        hi: torch.Tensor,
+        target: int,
+        row: int,
+    ) -> np.ndarray | None:
         """A random point of the box classified as ``target``, closest to ``x0`` (linf), or None.
 
         :param imap: the input map (absolute inputs, base set to this observation).
@@ -811,8 +1033,9 @@ class ARTOptimalBB(_ARTAttack):
             while left > 0:
                 n = min(int(s["init_batch"]), left)
                 left -= n
-                cand = lo + torch.rand(n, len(lo), generator=gen, device=x0.device,
-                                       dtype=lo.dtype) * (hi - lo)
+                cand = lo + torch.rand(
+                    n, len(lo), generator=gen, device=x0.device, dtype=lo.dtype
+                ) * (hi - lo)
                 hits = cand[imap(cand).argmax(dim=1) == target]
                 if len(hits):
                     dist = (hits - x0).abs().amax(dim=1)
@@ -831,15 +1054,24 @@ class ARTOptimalBB(_ARTAttack):
 
             s = self.settings
             self._art[key] = BrendelBethgeAttack(
-                estimator=classifier, norm=art_norm(norm), targeted=True,
-                overshoot=float(s["overshoot"]), steps=int(s["steps"]), lr=float(s["lr"]),
-                lr_decay=float(s["lr_decay"]), lr_num_decay=int(s["lr_num_decay"]),
-                momentum=float(s["momentum"]), binary_search_steps=int(s["binary_search_steps"]),
-                init_size=1, batch_size=1)
+                estimator=classifier,
+                norm=art_norm(norm),
+                targeted=True,
+                overshoot=float(s["overshoot"]),
+                steps=int(s["steps"]),
+                lr=float(s["lr"]),
+                lr_decay=float(s["lr_decay"]),
+                lr_num_decay=int(s["lr_num_decay"]),
+                momentum=float(s["momentum"]),
+                binary_search_steps=int(s["binary_search_steps"]),
+                init_size=1,
+                batch_size=1,
+            )
         return self._art[key]
 
-    def perturb(self, obs: torch.Tensor, t: torch.Tensor | None,
-                bound: BoundBudget) -> torch.Tensor:
+    def perturb(
+        self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget
+    ) -> torch.Tensor:
         """Targeted Brendel-Bethge on each observation, then project into the budget.
 
         :param obs: clean batch (B, *shape).
@@ -860,7 +1092,7 @@ class ARTOptimalBB(_ARTAttack):
             target = int(targets[i])
             if target == int(clean[i]):
                 continue
-            imap.set_base(flat[i:i + 1])
+            imap.set_base(flat[i : i + 1])
             x0 = flat[i, imap.active]
             lo, hi = self.init_box(flat[i], bound, imap.active)
             start = self.starting_point(imap, x0, lo, hi, target, i)
@@ -871,14 +1103,23 @@ class ARTOptimalBB(_ARTAttack):
             high = float(torch.maximum(hi.max(), x0.max()))
             set_clip(attack, low, high)
             with quiet_tqdm(), numpy_seed(self.entropy(i)):
-                u = attack.generate(x0.cpu().numpy()[None].astype(np.float32),
-                                    y=onehot(np.array([target]), classifier.nb_classes),
-                                    starting_points=start[None])
-            out[i:i + 1] = self.repair(imap, bound, obs[i:i + 1], u, start, target)
+                u = attack.generate(
+                    x0.cpu().numpy()[None].astype(np.float32),
+                    y=onehot(np.array([target]), classifier.nb_classes),
+                    starting_points=start[None],
+                )
+            out[i : i + 1] = self.repair(imap, bound, obs[i : i + 1], u, start, target)
         return self.finish(out.reshape(obs.shape), obs, bound, targets, targeted=True)
 
-    def repair(self, imap: InputMap, bound: BoundBudget, obs: torch.Tensor, u: np.ndarray,
-               start: np.ndarray, target: int) -> torch.Tensor:
+    def repair(
+        self,
+        imap: InputMap,
+        bound: BoundBudget,
+        obs: torch.Tensor,
+        u: np.ndarray,
+        start: np.ndarray,
+        target: int,
+    ) -> torch.Tensor:
         """Brendel-Bethge's result, moved into the budget and bounds and given a margin.
 
         The result is clipped into the budget (Brendel-Bethge minimises the plain linf norm
@@ -897,19 +1138,22 @@ class ARTOptimalBB(_ARTAttack):
         """
         shape = obs.shape
         with torch.no_grad():
-            x = clip_gently(bound, imap.full(torch.as_tensor(u, device=obs.device)).reshape(shape),
-                            obs).reshape(1, -1)
+            x = clip_gently(
+                bound, imap.full(torch.as_tensor(u, device=obs.device)).reshape(shape), obs
+            ).reshape(1, -1)
             x_start = imap.full(torch.as_tensor(start, device=obs.device)[None])
-            inside = torch.equal(clip_gently(bound, x_start.reshape(shape), obs).reshape(1, -1),
-                                 x_start)
+            inside = torch.equal(
+                clip_gently(bound, x_start.reshape(shape), obs).reshape(1, -1), x_start
+            )
         if not inside:
             return x
         u_t = self.with_margin(imap, imap.to_inputs(x)[0], imap.to_inputs(x_start)[0], target)
         with torch.no_grad():
             return imap.full(u_t[None])
 
-    def with_margin(self, imap: InputMap, u: torch.Tensor, start: torch.Tensor, target: int
-                    ) -> torch.Tensor:
+    def with_margin(
+        self, imap: InputMap, u: torch.Tensor, start: torch.Tensor, target: int
+    ) -> torch.Tensor:
         """The point of the segment from ``u`` (ART's result) to ``start`` closest to ``u`` whose
         target logit leads by ``min_margin`` (``u`` itself when the margin is 0 or none does).
 
@@ -926,14 +1170,18 @@ class ARTOptimalBB(_ARTAttack):
         with torch.no_grad():
             logits = imap(points)
         lead = logits[:, target] - logits.masked_fill(
-            torch.nn.functional.one_hot(torch.tensor(target), logits.shape[1]).bool().to(
-                logits.device), float("-inf")).amax(dim=1)
+            torch.nn.functional.one_hot(torch.tensor(target), logits.shape[1])
+            .bool()
+            .to(logits.device),
+            float("-inf"),
+        ).amax(dim=1)
         good = torch.nonzero(lead >= margin).reshape(-1)
         return points[int(good[0])] if len(good) else u
 
 
-def load_adversary(path: str, action_kind: str, obs: torch.Tensor, n_outputs: int,
-                   algo: str | None) -> Callable[[torch.Tensor], Any]:
+def load_adversary(
+    path: str, action_kind: str, obs: torch.Tensor, n_outputs: int, algo: str | None
+) -> Callable[[torch.Tensor], Any]:
     """An SB3 adversary zip as a frozen policy view (SB3 1.8 zips of the authors load too).
 
     :param path: the zip.
@@ -947,8 +1195,13 @@ def load_adversary(path: str, action_kind: str, obs: torch.Tensor, n_outputs: in
 
     if not os.path.isfile(path):
         raise ValueError(f"setting 'adversary': no such file {path!r}")
-    model = load_authors_model(path, action_kind, algo=algo, bins=n_outputs,  # type: ignore[arg-type]
-                               n_features=int(np.prod(obs.shape[1:])))
+    model = load_authors_model(
+        path,
+        action_kind,
+        algo=algo,
+        bins=n_outputs,  # type: ignore[arg-type]
+        n_features=int(np.prod(obs.shape[1:])),
+    )
     view = SB3Agent.from_model(model).policy_view()
     return view.to(obs.device)
 
@@ -980,15 +1233,22 @@ class ARTSnoopingFGM(_ARTAttack):
 
     settings_model = SnoopingSettings
 
-    def __init__(self, name: str, policy: Callable[[torch.Tensor], Any], budget: AttackBudget,
-                 settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        policy: Callable[[torch.Tensor], Any],
+        budget: AttackBudget,
+        settings: dict[str, Any],
+    ) -> None:
         """As :class:`_ARTAttack`; resolve the objective."""
         super().__init__(name, policy, budget, settings)
         objective = settings.get("objective") or (
-            "actions" if self.action_kind == "discrete" else "toggle")
+            "actions" if self.action_kind == "discrete" else "toggle"
+        )
         if objective == "actions" and self.action_kind != "discrete":
-            raise ValueError("setting 'objective'='actions' needs a discrete policy; use "
-                             "'groups' or 'toggle'")
+            raise ValueError(
+                "setting 'objective'='actions' needs a discrete policy; use 'groups' or 'toggle'"
+            )
         self.objective: str = objective
         self.classes = "actions" if objective == "actions" else "groups"
         self.proxy: torch.nn.Module | None = None
@@ -1002,8 +1262,9 @@ class ARTSnoopingFGM(_ARTAttack):
         """The proxy's hyper-parameters (settings, the authors' defaults where null)."""
         defaults = _PROXY_DEFAULTS[self.action_kind]
         s = self.settings
-        return {key: (s[key] if s.get(key) is not None else value)
-                for key, value in defaults.items()}
+        return {
+            key: (s[key] if s.get(key) is not None else value) for key, value in defaults.items()
+        }
 
     def labels(self, x: torch.Tensor) -> torch.Tensor:
         """What the attacker records as the victim's action on observations ``x``.
@@ -1025,15 +1286,22 @@ class ARTSnoopingFGM(_ARTAttack):
         n_out = int(policy_output(self.policy, observations[:1]).shape[1])
 
         def make() -> torch.nn.Module:
-            return make_proxy(x.shape[1], n_out, cfg["hidden"], cfg["activation"],
-                              cfg["dropout"])
+            return make_proxy(x.shape[1], n_out, cfg["hidden"], cfg["activation"], cfg["dropout"])
 
         shape = tuple(observations.shape[1:])
         proxy, metrics = fit_proxy(
-            make, x, y, classify=self.action_kind == "discrete", optimizer=cfg["optimizer"],
-            lr=float(cfg["lr"]), batch_size=int(cfg["batch_size"]),
-            epochs=int(self.settings["epochs"]), keep_best=bool(cfg["keep_best"]),
-            shuffle=bool(self.settings["shuffle"]), seed=self.settings.get("seed"))
+            make,
+            x,
+            y,
+            classify=self.action_kind == "discrete",
+            optimizer=cfg["optimizer"],
+            lr=float(cfg["lr"]),
+            batch_size=int(cfg["batch_size"]),
+            epochs=int(self.settings["epochs"]),
+            keep_best=bool(cfg["keep_best"]),
+            shuffle=bool(self.settings["shuffle"]),
+            seed=self.settings.get("seed"),
+        )
         self.proxy = _Unflatten(proxy, shape)
         self.proxy_metrics = metrics
         self.fits += 1
@@ -1053,8 +1321,9 @@ class ARTSnoopingFGM(_ARTAttack):
         return float((victim == proxy).float().mean())
 
     # ------------------------------------------------------------------ the attack
-    def perturb(self, obs: torch.Tensor, t: torch.Tensor | None,
-                bound: BoundBudget) -> torch.Tensor:
+    def perturb(
+        self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget
+    ) -> torch.Tensor:
         """Watch (warm-up) or attack the proxy with FGM and hand the perturbation to the victim.
 
         :param obs: clean batch (B, *shape).
@@ -1086,8 +1355,7 @@ class ARTSnoopingFGM(_ARTAttack):
                 self.fit(torch.cat(self._seen))
         return out
 
-    def fgm(self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget
-            ) -> torch.Tensor:
+    def fgm(self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget) -> torch.Tensor:
         """FGM on the proxy for the whole batch (un-clipped candidate).
 
         :param obs: clean batch.
@@ -1099,13 +1367,19 @@ class ARTSnoopingFGM(_ARTAttack):
         batch = obs.shape[0]
         flat = obs.reshape(batch, -1)
         loss = "cross_entropy" if self.objective == "actions" else "cw"
-        imap, classifier = self.input_map(obs, bound, "delta", network=self.proxy,
-                                          key=self.fits, loss=loss)
+        imap, classifier = self.input_map(
+            obs, bound, "delta", network=self.proxy, key=self.fits, loss=loss
+        )
         key = ("fgm", id(classifier), bound.norm, float(bound.eps))
         if key not in self._art:
             self._art[key] = FastGradientMethod(
-                estimator=classifier, norm=art_norm(bound.norm), eps=float(bound.eps),
-                targeted=self.objective == "toggle", num_random_init=0, batch_size=batch)
+                estimator=classifier,
+                norm=art_norm(bound.norm),
+                eps=float(bound.eps),
+                targeted=self.objective == "toggle",
+                num_random_init=0,
+                batch_size=batch,
+            )
         attack = self._art[key]
         attack.batch_size = batch  # rows must stay aligned with the bases
         imap.set_base(flat)
@@ -1131,19 +1405,3 @@ class _Unflatten(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x.reshape(x.shape[0], -1))
 
-
-ART_ATTACKS: dict[str, tuple[str, str]] = {
-    "art_apgd": ("rlkit.attacks.art_attacks:ARTAutoPGD",
-                 "ART AutoPGD on the bifurcated policy (the authors' uAPGD, CW loss)"),
-    "art_acg": ("rlkit.attacks.art_attacks:ARTAutoCG",
-                "ART Auto Conjugate Gradient on the bifurcated policy (the authors' uACG)"),
-    "art_dynamic_eps": ("rlkit.attacks.art_attacks:ARTDynamicEps",
-                        "smallest flipping eps of [0.01, 0.03, 0.05, 0.07] per step, ART ACG "
-                        "(the authors' dynamic distortion)"),
-    "art_optimal_bb": ("rlkit.attacks.art_attacks:ARTOptimalBB",
-                       "ART Brendel-Bethge toward an adversary policy's action (the authors' "
-                       "optimally targeted attack)"),
-    "art_snooping_fgm": ("rlkit.attacks.art_attacks:ARTSnoopingFGM",
-                         "black-box snooping: ART FGM on an imitation proxy, transferred"),
-}
-"""name -> (class path, description), for ``register_attack(name, path, description)``."""

@@ -32,8 +32,10 @@ from torch import nn
 
 from .bifurcation import Bifurcation
 
-ART_HINT = ("the ART attacks need adversarial-robustness-toolbox: pip install 'rlkit[art]' "
-            "(or pip install 'adversarial-robustness-toolbox>=1.17')")
+ART_HINT = (
+    "the ART attacks need adversarial-robustness-toolbox: pip install 'rlkit[art]' "
+    "(or pip install 'adversarial-robustness-toolbox>=1.17')"
+)
 
 
 def require_art() -> None:
@@ -76,8 +78,10 @@ class ClassHead:
             return out
         groups = self.layer(out)  # (B, D, 2)
         if not 0 <= self.action_index < groups.shape[1]:
-            raise ValueError(f"setting 'action_index'={self.action_index} is out of range for "
-                             f"{groups.shape[1]} action dimension(s)")
+            raise ValueError(
+                f"setting 'action_index'={self.action_index} is out of range for "
+                f"{groups.shape[1]} action dimension(s)"
+            )
         return groups[:, self.action_index, :]
 
 
@@ -96,9 +100,19 @@ class InputMap(nn.Module):
         (``x_active = u``).
     """
 
-    def __init__(self, network: Callable[[torch.Tensor], Any], head: ClassHead,
-                 obs_shape: tuple[int, ...], active: torch.Tensor, scale: torch.Tensor,
-                 mode: str = "delta") -> None:
+    active: torch.Tensor
+    scale: torch.Tensor
+    network: Callable[[torch.Tensor], Any]
+
+    def __init__(
+        self,
+        network: Callable[[torch.Tensor], Any],
+        head: ClassHead,
+        obs_shape: tuple[int, ...],
+        active: torch.Tensor,
+        scale: torch.Tensor,
+        mode: str = "delta",
+    ) -> None:
         super().__init__()
         object.__setattr__(self, "network", network)
         self.head = head
@@ -138,6 +152,7 @@ class InputMap(nn.Module):
         """
         values = x_flat[:, self.active]
         if self.mode == "delta":
+            assert self.base is not None
             values = (values - self.base[:, self.active]) / self.scale
         return values
 
@@ -231,8 +246,13 @@ def device_type(network: Any) -> str:
     return "cpu"
 
 
-def make_classifier(model: InputMap, loss: nn.Module, nb_classes: int, n_inputs: int,
-                    clip_values: tuple[float, float] | None = None) -> Any:
+def make_classifier(
+    model: InputMap,
+    loss: nn.Module,
+    nb_classes: int,
+    n_inputs: int,
+    clip_values: tuple[float, float] | None = None,
+) -> Any:
     """An ART ``PyTorchClassifier`` around ``model``.
 
     :param model: the input map.
@@ -244,9 +264,14 @@ def make_classifier(model: InputMap, loss: nn.Module, nb_classes: int, n_inputs:
     """
     from art.estimators.classification import PyTorchClassifier
 
-    return PyTorchClassifier(model=model, loss=loss, nb_classes=int(nb_classes),
-                             input_shape=(int(n_inputs),), clip_values=clip_values,
-                             device_type=device_type(model.network))
+    return PyTorchClassifier(
+        model=model,
+        loss=loss,
+        nb_classes=int(nb_classes),
+        input_shape=(int(n_inputs),),
+        clip_values=clip_values,
+        device_type=device_type(model.network),
+    )
 
 
 def set_clip(attack: Any, low: np.ndarray | float | None, high: np.ndarray | float | None) -> None:
@@ -260,8 +285,7 @@ def set_clip(attack: Any, low: np.ndarray | float | None, high: np.ndarray | flo
     if low is None or high is None:
         estimator._clip_values = None
         return
-    estimator._clip_values = np.stack([np.asarray(low, np.float32),
-                                       np.asarray(high, np.float32)])
+    estimator._clip_values = np.stack([np.asarray(low, np.float32), np.asarray(high, np.float32)])
 
 
 @contextlib.contextmanager
@@ -314,8 +338,9 @@ def onehot(labels: np.ndarray, n: int) -> np.ndarray:
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
-def make_proxy(n_in: int, n_out: int, hidden: Sequence[int], activation: str,
-               dropout: Sequence[float]) -> nn.Sequential:
+def make_proxy(
+    n_in: int, n_out: int, hidden: Sequence[int], activation: str, dropout: Sequence[float]
+) -> nn.Sequential:
     """An MLP ``n_in -> hidden... -> n_out`` with ``activation`` and dropout after each layer.
 
     :param n_in: input features.
@@ -337,9 +362,20 @@ def make_proxy(n_in: int, n_out: int, hidden: Sequence[int], activation: str,
     return nn.Sequential(*layers)
 
 
-def fit_proxy(make: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, *,
-              classify: bool, optimizer: str, lr: float, batch_size: int, epochs: int,
-              keep_best: bool, shuffle: bool, seed: int | None) -> tuple[nn.Module, dict[str, float]]:
+def fit_proxy(
+    make: Callable[[], nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    classify: bool,
+    optimizer: str,
+    lr: float,
+    batch_size: int,
+    epochs: int,
+    keep_best: bool,
+    shuffle: bool,
+    seed: int | None,
+) -> tuple[nn.Module, dict[str, float]]:
     """Supervised imitation: build a proxy with ``make`` and fit it to (observation, label) pairs.
 
     Classification (discrete victims): cross-entropy on the victim's bins, scored by accuracy.
@@ -362,8 +398,9 @@ def fit_proxy(make: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, *
     :return: the fitted proxy (eval mode, no gradients on its weights) and
         ``{"accuracy" or "rmse": final training score, "epochs": ..., "samples": N}``.
     """
-    opt_cls = {"rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD,
-               "adam": torch.optim.Adam}[optimizer]
+    opt_cls = {"rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD, "adam": torch.optim.Adam}[
+        optimizer
+    ]
     loss_fn: nn.Module = nn.CrossEntropyLoss() if classify else nn.HuberLoss()
     n = x.shape[0]
     fork: Any = contextlib.nullcontext()
@@ -390,8 +427,11 @@ def fit_proxy(make: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, *
                 model.train()
                 order = torch.randperm(n, device=x.device) if shuffle else None
                 for start in range(0, n, batch_size):
-                    idx = order[start:start + batch_size] if order is not None else \
-                        slice(start, start + batch_size)
+                    idx = (
+                        order[start : start + batch_size]
+                        if order is not None
+                        else slice(start, start + batch_size)
+                    )
                     opt.zero_grad()
                     loss = loss_fn(model(x[idx]), y[idx])
                     loss.backward()
@@ -407,8 +447,11 @@ def fit_proxy(make: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, *
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)
-    return model, {"accuracy" if classify else "rmse": final, "epochs": float(epochs),
-                   "samples": float(n)}
+    return model, {
+        "accuracy" if classify else "rmse": final,
+        "epochs": float(epochs),
+        "samples": float(n),
+    }
 
 
 def load_observations(path: str | os.PathLike[str], n_features: int) -> np.ndarray:
@@ -430,8 +473,10 @@ def load_observations(path: str | os.PathLike[str], n_features: int) -> np.ndarr
     elif path.endswith(".npz"):
         with np.load(path, allow_pickle=False) as archive:
             keys = list(archive.keys())
-            key = next((k for k in ("obs", "observations") if k in keys), keys[0] if len(keys) == 1
-                       else None)
+            key = next(
+                (k for k in ("obs", "observations") if k in keys),
+                keys[0] if len(keys) == 1 else None,
+            )
             if key is None:
                 raise ValueError(f"setting 'dataset': {path} has arrays {keys}; name one 'obs'")
             data = archive[key]
@@ -445,6 +490,8 @@ def load_observations(path: str | os.PathLike[str], n_features: int) -> np.ndarr
         raise ValueError(f"setting 'dataset': {path!r} is not a .npy, .npz or .csv file")
     data = np.asarray(data, dtype=np.float32).reshape(len(data), -1)
     if data.shape[1] != n_features:
-        raise ValueError(f"setting 'dataset': {path} has {data.shape[1]} features per row, the "
-                         f"victim observes {n_features}")
+        raise ValueError(
+            f"setting 'dataset': {path} has {data.shape[1]} features per row, the "
+            f"victim observes {n_features}"
+        )
     return data

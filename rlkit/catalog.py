@@ -35,6 +35,29 @@ CONTINUOUS_ONLY = ("Box",)
 ANY_ACTION = ("Box", "Discrete", "MultiDiscrete", "MultiBinary")
 GRID_GYM_ID = "rlkit/GridBattery-v0"
 CITYLEARN_GYM_ID = "rlkit/CityLearn-v0"
+#: the bifurcation paper's other attacks, through adversarial-robustness-toolbox (optional extra)
+ART_ATTACKS: dict[str, tuple[str, str]] = {
+    "art_apgd": (
+        "rlkit.attacks.art_attacks:ARTAutoPGD",
+        "ART AutoPGD on the bifurcated policy (the authors' uAPGD, CW loss)",
+    ),
+    "art_acg": (
+        "rlkit.attacks.art_attacks:ARTAutoCG",
+        "ART Auto Conjugate Gradient on the bifurcated policy (the authors' uACG)",
+    ),
+    "art_dynamic_eps": (
+        "rlkit.attacks.art_attacks:ARTDynamicEps",
+        "smallest flipping eps of [0.01, 0.03, 0.05, 0.07] per step, ART ACG (dynamic distortion)",
+    ),
+    "art_optimal_bb": (
+        "rlkit.attacks.art_attacks:ARTOptimalBB",
+        "ART Brendel-Bethge toward an adversary policy's action (optimally targeted attack)",
+    ),
+    "art_snooping_fgm": (
+        "rlkit.attacks.art_attacks:ARTSnoopingFGM",
+        "black-box snooping: ART FGM on an imitation proxy, transferred",
+    ),
+}
 ATTACK_NAMES = ("random", "fgsm", "pgd", "targeted_pgd", "bifurcation", "bifurcation_toggle", "mad")
 
 
@@ -270,6 +293,8 @@ def attack_plugin(path: str, obj: Any) -> Entry:
 
 
 def _register_attacks() -> None:
+    for name, (path, description) in ART_ATTACKS.items():
+        register_attack(name, path, description)
     for name in ATTACK_NAMES:
         ATTACKS.register(
             name,
