@@ -203,8 +203,8 @@ class DynamicSettings(AutoSettings):
         [0.01, 0.03, 0.05, 0.07],
         min_length=1,
         description=(
-            "candidate radii; those above the budget's eps are dropped (run with eps: [0.07] for the "
-            "authors' search); none left = the budget's eps alone"
+            "candidate radii; those above the budget's eps are dropped (run with eps: [0.07] "
+            "for the authors' search); none left = the budget's eps alone"
         ),
     )
     search: Literal["binary", "linear"] = Field(
@@ -245,9 +245,9 @@ class BBSettings(ARTSettings):
         None,
         validate_default=True,
         description=(
-            "where the target actions come from (required): the path of an SB3 zip of the adversary "
-            "policy (the authors' default_adversary_PPO_..._20_bins_default_rwd_480.zip, a PPO "
-            "trained on the victim's env with the reward +consumption), or a callable obs batch -> "
+            "where the target actions come from (required): the path of an SB3 zip of the "
+            "adversary policy (the authors' "
+            "default_adversary_PPO_..._20_bins_default_rwd_480.zip, a PPO trained on the victim's env with the reward +consumption), or a callable obs batch -> "
             "target class indices (B,) or policy outputs (B, k)"
         ),
     )
@@ -288,10 +288,10 @@ class BBSettings(ARTSettings):
         1e-4,
         ge=0,
         description=(
-            "after Brendel-Bethge, step back toward the starting point until the target logit leads "
-            "the others by at least this much (the boundary point ART returns can fall back across "
-            "the boundary through float rounding, e.g. in a different batch size); 0 = ART's result "
-            "as is"
+            "after Brendel-Bethge, step back toward the starting point until the target logit "
+            "leads the others by at least this much (the boundary point ART returns can fall back "
+            "across the boundary through float rounding, e.g. in a different batch size); "
+            "0 = ART's result as is"
         ),
     )
     init_region: Literal["box", "budget"] = Field(
@@ -332,8 +332,9 @@ class SnoopingSettings(ARTSettings):
         None,
         description=(
             "observations the proxy is fitted on before the first call (.npy, .npz with 'obs', or "
-            ".csv like the authors' baseline_obs-a.csv): the authors fitted it on one clean episode "
-            "of the victim; labels are the victim's deterministic actions on them. null = warm-up"
+            ".csv like the authors' baseline_obs-a.csv): the authors fitted it on one clean "
+            "episode of the victim; labels are the victim's deterministic actions on them. "
+            "null = warm-up"
         ),
     )
     warmup_steps: int = Field(
@@ -1404,4 +1405,3 @@ class _Unflatten(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x.reshape(x.shape[0], -1))
-

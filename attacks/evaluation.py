@@ -176,7 +176,8 @@ def build_budget(spec: AttackSpec, eps: float, env: gym.Env | VectorEnv) -> Atta
     for name in [*spec.mask, *spec.scale]:
         if name not in groups:
             raise ConfigError(
-                f"attack {spec.key!r}: unknown observation group {name!r}; this env has: {', '.join(groups) or 'no groups'}"
+                f"attack {spec.key!r}: unknown observation group {name!r}; "
+                f"this env has: {', '.join(groups) or 'no groups'}"
             )
     space = _single_space(env)
     low = np.where(np.isfinite(space.low), space.low, -np.inf).astype(np.float32)
@@ -363,7 +364,9 @@ def _evaluate(
             }
             if stealth_on:
                 same_trace = attack_config.mmd_reference == "same_trace"
-                reference = [np.asarray(o) for o in trace.clean_obs] if same_trace else clean_episodes
+                reference = (
+                    [np.asarray(o) for o in trace.clean_obs] if same_trace else clean_episodes
+                )
                 report = stealth_report(
                     reference,
                     [np.asarray(o) for o in trace.fed_obs],

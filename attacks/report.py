@@ -309,7 +309,8 @@ def write_markdown(results: dict[str, Any], out: Path, title: str, plots: list[P
     null = meta.get("mmd_null")
     if null:
         lines += [
-            f"MMD null (clean episodes split by day, {len(null['p_values'])} splits): mean p {null['mean_p']:.3f}, min p {null['min_p']:.3f}.",
+            f"MMD null (clean episodes split by day, {len(null['p_values'])} splits): "
+            f"mean p {null['mean_p']:.3f}, min p {null['min_p']:.3f}.",
             "",
         ]
     lines += [*[f"![{p.stem}]({p.name})" for p in plots], ""]

@@ -31,7 +31,13 @@ def machine() -> dict[str, Any]:
 def commit() -> str | None:
     """The current git commit (None outside a repository or before the first commit)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=RESULTS.parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=RESULTS.parent,
+        )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -40,6 +46,13 @@ def commit() -> str | None:
 def write_result(name: str, figures: dict[str, Any], config: dict[str, Any]) -> Path:
     """Write ``benchmarks/results/NAME.json`` with figures, config, commit, machine and date."""
     path = RESULTS / f"{name}.json"
-    payload = {"name": name, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit(), "machine": machine(), "config": config, "figures": figures}
+    payload = {
+        "name": name,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "commit": commit(),
+        "machine": machine(),
+        "config": config,
+        "figures": figures,
+    }
     atomic_write_json(path, payload)
     return path

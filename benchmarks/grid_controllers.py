@@ -2,9 +2,9 @@
 no-battery (idle) and rule-based controllers on the held-out test days.
 
 Trains ``configs/grid/{sac,td3,ppo,ppo_discrete}.yaml`` (runs under benchmarks/runs/grid/), then
-evaluates every controller on the same test days and writes benchmarks/results/grid_controllers.json,
-a KPI table (printed) and the learning curves (grid_controllers.png). These runs are also the
-victims of benchmarks/attack_reproduction.py.
+evaluates every controller on the same test days and writes
+benchmarks/results/grid_controllers.json, a KPI table (printed) and the learning curves
+(grid_controllers.png). These runs are also the victims of benchmarks/attack_reproduction.py.
 
     python -m benchmarks.grid_controllers [--only sac ppo_discrete] [--episodes 30]
 """
@@ -29,8 +29,24 @@ from rlkit.loading import load_run  # noqa: E402
 from rlkit.train import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTROLLERS = ("sac", "td3", "ppo", "ppo_safe", "ppo_discrete", "ppo_discrete_safe")  # *_safe fine-tune the run before
-KPIS = ("cost_norm", "daily_peak_norm", "ramping_norm", "consumption_norm", "voltage_violations", "voltage_violation_depth", "vmin", "losses_mwh")
+CONTROLLERS = (
+    "sac",
+    "td3",
+    "ppo",
+    "ppo_safe",
+    "ppo_discrete",
+    "ppo_discrete_safe",
+)  # *_safe fine-tune the run before
+KPIS = (
+    "cost_norm",
+    "daily_peak_norm",
+    "ramping_norm",
+    "consumption_norm",
+    "voltage_violations",
+    "voltage_violation_depth",
+    "vmin",
+    "losses_mwh",
+)
 RUNS = ROOT / "benchmarks" / "runs" / "grid"
 
 
@@ -79,7 +95,10 @@ def main() -> None:
         env.close()
         curves[name] = learning_curve(run_dir)
         print(f"{name}: return {results[name]['return_mean']:.1f}")
-    table = {name: {"return": r["return_mean"], **{k: r["kpis"].get(k) for k in KPIS}} for name, r in results.items()}
+    table = {
+        name: {"return": r["return_mean"], **{k: r["kpis"].get(k) for k in KPIS}}
+        for name, r in results.items()
+    }
     idle, rule = table["idle (no battery)"], table["rule-based"]
     verdict = {
         name: {
@@ -107,7 +126,11 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(RESULTS / "grid_controllers.png", dpi=110)
     configs = {name: load_config(config_path(name)).model_dump(mode="json") for name in args.only}
-    write_result("grid_controllers", {"kpis": table, "verdict": verdict, "curves": curves, "test_days": args.episodes}, configs)
+    write_result(
+        "grid_controllers",
+        {"kpis": table, "verdict": verdict, "curves": curves, "test_days": args.episodes},
+        configs,
+    )
 
 
 if __name__ == "__main__":

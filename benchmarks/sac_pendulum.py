@@ -45,7 +45,13 @@ def main() -> None:
     args = parser.parse_args()
     curves, finals = {}, {}
     for seed in args.seeds:
-        overrides = [f"seed={seed}", f"train.total_steps={args.steps}", f"run.dir={args.out}/seed{seed}", "train.progress=false", f"eval.episodes={args.final_episodes}"]
+        overrides = [
+            f"seed={seed}",
+            f"train.total_steps={args.steps}",
+            f"run.dir={args.out}/seed{seed}",
+            "train.progress=false",
+            f"eval.episodes={args.final_episodes}",
+        ]
         run = train(CONFIG, overrides)
         curves[seed] = eval_curve(run.path)
         finals[seed] = json.loads(run.eval_path.read_text())["return_mean"]
@@ -72,8 +78,14 @@ def main() -> None:
     }
     figures["curve_eval_episodes"] = 5
     figures["final_eval_episodes"] = args.final_episodes
-    write_result("sac_pendulum", figures, {"config": str(CONFIG.name), "steps": args.steps, "seeds": args.seeds})
-    print(f"mean final eval return {mean_final:.1f} (target >= {TARGET}); passed={figures['passed']}")
+    write_result(
+        "sac_pendulum",
+        figures,
+        {"config": str(CONFIG.name), "steps": args.steps, "seeds": args.seeds},
+    )
+    print(
+        f"mean final eval return {mean_final:.1f} (target >= {TARGET}); passed={figures['passed']}"
+    )
 
 
 if __name__ == "__main__":

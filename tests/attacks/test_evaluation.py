@@ -94,7 +94,7 @@ def continuous_view(squash: str = "none") -> PolicyView:
 
 
 def discrete_view() -> PolicyView:
-    """Logits ``[0.5, x0, -1, -1]``: argmax 0 while ``x0 < 0.5`` (always, clean), 1 when x0 > 0.5."""
+    """Logits ``[0.5, x0, -1, -1]``: argmax 0 while ``x0 < 0.5`` (always, clean), else 1."""
     body = nn.Linear(4, 4)
     with torch.no_grad():
         body.weight.zero_()
@@ -412,7 +412,12 @@ def test_build_budget_env_without_groups_says_so():
 
 
 #: the stealth options of the reference loop (rlkit's procedure against the clean run)
-RLKIT_STEALTH = {"mmd_procedure": "rlkit", "mmd_reference": "clean_run", "mmd_null": "days", "difference_mmd": False}
+RLKIT_STEALTH = {
+    "mmd_procedure": "rlkit",
+    "mmd_reference": "clean_run",
+    "mmd_null": "days",
+    "difference_mmd": False,
+}
 
 
 def attack_config(**kwargs: Any) -> AttackConfig:
@@ -781,9 +786,16 @@ def test_default_stealth_is_the_papers_procedure_on_the_attacked_trace(monkeypat
 
     monkeypatch.setattr(evaluation, "stealth_report", spy)
     config = AttackConfig.model_validate(
-        {"eps": [0.1], "episodes": 2, "permutations": 20, "attacks": [{"name": "random", "settings": {"seed": 0}}]}
+        {
+            "eps": [0.1],
+            "episodes": 2,
+            "permutations": 20,
+            "attacks": [{"name": "random", "settings": {"seed": 0}}],
+        }
     )
-    got = evaluate_attacks(lambda: TinyEnv(length=3), continuous_view(), config, seed=0, progress=False)
+    got = evaluate_attacks(
+        lambda: TinyEnv(length=3), continuous_view(), config, seed=0, progress=False
+    )
     (call,) = seen
     assert call["procedure"] == "paper" and call["difference_mmd"] is True
     trace = got["traces"][("random", 0.1)]
@@ -797,6 +809,9 @@ def test_default_stealth_is_the_papers_procedure_on_the_attacked_trace(monkeypat
 def test_action_units_are_stated():
     from rlkit.attacks.evaluation import action_units
 
-    assert action_units(continuous_view("clip")) == "env action units [-10, 10] (after the policy's squash)"
+    assert (
+        action_units(continuous_view("clip"))
+        == "env action units [-10, 10] (after the policy's squash)"
+    )
     assert action_units(continuous_view()) == "the policy's own output units"
     assert action_units(discrete_view()).startswith("bin indices")

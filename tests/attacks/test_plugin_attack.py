@@ -22,7 +22,9 @@ class ShiftSettings(BaseModel):
     """Settings of :class:`ShiftAttack`."""
 
     model_config = ConfigDict(extra="forbid")
-    direction: float = Field(1.0, ge=-1.0, le=1.0, description="fraction of eps added to every feature")
+    direction: float = Field(
+        1.0, ge=-1.0, le=1.0, description="fraction of eps added to every feature"
+    )
     action_kind: str = Field("continuous", description="filled in from the policy view")
 
 
@@ -35,7 +37,9 @@ class ShiftAttack(Attack):
         return bound.clip(obs + self.settings["direction"] * bound.eps_vec, obs)
 
 
-if "shift" not in ATTACKS:  # the one registration line (guarded: test modules may be imported twice)
+if (
+    "shift" not in ATTACKS
+):  # the one registration line (guarded: test modules may be imported twice)
     register_attack("shift", ShiftAttack, "adds a constant fraction of eps (plug-in test)")
 
 
@@ -44,8 +48,18 @@ def run_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("plugin_attack")
     data = {
         "env": {"id": "Pendulum-v1", "max_episode_steps": 30},
-        "agent": {"name": "drqv2", "net_arch": [16], "kwargs": {"num_expl_steps": 20, "batch_size": 8}},
-        "train": {"total_steps": 60, "eval_every": 0, "checkpoint_every": 0, "replay_size": 100, "progress": False},
+        "agent": {
+            "name": "drqv2",
+            "net_arch": [16],
+            "kwargs": {"num_expl_steps": 20, "batch_size": 8},
+        },
+        "train": {
+            "total_steps": 60,
+            "eval_every": 0,
+            "checkpoint_every": 0,
+            "replay_size": 100,
+            "progress": False,
+        },
         "eval": {"episodes": 1},
         "run": {"dir": str(folder / "run"), "tensorboard": False},
     }
@@ -56,17 +70,37 @@ def run_dir(tmp_path_factory) -> Path:
 
 def attack_file(folder: Path, attacks: list[dict]) -> Path:
     path = folder / "attacks.yaml"
-    path.write_text(yaml.safe_dump({"attack": {"eps": [0.05], "episodes": 2, "stealth": False, "attacks": attacks}}))
+    path.write_text(
+        yaml.safe_dump(
+            {"attack": {"eps": [0.05], "episodes": 2, "stealth": False, "attacks": attacks}}
+        )
+    )
     return path
 
 
 def test_registered_and_class_path_attacks_run_through_evaluate(run_dir, tmp_path):
     attacks = [
         {"name": "shift", "settings": {"direction": 1.0}},
-        {"name": "tests.attacks.test_plugin_attack:ShiftAttack", "label": "by_path", "settings": {"direction": -0.5}},
+        {
+            "name": "tests.attacks.test_plugin_attack:ShiftAttack",
+            "label": "by_path",
+            "settings": {"direction": -0.5},
+        },
     ]
     out = tmp_path / "out"
-    assert main(["evaluate", str(run_dir), "--attack", str(attack_file(tmp_path, attacks)), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run_dir),
+                "--attack",
+                str(attack_file(tmp_path, attacks)),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     with (out / "results.csv").open() as handle:
         rows = {r["attack"]: r for r in csv.DictReader(handle)}
     # Pendulum's angular velocity (bound 8) is never clipped: the shift reaches the full budget
@@ -78,7 +112,9 @@ def test_registered_and_class_path_attacks_run_through_evaluate(run_dir, tmp_pat
 def test_plugin_attack_settings_are_validated(run_dir, tmp_path, capsys):
     path = attack_file(tmp_path, [{"name": "shift", "settings": {"direction": 3}}])
     capsys.readouterr()
-    assert main(["evaluate", str(run_dir), "--attack", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["evaluate", str(run_dir), "--attack", str(path), "--out", str(tmp_path / "o")]) == 2
+    )
     err = capsys.readouterr().err
     assert "attack.attacks.0.settings.direction" in err and "less than or equal to 1" in err
     assert not (tmp_path / "o").exists()
