@@ -247,7 +247,8 @@ class BBSettings(ARTSettings):
         description=(
             "where the target actions come from (required): the path of an SB3 zip of the "
             "adversary policy (the authors' "
-            "default_adversary_PPO_..._20_bins_default_rwd_480.zip, a PPO trained on the victim's env with the reward +consumption), or a callable obs batch -> "
+            "default_adversary_PPO_..._20_bins_default_rwd_480.zip, a PPO trained on the "
+            "victim's env with the reward +consumption), or a callable obs batch -> "
             "target class indices (B,) or policy outputs (B, k)"
         ),
     )
