@@ -4,7 +4,8 @@ Victims: the SAC and discrete-PPO (20 bins; the voltage fine-tuned ``ppo_discret
 controllers trained by benchmarks/grid_controllers.py. On the same test days, each victim is
 evaluated clean and under random noise (the paper's positive-only U[0, eps)), untargeted PGD,
 the bifurcation attack (GDL loss, the authors' 100-step decayed PGD) and its toggle variant at
-eps = 0.05, plus the paper's stealthy setting (eps = 0.03, calendar features masked). Paper claims checked:
+eps = 0.05, plus the paper's stealthy setting (eps = 0.03, calendar features masked).
+Paper claims checked:
 
 1. at eps 0.05 the bifurcation attack's cost and peak regret are several times untargeted PGD's
    (the paper: 3-8x);
