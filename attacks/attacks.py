@@ -20,6 +20,34 @@ perturbed observations up to the rounding of the network's sums.
 
 Settings are typed: :func:`settings_model` gives each attack's pydantic model (field
 descriptions = help text); :func:`attack_settings` and :func:`validate_settings` derive from it.
+
+Defaults are what the bifurcation paper's authors ran (RMC-AIvsAI/A-Novel-Bifurcation-Method-for-
+Observation-Perturbation-Attacks-on-Reinforcement-Learning-Agents: ``my_pgd_linf``, ``DLLoss``,
+``MaximumBifuricationWrapper`` and ``RegressorLinearWrapper`` in their ``attack myPGD *.ipynb``
+notebooks, ``eval_rand_attack`` in ``modules/KBMproject/utilities.py``), checked bit for bit
+against a transcription of their functions (``tests/attacks/test_authors_defaults.py``); rlkit's
+former behaviour stays available as named setting values:
+
+==============================  =============================  ================================
+setting (attacks)               default = the authors'         rlkit's former behaviour
+==============================  =============================  ================================
+``clip`` (gradient attacks)     ``"end"`` (bounds once, after  ``"every_step"`` (every PGD
+                                the loop; their headline       iterate)
+                                runs: ``"none"``)
+``other_logit`` (DL/GDL)        ``"zero"`` (clean logit x 0)   ``"neg_inf"``
+``toggle_start`` (toggle)       ``"away"`` (even t: away from  ``"toward"`` (even t: toward
+                                group 0)                       group 0)
+``reference`` (pgd/fgsm cont.)  ``"squashed"`` (the clean      ``"mean"`` (the clean pre-squash
+                                env action)                    mean)
+``random_start`` (pgd/fgsm)     ``False``                      ``None`` (auto: random for
+                                                               continuous policies)
+==============================  =============================  ================================
+
+``random`` keeps rlkit's symmetric noise, clipped into the bounds (``clip="end"``), by default;
+the authors' noise is ``positive_only=True, clip="none"`` with an unmasked budget.  One bug of
+theirs stays fixed:
+their discrete untargeted baseline passed the action index where ``DLLoss`` expects a one-hot
+target (see :class:`UntargetedAttack`).
 """
 
 from __future__ import annotations
@@ -126,9 +154,11 @@ def _time_tensor(
 
 # The objectives, as functions of the policy output z (module-level, so that the compiled
 # engine can recognise a loss by its function and keywords).
-def _logits_loss(z: torch.Tensor, label: torch.Tensor, *, sign: float) -> torch.Tensor:
-    """``sign * difference_of_logits(z, label)``."""
-    loss = difference_of_logits(z, label)
+def _logits_loss(
+    z: torch.Tensor, label: torch.Tensor, *, sign: float, other_logit: str
+) -> torch.Tensor:
+    """``sign * difference_of_logits(z, label, other_logit)``."""
+    loss = difference_of_logits(z, label, other_logit)
     return loss if sign == 1.0 else sign * loss
 
 
@@ -141,10 +171,10 @@ def _distance_loss(
 
 
 def _gdl_loss(
-    z: torch.Tensor, label: torch.Tensor, *, layer: Bifurcation, sign: float
+    z: torch.Tensor, label: torch.Tensor, *, layer: Bifurcation, sign: float, other_logit: str
 ) -> torch.Tensor:
-    """``sign * GDL(layer(z), label)`` (summed over action dimensions)."""
-    loss = group_difference_logits(layer(z), label)
+    """``sign * GDL(layer(z), label, other_logit)`` (summed over action dimensions)."""
+    loss = group_difference_logits(layer(z), label, other_logit)
     return loss if sign == 1.0 else sign * loss
 
 
@@ -236,7 +266,7 @@ class Attack:
         tt = _time_tensor(t, obs.shape[0], obs.device)
         out = self.run(obs, tt, bound).detach()
         if bound.quantize:
-            out = bound.quantize_grid(out, obs)
+            out = bound.quantize_grid(out, obs, bounds=self.settings.get("clip", "end") != "none")
         return out
 
     def run(self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget) -> torch.Tensor:
@@ -262,14 +292,22 @@ class Attack:
 
 
 class RandomAttack(Attack):
-    """Uniform noise inside the budget (optionally positive-only, as in the paper)."""
+    """Uniform noise inside the budget (optionally positive-only, as in the paper).
+
+    The authors' random-noise baseline (``eval_rand_attack`` in their
+    ``modules/KBMproject/utilities.py``) is ``obs + np.random.rand(*obs.shape) * eps``: U[0, eps)
+    independently on every feature, no mask, no clip.  Here that is ``positive_only=True,
+    clip="none"`` with an unmasked budget (the mask and scale come from the budget); the defaults
+    (symmetric noise, clipped into the bounds) are rlkit's.
+    """
 
     settings_model = RandomSettings
 
     def perturb(
         self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget
     ) -> torch.Tensor:
-        """Add a random in-budget perturbation to ``obs`` and clip via ``bound``.
+        """Add a random in-budget perturbation to ``obs`` (clipped into the bounds unless
+        ``clip="none"``).
 
         :param obs: clean batch.
         :param t: unused.
@@ -278,6 +316,8 @@ class RandomAttack(Attack):
         delta = bound.random_delta(
             obs, self.generator_for(obs), positive_only=self.settings["positive_only"]
         )
+        if self.settings["clip"] == "none":
+            return obs + delta
         return bound.clip(obs + delta, obs)
 
 
@@ -340,18 +380,32 @@ class GradientAttack(Attack):
         """
         raise NotImplementedError
 
+    def reference_is_clean(self) -> bool:
+        """Whether a continuous distance loss is measured from the clean output itself.
+
+        True for ``reference="mean"`` (and attacks without a ``reference`` setting) and for
+        ``reference="squashed"`` on a policy whose squash leaves the output as it is (no
+        ``squash`` method, or ``squash_kind`` ``"none"`` or ``"clip"``): then the distance has
+        zero gradient at delta = 0.
+        """
+        if self.settings.get("reference", "mean") == "mean":
+            return True
+        if not callable(getattr(self.policy, "squash", None)):
+            return True
+        return getattr(self.policy, "squash_kind", None) in ("none", "clip")
+
     def random_start(self) -> bool:
         """Whether PGD/FGSM start from a random point of the budget."""
         random_start = self.settings["random_start"]
-        if random_start is None:  # auto: the distance-from-clean gradient vanishes at delta = 0
-            random_start = self.action_kind == "continuous"
+        if random_start is None:  # auto: where the distance-from-clean gradient vanishes
+            random_start = self.action_kind == "continuous" and self.reference_is_clean()
         return bool(random_start)
 
     def optimiser(self) -> Optimiser:
         """The FGSM/PGD settings of this attack."""
         s = self.settings
         if self.method == "fgsm":
-            return Optimiser("fgsm", random_start=self.random_start())
+            return Optimiser("fgsm", random_start=self.random_start(), clip=s["clip"])
         return Optimiser(
             "pgd",
             step_size=float(s["step_size"]),
@@ -360,7 +414,7 @@ class GradientAttack(Attack):
             decay_every=int(s["decay_every"]),
             decay_rate=float(s["decay_rate"]),
             decay_schedule=s["decay_schedule"],
-            clip_in_loop=bool(s["clip_in_loop"]),
+            clip=s["clip"],
         )
 
     def task(self, obs: torch.Tensor, t: torch.Tensor | None, bound: BoundBudget) -> AttackTask:
@@ -432,14 +486,30 @@ class GradientAttack(Attack):
 class UntargetedAttack(GradientAttack):
     """Push the action away from the clean one.
 
-    Discrete: difference of logits (largest other logit minus the clean-argmax logit).
-    Continuous: ``loss`` distance ("mse" | "mae" | "huber") from the clean action mean.  That
-    distance has zero gradient at the clean observation, so ``random_start=None`` (the default)
-    means a random start for continuous policies and none for discrete ones.
+    Discrete: difference of logits, the largest other logit minus the clean-argmax logit
+    (``other_logit="zero"``, the default, masks the clean logit with 0 as the authors'
+    ``DLLoss``; ``"neg_inf"`` with ``-inf``).  Continuous: the ``loss`` distance ("mse" |
+    "mae" | "huber") between the perturbed pre-squash output and the ``reference`` action.
 
-    The authors' untargeted myPGD baseline (``attack myPGD discrete.ipynb``) passes the clean
-    action *index* where their ``DLLoss`` expects a one-hot vector, so the loss they optimised is
-    not the difference of logits; this class implements the stated DL loss.
+    Defaults are the authors' untargeted myPGD (``attack myPGD on SAC.ipynb``): their loss is
+    ``nn.MSELoss()(model(X + delta), y)`` with ``model`` the actor up to the pre-tanh mean
+    (``latent_pi`` + ``mu``) and ``y = agent.predict(obs, deterministic=True)``, the clean
+    action in the env's [0, 1] units, ``0.5 * (tanh(mu) + 1) * (high - low) + low``
+    (``reference="squashed"``: the policy view's ``squash`` of the clean output; a policy
+    without a ``squash`` method is taken to output actions already), from delta = 0
+    (``random_start=False``): the two sides differ, so the gradient is not zero there.
+    ``reference="mean"`` (rlkit's former reference) measures the distance from the clean
+    pre-squash output, which has zero gradient at delta = 0: use it with a random start
+    (``random_start=None`` = auto gives one exactly when the reference is the clean output,
+    rlkit's former default).  MSE, MAE and Huber give the same sign steps there (their MAE and
+    Huber runs equal the MSE one).
+
+    Fixed bug of theirs: the authors' discrete untargeted myPGD (``attack myPGD
+    discrete.ipynb``) passes ``y = torch.from_numpy(actions[0])``, the clean action *index*
+    ``k``, where their ``DLLoss`` expects a one-hot vector, so they maximised ``max((1 - k) *
+    z) - k * sum(z)`` (their saved ``untargeted_myPGD_05`` trace is reproduced by that loss,
+    not by the DL loss); this class implements the DL loss they intended (one-hot of the
+    clean argmax).
     """
 
     def loss(self, t: torch.Tensor | None) -> OutputLoss:
@@ -449,12 +519,26 @@ class UntargetedAttack(GradientAttack):
         """
         if self.action_kind == "discrete":
             return OutputLoss(
-                partial(_logits_loss, sign=1.0), lambda clean: (clean.argmax(dim=-1),)
+                partial(_logits_loss, sign=1.0, other_logit=self.settings["other_logit"]),
+                lambda clean: (clean.argmax(dim=-1),),
             )
         kind = self.settings["loss"]
+        squash = getattr(self.policy, "squash", None)
+        if self.settings["reference"] == "squashed" and callable(squash):
+
+            def prepare(clean: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                with torch.no_grad():
+                    ref = squash(clean)
+                return (ref.to(clean.dtype).reshape(clean.shape).detach(),)
+
+        else:
+
+            def prepare(clean: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                return (clean,)
+
         return OutputLoss(
             partial(_distance_loss, kind=kind, sign=1.0),
-            lambda clean: (clean,),
+            prepare,
             degree=2 if kind == "mse" else None,
         )
 
@@ -470,7 +554,9 @@ class TargetedAttack(GradientAttack):
     """Pull the action toward ``target`` (constant, or a callable of the time step t).
 
     Continuous: minimise the ``loss`` distance to the target action.  Discrete: the target is a bin
-    index; maximise its logit minus the largest other logit.
+    index; maximise its logit minus the largest other logit (``other_logit="zero"``: the
+    authors' mask, so the other term is ``max(0, largest other)``; ``"neg_inf"``: rlkit's
+    former one).
     """
 
     settings_model = TargetedSettings
@@ -519,7 +605,8 @@ class TargetedAttack(GradientAttack):
         """
         if self.action_kind == "discrete":
             return OutputLoss(
-                partial(_logits_loss, sign=-1.0), lambda clean: (self.target(t, clean),)
+                partial(_logits_loss, sign=-1.0, other_logit=self.settings["other_logit"]),
+                lambda clean: (self.target(t, clean),),
             )
         kind = self.settings["loss"]
         return OutputLoss(
@@ -532,22 +619,30 @@ class TargetedAttack(GradientAttack):
 class BifurcationAttack(GradientAttack):
     """Untargeted GDL attack: flip each sample's clean action group.
 
-    Maximises ``GDL = max_{j != y} g_j - g_y`` (no margin, no clamp) on the bifurcated group
-    logits ``g``, ``y`` = the clean group, with the authors' myPGD by default (linf, delta from 0,
-    100 sign steps of 0.01 halved four times, per-feature clamp each iteration).  For
-    ``act_dim > 1`` the per-dimension GDL losses are summed.  With continuous groups
-    ``[m1 a + b1, m2 a + b2]`` the loss is affine in the action (``OutputLoss.degree`` 1).
+    Maximises ``GDL = other - g_y`` on the bifurcated group logits ``g``, ``y`` = the clean
+    group, with no margin and no clamp, where ``other`` is ``max(0, g_other)`` by default (the
+    authors' ``DLLoss``/``CWLoss`` multiply the label's logit by 0, ``other_logit="zero"``) or
+    ``g_other`` (``"neg_inf"``, the stated formula).  For ``act_dim > 1`` the per-dimension
+    GDL losses are summed.  The defaults are the authors' procedure as it ran (``attack myPGD
+    bifurication discrete.ipynb``, ``... on SAC.ipynb``, their ``my_pgd_linf``, transcribed in
+    ``tests/attacks/test_authors_defaults.py``):
 
-    Differences from the authors' code (the defaults follow their code where it is deliberate):
+    * ``y = argmax g(obs)`` (first index on ties), delta from 0, 100 sign steps of
+      ``delta <- clamp(delta + step * sign(grad), -eps_i, eps_i)`` per feature, the step
+      multiplied by 0.5 after iterations 0, 25, 50 and 75 (``decay_schedule="authors"``; the
+      ``"standard"`` schedule decays after 25, 50, 75);
+    * the observation bounds applied once, after the loop (``clip="end"``, as
+      ``np.clip(obs + delta, 0, 1)`` in their runs named "clipped"); their headline runs (the
+      20-bin PPO and SAC at eps 0.05) fed the agent ``obs + delta`` unclipped (``clip="none"``;
+      17-22% of the values in those saved traces lie outside [0, 1]); ``"every_step"`` clips
+      every iterate (rlkit's former default);
+    * discrete layer ``[max of bins < K/2, max of bins >= K/2]``; continuous ``[m1 a + b1, m2 a
+      + b2]`` on the pre-squash mean (SAC: ``latent_pi`` + ``mu``).
 
-    * step decay: their loop decays *after* iteration 0, 25, 50, 75 (``decay_schedule="authors"``,
-      the default), not after 25, 50, 75 (``"standard"``).
-    * bounds: they evaluate the policy at ``obs + delta`` without clipping inside the loop and
-      clip once at the end; here the iterate is clipped every iteration unless
-      ``clip_in_loop=False``.
-    * their ``CWLoss`` masks the clean logit by multiplying by zero, so the "other" logit is
-      ``max(0, g_other)``; here it is masked with ``-inf`` (the stated GDL).  With ``g = [a, -a]``
-      both give the same sign gradient, hence the same linf PGD iterates.
+    With continuous groups the loss is affine in the action for ``other_logit="neg_inf"``
+    (``OutputLoss.degree`` 1) and piecewise affine for ``"zero"`` (its kink is where ``g_other``
+    changes sign, ``OutputLoss.kinks``); for ``[a, -a]`` and one action dimension both give the
+    same sign steps.
     """
 
     settings_model = BifurcationSettings
@@ -574,14 +669,24 @@ class BifurcationAttack(GradientAttack):
     def group_loss(self, sign: float, labels: Callable[[torch.Tensor], torch.Tensor]) -> OutputLoss:
         """``sign * GDL`` with own groups ``labels(clean)`` (B, D).
 
-        :param sign: +1 (flip the group) or -1 (toggle: pull toward the label).
+        :param sign: +1 (maximise the GDL of the label: push away from its group) or -1 (pull
+            toward it).
         :param labels: clean outputs -> group label per sample and action dimension.
         """
         layer = self.bifurcation()
+        other = self.settings["other_logit"]
+        continuous = self.action_kind == "continuous"
+        kinks = None
+        if continuous and other == "zero":
+
+            def kinks(label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return layer.group_affine(1 - label.long())  # where g_other changes sign
+
         return OutputLoss(
-            partial(_gdl_loss, layer=layer, sign=sign),
+            partial(_gdl_loss, layer=layer, sign=sign, other_logit=other),
             lambda clean: (labels(clean),),
-            degree=1 if self.action_kind == "continuous" else None,
+            degree=1 if continuous and other == "neg_inf" else None,
+            kinks=kinks,
         )
 
     def loss(self, t: torch.Tensor | None) -> OutputLoss:
@@ -594,9 +699,14 @@ class BifurcationAttack(GradientAttack):
 
 
 class ToggleBifurcationAttack(BifurcationAttack):
-    """Targeted GDL attack whose target group alternates with time: ``y_t = t mod 2``.
+    """GDL attack whose group alternates with the time step: label ``y_t = t mod 2``.
 
-    Maximises ``g_y - max_{j != y} g_j`` (summed over action dimensions).  Needs ``t``.
+    ``toggle_start="away"`` (the authors' white-box toggle, ``attack myPGD toggle bifurication
+    discrete.ipynb`` / ``... continuous.ipynb``: label ``[1, 0]`` at even steps and ``[0, 1]``
+    at odd ones, fed to the untargeted ``DLLoss``): maximise ``GDL(g, y_t)``, pushing away from
+    group 0 at even t and away from group 1 at odd t.  ``"toward"`` (rlkit's former toggle):
+    maximise ``-GDL(g, y_t)``, pulling toward group 0 at even t.  With ``other_logit="neg_inf"``
+    and two groups the two are the same attack shifted by one step.  Needs ``t``.
     """
 
     settings_model = ToggleSettings
@@ -614,7 +724,8 @@ class ToggleBifurcationAttack(BifurcationAttack):
             dims = layer(clean).shape[1]  # also validates the split
             return (t.to(clean.device) % 2).unsqueeze(-1).expand(clean.shape[0], dims)
 
-        return self.group_loss(-1.0, labels)
+        sign = 1.0 if self.settings["toggle_start"] == "away" else -1.0
+        return self.group_loss(sign, labels)
 
 
 class MADAttack(GradientAttack):
@@ -663,7 +774,7 @@ _SPECS: dict[str, AttackSpec] = {
         AttackSpec(
             "random",
             RandomAttack,
-            "uniform noise in the budget (positive_only=True: the paper's U[0, eps))",
+            "uniform noise in the budget (positive_only=True, clip=none: the authors' U[0, eps))",
         ),
         AttackSpec(
             "fgsm",
@@ -688,7 +799,7 @@ _SPECS: dict[str, AttackSpec] = {
         AttackSpec(
             "bifurcation_toggle",
             ToggleBifurcationAttack,
-            "bifurcation + GDL toward the group t mod 2 (alternating charge/discharge)",
+            "bifurcation + GDL alternating with t (away from group t mod 2: charge/discharge)",
         ),
         AttackSpec(
             "mad",
@@ -699,6 +810,14 @@ _SPECS: dict[str, AttackSpec] = {
 }
 
 ATTACKS: dict[str, str] = {name: spec.description for name, spec in _SPECS.items()}
+
+
+#: settings that were replaced, with what to use instead
+_REPLACED = {
+    "clip_in_loop": "was replaced by 'clip': 'every_step' (clip_in_loop: true, rlkit's former "
+    "default), 'end' (clip_in_loop: false, the authors' and the new default) or 'none' (no "
+    "bounds, as the authors' headline runs)",
+}
 
 
 def _unknown(kind: str, name: str, allowed: list[str]) -> ValueError:
@@ -750,6 +869,9 @@ def validate_settings(name: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """
     model = settings_model(name)
     unknown = [key for key in settings if key not in model.model_fields]
+    for key in unknown:
+        if key in _REPLACED and "clip" in model.model_fields:
+            raise ValueError(f"setting {key!r} of attack {name!r} {_REPLACED[key]}")
     if unknown:
         raise _unknown(f"setting for attack {name!r}:", unknown[0], list(model.model_fields))
     try:

@@ -67,6 +67,22 @@ class Bifurcation:
     m2: float = -1.0
     b2: float = 0.0
 
+    def group_affine(self, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Continuous layers: group ``label``'s logit as ``slope * a + offset`` per element.
+
+        :param label: group indices (0 or 1), any shape (e.g. (B, D)).
+        :return: (slope, offset), float64 tensors shaped like ``label``.
+        """
+        if self.action_kind == "discrete":
+            raise ValueError("group_affine is defined for continuous bifurcation layers only")
+        upper = label.long() == 1
+
+        def pick(if_upper: float, if_lower: float) -> torch.Tensor:
+            values = torch.tensor([if_lower, if_upper], dtype=torch.float64, device=label.device)
+            return values[upper.long()]
+
+        return pick(self.m2, self.m1), pick(self.b2, self.b1)
+
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
         """Map a policy output batch to group logits (B, D, 2).
 

@@ -14,9 +14,12 @@ axis-aligned ellipsoid; :meth:`AttackBudget.project` projects in the scaled coor
 points inside ``B`` and leaves points of ``B`` unchanged; with a uniform scale it is the exact
 Euclidean projection onto the ball.
 
-Observation bounds (``low``/``high``) are applied after the projection.  The attacker never
-pushes a feature outside the bounds, but a *clean* value already outside them is not moved either:
-the box is widened per sample to ``[min(low, obs), max(high, obs)]``.  Because clipping into a box
+Observation bounds (``low``/``high``) are applied after the projection, when the attack's
+``clip`` setting says (``"end"``: once, on the result, as the authors' code; ``"every_step"``:
+also on every PGD iterate; ``"none"``: never, as the authors' headline runs, which fed the agent
+observations up to eps outside [0, 1]).  Where they apply the attacker never pushes a feature
+outside the bounds, but a *clean* value already outside them is not moved either: the box is
+widened per sample to ``[min(low, obs), max(high, obs)]``.  Because clipping into a box
 that contains the clean observation only shrinks each ``|delta_i|``, the result stays in both the
 bounds and the budget, and masked features are never touched.
 
@@ -230,13 +233,14 @@ class AttackBudget:
         """
         return self.bind(delta).project(delta)
 
-    def clip(self, obs_adv: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    def clip(self, obs_adv: torch.Tensor, obs: torch.Tensor, bounds: bool = True) -> torch.Tensor:
         """Return ``obs_adv`` moved into the budget around ``obs`` and into the bounds.
 
         :param obs_adv: candidate perturbed observations (B, *shape).
         :param obs: clean observations, same shape.
+        :param bounds: False: into the budget only.
         """
-        return self.bind(obs).clip(obs_adv, obs)
+        return self.bind(obs).clip(obs_adv, obs, bounds)
 
 
 class BoundBudget:
@@ -281,7 +285,15 @@ class BoundBudget:
         self.scale = per_feature(budget.scale, 1.0, "scale")
         mask = per_feature(budget.mask, 1.0, "mask")
         self.active = (mask * self.scale) > 0
-        self.eps_vec = torch.where(self.active, self.eps * self.scale, torch.zeros_like(self.scale))
+        # eps * scale in float64, then rounded once to the batch's dtype (as the authors build
+        # their per-feature eps vector: a float64 numpy product cast to a float32 tensor)
+        scale64 = (
+            np.ones(feat)
+            if budget.scale is None
+            else np.broadcast_to(_to_numpy(budget.scale, "scale"), feat)
+        )
+        eps_vec = torch.as_tensor(self.eps * scale64).to(dtype=self.scale.dtype, device=like.device)
+        self.eps_vec = torch.where(self.active, eps_vec, torch.zeros_like(self.scale))
         self.safe_scale = torch.where(self.active, self.scale, torch.ones_like(self.scale))
         self.low = None if budget.low is None else per_feature(budget.low, 0.0, "low")
         self.high = None if budget.high is None else per_feature(budget.high, 0.0, "high")
@@ -322,13 +334,16 @@ class BoundBudget:
             obs_adv = torch.minimum(obs_adv, torch.maximum(self.high, obs))
         return obs_adv
 
-    def clip(self, obs_adv: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    def clip(self, obs_adv: torch.Tensor, obs: torch.Tensor, bounds: bool = True) -> torch.Tensor:
         """Project ``obs_adv - obs`` into the budget, then clip into the bounds.
 
         :param obs_adv: candidate perturbed observations.
         :param obs: clean observations.
+        :param bounds: False: project only, the bounds do not apply (an attack's ``clip:
+            none``).
         """
-        return self.clip_bounds(obs + self.project(obs_adv - obs), obs)
+        out = obs + self.project(obs_adv - obs)
+        return self.clip_bounds(out, obs) if bounds else out
 
     def random_delta(
         self, obs: torch.Tensor, generator: torch.Generator | None, positive_only: bool = False
@@ -355,7 +370,9 @@ class BoundBudget:
         shape = (-1, *([1] * (obs.dim() - 1)))
         return self.project(u / norms.view(shape) * radius.view(shape) * self.safe_scale)
 
-    def quantize_grid(self, obs_adv: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    def quantize_grid(
+        self, obs_adv: torch.Tensor, obs: torch.Tensor, bounds: bool = True
+    ) -> torch.Tensor:
         """Round ``obs_adv`` to the integer grid, staying within the budget and the bounds.
 
         ``obs`` must be integer-valued (uint8 frames as floats).  Each element becomes
@@ -368,6 +385,7 @@ class BoundBudget:
 
         :param obs_adv: perturbed observations inside the budget and bounds.
         :param obs: integer-valued clean observations.
+        :param bounds: False: ignore the bounds (an attack's ``clip: none``), keep the budget.
         :raises ValueError: ``obs`` is not on the integer grid.
         """
         if not torch.equal(obs, obs.round()):
@@ -379,9 +397,9 @@ class BoundBudget:
         rounded, toward = delta.round(), delta.trunc()
         x = obs + rounded
         bad = torch.zeros_like(delta, dtype=torch.bool)
-        if self.low is not None:
+        if bounds and self.low is not None:
             bad |= x < torch.minimum(self.low, obs)
-        if self.high is not None:
+        if bounds and self.high is not None:
             bad |= x > torch.maximum(self.high, obs)
         if self.norm == "linf":
             bad |= rounded.abs() > self.eps_vec

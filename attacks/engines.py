@@ -66,6 +66,7 @@ from .fastgrad import (
     choose_backend,
     fast_fgsm,
     fast_pgd,
+    loss_form,
     output_grad_for,
 )
 from .losses import OutputLoss
@@ -372,7 +373,7 @@ class MLPEngine:
         backend = (
             "numpy"
             if opt.method == "fgsm"
-            else choose_backend(net, loss.degree, obs, task.budget, self.backend)
+            else choose_backend(net, loss_form(loss), obs, task.budget, self.backend)
         )
         clean = torch.from_numpy(net.forward(obs.detach().numpy()))
         args = loss.prepare(clean)
@@ -384,6 +385,7 @@ class MLPEngine:
                 obs,
                 task.budget,
                 random_start=opt.random_start,
+                clip=opt.clip,
                 generator=task.generator,
             )
         return fast_pgd(
@@ -405,7 +407,7 @@ class MLPEngine:
         net = self.plan.net() if self.plan is not None else None
         if net is None:
             raise ValueError(f"engine='mlp' cannot serve this call: {self.unavailable(task)}")
-        return choose_backend(net, task.loss.degree, task.obs, task.budget, self.backend)
+        return choose_backend(net, loss_form(task.loss), task.obs, task.budget, self.backend)
 
 
 # --------------------------------------------------------------------------- choosing

@@ -18,8 +18,13 @@ from the torch definition in :mod:`rlkit.attacks.losses` through
 output tensor), and this module back-propagates it through the network:
 
 * a loss that is affine in the output (``OutputLoss.degree == 1``: the continuous bifurcation
-  attacks, GDL on ``[m1 a + b1, m2 a + b2]``) has a constant output gradient, taken from torch
-  once per attack call (:class:`ConstantGrad`);
+  attacks with ``other_logit="neg_inf"``, GDL ``g_other - g_own`` on ``[m1 a + b1, m2 a + b2]``)
+  has a constant output gradient, taken from torch once per attack call (:class:`ConstantGrad`);
+* a loss that is piecewise affine in each output (``OutputLoss.kinks``: the continuous
+  bifurcation attacks with the authors' ``other_logit="zero"``, ``max(0, g_other) - g_own``,
+  whose kink is where ``g_other`` changes sign) has an output gradient that is constant on each
+  side of the kink: the three values (below, at, above) are taken from torch once per call and
+  the kernel picks one per output and iteration (:class:`PiecewiseGrad`);
 * a quadratic loss (``degree == 2``: the MSE distance of ``pgd``/``targeted_pgd``, the Gaussian
   KL of continuous ``mad``) has an output gradient affine in the output, ``g(z) = g0 + H (z -
   z0)``, with ``g0`` and the per-sample Hessian ``H`` taken from torch once per call at the clean
@@ -27,14 +32,18 @@ output tensor), and this module back-propagates it through the network:
 * any other loss (MAE/Huber distances, difference of logits, group maxima, categorical KL) gets
   its output gradient from torch at every iteration (:class:`TorchOutputGrad`).
 
-The numba kernel serves the first two (it evaluates ``g0 + H (z - z0)``, which is no copy of any
-loss); the others run in the numpy loop.  Trade-off, measured side by side at batch 1 on the
-untrained 256x256 SB3 views (ms per 100-step call; old = the former per-loss numba copies):
+The numba kernel serves the first three (it evaluates ``g0 + H (z - z0)`` or picks a tabulated
+piece, which is no copy of any loss); the others run in the numpy loop.  Trade-off, measured side
+by side at batch 1 on the untrained 256x256 SB3 views (ms per 100-step call; old = the former
+per-loss numba copies; the piecewise form of the authors' default, measured later side by side
+with the affine one on an untrained 54 -> 256 -> 256 -> 4 SB3 SAC view, the grid env's shape,
+costs the same: best of 30 rounds of 50 calls, 2.12 ms (piecewise) vs 2.20 ms (affine) per
+100-step call and 0.489 vs 0.488 ms per 1-step call):
 
 ======================================  =====  =====  ========
 attack                                   old    new   autograd
 ======================================  =====  =====  ========
-bifurcation, continuous (degree 1)      2.82   2.86      -
+bifurcation, continuous (affine)        2.82   2.86      -
 pgd, MSE (degree 2)                     2.56   3.13     34.1
 pgd, Huber (torch at every iteration)   2.40   16.2     31.6
 pgd, difference of logits (discrete)    1.63   5.32     39.8
@@ -81,7 +90,7 @@ from torch import nn
 
 from .budget import BoundBudget
 from .losses import OutputLoss
-from .optim import Optimiser, ascent_direction, step_schedule
+from .optim import Optimiser, ascent_direction, check_clip, pgd_result, step_schedule
 
 _nb: Any
 try:  # numba is optional (the ``fast`` extra)
@@ -392,13 +401,62 @@ class AffineGrad(OutputGrad):
         return _take(self.g0, rows) + np.einsum("bjl,bl->bj", _take(self.hessian, rows), dz)
 
 
-class ConstantGradCache:
-    """Output gradients of affine losses, per (loss, sample arguments), from torch once each.
+class PiecewiseGrad(OutputGrad):
+    """A loss piecewise affine in each output (``OutputLoss.kinks``): per sample and output
+    ``j`` the gradient is ``below[j]``, ``at[j]`` or ``above[j]`` as ``s = slope[j] * z[j] +
+    offset[j]`` is negative, zero or positive.
 
-    The output gradient of an affine loss does not depend on the output, and the samples do not
-    interact, so each sample's gradient is a function of its own row of the loss's arguments
-    (e.g. its clean group label): for small batches, looking it up is cheaper than a torch
-    autograd call per attack call.
+    :param table: (B, 5, k): rows ``below, at, above`` (output gradients from torch on each side
+        of the kink and at it), then ``slope`` and ``offset``, in the compute dtype.
+    """
+
+    def __init__(self, table: np.ndarray) -> None:
+        """Store the table."""
+        self.table = np.ascontiguousarray(table)
+
+    def __call__(self, z: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray:
+        """The output gradient of samples ``rows`` at outputs ``z``.
+
+        :param z: policy outputs of those samples (B', k).
+        :param rows: their indices in the attacked batch (None = all).
+        """
+        table = _take(self.table, rows)
+        s = table[:, 3] * z.astype(table.dtype, copy=False) + table[:, 4]
+        return np.where(s < 0, table[:, 0], np.where(s > 0, table[:, 2], table[:, 1]))
+
+
+def piecewise_table(
+    loss: OutputLoss, like: torch.Tensor, args: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
+    """The :class:`PiecewiseGrad` table (B, 5, k) of ``loss`` (with ``kinks``), from torch.
+
+    The output gradient is taken by torch autograd at one point on each side of every kink and
+    at the kink itself (``z = -offset / slope``; outputs with ``slope == 0`` never change
+    piece, so any point serves them); the loss is separable over outputs, so one evaluation
+    per point serves every output at once.
+
+    :param loss: a loss whose ``kinks`` is set.
+    :param like: clean outputs (B, k) (shape and dtype).
+    :param args: ``loss.prepare(clean)``.
+    """
+    assert loss.kinks is not None
+    slope, offset = (t.to(like.dtype).reshape(like.shape) for t in loss.kinks(*args))
+    flat = slope == 0
+    kink = torch.where(flat, torch.zeros_like(slope), -offset / torch.where(flat, 1.0, slope))
+    away = torch.sign(slope) * (1.0 + kink.abs())
+    grads = [loss.output_gradient(z, args) for z in (kink - away, kink, kink + away)]
+    return torch.stack([*grads, slope, offset], dim=1)
+
+
+class ConstantGradCache:
+    """Per-sample output-gradient data of affine and piecewise-affine losses, per (loss, sample
+    arguments), from torch once each.
+
+    The output gradient of an affine loss does not depend on the output (and the table of a
+    piecewise-affine one, :func:`piecewise_table`, depends only on the loss's arguments), and
+    the samples do not interact, so each sample's row is a function of its own row of the
+    loss's arguments (e.g. its clean group label): for small batches, looking it up is cheaper
+    than torch autograd calls per attack call.
 
     :param max_batch: batches above this size are not looked up (building the keys would cost
         more than the autograd call).
@@ -419,12 +477,45 @@ class ConstantGradCache:
         :param clean: clean outputs (B, k).
         :param args: ``loss.prepare(clean)``.
         """
+        return self._lookup(
+            "gradient", loss, clean, args, lambda z, a: loss.output_gradient(z, a).numpy()
+        )
+
+    def piecewise(
+        self, loss: OutputLoss, clean: torch.Tensor, args: tuple[torch.Tensor, ...]
+    ) -> np.ndarray:
+        """The :func:`piecewise_table` (B, 5, k) of the piecewise-affine ``loss``.
+
+        :param loss: a loss with ``kinks``.
+        :param clean: clean outputs (B, k).
+        :param args: ``loss.prepare(clean)``.
+        """
+        return self._lookup(
+            "piecewise", loss, clean, args, lambda z, a: piecewise_table(loss, z, a).numpy()
+        )
+
+    def _lookup(
+        self,
+        tag: str,
+        loss: OutputLoss,
+        clean: torch.Tensor,
+        args: tuple[torch.Tensor, ...],
+        compute: Any,
+    ) -> np.ndarray:
+        """Rows of ``compute(clean, args)`` (a function of each row of ``args`` alone), cached.
+
+        :param tag: what is computed.
+        :param loss: the loss.
+        :param clean: clean outputs (B, k).
+        :param args: ``loss.prepare(clean)``.
+        :param compute: ``(clean rows, args rows) -> array`` with one row per sample.
+        """
         batch = clean.shape[0]
         key = loss.key
         if batch > self.max_batch or key[0] == "id":
-            return loss.output_gradient(clean, args).numpy()
+            return compute(clean, args)
         flat = [np.ascontiguousarray(a.detach().cpu().numpy()).reshape(batch, -1) for a in args]
-        head = (key, tuple(clean.shape[1:]), str(clean.dtype))
+        head = (tag, key, tuple(clean.shape[1:]), str(clean.dtype))
         keys = [(head, *(f[b].tobytes() for f in flat)) for b in range(batch)]
         missing = [b for b, k in enumerate(keys) if k not in self._rows]
         if missing:
@@ -432,9 +523,9 @@ class ConstantGradCache:
                 self._rows.clear()
                 missing = list(range(batch))
             idx = torch.as_tensor(missing)
-            grads = loss.output_gradient(clean[idx], tuple(a[idx] for a in args)).numpy()
+            values = compute(clean[idx], tuple(a[idx] for a in args))
             for j, b in enumerate(missing):
-                self._rows[keys[b]] = grads[j]
+                self._rows[keys[b]] = values[j]
         return np.stack([self._rows[k] for k in keys])
 
 
@@ -451,8 +542,12 @@ def output_grad_for(
     :param args: ``loss.prepare(clean)``.
     :param cache: where to look up constant gradients (None: always ask torch).
     :return: :class:`ConstantGrad` (degree 1) or :class:`AffineGrad` (degree 2), both from torch
-        at ``clean``, else a :class:`TorchOutputGrad`.
+        at ``clean``, :class:`PiecewiseGrad` (``kinks``), else a :class:`TorchOutputGrad`.
     """
+    if loss.kinks is not None:
+        if cache is not None:
+            return PiecewiseGrad(cache.piecewise(loss, clean, args))
+        return PiecewiseGrad(piecewise_table(loss, clean, args).numpy())
     if loss.degree == 1:
         if cache is not None:
             return ConstantGrad(cache.gradient(loss, clean, args))
@@ -466,8 +561,20 @@ def output_grad_for(
     return TorchOutputGrad(loss, args)
 
 
-def kernel_degree(output_grad: OutputGrad) -> int | None:
-    """The polynomial degree the numba kernel sees in ``output_grad`` (None: it cannot serve).
+#: the loss forms the numba kernel serves: 1 (affine), 2 (quadratic), "kinks" (piecewise affine)
+KERNEL_FORMS = (1, 2, "kinks")
+
+
+def loss_form(loss: OutputLoss) -> int | str | None:
+    """The form of ``loss`` in the policy output: ``"kinks"``, its degree (1 or 2), or None.
+
+    :param loss: an attack loss.
+    """
+    return "kinks" if loss.kinks is not None else loss.degree
+
+
+def kernel_degree(output_grad: OutputGrad) -> int | str | None:
+    """The loss form the numba kernel sees in ``output_grad`` (None: it cannot serve).
 
     :param output_grad: an output gradient.
     """
@@ -475,6 +582,8 @@ def kernel_degree(output_grad: OutputGrad) -> int | None:
         return 1
     if isinstance(output_grad, AffineGrad):
         return 2
+    if isinstance(output_grad, PiecewiseGrad):
+        return "kinks"
     return None
 
 
@@ -782,12 +891,16 @@ def _net_grad_py(
     g0,
     hess,
     z0,
-    affine,
+    table,
+    form,
     take_z0,
     out,
 ):
-    """Input gradient of one sample ``x`` into ``out``, for the output gradient ``g0`` (constant)
-    or, if ``affine``, ``g0 + hess (z - z0)`` at the sample's output ``z``.
+    """Input gradient of one sample ``x`` into ``out``, for the output gradient at the sample's
+    output ``z``: ``g0`` (``form`` 0: constant), ``g0 + hess (z - z0)`` (1: a quadratic loss)
+    or, per output ``j``, ``table[0, j]``, ``table[1, j]`` or ``table[2, j]`` as ``table[3, j] *
+    z[j] + table[4, j]`` is negative, zero or positive (2: a piecewise-affine loss, see
+    :class:`PiecewiseGrad`).
 
     ``take_z0``: ``x`` is the clean observation; its output (from this very forward pass)
     becomes ``z0``, so the gradient there is exactly ``g0``.
@@ -796,14 +909,23 @@ def _net_grad_py(
     g = gb[0]
     k = g0.shape[0]
     z = buf[codes.shape[0]]
-    if affine and take_z0:
+    if form == 1 and take_z0:
         for j in range(k):
             z0[j] = z[j]
     for j in range(k):
-        v = g0[j]
-        if affine:
-            for m in range(k):
-                v += hess[j, m] * (z[m] - z0[m])
+        if form == 2:
+            s = table[3, j] * z[j] + table[4, j]
+            if s < 0:
+                v = table[0, j]
+            elif s > 0:
+                v = table[2, j]
+            else:
+                v = table[1, j]
+        else:
+            v = g0[j]
+            if form == 1:
+                for m in range(k):
+                    v += hess[j, m] * (z[m] - z0[m])
         g[j] = v
     _net_backward(codes, woff, poff, clips, wbuf, pbuf, buf, gb, widths, out)
 
@@ -816,7 +938,7 @@ def _pgd_py(
     lo,
     hi,
     steps,
-    clip_in_loop,
+    every_step,
     can_stop,  # noqa: ANN001, ANN202
     codes,
     din,
@@ -831,18 +953,20 @@ def _pgd_py(
     g0,
     hess,
     z0,
-    affine,
+    table,
+    form,
     from_clean,
     counts,
 ):
     """Linf PGD of every sample, in place on ``delta`` (numba kernel; see :func:`fast_pgd`).
 
-    The output gradient of sample ``row`` is ``g0[row]``, plus ``hess[row] (z - z0[row])`` if
-    ``affine`` (a quadratic loss); with ``from_clean`` (delta starts at 0) the first forward
+    The output gradient of sample ``row`` is ``g0[row]`` (``form`` 0), plus ``hess[row] (z -
+    z0[row])`` (1: a quadratic loss), or chosen per output from ``table[row]`` (2: piecewise
+    affine, see :func:`_net_grad_py`); with ``from_clean`` (delta starts at 0) the first forward
     pass of each sample, at its clean observation, sets ``z0[row]``.  The update repeats
     ``pgd``'s elementwise operations in the observations' dtype: ``delta + step * sign(g)``
-    (inactive features: ``+ 0``), clamp to ``[-eps, eps]``, then, if ``clip_in_loop``,
-    ``clip(obs + delta, lo, hi) - obs``.
+    (inactive features: ``+ 0``), clamp to ``[-eps, eps]``, then, if ``every_step`` (``clip=
+    "every_step"``), ``clip(obs + delta, lo, hi) - obs``.
     """
     batch, n = obs.shape
     buf = np.empty((codes.shape[0] + 1, maxw), wbuf.dtype)
@@ -873,9 +997,10 @@ def _pgd_py(
                     gb,
                     widths,
                     g0[row],
-                    hess[row if affine else 0],
-                    z0[row if affine else 0],
-                    affine,
+                    hess[row if form == 1 else 0],
+                    z0[row if form == 1 else 0],
+                    table[row if form == 2 else 0],
+                    form,
                     from_clean and it == 0,
                     grad,
                 )
@@ -896,7 +1021,7 @@ def _pgd_py(
                     v = e
                 if v < -e:
                     v = -e
-                if clip_in_loop:
+                if every_step:
                     xv = o[i] + v
                     if xv < lo[row, i]:
                         xv = lo[row, i]
@@ -945,6 +1070,7 @@ def fast_fgsm(
     budget: BoundBudget,
     *,
     random_start: bool = False,
+    clip: str = "end",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """:func:`rlkit.attacks.optim.fgsm` with the gradient from ``net``.
@@ -954,24 +1080,33 @@ def fast_fgsm(
     :param obs: clean batch (B, n) on the CPU.
     :param budget: tensor budget bound to ``obs``.
     :param random_start: step from a random in-budget point.
+    :param clip: ``"end"``, ``"none"`` or ``"every_step"``, see
+        :func:`rlkit.attacks.optim.fgsm_steps`.
     :param generator: RNG for the random start.
     """
+    check_clip(clip)
     start = obs
     if random_start:
-        start = budget.clip(obs + budget.random_delta(obs, generator), obs)
+        start = obs + budget.random_delta(obs, generator)
+        if clip == "every_step":
+            start = budget.clip(start, obs)
     grad = torch.from_numpy(net.input_gradient(_numpy(start), output_grad))
     delta = budget.eps * ascent_direction(grad, budget)
-    return budget.clip(start + delta, obs).detach()
+    return budget.clip(start + delta, obs, bounds=clip != "none").detach()
 
 
 def choose_backend(
-    net: MLPNet, degree: int | None, obs: torch.Tensor, budget: BoundBudget, backend: str = "auto"
+    net: MLPNet,
+    degree: int | str | None,
+    obs: torch.Tensor,
+    budget: BoundBudget,
+    backend: str = "auto",
 ) -> str:
     """The PGD backend for this call: "numba" or "numpy".
 
     :param net: the policy's numpy executor.
-    :param degree: the loss's polynomial degree in the output (``OutputLoss.degree``; numba:
-        1 or 2 only).
+    :param degree: the loss's form in the output (:func:`loss_form`; numba: one of
+        :data:`KERNEL_FORMS`: degree 1 or 2, or ``"kinks"``).
     :param obs: the clean batch.
     :param budget: the bound budget (numba: linf only).
     :param backend: "auto" (numba when it can serve the call and the batch has at most
@@ -988,8 +1123,8 @@ def choose_backend(
         reasons.append("the budget norm is not linf")
     if np.dtype(str(obs.dtype).removeprefix("torch.")) != net.dtype:
         reasons.append("the observations' dtype differs from the parameters'")
-    if degree not in (1, 2):
-        reasons.append("the loss is not affine or quadratic in the policy output")
+    if degree not in KERNEL_FORMS:
+        reasons.append("the loss is not affine, quadratic or piecewise affine in the policy output")
     if not reasons and (backend == "numba" or obs.shape[0] <= NUMBA_MAX_BATCH):
         return "numba"
     if backend == "numba":
@@ -1033,8 +1168,10 @@ def fast_pgd(
     """
     opt = optimiser
     obs = obs.detach()
+    check_clip(opt.clip)
+    every_step = opt.clip == "every_step"
     delta_t = budget.random_delta(obs, generator) if opt.random_start else torch.zeros_like(obs)
-    if opt.clip_in_loop:
+    if every_step:
         delta_t = budget.clip_bounds(obs + delta_t, obs) - obs
     o, delta = _numpy(obs), _numpy(delta_t).copy()
     eps_vec = _numpy(budget.eps_vec)
@@ -1050,7 +1187,11 @@ def fast_pgd(
     lo = None if budget.low is None else np.minimum(_numpy(budget.low), o)
     hi = None if budget.high is None else np.maximum(_numpy(budget.high), o)
     chosen = choose_backend(net, kernel_degree(output_grad), obs, budget, backend)
-    if chosen == "numba" and reuse and isinstance(output_grad, ConstantGrad | AffineGrad):
+    if (
+        chosen == "numba"
+        and reuse
+        and isinstance(output_grad, ConstantGrad | AffineGrad | PiecewiseGrad)
+    ):
         delta, computed = _numba_pgd(
             net,
             output_grad,
@@ -1060,44 +1201,44 @@ def fast_pgd(
             steps,
             lo,
             hi,
-            opt.clip_in_loop,
+            every_step,
             can_stop,
             not opt.random_start,
         )
     else:
         delta, computed = _numpy_pgd(
-            net, output_grad, o, delta, budget, steps, lo, hi, opt.clip_in_loop, reuse, can_stop
+            net, output_grad, o, delta, budget, steps, lo, hi, every_step, reuse, can_stop
         )
     if stats is not None:
         stats["rows"] = stats.get("rows", 0) + o.shape[0] * len(steps)
         stats["gradient_rows"] = stats.get("gradient_rows", 0) + computed
-    return budget.clip(obs + torch.from_numpy(delta), obs).detach()
+    return pgd_result(obs, torch.from_numpy(delta), budget, opt.clip)
 
 
 def _numba_pgd(
     net: MLPNet,
-    output_grad: ConstantGrad | AffineGrad,
+    output_grad: ConstantGrad | AffineGrad | PiecewiseGrad,
     o: np.ndarray,
     delta: np.ndarray,
     budget: BoundBudget,
     steps: tuple[float, ...],
     lo: np.ndarray | None,
     hi: np.ndarray | None,
-    clip_in_loop: bool,
+    every_step: bool,
     can_stop: bool,
     from_clean: bool,
 ) -> tuple[np.ndarray, int]:
     """The PGD loop of :func:`fast_pgd` in the numba kernel; (final delta, gradients computed).
 
     :param net: the policy's numpy executor.
-    :param output_grad: the constant or affine output gradient.
+    :param output_grad: the constant, affine or piecewise output gradient.
     :param o: clean batch (B, n).
     :param delta: start perturbation (B, n), updated in place.
     :param budget: the bound (linf) budget.
     :param steps: step size per iteration.
     :param lo: per-sample lower bounds ``min(low, obs)`` (None: no bound).
     :param hi: per-sample upper bounds ``max(high, obs)`` (None: no bound).
-    :param clip_in_loop: clip to the bounds at every iteration.
+    :param every_step: clip to the bounds at every iteration.
     :param can_stop: stop a sample whose iterate did not move.
     :param from_clean: delta starts at 0 (no random start).
     """
@@ -1106,13 +1247,18 @@ def _numba_pgd(
     codes, din, dout, woff, poff, clips, wbuf, wtbuf, pbuf = net.packed()
     maxw = int(max(o.shape[1], *np.abs(dout), *np.abs(din)))
     dt = net.dtype
+    table = np.zeros((1, 5, 1), dt)
+    hess, z0 = np.zeros((1, 1, 1), dt), np.zeros((1, 1), dt)
     if isinstance(output_grad, AffineGrad):
         g0 = np.ascontiguousarray(output_grad.g0, dtype=dt)
         hess = np.ascontiguousarray(output_grad.hessian, dtype=dt)
-        z0, affine = np.array(output_grad.z0, dtype=dt), True  # a copy: the kernel writes it
+        z0, form = np.array(output_grad.z0, dtype=dt), 1  # a copy: the kernel writes it
+    elif isinstance(output_grad, PiecewiseGrad):
+        table = np.ascontiguousarray(output_grad.table, dtype=dt)
+        g0, form = np.ascontiguousarray(table[:, 0]), 2
     else:
         g0 = np.ascontiguousarray(output_grad(None, None), dtype=dt).reshape(batch, -1)
-        hess, z0, affine = np.zeros((1, 1, 1), dt), np.zeros((1, 1), dt), False
+        form = 0
     _pgd_kernel(
         np.ascontiguousarray(o),
         delta,
@@ -1121,7 +1267,7 @@ def _numba_pgd(
         np.full_like(o, -np.inf) if lo is None else lo,
         np.full_like(o, np.inf) if hi is None else hi,
         np.asarray(steps, dtype=o.dtype),
-        bool(clip_in_loop),
+        bool(every_step),
         bool(can_stop),
         codes,
         din,
@@ -1136,7 +1282,8 @@ def _numba_pgd(
         g0,
         hess,
         z0,
-        affine,
+        table,
+        form,
         bool(from_clean),
         counts,
     )
@@ -1152,7 +1299,7 @@ def _numpy_pgd(
     steps: tuple[float, ...],
     lo: np.ndarray | None,
     hi: np.ndarray | None,
-    clip_in_loop: bool,
+    every_step: bool,
     reuse: bool,
     can_stop: bool,
 ) -> tuple[np.ndarray, int]:
@@ -1167,7 +1314,7 @@ def _numpy_pgd(
     :param steps: step size per iteration.
     :param lo: per-sample lower bounds ``min(low, obs)`` (None: no bound).
     :param hi: per-sample upper bounds ``max(high, obs)`` (None: no bound).
-    :param clip_in_loop: clip to the bounds at every iteration.
+    :param every_step: clip to the bounds at every iteration.
     :param reuse: recompute gradients only for samples that moved.
     :param can_stop: stop when no sample moved.
     """
@@ -1192,7 +1339,7 @@ def _numpy_pgd(
                 break
         last = delta
         delta = _numpy_update(delta, grad, step, budget)
-        if clip_in_loop:  # BoundBudget.clip_bounds(obs + delta, obs) - obs
+        if every_step:  # BoundBudget.clip_bounds(obs + delta, obs) - obs
             x = o + delta
             if lo is not None:
                 np.maximum(x, lo, out=x)

@@ -1,8 +1,11 @@
 """Per-sample attack losses (all return shape (B,), larger = better for the attacker unless noted).
 
 * :func:`difference_of_logits` - the DL / Carlini-Wagner loss without margin or clamp:
-  ``max_{j != y} z_j - z_y``.  Applied to bifurcated group logits it is the paper's
-  Group Difference Logits (GDL) loss, see :func:`group_difference_logits`.
+  ``max_{j != y} z_j - z_y``, with the clean logit masked as the authors' ``DLLoss``/``CWLoss``
+  do (``other_logit="zero"``: multiplied by 0, so the "other" term is ``max(0, max_{j != y}
+  z_j)``) or with ``-inf`` (``"neg_inf"``: the stated formula).  Applied to bifurcated group
+  logits it is the paper's Group Difference Logits (GDL) loss, see
+  :func:`group_difference_logits`.
 * :func:`action_distance` - MSE / MAE / Huber distance between two action batches.
 * :func:`categorical_kl`, :func:`gaussian_kl` - KL divergences used by the MAD attack.
 
@@ -22,35 +25,53 @@ import torch
 import torch.nn.functional as F
 
 DISTANCES = ("mse", "mae", "huber")
+#: how :func:`difference_of_logits` masks the label's own logit out of the "largest other" term
+OTHER_LOGITS = ("zero", "neg_inf")
 
 
-def difference_of_logits(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+def difference_of_logits(
+    logits: torch.Tensor, label: torch.Tensor, other_logit: str = "zero"
+) -> torch.Tensor:
     """Largest other logit minus the logit of ``label``, along the last dimension.
 
-    The other logits are masked with ``-inf`` (not multiplied by zero as in the authors'
-    ``CWLoss``/``DLLoss``, which makes the "largest other" ``max(0, z_j)`` whenever all other
-    logits are negative); this is the stated formula.
+    ``other_logit`` says how the label's own logit is kept out of the "largest other" term:
+
+    * ``"zero"`` (the authors' ``DLLoss``/``CWLoss``: ``max((1 - onehot) * z) - sum(onehot *
+      z)``): it is replaced by 0, so the term is ``max(0, max_{j != y} z_j)``; the two differ
+      whenever every other logit is negative (then the loss is ``-z_y`` and only the label's
+      logit gets a gradient).  Ties with that 0 split the gradient evenly, as torch's ``max``
+      does in their code;
+    * ``"neg_inf"`` (the stated formula, rlkit's definition until the authors' became the
+      default): it is replaced by ``-inf``, so the term is ``max_{j != y} z_j``.
 
     :param logits: tensor (..., K) with K >= 2.
     :param label: integer tensor (...) of class indices in [0, K).
+    :param other_logit: ``"zero"`` or ``"neg_inf"``.
     :return: the loss, shape (...).
     """
     if logits.shape[-1] < 2:
         raise ValueError("difference_of_logits needs at least 2 logits")
+    if other_logit not in OTHER_LOGITS:
+        raise ValueError(f"other_logit must be one of {list(OTHER_LOGITS)}, got {other_logit!r}")
     label = label.long().unsqueeze(-1)
     own = logits.gather(-1, label).squeeze(-1)
-    others = logits.scatter(-1, label, float("-inf"))
+    fill = 0.0 if other_logit == "zero" else float("-inf")
+    others = logits.scatter(-1, label, fill)
     return others.amax(dim=-1) - own
 
 
-def group_difference_logits(groups: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+def group_difference_logits(
+    groups: torch.Tensor, label: torch.Tensor, other_logit: str = "zero"
+) -> torch.Tensor:
     """GDL loss: :func:`difference_of_logits` on group logits, summed over action dimensions.
 
     :param groups: group logits (B, G) or (B, D, G) (one set of G groups per action dimension).
     :param label: group index per sample (B,) or per sample and dimension (B, D).
+    :param other_logit: ``"zero"`` (the authors') or ``"neg_inf"``, see
+        :func:`difference_of_logits`.
     :return: the loss, shape (B,).
     """
-    loss = difference_of_logits(groups, label)
+    loss = difference_of_logits(groups, label, other_logit)
     return loss if loss.dim() == 1 else loss.flatten(1).sum(dim=1)
 
 
@@ -127,11 +148,21 @@ class OutputLoss:
         (quadratic: the gradient is affine in ``z``, e.g. the MSE distance or the Gaussian KL);
         None = neither.  It lets the MLP engine take the gradient (and Hessian) from torch once
         per call instead of at every iteration.
+    :param kinks: for a loss that is piecewise affine in each output (with ``degree=None``):
+        ``kinks(*args) -> (slope, offset)``, two tensors shaped like the output (B, k).  The
+        loss must be a sum over the output dimensions ``j`` of functions of ``z[:, j]`` alone,
+        each affine wherever ``slope[:, j] * z[:, j] + offset[:, j]`` keeps its sign (below
+        zero, at zero, above zero), e.g. GDL with ``other_logit="zero"`` on continuous groups,
+        ``max(0, g_other) - g_own`` with ``g_other = m a + b``: its kink is where ``m a + b``
+        changes sign.  The output gradient is then constant on each side (and at the kink), so
+        the MLP engine takes those three from torch once per call and its numba kernel picks
+        one per output at every iteration.  None = no such structure.
     """
 
     fn: Callable[..., torch.Tensor]
     prepare: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
     degree: int | None = None
+    kinks: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def key(self) -> Any:

@@ -23,6 +23,8 @@ Objective = Callable[[torch.Tensor], torch.Tensor]
 Gradient = Callable[[torch.Tensor], torch.Tensor]
 DECAY_SCHEDULES = ("authors", "standard")
 METHODS = ("fgsm", "pgd")
+#: values of the ``clip`` setting: when the observation bounds (``low``/``high``) apply
+CLIPS = ("end", "none", "every_step")
 
 
 def step_schedule(
@@ -34,11 +36,13 @@ def step_schedule(
 ) -> list[float]:
     """Step size used at each PGD iteration.
 
-    ``"authors"``: like the authors' ``my_pgd_linf``, the decay is applied *after* every
-    iteration ``i`` with ``i % decay_every == 0`` - including ``i = 0`` - so with 100 iterations,
-    every 25, rate 0.5 the steps are 0.01 once, then 0.005 (25x), 0.0025, 0.00125 and 0.000625
-    (24x).  ``"standard"``: the step is multiplied after iterations ``decay_every,
-    2*decay_every, ...`` (0.01 x25, 0.005 x25, ...).
+    ``"authors"``: as the authors' ``my_pgd_linf`` (``if iter % decay_iters == 0: step *=
+    decay_rate`` after each update), the step is multiplied by ``decay_rate`` *after* every
+    iteration ``i`` with ``i % decay_every == 0`` - including ``i = 0`` - by the same repeated
+    multiplication, so with 100 iterations, every 25, rate 0.5 the steps are 0.01 once, then
+    0.005 (25x), 0.0025, 0.00125 and 0.000625 (24x).  ``"standard"``: the step is
+    ``step_size * decay_rate**n`` after ``n`` multiples of ``decay_every`` (0.01 x25, 0.005 x25,
+    ...).
 
     :param step_size: initial step.
     :param iterations: number of iterations.
@@ -52,15 +56,50 @@ def step_schedule(
             f"decay_schedule must be one of {list(DECAY_SCHEDULES)}, got {decay_schedule!r}"
         )
     steps = []
+    step = step_size
     for i in range(iterations):
-        if decay_every <= 0:
-            n = 0
-        elif decay_schedule == "authors":
-            n = -(-i // decay_every)  # ceil(i / decay_every): decays after i = 0, k, 2k, ...
+        if decay_schedule == "authors":
+            steps.append(step)
+            if decay_every > 0 and i % decay_every == 0:
+                step *= decay_rate
         else:
-            n = i // decay_every
-        steps.append(step_size * decay_rate**n)
+            n = i // decay_every if decay_every > 0 else 0
+            steps.append(step_size * decay_rate**n)
     return steps
+
+
+def check_clip(clip: str) -> str:
+    """``clip`` if it is one of :data:`CLIPS`, else a ValueError.
+
+    :param clip: a ``clip`` setting.
+    """
+    if clip not in CLIPS:
+        raise ValueError(f"clip must be one of {list(CLIPS)}, got {clip!r}")
+    return clip
+
+
+def pgd_result(
+    obs: torch.Tensor, delta: torch.Tensor, budget: BoundBudget, clip: str
+) -> torch.Tensor:
+    """The perturbed batch a PGD loop returns for its final (in-budget) ``delta``.
+
+    ``"end"`` (the authors' ``np.clip(obs + delta, low, high)`` after their loop): ``obs +
+    delta`` clipped into the bounds (widened to contain the clean value, see
+    :mod:`rlkit.attacks.budget`); ``"none"``: ``obs + delta``, bounds ignored;
+    ``"every_step"`` (the loop clipped every iterate): projected into the budget and clipped
+    once more, ``budget.clip(obs + delta, obs)``.
+
+    :param obs: clean batch.
+    :param delta: the loop's final perturbation (inside the budget).
+    :param budget: tensor budget bound to ``obs``.
+    :param clip: one of :data:`CLIPS`.
+    """
+    check_clip(clip)
+    if clip == "every_step":
+        return budget.clip(obs + delta, obs).detach()
+    if clip == "end":
+        return budget.clip_bounds(obs + delta, obs).detach()
+    return (obs + delta).detach()
 
 
 def input_gradient(objective: Objective, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,6 +146,7 @@ def fgsm_steps(
     budget: BoundBudget,
     *,
     random_start: bool = False,
+    clip: str = "end",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """FGSM with the input gradient from ``gradient`` (see :func:`fgsm`).
@@ -115,14 +155,19 @@ def fgsm_steps(
     :param obs: clean batch (B, *features).
     :param budget: tensor budget bound to ``obs``.
     :param random_start: take the gradient at a random in-budget point.
+    :param clip: ``"end"`` / ``"every_step"``: the result is clipped into the bounds
+        (``"every_step"`` also clips the random start point); ``"none"``: bounds ignored.
     :param generator: RNG for the random start.
     """
+    check_clip(clip)
     obs = obs.detach()
     start = obs
     if random_start:
-        start = budget.clip(obs + budget.random_delta(obs, generator), obs)
+        start = obs + budget.random_delta(obs, generator)
+        if clip == "every_step":
+            start = budget.clip(start, obs)
     delta = budget.eps * ascent_direction(gradient(start), budget)
-    return budget.clip(start + delta, obs).detach()
+    return budget.clip(start + delta, obs, bounds=clip != "none").detach()
 
 
 def pgd_steps(
@@ -132,7 +177,7 @@ def pgd_steps(
     steps: list[float],
     *,
     random_start: bool = False,
-    clip_in_loop: bool = True,
+    clip: str = "end",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """PGD with the input gradient from ``gradient`` (see :func:`pgd`).
@@ -142,18 +187,21 @@ def pgd_steps(
     :param budget: tensor budget bound to ``obs``.
     :param steps: step size of each iteration (:func:`step_schedule`).
     :param random_start: start from a uniform point of the budget instead of delta = 0.
-    :param clip_in_loop: clip ``obs + delta`` to the bounds at every iteration.
+    :param clip: when the observation bounds apply: ``"end"``, ``"none"`` or ``"every_step"``
+        (also the start point and every iterate), see :func:`pgd_result`.
     :param generator: RNG for the random start.
     """
+    check_clip(clip)
     obs = obs.detach()
     delta = budget.random_delta(obs, generator) if random_start else torch.zeros_like(obs)
-    if clip_in_loop:
+    every_step = clip == "every_step"
+    if every_step:
         delta = budget.clip_bounds(obs + delta, obs) - obs
     for step in steps:
         delta = budget.project(delta + step * ascent_direction(gradient(obs + delta), budget))
-        if clip_in_loop:
+        if every_step:
             delta = budget.clip_bounds(obs + delta, obs) - obs
-    return budget.clip(obs + delta, obs).detach()
+    return pgd_result(obs, delta, budget, clip)
 
 
 def fgsm(
@@ -162,6 +210,7 @@ def fgsm(
     budget: BoundBudget,
     *,
     random_start: bool = False,
+    clip: str = "end",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """One full-budget gradient step: ``obs + eps * direction`` projected and clipped.
@@ -173,6 +222,7 @@ def fgsm(
     :param budget: tensor budget bound to ``obs``.
     :param random_start: take the gradient at a random in-budget point ``obs + r`` and step from
         there (R+FGSM style), needed when the gradient vanishes at ``obs``.
+    :param clip: ``"end"``, ``"none"`` or ``"every_step"``, see :func:`fgsm_steps`.
     :param generator: RNG for the random start.
     """
     return fgsm_steps(
@@ -180,6 +230,7 @@ def fgsm(
         obs,
         budget,
         random_start=random_start,
+        clip=clip,
         generator=generator,
     )
 
@@ -195,13 +246,15 @@ def pgd(
     decay_every: int = 25,
     decay_rate: float = 0.5,
     decay_schedule: str = "authors",
-    clip_in_loop: bool = True,
+    clip: str = "end",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Projected gradient ascent on ``objective`` within ``budget``; returns perturbed obs.
 
-    Each iteration: ``delta <- project(delta + step * direction(grad))`` (then bounds if
-    ``clip_in_loop``).  The result is always projected and clipped once more.
+    Each iteration: ``delta <- project(delta + step * direction(grad))`` (with ``clip=
+    "every_step"`` then also into the bounds).  With the defaults this is the authors'
+    ``my_pgd_linf``: delta from 0, sign steps clamped per feature to the budget, their step
+    decay, and ``obs + delta`` clipped into the bounds once, after the loop.
 
     :param objective: per-sample loss (B,) to maximise.
     :param obs: clean batch (B, *features).
@@ -212,9 +265,9 @@ def pgd(
     :param decay_every: step decay period, see :func:`step_schedule`.
     :param decay_rate: step decay factor, see :func:`step_schedule`.
     :param decay_schedule: ``"authors"`` or ``"standard"``, see :func:`step_schedule`.
-    :param clip_in_loop: clip ``obs + delta`` to the bounds at every iteration (standard PGD).
-        The authors' code only clamps delta to the budget in the loop and clips once at the end
-        (``clip_in_loop=False``).
+    :param clip: ``"end"`` (the authors': bounds applied once, after the loop), ``"none"`` (no
+        bounds) or ``"every_step"`` (standard PGD: the start point and every iterate are
+        clipped into the bounds, rlkit's former default), see :func:`pgd_result`.
     :param generator: RNG for the random start.
     """
     steps = step_schedule(step_size, iterations, decay_every, decay_rate, decay_schedule)
@@ -224,7 +277,7 @@ def pgd(
         budget,
         steps,
         random_start=random_start,
-        clip_in_loop=clip_in_loop,
+        clip=clip,
         generator=generator,
     )
 
@@ -240,7 +293,7 @@ class Optimiser:
     :param decay_every: step decay period (0 = none).
     :param decay_rate: step decay factor.
     :param decay_schedule: ``"authors"`` or ``"standard"``.
-    :param clip_in_loop: clip to the observation bounds at every PGD iteration.
+    :param clip: when the observation bounds apply: ``"end"``, ``"none"`` or ``"every_step"``.
     """
 
     method: str = "pgd"
@@ -250,7 +303,7 @@ class Optimiser:
     decay_every: int = 25
     decay_rate: float = 0.5
     decay_schedule: str = "authors"
-    clip_in_loop: bool = True
+    clip: str = "end"
 
     def steps(self) -> list[float]:
         """The step size of every PGD iteration (:func:`step_schedule`)."""
@@ -274,7 +327,12 @@ class Optimiser:
         """
         if self.method == "fgsm":
             return fgsm_steps(
-                gradient, obs, budget, random_start=self.random_start, generator=generator
+                gradient,
+                obs,
+                budget,
+                random_start=self.random_start,
+                clip=self.clip,
+                generator=generator,
             )
         return pgd_steps(
             gradient,
@@ -282,6 +340,6 @@ class Optimiser:
             budget,
             self.steps(),
             random_start=self.random_start,
-            clip_in_loop=self.clip_in_loop,
+            clip=self.clip,
             generator=generator,
         )

@@ -1,10 +1,14 @@
 """Typed settings of the named attacks: one pydantic model per attack.
 
 Each model's fields are the attack's settings: the field descriptions are their help text, the
-defaults follow the authors' code (their myPGD: 100 sign steps from 0.01, halved every 25), and
-invalid values are rejected with ``"allowed: ..."`` messages.  ``extra="forbid"`` rejects
-unknown settings.  :func:`rlkit.attacks.attacks.settings_model` maps attack names to these
-models; ``attack_settings`` and ``validate_settings`` are derived from them.
+defaults follow the authors' code (their myPGD: 100 sign steps from 0.01, halved every 25, delta
+from 0, the observation bounds applied once at the end; their zero-masked DL/GDL loss; their
+toggle phase; their continuous untargeted distance from the squashed clean action), and each
+departure rlkit used to make is kept as a named value (the descriptions say which value is the
+authors' and which was rlkit's former default).  Invalid values are rejected with ``"allowed:
+..."`` messages; ``extra="forbid"`` rejects unknown settings.
+:func:`rlkit.attacks.attacks.settings_model` maps attack names to these models;
+``attack_settings`` and ``validate_settings`` are derived from them.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError
 
 from .engines import AUTO_MLP_MAX_BATCH, ENGINES
-from .losses import DISTANCES
-from .optim import DECAY_SCHEDULES
+from .losses import DISTANCES, OTHER_LOGITS
+from .optim import CLIPS, DECAY_SCHEDULES
 
 ACTION_KINDS = ("continuous", "discrete")
+#: values of ``bifurcation_toggle``'s ``toggle_start``
+TOGGLE_STARTS = ("away", "toward")
+#: values of the continuous untargeted attacks' ``reference``
+REFERENCES = ("squashed", "mean")
 
 
 def _reject(allowed: str) -> PydanticCustomError:
@@ -118,6 +126,10 @@ EngineName = Annotated[
     Literal["auto", "autograd", "compiled", "mlp"], BeforeValidator(_choice(ENGINES))
 ]
 Schedule = Annotated[Literal["authors", "standard"], BeforeValidator(_choice(DECAY_SCHEDULES))]
+Clip = Annotated[Literal["end", "none", "every_step"], BeforeValidator(_choice(CLIPS))]
+OtherLogit = Annotated[Literal["zero", "neg_inf"], BeforeValidator(_choice(OTHER_LOGITS))]
+ToggleStart = Annotated[Literal["away", "toward"], BeforeValidator(_choice(TOGGLE_STARTS))]
+Reference = Annotated[Literal["squashed", "mean"], BeforeValidator(_choice(REFERENCES))]
 StepSize = Annotated[float, BeforeValidator(_number("a finite number > 0", low=0.0, low_open=True))]
 Iterations = Annotated[int, BeforeValidator(_number("an integer >= 1", integer=True, low=1))]
 DecayEvery = Annotated[
@@ -142,11 +154,36 @@ AutoFlag = Annotated[bool | None, BeforeValidator(_boolean(optional=True))]
 Target = Annotated[Any, AfterValidator(_required_target)]
 
 _RANDOM_START_AUTO = (
-    "start from a uniform point of the budget instead of delta = 0; null = "
-    "auto: random for continuous policies (the distance from the clean action "
-    "has zero gradient at delta = 0), none for discrete ones"
+    "start from a uniform point of the budget instead of delta = 0 (false: the authors', whose "
+    "untargeted myPGD starts at delta = 0); null = auto: a random start where the distance is "
+    "measured from the clean output itself and so has zero gradient at delta = 0 (reference "
+    "'mean', or a continuous policy whose squash leaves its output as it is: squash 'none' or "
+    "'clip', or no squash method), none otherwise and for discrete policies (rlkit's former "
+    "default was null with reference 'mean')"
 )
 _RANDOM_START = "start from a uniform point of the budget instead of delta = 0"
+_CLIP = (
+    "when the observation bounds (the budget's low/high) apply: 'end' (the authors' "
+    "my_pgd_linf: delta is only clamped to the budget inside the loop and obs + delta is clipped "
+    "into the bounds once, after it; their runs named '...clipped'), 'none' (no bounds at all: "
+    "the authors' headline runs fed the agent the unclipped obs + delta, up to eps outside "
+    "[0, 1]) or 'every_step' (rlkit's former default, standard PGD: the start point and every "
+    "iterate are clipped into the bounds)"
+)
+_OTHER_LOGIT = (
+    "how the loss leaves the label's own logit out of its 'largest other' term: 'zero' (the "
+    "authors' DLLoss/CWLoss multiply it by 0, so the term is max(0, largest other); they differ "
+    "when every other logit is negative) or 'neg_inf' (the stated formula max_(j != y) z_j, "
+    "rlkit's former default)"
+)
+_REFERENCE = (
+    "continuous policies: the action the distance of the perturbed pre-squash mean is measured "
+    "from: 'squashed' (the authors': the clean action as the env receives it, the policy view's "
+    "squash of the clean mean; for their SAC the [0, 1] action low + (tanh(mean) + 1) / 2 * "
+    "(high - low) that SB3's predict returns; a policy without a squash method: its own output) "
+    "or 'mean' (rlkit's former reference: the clean pre-squash mean, whose distance has zero "
+    "gradient at delta = 0)"
+)
 
 
 class AttackSettings(BaseModel):
@@ -167,8 +204,15 @@ class RandomSettings(AttackSettings):
 
     positive_only: Flag = Field(
         False,
-        description="sample U[0, eps) instead of U(-eps, eps) "
-        "(the paper's positive-only noise; linf only)",
+        description="sample U[0, eps) instead of U(-eps, eps) (true: the authors' random-noise "
+        "baseline, obs + U[0, 1) * eps per feature; false: rlkit's symmetric noise; linf only)",
+    )
+    clip: Clip = Field(
+        "end",
+        description="whether the observation bounds (the budget's low/high) apply: 'end' or "
+        "'every_step' (the same for a single draw: the noisy observation is clipped into the "
+        "bounds, rlkit's former behaviour) or 'none' (the authors' random-noise baseline did not "
+        "clip)",
     )
     seed: Seed = Field(None, description="seed of the attack's RNG; null = torch's global RNG")
 
@@ -187,9 +231,18 @@ class GradientSettings(AttackSettings):
         "(torch.compile of the policy's forward and input gradient; compiles on first use) or "
         "'mlp' (hand-written MLP gradient; plain MLP policies only)",
     )
+    clip: Clip = Field("end", description=_CLIP)
 
 
-class FGSMSettings(GradientSettings):
+class DLFields(BaseModel):
+    """The ``other_logit`` setting of attacks that use the difference-of-logits (DL/GDL) loss."""
+
+    other_logit: OtherLogit = Field(
+        "zero", description="discrete policies (DL loss on the logits): " + _OTHER_LOGIT
+    )
+
+
+class FGSMSettings(GradientSettings, DLFields):
     """Settings of ``fgsm``: one full-budget gradient step away from the clean action."""
 
     loss: Distance = Field(
@@ -197,7 +250,8 @@ class FGSMSettings(GradientSettings):
         description="distance from the clean action (continuous "
         "policies): 'mse', 'mae' or 'huber' (delta 1)",
     )
-    random_start: AutoFlag = Field(None, description=_RANDOM_START_AUTO)
+    reference: Reference = Field("squashed", description=_REFERENCE)
+    random_start: AutoFlag = Field(False, description=_RANDOM_START_AUTO)
 
 
 class PGDFields(GradientSettings):
@@ -217,26 +271,23 @@ class PGDFields(GradientSettings):
         description="'authors': decay after iterations 0, k, 2k, ... as the authors' "
         "loop does (0.01 once, then 0.005 x25, ...); 'standard': after k, 2k, ...",
     )
-    clip_in_loop: Flag = Field(
-        True,
-        description="clip to the observation bounds at every "
-        "iteration; false: only at the end, as the authors' code",
-    )
 
 
-class PGDSettings(PGDFields):
+class PGDSettings(PGDFields, DLFields):
     """Settings of ``pgd``: untargeted PGD (difference of logits / distance from the clean
     action)."""
 
     loss: Distance = Field(
         "mse",
-        description="distance from the clean action (continuous "
-        "policies): 'mse', 'mae' or 'huber' (delta 1)",
+        description="distance from the clean action (continuous policies): 'mse' (the "
+        "authors' MSELoss; their MAE and Huber runs gave identical perturbations), 'mae' or "
+        "'huber' (delta 1)",
     )
-    random_start: AutoFlag = Field(None, description=_RANDOM_START_AUTO)
+    reference: Reference = Field("squashed", description=_REFERENCE)
+    random_start: AutoFlag = Field(False, description=_RANDOM_START_AUTO)
 
 
-class TargetedSettings(PGDFields):
+class TargetedSettings(PGDFields, DLFields):
     """Settings of ``targeted_pgd``: PGD toward a target action or bin."""
 
     target: Target = Field(
@@ -256,6 +307,14 @@ class TargetedSettings(PGDFields):
 class BifurcationSettings(PGDFields):
     """Settings of ``bifurcation``: the bifurcation layer + GDL loss (Broda-Milian et al. 2024)."""
 
+    other_logit: OtherLogit = Field(
+        "zero",
+        description="GDL on the two group logits, "
+        + _OTHER_LOGIT.replace("label's own logit", "label's own group logit")
+        + "; with continuous groups [a, -a] and one action dimension both give the same sign "
+        "steps",
+    )
+
     split: Split = Field(
         None,
         description="discrete policies: first action bin of the upper group (null = n_bins // 2)",
@@ -267,7 +326,15 @@ class BifurcationSettings(PGDFields):
 
 
 class ToggleSettings(BifurcationSettings):
-    """Settings of ``bifurcation_toggle``: GDL toward the group t mod 2."""
+    """Settings of ``bifurcation_toggle``: GDL whose group alternates with the time step t."""
+
+    toggle_start: ToggleStart = Field(
+        "away",
+        description="the phase of the toggle: 'away' (the authors' white-box toggle: at even t "
+        "the GDL is maximised for group 0, i.e. it pushes away from group 0, at odd t away from "
+        "group 1; their label [1, 0] fed to the untargeted loss) or 'toward' (rlkit's former "
+        "toggle: at even t it pulls toward group 0, at odd t toward group 1)",
+    )
 
 
 class MADSettings(PGDFields):

@@ -18,6 +18,7 @@ from rlkit.attacks import (
     pgd,
     step_schedule,
 )
+from rlkit.policy import PolicyView
 
 
 def linear_policy(weight: torch.Tensor, bias: float = 0.0) -> nn.Linear:
@@ -246,18 +247,51 @@ def test_pgd_quadratic_stops_near_optimum() -> None:
 
 
 def test_untargeted_pgd_continuous_moves_action() -> None:
-    policy = mlp(4, 2, 3)
-    obs = torch.rand(16, 4)
-    attack = make_attack("pgd", policy, AttackBudget(0.2, low=0.0, high=1.0), seed=0, iterations=20)
+    policy = mlp(4, 2, 3)  # no squash method: its output is the action, so random_start=None
+    obs = torch.rand(16, 4)  # (auto) starts at random, where the distance has a gradient
+    kw = {"seed": 0, "iterations": 20, "random_start": None}
+    attack = make_attack("pgd", policy, AttackBudget(0.2, low=0.0, high=1.0), **kw)
+    assert attack.random_start()
     adv = attack(obs)
     with torch.no_grad():
         moved = (policy(adv) - policy(obs)).abs().sum(1)
     assert torch.all(moved > 0)
     # reproducible with a seed
-    attack2 = make_attack(
-        "pgd", policy, AttackBudget(0.2, low=0.0, high=1.0), seed=0, iterations=20
-    )
+    attack2 = make_attack("pgd", policy, AttackBudget(0.2, low=0.0, high=1.0), **kw)
     torch.testing.assert_close(attack2(obs), adv)
+    # the default (the authors': from delta = 0) has nothing to follow on such a policy
+    assert torch.equal(make_attack("pgd", policy, AttackBudget(0.2), iterations=5)(obs), obs)
+
+
+def tanh_view(seed: int, low: float = 0.0, high: float = 1.0, squash: str = "tanh") -> PolicyView:
+    """A SAC-like view: pre-tanh mean of a small MLP, actions in [low, high]."""
+    return PolicyView(
+        mlp(4, 1, seed), "continuous", squash, np.array([low], np.float32), np.array([high])
+    )
+
+
+def test_untargeted_reference_squashed_is_the_env_action() -> None:
+    view = tanh_view(4)
+    obs = torch.rand(8, 4, generator=torch.Generator().manual_seed(0))
+    attack = make_attack("pgd", view, AttackBudget(0.05), iterations=10, decay_every=3)
+    assert not attack.random_start()  # the authors' start: delta = 0
+    loss = attack.loss(None)
+    with torch.no_grad():
+        clean = view(obs)
+    (ref,) = loss.prepare(clean)
+    expected = 0.0 + 0.5 * (torch.tanh(clean) + 1.0) * (1.0 - 0.0)  # SB3's unscale_action
+    assert torch.equal(ref, expected)
+    # the distance between the mean and the squashed action: a gradient at delta = 0
+    assert not torch.equal(attack(obs), obs)
+    # rlkit's former reference: the clean mean, zero gradient at delta = 0
+    mean = make_attack("pgd", view, AttackBudget(0.05), iterations=10, reference="mean")
+    assert torch.equal(mean(obs), obs)
+    assert make_attack(
+        "pgd", view, AttackBudget(0.05), reference="mean", random_start=None
+    ).random_start()
+    assert not make_attack("pgd", view, AttackBudget(0.05), random_start=None).random_start()
+    clip = make_attack("fgsm", tanh_view(4, squash="clip"), AttackBudget(0.05), random_start=None)
+    assert clip.random_start()  # a clip squash leaves the mean alone inside the bounds
 
 
 def test_untargeted_pgd_discrete_changes_argmax() -> None:

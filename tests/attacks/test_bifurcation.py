@@ -67,6 +67,8 @@ def test_defaults_are_the_authors() -> None:
     )
     assert s["random_start"] is False
     assert (s["m1"], s["b1"], s["m2"], s["b2"], s["split"]) == (1.0, 0.0, -1.0, 0.0, None)
+    assert (s["clip"], s["other_logit"], s["decay_schedule"]) == ("end", "zero", "authors")
+    assert attack_settings("bifurcation_toggle")["toggle_start"] == "away"
 
 
 def test_gdl_on_linear_policy_reaches_the_analytic_optimum() -> None:
@@ -145,30 +147,72 @@ def test_discrete_bifurcation_flips_group() -> None:
 def test_toggle_alternates_target_group() -> None:
     policy = linear_policy(W)
     s = torch.tensor([[0.3, 0.1, 0.2, 0.5, 0.4]] * 4)
+    # the authors' phase: even t pushes away from group 0 (a down), odd t away from group 1
     attack = make_attack("bifurcation_toggle", policy, AttackBudget(0.05))
     adv = attack(s, t=torch.tensor([0, 1, 2, 7]))
-    sign = torch.tensor([1.0, -1.0, 1.0, -1.0]).unsqueeze(1)  # t even: group 0 = a up
+    sign = torch.tensor([-1.0, 1.0, -1.0, 1.0]).unsqueeze(1)
     torch.testing.assert_close(adv, s + 0.05 * torch.sign(W) * sign)
-    torch.testing.assert_close(attack(s[:1], t=3), s[:1] - 0.05 * torch.sign(W))
+    torch.testing.assert_close(attack(s[:1], t=3), s[:1] + 0.05 * torch.sign(W))
     with pytest.raises(ValueError, match="time step"):
         attack(s)
+    # rlkit's former phase: even t pulls toward group 0 (a up)
+    toward = make_attack("bifurcation_toggle", policy, AttackBudget(0.05), toggle_start="toward")
+    torch.testing.assert_close(
+        toward(s, t=torch.tensor([0, 1, 2, 7])), s - 0.05 * torch.sign(W) * sign
+    )
+    with pytest.raises(ValueError, match="toggle_start"):
+        make_attack("bifurcation_toggle", policy, AttackBudget(0.05), toggle_start="up")
 
 
 def test_toggle_discrete() -> None:
     weight = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
     policy = linear_policy(weight)
     s = torch.tensor([[0.5, 0.45], [0.5, 0.45]])
-    attack = make_attack("bifurcation_toggle", policy, AttackBudget(0.1), action_kind="discrete")
-    adv = attack(s, t=torch.tensor([0, 1]))
-    groups = bifurcate_discrete(policy(adv)).argmax(-1).squeeze(1)
-    assert groups.tolist() == [0, 1]
+    for start, expected in (("away", [1, 0]), ("toward", [0, 1])):
+        attack = make_attack(
+            "bifurcation_toggle",
+            policy,
+            AttackBudget(0.1),
+            action_kind="discrete",
+            toggle_start=start,
+        )
+        adv = attack(s, t=torch.tensor([0, 1]))
+        groups = bifurcate_discrete(policy(adv)).argmax(-1).squeeze(1)
+        assert groups.tolist() == expected, start
 
 
-def test_clip_in_loop_false_still_ends_in_bounds() -> None:
+def test_clip_settings() -> None:
     policy = linear_policy(W)
-    s = torch.tensor([[0.0, 1.0, 0.0, 0.5, 1.0]])
-    attack = make_attack(
-        "bifurcation", policy, AttackBudget(0.05, low=0.0, high=1.0), clip_in_loop=False
-    )
-    adv = attack(s)
-    assert adv.min() >= 0 and adv.max() <= 1
+    s = torch.tensor([[0.0, 1.0, 1.0, 0.5, 1.0]])  # a = 0.75 > 0
+    budget = AttackBudget(0.05, low=0.0, high=1.0)
+    free = s - 0.05 * torch.sign(W)  # the unbounded optimum: a is pushed down, out of [0, 1]
+    outs = {}
+    for clip in ("end", "none", "every_step"):
+        outs[clip] = make_attack("bifurcation", policy, budget, clip=clip)(s)
+    torch.testing.assert_close(outs["none"], free)  # the authors' headline runs: no bounds
+    assert outs["none"].min() < 0 and outs["none"].max() > 1
+    torch.testing.assert_close(outs["end"], free.clamp(0, 1))  # clipped once, after the loop
+    assert outs["every_step"].min() >= 0 and outs["every_step"].max() <= 1
+    with pytest.raises(ValueError, match="clip"):
+        make_attack("bifurcation", policy, budget, clip="always")
+
+
+def test_removed_clip_in_loop_names_its_replacement() -> None:
+    with pytest.raises(ValueError, match="clip_in_loop.*replaced by 'clip'.*every_step"):
+        make_attack("bifurcation", linear_policy(W), AttackBudget(0.05), clip_in_loop=False)
+
+
+def test_other_logit_setting_discrete() -> None:
+    # logits all negative except the clean bin's group: the zero mask lets the label's own logit
+    # alone carry the gradient (the authors' DLLoss), neg_inf also raises the runner-up
+    weight = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, -1.0], [0.0, -2.0]])
+    policy = linear_policy(weight, bias=-0.5)
+    s = torch.tensor([[0.9, 0.2]])  # logits (0.4, -1.4, -0.7, -0.9): group 0, others < 0
+    outs = {}
+    for other in ("zero", "neg_inf"):
+        attack = make_attack(
+            "bifurcation", policy, AttackBudget(0.05), action_kind="discrete", other_logit=other
+        )
+        outs[other] = attack(s)
+    torch.testing.assert_close(outs["zero"], s - torch.tensor([[0.05, 0.0]]))  # only z_0 falls
+    torch.testing.assert_close(outs["neg_inf"], s - torch.tensor([[0.05, 0.05]]))  # z_2 rises

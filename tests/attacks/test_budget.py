@@ -64,6 +64,34 @@ def test_clip_applies_budget_then_bounds() -> None:
     torch.testing.assert_close(budget.clip(adv, obs), torch.tensor([[0.0, 0.7, 1.0]]))
 
 
+def test_per_feature_eps_is_rounded_once_like_the_authors_vector() -> None:
+    # their eps vector: np.ones(n) * eps with some entries *= spread (float64), then a float32
+    # tensor; eps * scale is taken in float64 and rounded once here too
+    scale = np.array([1.0, 0.004, 0.016, 1.0, 0.3])
+    for eps in (0.03, 0.05, 0.07):
+        theirs = np.ones(5) * eps
+        theirs[1:3] *= scale[1:3]
+        theirs[4] *= scale[4]
+        expected = torch.tensor(theirs, dtype=torch.float32)
+        got = AttackBudget(eps, scale=scale).per_feature_eps(5, torch.zeros(1))
+        assert torch.equal(got, expected)
+
+
+def test_clip_without_bounds_projects_only() -> None:
+    budget = AttackBudget(0.1, low=0.0, high=1.0)
+    obs = torch.tensor([[0.05, 0.95]])
+    adv = torch.tensor([[-0.5, 1.5]])
+    torch.testing.assert_close(budget.clip(adv, obs), torch.tensor([[0.0, 1.0]]))
+    torch.testing.assert_close(budget.clip(adv, obs, bounds=False), torch.tensor([[-0.05, 1.05]]))
+    grid = AttackBudget(3.0, low=0.0, high=255.0, quantize=True).bind(obs)
+    clean = torch.tensor([[1.0, 254.0]])
+    inside = torch.tensor([[0.3, 254.9]])
+    assert torch.equal(grid.quantize_grid(inside, clean), torch.tensor([[0.0, 255.0]]))
+    outside = torch.tensor([[-1.6, 256.4]])  # an attack with clip: none
+    got = grid.quantize_grid(outside, clean, bounds=False)
+    assert torch.equal(got, torch.tensor([[-2.0, 256.0]]))
+
+
 def test_clip_never_moves_clean_values_already_out_of_bounds() -> None:
     budget = AttackBudget(0.1, low=0.0, high=1.0, mask=[0, 1])
     obs = torch.tensor([[1.3, -0.2]])  # both outside [0, 1]

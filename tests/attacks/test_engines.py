@@ -122,10 +122,17 @@ def test_distance_loss_mlp_engine_equals_autograd_on_sb3_sac() -> None:
     view = SB3Agent("SAC", config, spaces=(space, act_space), seed=0).policy_view()
     obs = torch.rand(64, 31, generator=torch.Generator().manual_seed(1))
     budget = AttackBudget(0.05, low=0.0, high=1.0)
-    kw = {"random_start": False, "iterations": 10, "decay_every": 3}
+    kw = {"random_start": False, "iterations": 10, "decay_every": 3, "reference": "mean"}
     mlp = make_attack("pgd", view, budget, engine="mlp", **kw)
     auto = make_attack("pgd", view, budget, engine="autograd", **kw)
     assert torch.equal(mlp(obs), obs) and torch.equal(auto(obs), obs)
+    # the authors' reference, the squashed clean action, has a gradient there: both engines
+    # take the same steps
+    kw["reference"] = "squashed"
+    mlp = make_attack("pgd", view, budget, engine="mlp", **kw)
+    auto = make_attack("pgd", view, budget, engine="autograd", **kw)
+    out = mlp(obs)
+    assert not torch.equal(out, obs) and torch.equal(out, auto(obs))
 
 
 # ----------------------------------------------------------------------------- compiled
@@ -153,7 +160,14 @@ def test_compiled_cnn_pixel_policy_equals_autograd() -> None:
     ):
         for kind in ("discrete", "continuous"):
             fast, slow = compiled_and_autograd(
-                "pgd", policy, obs, budget, action_kind=kind, iterations=8, decay_every=3
+                "pgd",
+                policy,
+                obs,
+                budget,
+                action_kind=kind,
+                iterations=8,
+                decay_every=3,
+                random_start=None,  # auto: random where the distance starts at its minimum
             )
             torch.testing.assert_close(fast, slow, rtol=0, atol=1e-9)
             assert not torch.equal(fast, obs)

@@ -15,12 +15,15 @@ from rlkit.attacks import AttackBudget, attack_settings, make_attack
 from rlkit.attacks.bifurcation import bifurcate_continuous, bifurcate_discrete
 from rlkit.attacks.fastgrad import (
     ConstantGrad,
+    ConstantGradCache,
+    PiecewiseGrad,
     TorchOutputGrad,
     choose_backend,
     compile_policy,
     fast_pgd,
     numba_available,
     output_grad_for,
+    piecewise_table,
 )
 from rlkit.attacks.losses import (
     OutputLoss,
@@ -85,22 +88,31 @@ CASES = [
         },
     ),
     ("targeted_pgd", "discrete", {"target": 2}),
+    ("pgd", "continuous", {"loss": "mse", "reference": "mean", "random_start": None}),
+    ("pgd", "discrete", {"other_logit": "neg_inf"}),
     ("bifurcation", "continuous", {}),
+    ("bifurcation", "continuous", {"other_logit": "neg_inf"}),
     ("bifurcation", "continuous", {"m1": 2.0, "b1": -1.0, "m2": -2.0, "b2": 1.0}),
+    ("bifurcation", "continuous", {"m1": 0.3, "b1": 0.1, "m2": -0.7, "b2": -0.05}),
+    ("bifurcation", "continuous", {"m1": 1.0, "b1": 0.0, "m2": 0.5, "b2": 0.2}),
     ("bifurcation", "discrete", {}),
+    ("bifurcation", "discrete", {"other_logit": "neg_inf"}),
     ("bifurcation", "discrete", {"split": 1}),
     ("bifurcation_toggle", "continuous", {}),
+    ("bifurcation_toggle", "continuous", {"toggle_start": "toward", "other_logit": "neg_inf"}),
     ("bifurcation_toggle", "discrete", {}),
+    ("bifurcation_toggle", "discrete", {"toggle_start": "toward"}),
     ("mad", "continuous", {"log_std": -1.0}),
     ("mad", "discrete", {}),
 ]
-#: attacks whose continuous loss is affine (GDL) or quadratic (MSE, Gaussian KL) in the policy
-#: output: the ones the numba kernel serves
+#: attacks whose continuous loss is affine or piecewise affine (GDL) or quadratic (MSE,
+#: Gaussian KL) in the policy output: the ones the numba kernel serves
 AFFINE = {"bifurcation", "bifurcation_toggle", "mad"}
 
 
 def numba_serves(name: str, kind: str, extra: dict, norm: str = "linf") -> bool:
-    """Whether the numba kernel serves attack ``name`` (linf budgets, degree 1 or 2 losses)."""
+    """Whether the numba kernel serves attack ``name`` (linf budgets; losses of degree 1 or 2
+    or piecewise affine)."""
     if norm != "linf" or kind != "continuous" or name == "fgsm":
         return False
     return name in AFFINE or extra.get("loss", "mse") == "mse"
@@ -160,10 +172,12 @@ def test_mlp_matches_autograd(name: str, kind: str, extra: dict, backend: str) -
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_authors_settings_random_start_and_no_clip_in_loop(backend: str) -> None:
+def test_clip_and_start_settings(backend: str) -> None:
     budget = budgets()["linf_masked_bounded"]
     for extra in (
-        {"clip_in_loop": False},
+        {"clip": "none"},
+        {"clip": "every_step"},
+        {"clip": "every_step", "random_start": True},
         {"random_start": True},
         {"decay_schedule": "standard", "step_size": 0.02},
     ):
@@ -171,10 +185,11 @@ def test_authors_settings_random_start_and_no_clip_in_loop(backend: str) -> None
             ("bifurcation", "continuous"),
             ("bifurcation", "discrete"),
             ("pgd", "continuous"),
+            ("fgsm", "continuous"),
         ):
-            fast, slow = run_both(
-                name, kind, extra, budget, 3, backend, iterations=30, decay_every=7
-            )
+            more = {} if name == "fgsm" else {"iterations": 30, "decay_every": 7}
+            ok = {k: v for k, v in extra.items() if k in attack_settings(name)}
+            fast, slow = run_both(name, kind, ok, budget, 3, backend, **more)
             assert torch.equal(fast, slow), (name, kind, extra)
 
 
@@ -304,7 +319,8 @@ def test_tanh_and_continuous_groups() -> None:
     label = bifurcate_continuous(z, 2.0, -1.0, -2.0, 1.0).argmax(-1)
 
     def gdl(out: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
-        return group_difference_logits(bifurcate_continuous(out, 2.0, -1.0, -2.0, 1.0), lab)
+        groups = bifurcate_continuous(out, 2.0, -1.0, -2.0, 1.0)
+        return group_difference_logits(groups, lab, "neg_inf")
 
     out_grad = output_grad_for(OutputLoss(gdl, lambda clean: (label,), degree=1), z, (label,))
     assert isinstance(out_grad, ConstantGrad)
@@ -322,9 +338,9 @@ def test_declared_degrees_hold() -> None:
     obs = torch.from_numpy(rng.uniform(0, 1, (6, N_IN)))
     clean = policy(obs).detach()
     cases = [
-        ("bifurcation", {}, 1),
-        ("bifurcation", {"m1": 2.0, "b1": -1.0, "m2": -0.5}, 1),
-        ("bifurcation_toggle", {"b2": 0.3}, 1),
+        ("bifurcation", {"other_logit": "neg_inf"}, 1),
+        ("bifurcation", {"m1": 2.0, "b1": -1.0, "m2": -0.5, "other_logit": "neg_inf"}, 1),
+        ("bifurcation_toggle", {"b2": 0.3, "other_logit": "neg_inf"}, 1),
         ("pgd", {}, 2),
         ("targeted_pgd", {"target": np.array([0.5, -1.0, 2.0])}, 2),
         ("mad", {"log_std": -0.7}, 2),
@@ -352,6 +368,47 @@ def test_declared_degrees_hold() -> None:
     for name in ("pgd", "bifurcation", "mad"):
         discrete = make_attack(name, mlp64(4, 0), AttackBudget(0.1), action_kind="discrete")
         assert discrete.loss(None).degree is None, name
+        assert discrete.loss(None).kinks is None, name
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"m1": 2.0, "b1": -1.0, "m2": -2.0, "b2": 1.0},
+        {"m1": 0.3, "b1": 0.1, "m2": -0.7, "b2": -0.05},
+        {"m1": 1.0, "b1": 0.0, "m2": 0.5, "b2": 0.2},
+        {"m1": 0.0, "b1": 0.4, "m2": -1.0, "b2": 0.0},
+    ],
+)
+def test_declared_kinks_hold(extra: dict) -> None:
+    # continuous GDL with the authors' zero mask, max(0, g_other) - g_own, is piecewise affine:
+    # the MLP engine takes its output gradient below, at and above each kink from torch once
+    # per call; check that this table gives torch's gradient anywhere
+    rng = np.random.default_rng(6)
+    policy = mlp64(3, 1)
+    obs = torch.from_numpy(rng.uniform(0, 1, (40, N_IN)))
+    clean = policy(obs).detach()
+    for name in ("bifurcation", "bifurcation_toggle"):
+        for sign_extra in ({}, {"toggle_start": "toward"} if name == "bifurcation_toggle" else {}):
+            attack = make_attack(name, policy, AttackBudget(0.1), **extra, **sign_extra)
+            loss = attack.loss(torch.arange(40))
+            assert loss.degree is None and loss.kinks is not None
+            args = loss.prepare(clean)
+            table = PiecewiseGrad(piecewise_table(loss, clean, args).numpy())
+            slope, offset = (t.numpy() for t in loss.kinks(*args))
+            for scale in (0.05, 1.0, 10.0):
+                z = clean + scale * torch.from_numpy(rng.normal(size=clean.shape))
+                z[:5] = torch.from_numpy(
+                    np.where(
+                        slope[:5] != 0, -offset[:5] / np.where(slope[:5] == 0, 1, slope[:5]), 0.0
+                    )
+                )  # on the kinks
+                np.testing.assert_array_equal(
+                    table(z.numpy(), None), loss.output_gradient(z, args).numpy()
+                )
+    for name, extra_ in (("bifurcation", {"other_logit": "neg_inf"}), ("pgd", {})):
+        assert make_attack(name, policy, AttackBudget(0.1), **extra_).loss(None).kinks is None
 
 
 # ----------------------------------------------------------------------------- SB3 policies
@@ -546,16 +603,22 @@ def test_backend_choice() -> None:
 
 
 def test_constant_gradient_cache_matches_torch() -> None:
-    from rlkit.attacks.fastgrad import ConstantGradCache
-
     policy = mlp64(3, 1)
-    attack = make_attack("bifurcation", policy, AttackBudget(0.1), m1=2.0, m2=-0.5)
-    cache = ConstantGradCache(max_batch=16, size=5)
     rng = np.random.default_rng(0)
-    for _ in range(6):  # random labels; the small size forces evictions
-        clean = torch.from_numpy(rng.normal(size=(int(rng.integers(1, 20)), 3)))
-        loss = attack.loss(None)
-        args = loss.prepare(clean)
-        np.testing.assert_array_equal(
-            cache.gradient(loss, clean, args), loss.output_gradient(clean, args).numpy()
+    for other in ("neg_inf", "zero"):
+        attack = make_attack(
+            "bifurcation", policy, AttackBudget(0.1), m1=2.0, m2=-0.5, other_logit=other
         )
+        cache = ConstantGradCache(max_batch=16, size=5)
+        for _ in range(6):  # random labels; the small size forces evictions
+            clean = torch.from_numpy(rng.normal(size=(int(rng.integers(1, 20)), 3)))
+            loss = attack.loss(None)
+            args = loss.prepare(clean)
+            if other == "neg_inf":
+                np.testing.assert_array_equal(
+                    cache.gradient(loss, clean, args), loss.output_gradient(clean, args).numpy()
+                )
+            else:  # the piecewise table is a function of the labels alone
+                np.testing.assert_array_equal(
+                    cache.piecewise(loss, clean, args), piecewise_table(loss, clean, args).numpy()
+                )

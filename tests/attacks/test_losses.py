@@ -18,26 +18,56 @@ from rlkit.attacks import (
 def test_difference_of_logits_known_values() -> None:
     logits = torch.tensor([[1.0, 3.0, 2.0], [-5.0, -1.0, -2.0]])
     label = torch.tensor([1, 0])
-    # sample 0: max other = 2 - 3 = -1; sample 1: max other = -1 - (-5) = 4
-    torch.testing.assert_close(difference_of_logits(logits, label), torch.tensor([-1.0, 4.0]))
+    # neg_inf: sample 0: max other = 2 - 3 = -1; sample 1: max other = -1 - (-5) = 4
+    torch.testing.assert_close(
+        difference_of_logits(logits, label, "neg_inf"), torch.tensor([-1.0, 4.0])
+    )
+    # zero (the default, the authors'): the label's logit becomes 0, which sample 1's others
+    # (all negative) do not beat: 0 - (-5) = 5
+    torch.testing.assert_close(difference_of_logits(logits, label), torch.tensor([-1.0, 5.0]))
+    with pytest.raises(ValueError, match="other_logit"):
+        difference_of_logits(logits, label, "zeros")
 
 
-def test_difference_of_logits_masks_with_minus_inf_not_zero() -> None:
-    # all other logits negative: the authors' zero mask would give 0 - (-1) = 1
+def test_difference_of_logits_zero_mask_is_the_authors_dlloss() -> None:
+    # their DLLoss: max((1 - onehot) * z) - sum(onehot * z)
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 5, generator=gen) - 0.5
+    label = torch.randint(0, 5, (64,), generator=gen)
+    onehot = torch.nn.functional.one_hot(label, 5)
+    theirs = ((1 - onehot) * logits).amax(-1) - (onehot * logits).sum(-1)
+    assert torch.equal(difference_of_logits(logits, label, "zero"), theirs)
+    minus_inf = difference_of_logits(logits, label, "neg_inf")
+    negative = (logits.masked_fill(onehot.bool(), -1.0) < 0).all(-1)  # others all < 0
+    assert negative.any() and torch.equal(minus_inf[~negative], theirs[~negative])
+    assert torch.all(minus_inf[negative] < theirs[negative])
+
+
+def test_difference_of_logits_masks_with_minus_inf_or_zero() -> None:
+    # all other logits negative: the authors' zero mask gives 0 - (-1) = 1
     logits = torch.tensor([[-1.0, -3.0]])
-    assert difference_of_logits(logits, torch.tensor([0])).item() == pytest.approx(-2.0)
+    assert difference_of_logits(logits, torch.tensor([0]), "neg_inf").item() == pytest.approx(-2.0)
+    assert difference_of_logits(logits, torch.tensor([0])).item() == pytest.approx(1.0)
 
 
 def test_difference_of_logits_gradient() -> None:
-    logits = torch.tensor([[1.0, 3.0, 2.0]], requires_grad=True)
+    for other in ("zero", "neg_inf"):
+        logits = torch.tensor([[1.0, 3.0, 2.0]], requires_grad=True)
+        difference_of_logits(logits, torch.tensor([1]), other).sum().backward()
+        torch.testing.assert_close(logits.grad, torch.tensor([[0.0, -1.0, 1.0]]))
+    # zero mask, every other logit negative: only the label's logit gets a gradient
+    logits = torch.tensor([[-1.0, 3.0, -2.0]], requires_grad=True)
     difference_of_logits(logits, torch.tensor([1])).sum().backward()
-    torch.testing.assert_close(logits.grad, torch.tensor([[0.0, -1.0, 1.0]]))
+    torch.testing.assert_close(logits.grad, torch.tensor([[0.0, -1.0, 0.0]]))
 
 
 def test_group_difference_logits_sums_dimensions() -> None:
     groups = torch.tensor([[[2.0, -2.0], [-0.5, 0.5]]])  # (B=1, D=2, G=2)
     label = torch.tensor([[0, 1]])
-    assert group_difference_logits(groups, label).item() == pytest.approx(-4.0 - 1.0)
+    got = group_difference_logits(groups, label, "neg_inf")
+    assert got.item() == pytest.approx(-4.0 - 1.0)
+    # zero: max(0, -2) - 2 = -2 and max(0, -0.5) - 0.5 = -0.5
+    assert group_difference_logits(groups, label).item() == pytest.approx(-2.0 - 0.5)
     flat = group_difference_logits(groups[:, 0], torch.tensor([1]))
     assert flat.shape == (1,) and flat.item() == pytest.approx(4.0)
 

@@ -10,32 +10,50 @@ from pydantic import BaseModel, ValidationError
 from rlkit.attacks import ATTACKS, AttackBudget, attack_settings, make_attack, settings_model
 from rlkit.attacks.attacks import validate_settings
 
-# today's defaults, written out (the models must keep them)
+# the defaults, written out (the models must keep them): the authors' procedure
 PGD = {
     "step_size": 0.01,
     "iterations": 100,
     "decay_every": 25,
     "decay_rate": 0.5,
     "decay_schedule": "authors",
-    "clip_in_loop": True,
+    "clip": "end",
     "seed": None,
     "engine": "auto",
 }
-BIFURCATION = {"split": None, "m1": 1.0, "b1": 0.0, "m2": -1.0, "b2": 0.0}
+BIFURCATION = {
+    "split": None,
+    "m1": 1.0,
+    "b1": 0.0,
+    "m2": -1.0,
+    "b2": 0.0,
+    "other_logit": "zero",
+}
 DEFAULTS = {
-    "random": {"action_kind": "continuous", "positive_only": False, "seed": None},
+    "random": {"action_kind": "continuous", "positive_only": False, "clip": "end", "seed": None},
     "fgsm": {
         "action_kind": "continuous",
         "loss": "mse",
-        "random_start": None,
+        "reference": "squashed",
+        "other_logit": "zero",
+        "random_start": False,
+        "clip": "end",
         "seed": None,
         "engine": "auto",
     },
-    "pgd": {"action_kind": "continuous", "loss": "mse", **PGD, "random_start": None},
+    "pgd": {
+        "action_kind": "continuous",
+        "loss": "mse",
+        "reference": "squashed",
+        "other_logit": "zero",
+        **PGD,
+        "random_start": False,
+    },
     "targeted_pgd": {
         "action_kind": "continuous",
         "target": None,
         "loss": "mse",
+        "other_logit": "zero",
         **PGD,
         "random_start": False,
     },
@@ -45,6 +63,7 @@ DEFAULTS = {
         **BIFURCATION,
         **PGD,
         "random_start": False,
+        "toggle_start": "away",
     },
     "mad": {"action_kind": "continuous", "log_std": 0.0, **PGD, "random_start": True},
 }
@@ -71,7 +90,11 @@ def test_validate_settings_messages_name_the_setting_and_the_rule() -> None:
         ("pgd", {"step_size": float("inf")}, "'step_size'.*finite number > 0"),
         ("pgd", {"decay_rate": 0.0}, r"'decay_rate'.*\(0, 1\]"),
         ("pgd", {"engine": "fast"}, r"'engine'.*one of \['auto', 'autograd', 'compiled', 'mlp'\]"),
-        ("pgd", {"clip_in_loop": 1}, "'clip_in_loop'.*true or false"),
+        ("pgd", {"clip": True}, r"'clip'.*one of \['end', 'none', 'every_step'\]"),
+        ("pgd", {"clip_in_loop": True}, "'clip_in_loop'.*replaced by 'clip'"),
+        ("pgd", {"other_logit": "inf"}, r"'other_logit'.*\['zero', 'neg_inf'\]"),
+        ("pgd", {"reference": "clean"}, r"'reference'.*\['squashed', 'mean'\]"),
+        ("bifurcation_toggle", {"toggle_start": 0}, r"'toggle_start'.*\['away', 'toward'\]"),
         ("pgd", {"random_start": "yes"}, "'random_start'.*true, false or null"),
         ("pgd", {"seed": -1}, "'seed'.*>= 0"),
         ("mad", {"log_std": "a"}, "'log_std'.*finite number"),
