@@ -172,10 +172,11 @@ class AutoSettings(ARTSettings):
         gt=0,
         description="initial step as a multiple of eps when eps_step is null (the authors: 2 eps)",
     )
-    clip_in_loop: bool = Field(
-        True,
-        description="give ART the observation bounds (its "
-        "clip_values, the authors' (0, 1)); false: clip only at the end",
+    clip: Literal["every_step", "end"] = Field(
+        "every_step",
+        description="'every_step': give ART the observation bounds (its clip_values, the authors' "
+        "(0, 1)), applied inside its loop; 'end': only the result is clipped into the bounds "
+        "(as the gradient attacks' clip setting; 'none' is not offered: ART's internals clip)",
     )
 
 
@@ -224,10 +225,10 @@ class DynamicSettings(AutoSettings):
         "step_ratio * eps (their 5-run variant: 2 eps)",
     )
 
-    clip_in_loop: bool = Field(
-        False,
-        description="give ART the observation bounds (its clip_values); the authors' dynamic "
-        "classifier had none (false: rlkit clips only the result into the bounds)",
+    clip: Literal["every_step", "end"] = Field(
+        "end",
+        description="'every_step': give ART the observation bounds (its clip_values); the "
+        "authors' dynamic classifier had none ('end': rlkit clips only the result into the bounds)",
     )
 
     @field_validator("eps_candidates")
@@ -747,7 +748,9 @@ class _AutoAttack(_ARTAttack):
         x0 = flat[row : row + 1]
         imap.set_base(x0)
         low, high = (
-            self.delta_clip(imap, bound, x0) if self.settings["clip_in_loop"] else (None, None)
+            self.delta_clip(imap, bound, x0)
+            if self.settings["clip"] == "every_step"
+            else (None, None)
         )
         set_clip(attack, low, high)
         u0 = np.zeros((1, len(imap.active)), dtype=np.float32)
@@ -819,7 +822,7 @@ class ARTDynamicEps(_AutoAttack):
     the *clean* observation (the agent acts unperturbed; that step counts as a failure, eps
     NaN).  Their attack: ACG on the 20-bin classifier (not bifurcated), ART's
     ``difference_logits_ratio`` loss, 50 restarts of 10 iterations, ``eps_step`` left at ART's
-    0.1, calendar masked, no clip_values (``clip_in_loop: false``).
+    0.1, calendar masked, no clip_values (``clip: end``).
 
     After each call :attr:`last_eps` (B,) holds the eps used per observation (NaN = none).
     """

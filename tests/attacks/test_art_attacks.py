@@ -199,7 +199,7 @@ def test_dynamic_eps_returns_the_smallest_flipping_candidate(obs) -> None:
             classes="actions",
             loss="difference_logits_ratio",
             eps_step=0.1,
-            clip_in_loop=False,  # the dynamic attack's default (the authors' classifier)
+            clip="end",  # the dynamic attack's default (the authors' classifier)
             **common,
         )
         by_hand[eps] = single(obs)
