@@ -257,7 +257,8 @@ class BoundBudget:
         """Convert ``budget`` to tensors shaped like one sample of ``like``."""
         if like.dim() < 2:
             raise ValueError(
-                f"observations must be a batch of shape (B, n_features), got shape {tuple(like.shape)}"
+                "observations must be a batch of shape (B, n_features), "
+                f"got shape {tuple(like.shape)}"
             )
         self.budget = budget
         self.norm = budget.norm

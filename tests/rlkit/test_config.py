@@ -142,7 +142,11 @@ BAD_MAPPINGS: list[tuple[str, Any, list[str], list[str]]] = [
         "unknown_attack_setting",
         lambda b: _with(b, "attack", {"attacks": [{"name": "pgd", "settings": {"stepsize": 0.1}}]}),
         [],
-        ["{file}", "key 'attack.attacks.0.settings.stepsize'", "did you mean 'attack.attacks.0.settings.step_size'"],
+        [
+            "{file}",
+            "key 'attack.attacks.0.settings.stepsize'",
+            "did you mean 'attack.attacks.0.settings.step_size'",
+        ],
     ),
     (
         "misspelt_attack_key",
