@@ -583,3 +583,34 @@ def test_sb3_damaged_latest_checkpoint_falls_back(sac_resumed, tmp_path):
         resumed = train_run(tmp_path, SAC_RESUME, overrides=["train.total_steps=300"])
     assert resumed.resume == damaged.checkpoints / "step_000000150"
     assert resumed.agent.model.num_timesteps == 300
+
+
+@pytest.mark.slow
+def test_native_resume_is_exact_after_sigkill(drq_run, tmp_path):
+    """`rlkit train` killed with SIGKILL mid-run, then re-run: same metrics and weights as one go."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    long = {**DRQ, "train": {**DRQ["train"], "total_steps": 100_000, "checkpoint_every": 50}}
+    path = write_config(tmp_path, long)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "rlkit.cli", "train", str(path)], env=env)
+    run = RunDir(tmp_path / "run")
+    deadline = time.time() + 120
+    while (
+        time.time() < deadline
+        and not (run.checkpoints / f"step_{N + 50:09d}" / "meta.json").is_file()
+    ):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not run.final.exists()
+    resumed = train_run(
+        tmp_path, long, overrides=[f"train.total_steps={2 * N}", f"train.checkpoint_every={N}"]
+    )
+    assert resumed.resume is not None and int(resumed.resume.name.split("_")[1]) >= N + 50
+    assert metrics_rows(resumed.run) == metrics_rows(drq_run.run)
+    assert_state_dicts_equal(resumed.agent.state_dict(), drq_run.agent.state_dict())
