@@ -587,7 +587,7 @@ def test_sb3_damaged_latest_checkpoint_falls_back(sac_resumed, tmp_path):
 
 @pytest.mark.slow
 def test_native_resume_is_exact_after_sigkill(drq_run, tmp_path):
-    """`rlkit train` killed with SIGKILL mid-run, then re-run: same metrics and weights as one go."""
+    """`rlkit train` killed by SIGKILL mid-run, then re-run: metrics and weights as in one go."""
     import os
     import signal
     import subprocess
