@@ -163,6 +163,14 @@ VICTIMS: dict[str, Victim] = {
         },
         # "feature absolute variation stealthy myPGD.ipynb", printed output
         first_diff={_SAC_SOLAR_MASKED: 0.976024660349355},
+        known={
+            "untargeted_binary_myPGD_03_mask_time": (
+                "a float sign tie: at step 183 feature 9 (outdoor_dry_bulb_temperature_"
+                "predicted_24h) ends 0.00125 (two last-phase steps) from their trace, with the MLP "
+                "and the autograd engine alike (their GPU float32 sums round otherwise); the "
+                "battery state carries the difference on (70 of 8,759 actions differ by > 1e-4)"
+            ),
+        },
     ),
 }
 
