@@ -512,15 +512,7 @@ class _ARTAttack(Attack):
     # ------------------------------------------------------------------ classes
     def layer(self) -> Bifurcation:
         """The configured bifurcation layer."""
-        s = self.settings
-        return Bifurcation(
-            self.action_kind,
-            s["split"],
-            float(s["m1"]),
-            float(s["b1"]),
-            float(s["m2"]),
-            float(s["b2"]),
-        )
+        return Bifurcation.from_settings(self.action_kind, self.settings)
 
     def head(self) -> ClassHead:
         """Policy output -> class logits (groups or bins)."""

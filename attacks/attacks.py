@@ -649,15 +649,7 @@ class BifurcationAttack(GradientAttack):
 
     def bifurcation(self) -> Bifurcation:
         """The configured bifurcation layer."""
-        s = self.settings
-        return Bifurcation(
-            self.action_kind,
-            s["split"],
-            float(s["m1"]),
-            float(s["b1"]),
-            float(s["m2"]),
-            float(s["b2"]),
-        )
+        return Bifurcation.from_settings(self.action_kind, self.settings)
 
     def groups(self, x: torch.Tensor) -> torch.Tensor:
         """Group logits (B, D, 2) of batch ``x``.

@@ -67,6 +67,18 @@ class Bifurcation:
     m2: float = -1.0
     b2: float = 0.0
 
+    @classmethod
+    def from_settings(cls, action_kind: str, settings: dict) -> Bifurcation:
+        """The layer an attack's settings describe (``split``, ``m1``, ``b1``, ``m2``, ``b2``).
+
+        :param action_kind: ``"continuous"`` or ``"discrete"``.
+        :param settings: the attack's validated settings.
+        """
+        s = settings
+        return cls(
+            action_kind, s["split"], float(s["m1"]), float(s["b1"]), float(s["m2"]), float(s["b2"])
+        )
+
     def group_affine(self, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Continuous layers: group ``label``'s logit as ``slope * a + offset`` per element.
 
