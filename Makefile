@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,fast,citylearn,art]" $(PINS) "gym==0.25.2"
+	$(BIN)/pip install -q -e ".[dev,fast,citylearn,art,offline,ray]" $(PINS) "gym==0.25.2"
 	$(BIN)/pip install -q --no-deps CityLearn==2.0.0
+	command -v chromium >/dev/null 2>&1 || (apt-get install -y -qq chromium >/dev/null 2>&1 \
+	  || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1) \
+	  || echo "chromium could not be installed: the browser tests of the reports will be skipped"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -25,6 +28,7 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/rlkit train configs/grid/demo.yaml
 	$(BIN)/rlkit evaluate runs/demo --attack configs/attacks/demo.yaml
+	@echo "open runs/demo/attacks/demo/report.html in a browser (README: what the demo shows)"
 
 test: setup
 	MUJOCO_GL=egl $(BIN)/python -m pytest

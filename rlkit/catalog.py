@@ -58,6 +58,14 @@ ART_ATTACKS: dict[str, tuple[str, str]] = {
         "black-box snooping: ART FGM on an imitation proxy, transferred",
     ),
 }
+OFFLINE_AGENTS = (
+    (
+        "odice",
+        "rlkit.agents.odice:ODICEAgent",
+        "O-DICE offline learner (orthogonal, true or semi gradient; weighted BC policy)",
+    ),
+    ("bc", "rlkit.agents.bc:BCAgent", "behaviour cloning, Gaussian policy (offline)"),
+)
 ATTACK_NAMES = ("random", "fgsm", "pgd", "targeted_pgd", "bifurcation", "bifurcation_toggle", "mad")
 
 
@@ -79,10 +87,20 @@ def register_builtins() -> None:
     LOOPS.register(
         "sb3", "rlkit.loops.sb3:SB3Loop", "stable-baselines3's learn() inside an rlkit run"
     )
+    LOOPS.register(
+        "offline",
+        "rlkit.loops.offline:OfflineLoop",
+        "rlkit's offline loop: updates from a fixed dataset, evaluation in the env",
+    )
     DATASETS.register(
         "replay",
         "rlkit.loops.online:build_replay",
         "replay buffer filled by the online loop (frame-aware, n-step)",
+    )
+    DATASETS.register(
+        "offline",
+        "rlkit.loops.offline:build_offline_data",
+        "dataset.path: a D4RL HDF5 file or a Minari dataset (validated, never downloaded)",
     )
     AGENTS.plugin = agent_plugin
     ATTACKS.plugin = attack_plugin
@@ -128,6 +146,17 @@ def _register_agents() -> None:
         data="replay",
         action_spaces=CONTINUOUS_ONLY,
     )
+    for name, path, description in OFFLINE_AGENTS:
+        AGENTS.register(
+            name,
+            "rlkit.catalog:build_native",
+            description,
+            params=lambda p=path: native_params(p),
+            loop="offline",
+            data="offline",
+            action_spaces=CONTINUOUS_ONLY,
+            bind={"cls": path},
+        )
 
 
 def register_sb3_agent(
@@ -228,8 +257,8 @@ def build_native(
 ) -> Any:
     """Factory of native agents: ``cls(observation_space, action_space, device, **kwargs)``.
 
-    ``agent.learning_rate`` and ``agent.net_arch`` are passed as ``lr`` / ``hidden_dim`` when the
-    class accepts them.
+    ``agent.learning_rate`` and ``agent.net_arch`` are passed as ``lr`` / ``hidden_dim`` (or the
+    whole list as ``policy_hidden``) when the class accepts them.
 
     :param config: the experiment config.
     :param observation_space: the env's observation space.
@@ -247,6 +276,8 @@ def build_native(
         kwargs["lr"] = config.agent.learning_rate
     if config.agent.net_arch and "hidden_dim" in fields:
         kwargs["hidden_dim"] = config.agent.net_arch[0]
+    elif config.agent.net_arch and "policy_hidden" in fields:
+        kwargs["policy_hidden"] = list(config.agent.net_arch)
     return klass(observation_space, action_space, device=config.train.device, **kwargs)
 
 
@@ -423,6 +454,17 @@ def check_names(config: ExperimentConfig, source: str) -> None:
         raise ConfigError(
             f"{source}: key 'env.n_envs': given {config.env.n_envs}; agent {config.agent.name!r} "
             "trains on one env (allowed: 1)"
+        )
+    offline = entry.extra.get("loop") == "offline"
+    if offline and config.dataset is None:
+        raise ConfigError(
+            f"{source}: key 'dataset' is required: agent {config.agent.name!r} learns offline "
+            "(give dataset.path, an HDF5 file or a Minari dataset, and dataset.env)"
+        )
+    if not offline and config.dataset is not None:
+        raise ConfigError(
+            f"{source}: key 'dataset': agent {config.agent.name!r} learns online; remove the "
+            "dataset section or use an offline agent (odice, bc)"
         )
     check_params(entry.params_model(), config.agent.kwargs, source, "agent.kwargs")
     check_attacks(config, source)

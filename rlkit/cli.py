@@ -126,6 +126,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--permutations", type=int, help="MMD permutations (default from the attack config)"
     )
 
+    p_report = sub.add_parser(
+        "report", help="one HTML page comparing runs: clean KPIs, regrets, learning curves"
+    )
+    p_report.add_argument(
+        "paths", nargs="+", metavar="RUN_OR_DIR", help="run directories, or folders of runs"
+    )
+    p_report.add_argument("--out", required=True, help="output folder (report.html goes there)")
+    p_report.add_argument("--title", help="page title (default: Comparison of runs)")
+
+    p_sweep = sub.add_parser(
+        "sweep",
+        help="run a sweep (seeds x configs x attack budgets) on Ray Tune; re-running resumes",
+    )
+    p_sweep.add_argument("sweep", help="sweep YAML, e.g. configs/sweeps/pendulum_sac_lr.yaml")
+    p_sweep.add_argument(
+        "--address", help="an existing Ray cluster: auto or ray://HOST:10001 (default: local Ray)"
+    )
+    p_sweep.add_argument(
+        "--max-concurrent", type=positive_int, help="trials at once (default: as CPUs allow)"
+    )
+    p_sweep.add_argument(
+        "--sequential", action="store_true", help="run trials one after another here, no Ray"
+    )
+
+    from rlkit.datasets.cli import add_parser as add_dataset_parser
+
+    add_dataset_parser(sub)
+
     sub.add_parser("info", help="list registered envs, agents, attacks, loops and data sources")
     p_help = sub.add_parser("config-help", help="every config key with its default and meaning")
     p_help.add_argument("--env", help="also list env.kwargs of this registered env (e.g. grid)")
@@ -212,6 +240,18 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.command == "evaluate":
             cmd_evaluate(args)
+        elif args.command == "report":
+            from rlkit.compare import report_command
+
+            report_command(args)
+        elif args.command == "sweep":
+            from rlkit.sweep import sweep_command
+
+            return sweep_command(args.sweep, args.address, args.max_concurrent, args.sequential)
+        elif args.command == "dataset":
+            from rlkit.datasets.cli import run_command
+
+            run_command(args)
     except (ConfigError, UnknownNameError) as err:
         print(f"rlkit: error: {err}", file=sys.stderr)
         return 2

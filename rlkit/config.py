@@ -225,6 +225,38 @@ class AttackConfig(Strict):
         return self
 
 
+class DatasetConfig(Strict):
+    """The offline dataset an offline agent (odice, bc) learns from."""
+
+    path: str = Field(
+        description="a D4RL-format HDF5 file, a Minari dataset folder, or a Minari dataset id "
+        "(looked up under $MINARI_DATASETS_PATH, never downloaded)"
+    )
+    env: str | None = Field(
+        None, description="gymnasium id (or registered env) to evaluate in (default: env.id)"
+    )
+    reward_scale: Literal["auto", "return_range", "none"] | float = Field(
+        "auto",
+        description="reward scaling: 'return_range' = max_episode_steps / (max - min episode "
+        "return) as the O-DICE authors did on locomotion data, 'auto' = that for HalfCheetah, "
+        "Hopper and Walker2d and none otherwise, 'none', or a number",
+    )
+    max_episode_steps: int = Field(
+        1000, ge=1, description="episode length cap used by the return-range reward scaling"
+    )
+    zero_rewards: bool = Field(
+        False, description="replace every reward by 0 (offline imitation from expert data)"
+    )
+    normalize_obs: bool = Field(
+        False,
+        description="standardise observations with the dataset's mean and std + 1e-3 (saved "
+        "with the model; the authors' offline-imitation setting)",
+    )
+    episodes: list[int] | None = Field(
+        None, description="keep only these episodes (0-based), e.g. [1] for one expert trajectory"
+    )
+
+
 class ExperimentConfig(Strict):
     """A whole experiment: what `rlkit train` runs and what is written to RUN_DIR/config.yaml."""
 
@@ -235,6 +267,27 @@ class ExperimentConfig(Strict):
     run: RunConfig = Field(default_factory=RunConfig)
     seed: int = Field(0, ge=0, description="random seed of everything")
     attack: AttackConfig | None = Field(None, description="attacks for `rlkit evaluate --attack`")
+    dataset: DatasetConfig | None = Field(
+        None, description="offline data of offline agents (odice, bc); env defaults to dataset.env"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env_from_dataset(cls, data: Any) -> Any:
+        """An offline config may name its evaluation env only as ``dataset.env``."""
+        if isinstance(data, dict) and "env" not in data:
+            dataset = data.get("dataset")
+            if isinstance(dataset, dict) and isinstance(dataset.get("env"), str):
+                return {**data, "env": {"id": dataset["env"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _dataset_env_matches(self) -> ExperimentConfig:
+        if self.dataset is not None and self.dataset.env not in (None, self.env.id):
+            raise ValueError(
+                f"dataset.env {self.dataset.env!r} differs from env.id {self.env.id!r}: give one"
+            )
+        return self
 
 
 # ---------------------------------------------------------------------------------------------

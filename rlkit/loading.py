@@ -55,17 +55,24 @@ def _spaces(env_config: EnvConfig) -> tuple[gym.Space, gym.Space]:
         env.close()
 
 
-def load_run(run_dir: str | Path) -> LoadedPolicy:
+def load_run(run_dir: str | Path, checkpoint: str | None = None) -> LoadedPolicy:
     """Load the final model of a run directory (or its latest checkpoint if there is no final).
 
     :param run_dir: a directory made by ``rlkit train``.
-    :raises ConfigError: not a run, nothing trained yet, or a damaged model.
+    :param checkpoint: load this checkpoint instead, a folder name under ``RUN/checkpoints``
+        such as ``"step_000050000"``.
+    :raises ConfigError: not a run, nothing trained yet, no such checkpoint, or a damaged model.
     """
     run = RunDir(run_dir)
     if not run.config_path.is_file():
         raise ConfigError(f"{run.path}: not an rlkit run directory (no config.yaml)")
     config = load_config(run.config_path)
     folder = run.final if run.final.is_dir() else run.latest_checkpoint()
+    if checkpoint is not None:
+        folder = run.checkpoints / checkpoint
+        if not (folder / "meta.json").is_file():
+            found = ", ".join(p.name for p in run.checkpoint_dirs()) or "none"
+            raise ConfigError(f"{run.path}: no checkpoint {checkpoint!r} (checkpoints: {found})")
     if folder is None:
         raise ConfigError(f"{run.path}: has no final model or checkpoint yet; train it first")
     agent = build_agent(AGENTS.get(config.agent.name), config, *_spaces(config.env))

@@ -226,7 +226,16 @@ class TrainLoop:
         """
         if self._eval_env is None:
             self._eval_env = self.make_eval_env()
-        return evaluate(self._eval_env, self.act, episodes, self.config.seed + EVAL_SEED_OFFSET)
+        return self.describe(
+            evaluate(self._eval_env, self.act, episodes, self.config.seed + EVAL_SEED_OFFSET)
+        )
+
+    def describe(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Add loop-specific figures to an evaluation summary (e.g. a normalised score).
+
+        :param result: what :func:`rlkit.evaluation.evaluate` returned.
+        """
+        return result
 
     def checkpoint(self, step: int) -> None:
         """Write a checkpoint of everything at ``step`` (atomically) and prune old ones.
@@ -316,8 +325,10 @@ class TrainLoop:
         tmp.rename(run.final)
         env = self.make_eval_env()
         try:
-            result = evaluate(
-                env, self.act, self.config.eval.episodes, self.config.seed + EVAL_SEED_OFFSET
+            result = self.describe(
+                evaluate(
+                    env, self.act, self.config.eval.episodes, self.config.seed + EVAL_SEED_OFFSET
+                )
             )
         finally:
             env.close()

@@ -103,7 +103,9 @@ def test_builtin_catalog():
     assert (sac["loop"], sac["algo"], sac["action_spaces"]) == ("sb3", "SAC", ("Box",))
     drq = AGENTS.get("drqv2").extra
     assert (drq["loop"], drq["data"], drq["action_spaces"]) == ("online", "replay", ("Box",))
-    assert set(LOOPS.names()) == {"online", "sb3"}
+    assert set(LOOPS.names()) == {"online", "sb3", "offline"}
+    odice = AGENTS.get("odice").extra
+    assert (odice["loop"], odice["data"]) == ("offline", "offline")
     assert "grid" in ENVS.names()
     assert {"bifurcation", "fgsm", "pgd", "random"} <= set(ATTACKS.names())
     assert is_gym_id("Pendulum-v1") and not is_gym_id("Pendulum-v9")
