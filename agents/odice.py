@@ -7,7 +7,8 @@ gradient has a forward part (through V(s)) and a backward part (through V(s')); 
 - ``orthogonal`` (O-DICE): forward gradient plus ``eta`` times the backward gradient projected
   onto the normal plane of the forward one, ``g = g0 + gf + (gb - <gf, gb> / |gf|^2 gf)``, where
   the forward residual uses the target net on s' and the backward residual the target net on s;
-- ``true``: the full gradient (OptiDICE-like); ``semi``: the target net on s' (S-DICE / EQL-like).
+- ``true_gradient``: the full gradient (OptiDICE-like); ``semi_gradient``: the target net on s'
+  (S-DICE / EQL-like). The authors' ``--type`` names: orthogonal_true_g, true_g, semi_g.
 
 Faithful to the authors' code (their ``odice.py`` and ``configs/offline_RL.yaml``): twin value
 heads with LayerNorm (2x256), both heads trained and their minimum as the target, EMA target
@@ -36,7 +37,7 @@ from rlkit.agents.bc import BCAgent
 from rlkit.batch import Batch
 from rlkit.networks import TwinValue
 
-UpdateRule = Literal["orthogonal", "true", "semi"]
+UpdateRule = Literal["orthogonal", "true_gradient", "semi_gradient"]
 Divergence = Literal["chi_square", "reverse_kl"]
 
 
@@ -94,7 +95,7 @@ class ODICEAgent(BCAgent):
 
     :param observation_space: flat Box observations.
     :param action_space: Box actions (learned in [-1, 1] units).
-    :param update_rule: ``orthogonal`` (O-DICE), ``true`` or ``semi`` gradient.
+    :param update_rule: ``orthogonal`` (O-DICE), ``true_gradient`` or ``semi_gradient``.
     :param f_divergence: ``chi_square`` (Pearson, the default) or ``reverse_kl``.
     :param lam: weight lambda of the f* term against the linear ``E[V(s)]`` term.
     :param eta: scale of the backward gradient (orthogonal rule).
@@ -139,8 +140,10 @@ class ODICEAgent(BCAgent):
     ) -> None:
         if not 0.0 < lam < 1.0:
             raise ValueError(f"lam must lie in (0, 1), got {lam}")
-        if update_rule not in ("orthogonal", "true", "semi"):
-            raise ValueError(f"update_rule {update_rule!r}: allowed orthogonal, true, semi")
+        if update_rule not in ("orthogonal", "true_gradient", "semi_gradient"):
+            raise ValueError(
+                f"update_rule {update_rule!r}: allowed orthogonal, true_gradient, semi_gradient"
+            )
         super().__init__(
             observation_space,
             action_space,
@@ -200,7 +203,7 @@ class ODICEAgent(BCAgent):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Update V; return the forward residual (heads, B), detached, and metrics."""
         lam, batch = self.lam, len(obs)
-        if self.update_rule == "semi":
+        if self.update_rule == "semi_gradient":
             with torch.no_grad():
                 target_next = self.value_target(next_obs)
             v = self.value.both(obs)
@@ -211,7 +214,7 @@ class ODICEAgent(BCAgent):
             return residual.detach(), metrics
         # separate passes over s and s': each gradient then backpropagates through its half only
         v, v_next = self.value.both(obs), self.value.both(next_obs)
-        if self.update_rule == "true":
+        if self.update_rule == "true_gradient":
             residual = reward + discount * v_next - v
             loss = ((1.0 - lam) * v + lam * f_star(residual, self.divergence)).mean()
             self._descend(loss)

@@ -1,4 +1,4 @@
-"""Write attack-evaluation results: results.csv/json, report.md and PNG plots."""
+"""Write attack-evaluation results: results.csv/json, report.md, report.html and PNG plots."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rlkit.attacks.findings import findings  # noqa: E402
 from rlkit.io import atomic_write_json, atomic_write_text  # noqa: E402
 from rlkit.summary import HEADLINE, headline_kpis  # noqa: E402
 
@@ -261,6 +262,9 @@ def write_markdown(results: dict[str, Any], out: Path, title: str, plots: list[P
     keys = headline_kpis(rows)
     damage = damage_column(rows)
     lines = [f"# {title}", "", f"Episodes: {meta['episodes']} (seeds {meta['seeds']}).", ""]
+    shows = findings(results)
+    if shows:
+        lines += ["## What this evaluation shows", "", *[f"- {line}" for line in shows], ""]
     if meta.get("action_units"):
         lines += [f"Actions (`{damage}`): {meta['action_units']}.", ""]
     clean = results["clean"]
@@ -324,6 +328,9 @@ def write_report(
 ) -> Path:
     """Write every output into ``out`` and return the path of ``report.md``.
 
+    ``report.html`` (:func:`rlkit.attacks.html_report.write_html_report`: the same tables, the
+    plain-language findings, the stealth verdicts and the plots embedded) is written beside it.
+
     :param results: output of :func:`rlkit.attacks.evaluation.evaluate_attacks`.
     :param out: output folder (created).
     :param title: report title.
@@ -337,4 +344,8 @@ def write_report(
         if results["rows"]
         else []
     )
-    return write_markdown(results, out, title, plots)
+    from rlkit.attacks.html_report import write_html_report  # imports this module
+
+    path = write_markdown(results, out, title, plots)
+    write_html_report(results, out, title, context, plots, n_features)
+    return path

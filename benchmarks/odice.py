@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "benchmarks" / "runs" / "offline"
 ALGOS = {  # name -> config overrides
     "odice": ["agent.name=odice", "agent.kwargs.update_rule=orthogonal"],
-    "true_gradient": ["agent.name=odice", "agent.kwargs.update_rule=true"],
-    "semi_gradient": ["agent.name=odice", "agent.kwargs.update_rule=semi"],
+    "true_gradient": ["agent.name=odice", "agent.kwargs.update_rule=true_gradient"],
+    "semi_gradient": ["agent.name=odice", "agent.kwargs.update_rule=semi_gradient"],
     "bc": ["agent.name=bc"],
 }
 BASE = {"hopper": "odice_hopper.yaml", "grid": "odice_grid.yaml", "pendulum": "odice_pendulum.yaml"}

@@ -26,7 +26,7 @@ class ReferenceODICE:
 
     :param value: the twin value net (copied).
     :param policy: the Gaussian policy (copied).
-    :param rule: ``orthogonal``, ``true`` or ``semi``.
+    :param rule: ``orthogonal``, ``true_gradient`` or ``semi_gradient``.
     :param lam: lambda.
     :param eta: eta.
     :param discount: gamma.
@@ -113,7 +113,7 @@ class ReferenceODICE:
                 start += size
             self.v_optimizer.step()
         else:
-            if self.rule == "true":
+            if self.rule == "true_gradient":
                 v, v_next = self.vf.both(obs), self.vf.both(next_obs)
             else:
                 with torch.no_grad():

@@ -49,9 +49,10 @@ def ensure_offline_run(algo: str, steps: int, hidden: int) -> Path:
 def attack(run: Path, name: str) -> dict[str, Any]:
     """Evaluate ``run`` under the attack config; summarise clean and attacked KPIs."""
     out = ROOT / "benchmarks" / "runs" / "offline" / "attacks" / name
-    code = rlkit_main(["evaluate", str(run), "--attack", str(ATTACKS), "--out", str(out)])
-    if code != 0:
-        raise SystemExit(f"rlkit evaluate {run} failed with exit status {code}")
+    if not (out / "results.json").is_file():  # delete the folder to attack again
+        code = rlkit_main(["evaluate", str(run), "--attack", str(ATTACKS), "--out", str(out)])
+        if code != 0:
+            raise SystemExit(f"rlkit evaluate {run} failed with exit status {code}")
     results = json.loads((out / "results.json").read_text())
     clean = {k: results["clean"][k] for k in KPIS if k in results["clean"]}
     rows = {}
@@ -60,7 +61,7 @@ def attack(run: Path, name: str) -> dict[str, Any]:
         verdict = results.get("stealth", {}).get(key, {})
         rows[key] = {
             **{f"{k}_regret": row[k] - clean[k] for k in KPIS if k in row and k in clean},
-            "mmd_p": verdict.get("mmd_p", verdict.get("p_value")),
+            "mmd_p": verdict.get("mmd_p_value"),
             "detected": verdict.get("detected"),
         }
     return {"run": str(run.relative_to(ROOT)), "clean": clean, "attacked": rows}

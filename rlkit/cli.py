@@ -135,9 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_report.add_argument("--out", required=True, help="output folder (report.html goes there)")
     p_report.add_argument("--title", help="page title (default: Comparison of runs)")
 
+    from rlkit.sweep.spec import sweep_help
+
     p_sweep = sub.add_parser(
         "sweep",
         help="run a sweep (seeds x configs x attack budgets) on Ray Tune; re-running resumes",
+        epilog="Sweep file keys:\n" + "\n".join(sweep_help()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p_sweep.add_argument("sweep", help="sweep YAML, e.g. configs/sweeps/pendulum_sac_lr.yaml")
     p_sweep.add_argument(

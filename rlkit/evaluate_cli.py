@@ -91,12 +91,36 @@ def evaluate_command(args: argparse.Namespace) -> None:
     else:
         out = Path(f"attacks_{Path(args.model).stem}_{stem}")
     source = args.run_dir or args.model
-    context = {"source": str(source), "attack_config": attack_config.model_dump(mode="json")}
+    context: dict[str, object] = {
+        "source": str(source),
+        "attack_config": attack_config.model_dump(mode="json"),
+    }
+    if loaded.config is not None:
+        context["run_config"] = loaded.config.model_dump(mode="json")
     report = write_report(
         results, out, f"Attacks on {source}", context, attack_config.plot_features
     )
     print_attacks(results, console)
+    print_findings(results, console)
     console.print(
-        f"report: {report}\nresults: {out / 'results.csv'}, {out / 'results.json'}; "
-        f"plots: {out}/*.png"
+        f"report: {out / 'report.html'} (open it in a browser; also {report.name})\n"
+        f"results: {out / 'results.csv'}, {out / 'results.json'}; plots: {out}/*.png"
     )
+
+
+def print_findings(results: dict[str, object], console: Console) -> None:
+    """Print what the evaluation shows in plain words, short (:func:`rlkit.attacks.findings.
+    summary`; report.html has a line per attack too).
+
+    :param results: the output of :func:`rlkit.attacks.evaluation.evaluate_attacks`.
+    :param console: the rich console.
+    """
+    from rich.markup import escape
+
+    from rlkit.attacks.findings import summary
+
+    lines = summary(results)
+    if lines:
+        console.print("[bold]what this evaluation shows[/bold]")
+        for line in lines:
+            console.print(f"- {escape(line)}", overflow="fold")

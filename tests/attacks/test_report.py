@@ -201,7 +201,7 @@ def test_report_plots_are_pngs(report):
         assert len(data) > 1000 and data[:8] == PNG_MAGIC, name
     assert sorted(p.name for p in out.glob("*.png")) == sorted(names)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [*names, "report.md", "results.csv", "results.json"]
+        [*names, "report.html", "report.md", "results.csv", "results.json"]
     )
 
 
@@ -221,6 +221,7 @@ def test_report_without_attack_rows_writes_tables_only(tmp_path):
     results = {**results, "rows": [], "stealth": {}}
     write_report(results, tmp_path, "empty", {})
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "report.html",
         "report.md",
         "results.csv",
         "results.json",
