@@ -150,7 +150,7 @@ def learn(args: argparse.Namespace) -> dict[str, Any]:
         for algo in args.algos:
             for seed in args.seeds:
                 run = run_dir(dataset, algo, seed)
-                if finished(run, args.steps):
+                if args.summarize_only or finished(run, args.steps):
                     continue
                 train(
                     base,
@@ -175,15 +175,20 @@ def summarize(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
     """Final score (normalised when the dataset has reference returns) per algorithm."""
     out: dict[str, Any] = {}
     for algo in args.algos:
-        finals, curves = [], []
+        finals, curves, key = [], [], None
         for seed in args.seeds:
+            if not finished(run_dir(dataset, algo, seed), args.steps):
+                continue  # still training (the command resumes it)
             result = json.loads((run_dir(dataset, algo, seed) / "eval.json").read_text())
             score = result["kpis"].get("normalized_score", result["return_mean"])
             finals.append(float(score))
             key = "eval/normalized_score" if "normalized_score" in result["kpis"] else None
             curves.append(curve(run_dir(dataset, algo, seed), key or "eval/return_mean"))
+        if not finals:
+            continue
         out[algo] = {
             "metric": "normalized_score" if key else "return_mean",
+            "seeds_done": len(finals),
             "final_mean": float(np.mean(finals)),
             "final_std": float(np.std(finals)),
             "per_seed": finals,
@@ -229,6 +234,9 @@ def main() -> None:
     p_learn.add_argument("--steps", type=int, default=20_000)
     p_learn.add_argument("--eval-every", type=int, default=2_000)
     p_learn.add_argument("--hidden", type=int, default=256, help="policy width (authors: 1024)")
+    p_learn.add_argument(
+        "--summarize-only", action="store_true", help="tabulate the finished runs, train nothing"
+    )
     args = parser.parse_args()
     if args.command == "speed":
         write_result("odice_speed", speed(args.repeats, args.updates), vars(args))
