@@ -125,11 +125,12 @@ def probe(run: Path, checkpoint: str | None) -> float:
     return float(returns(collect_policy(run, PROBE_EPISODES, 0.0, 10_000, checkpoint)).mean())
 
 
-def hopper(transitions: int, noise: float) -> dict[str, Any]:
+def hopper(transitions: int, noise: float, wanted: list[str]) -> dict[str, Any]:
     """Hopper-v5 datasets from the background SAC run's checkpoints.
 
     :param transitions: steps per rollout dataset.
     :param noise: action noise of the rollouts.
+    :param wanted: levels to make (medium-expert needs medium and expert).
     """
     run = RunDir(HOPPER_RUN)
     ref = reference_scores("Hopper-v5", {})
@@ -146,19 +147,21 @@ def hopper(transitions: int, noise: float) -> dict[str, Any]:
         "expert_checkpoint": expert,
         "target_medium_return": target,
     }
-    levels = {
-        "medium": until_transitions(
+    makers = {
+        "medium": lambda: until_transitions(
             lambda n, s: collect_policy(run.path, n, noise, s, medium), transitions
         ),
-        "medium-replay": collect_replay(run.path, medium, until_step=medium_step),
-        "expert": until_transitions(
+        "medium-replay": lambda: collect_replay(run.path, medium, until_step=medium_step),
+        "expert": lambda: until_transitions(
             lambda n, s: collect_policy(run.path, n, noise, s, expert), transitions
         ),
-        "random": until_transitions(
+        "random": lambda: until_transitions(
             lambda n, s: collect_random(load_config(run.config_path).env, n, s), transitions, 200
         ),
     }
-    levels["medium-expert"] = levels["medium"] + levels["expert"]
+    levels = {level: make() for level, make in makers.items() if level in wanted}
+    if "medium-expert" in wanted and {"medium", "expert"} <= set(levels):
+        levels["medium-expert"] = levels["medium"] + levels["expert"]
     for level, episodes in levels.items():
         name = f"rlkit/hopper/{level}-v0"
         how = f"Hopper-v5 {level}: SAC run {run.path.name}, checkpoints {medium} / {expert}"
@@ -206,11 +209,20 @@ def main() -> None:
     parser.add_argument("--transitions", type=int, default=100_000)
     parser.add_argument("--episodes", type=int, default=100, help="grid days per controller")
     parser.add_argument("--noise", type=float, default=0.1)
+    parser.add_argument(
+        "--levels",
+        nargs="+",
+        default=["random", "medium", "medium-replay", "expert", "medium-expert"],
+        help="Hopper levels to make (expert once the SAC run has trained far enough)",
+    )
     args = parser.parse_args()
     path = RESULTS / "offline_datasets.json"
     figures = json.loads(path.read_text())["figures"] if path.is_file() else {}
     if args.domain == "hopper":
-        figures["hopper"] = hopper(args.transitions, args.noise)
+        figures["hopper"] = {
+            **figures.get("hopper", {}),
+            **hopper(args.transitions, args.noise, args.levels),
+        }
     else:
         figures["grid"] = grid(args.episodes, args.noise)
     write_result("offline_datasets", figures, vars(args))
