@@ -60,7 +60,11 @@ def primary_kpi(rows: Sequence[Row]) -> str | None:
     return chosen[0] if chosen else None
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """``float(value)``, or None for None, booleans and what is not a number.
+
+    :param value: anything read from a results file.
+    """
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -76,7 +80,7 @@ def change_phrase(name: str, regret: Any, clean: Any) -> str:
     :param regret: attacked - clean.
     :param clean: the clean value (for the relative change).
     """
-    delta, base = _number(regret), _number(clean)
+    delta, base = as_number(regret), as_number(clean)
     if delta is None:
         return f"leaves {name} unknown"
     if delta == 0.0:
@@ -116,7 +120,7 @@ def p_text(p: Any, permutations: int | None = None) -> str:
     :param p: the p-value.
     :param permutations: permutations of the test, when known.
     """
-    value = _number(p)
+    value = as_number(p)
     if value == 0.0 and permutations:
         return f"p < {1 / permutations:.2g}"
     return f"p = {sig3(value)}"
@@ -132,16 +136,16 @@ def detection_phrase(
     :param alpha: significance level.
     :param permutations: permutations of the MMD tests (a p-value of 0 reads ``p < 1/B``).
     """
-    p = _number(row.get("mmd_p_value"))
+    p = as_number(row.get("mmd_p_value"))
     if p is None:
         return "stealth not measured"
     verdict = "detected" if p < alpha else "not detected"
     parts = [f"{verdict} by MMD at alpha {alpha:g} ({p_text(p, permutations)})"]
-    p_diff = _number(row.get("mmd_diff_p_value"))
+    p_diff = as_number(row.get("mmd_diff_p_value"))
     if p_diff is not None:
         diff_verdict = "detects it" if p_diff < alpha else "does not detect it"
         parts.append(f"the first-difference MMD {diff_verdict} ({p_text(p_diff, permutations)})")
-    within = _number(row.get("first_diff_within"))
+    within = as_number(row.get("first_diff_within"))
     if within is not None:
         parts.append(f"step-to-step changes stay within the clean range on {within:.0%} of steps")
     return "; ".join(parts)
@@ -153,10 +157,10 @@ def damage_phrase(row: Row) -> str | None:
 
     :param row: an attack row.
     """
-    asr = _number(row.get("attack_success_rate"))
+    asr = as_number(row.get("attack_success_rate"))
     if asr is not None:
         return f"changes the action on {asr:.0%} of steps"
-    mae = _number(row.get("action_mae"))
+    mae = as_number(row.get("action_mae"))
     if mae is not None:
         return f"moves the action by {sig3(mae)} on average"
     return None
@@ -212,7 +216,7 @@ def _times(a: float | None, b: float | None) -> str:
 def _versus(best: float | None, others: list[tuple[str, float | None]], percent_of: Any) -> str:
     """``, 2.1x as much as pgd (13.2) and 71x random (0.391)``; an attack that moves the value
     the other way is named apart (``, while random moves it the other way (+0.3)``)."""
-    base = _number(percent_of)
+    base = as_number(percent_of)
     same, opposite = [], []
     for name, value in others:
         if value is None:
@@ -245,31 +249,35 @@ def comparison_line(rows: Sequence[Row], clean: Row, kpi: str | None) -> str | N
     eps = largest_shared_eps(rows)
     if eps is None:
         return None
-    at = [r for r in rows if float(r["eps"]) == eps and _number(r.get("regret_return")) is not None]
+    at = [
+        r for r in rows if float(r["eps"]) == eps and as_number(r.get("regret_return")) is not None
+    ]
     if len(at) < 2:
         return None
     at.sort(key=lambda r: float(r["regret_return"]))
     best, others = at[0], at[1:]
-    ret = _number(best.get("regret_return"))
+    ret = as_number(best.get("regret_return"))
     text = (
         f"At the same budget (eps {eps:g}) {best['attack']} does the most damage: "
         + change_phrase("the return", ret, clean.get("return"))
-        + _versus(ret, [(str(o["attack"]), _number(o.get("regret_return"))) for o in others], None)
+        + _versus(
+            ret, [(str(o["attack"]), as_number(o.get("regret_return"))) for o in others], None
+        )
     )
     if kpi is not None:
-        value = _number(best.get(f"regret_{kpi}"))
+        value = as_number(best.get(f"regret_{kpi}"))
         text += (
             "; it "
             + change_phrase(kpi_name(kpi), value, clean.get(kpi)).split(" (")[0]
             + _versus(
                 value,
-                [(str(o["attack"]), _number(o.get(f"regret_{kpi}"))) for o in others],
+                [(str(o["attack"]), as_number(o.get(f"regret_{kpi}"))) for o in others],
                 clean.get(kpi),
             )
         )
     leaders: dict[str, list[str]] = {}
     for k in headline_kpis(rows):
-        values = [(_number(r.get(f"regret_{k}")), str(r["attack"])) for r in at]
+        values = [(as_number(r.get(f"regret_{k}")), str(r["attack"])) for r in at]
         known = [(v, name) for v, name in values if v is not None]
         top = max(known, default=(None, ""))
         if top[0] is not None and top[0] > 0 and sum(v == top[0] for v, _ in known) == 1:
@@ -297,19 +305,19 @@ def undetected_line(
     :param stealth: the per-setting stealth reports (for their ``alpha``).
     :param limit: settings named at most (the rest are counted).
     """
-    measured = [r for r in rows if _number(r.get("mmd_p_value")) is not None]
+    measured = [r for r in rows if as_number(r.get("mmd_p_value")) is not None]
     if not measured:
         return None
     hidden = [r for r in measured if float(r["mmd_p_value"]) >= _alpha(stealth, r)]
     alpha = _alpha(stealth, measured[0])
     if not hidden:
         return f"The MMD test at alpha {alpha:g} detects every attack setting."
-    hidden.sort(key=lambda r: _number(r.get("regret_return")) or 0.0)
+    hidden.sort(key=lambda r: as_number(r.get("regret_return")) or 0.0)
     items = []
     for r in hidden:
         effect = ""
-        if kpi is not None and _number(r.get(f"regret_{kpi}")) is not None:
-            base = _number(clean.get(kpi))
+        if kpi is not None and as_number(r.get(f"regret_{kpi}")) is not None:
+            base = as_number(clean.get(kpi))
             delta = float(r[f"regret_{kpi}"])
             effect = (
                 f"{kpi_name(kpi)} {sig3(100 * delta / abs(base), signed=True)}%, "

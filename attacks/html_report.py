@@ -20,6 +20,7 @@ import yaml
 
 from rlkit.attacks.findings import (
     DEFAULT_ALPHA,
+    as_number,
     detection_phrase,
     findings,
     kpi_name,
@@ -39,15 +40,6 @@ from rlkit.summary import HEADLINE, SHORT, headline_kpis
 HIGHER_IS_BETTER = {"return", "vmin", "normalized_score"}
 
 
-def _float(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def regret_cell(key: str, regret: Any, clean: Any) -> Cell:
     """A regret cell shaded by harm: ``bad`` when it hurts by 5% of the clean value or more,
     ``worse`` when it hurts less, ``good`` when it helps by 5% or more.
@@ -56,7 +48,7 @@ def regret_cell(key: str, regret: Any, clean: Any) -> Cell:
     :param regret: attacked - clean.
     :param clean: the clean value.
     """
-    delta, base = _float(regret), _float(clean)
+    delta, base = as_number(regret), as_number(clean)
     if delta is None or delta == 0.0:
         return num(regret, signed=True)
     harm = -delta if key in HIGHER_IS_BETTER else delta
@@ -77,7 +69,7 @@ def verdict_cell(p: Any, alpha: float) -> Cell:
     :param p: the test's p-value.
     :param alpha: significance level.
     """
-    value = _float(p)
+    value = as_number(p)
     if value is None:
         return badge("n/a", "na")
     return badge("detected", "detected") if value < alpha else badge("not detected", "undetected")
@@ -96,7 +88,7 @@ def p_cell(p: Any, permutations: int | None) -> Cell:
     :param p: the p-value.
     :param permutations: permutations of the test (None: unknown).
     """
-    value = _float(p)
+    value = as_number(p)
     if value == 0.0 and permutations:
         return Cell(f"< {1 / permutations:.2g}", "num", "no permutation reached the statistic")
     return num(p)
