@@ -146,8 +146,10 @@ def learn(args: argparse.Namespace) -> dict[str, Any]:
     """
     figures: dict[str, Any] = {}
     for dataset in args.datasets:
-        base = ROOT / "configs" / "offline" / BASE[domain(dataset)]
         for algo in args.algos:
+            base = ROOT / "configs" / "offline" / BASE[domain(dataset)]
+            if algo == "bc" and (base.parent / base.name.replace("odice", "bc")).is_file():
+                base = base.parent / base.name.replace("odice", "bc")  # no O-DICE kwargs
             for seed in args.seeds:
                 run = run_dir(dataset, algo, seed)
                 if args.summarize_only or finished(run, args.steps):
@@ -167,7 +169,6 @@ def learn(args: argparse.Namespace) -> dict[str, Any]:
                     ],
                 )
         figures[dataset] = summarize(dataset, args)
-    plot(figures, args)
     return figures
 
 
@@ -198,8 +199,11 @@ def summarize(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def plot(figures: dict[str, Any], args: argparse.Namespace) -> None:
+def plot(figures: dict[str, Any]) -> None:
     """Mean evaluation curve per algorithm and dataset (odice.png)."""
+    figures = {dataset: algos for dataset, algos in figures.items() if algos}
+    if not figures:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -241,7 +245,12 @@ def main() -> None:
     if args.command == "speed":
         write_result("odice_speed", speed(args.repeats, args.updates), vars(args))
     else:
-        write_result("odice", learn(args), vars(args))
+        fresh = learn(args)
+        path = RESULTS / "odice.json"
+        known = json.loads(path.read_text())["figures"] if path.is_file() else {}
+        figures = {**known, **fresh}
+        plot(figures)
+        write_result("odice", figures, vars(args))
 
 
 if __name__ == "__main__":
