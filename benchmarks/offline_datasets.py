@@ -125,12 +125,16 @@ def probe(run: Path, checkpoint: str | None) -> float:
     return float(returns(collect_policy(run, PROBE_EPISODES, 0.0, 10_000, checkpoint)).mean())
 
 
-def hopper(transitions: int, noise: float, wanted: list[str]) -> dict[str, Any]:
+def hopper(
+    transitions: int, noise: float, wanted: list[str], pinned: str | None = None
+) -> dict[str, Any]:
     """Hopper-v5 datasets from the background SAC run's checkpoints.
 
     :param transitions: steps per rollout dataset.
     :param noise: action noise of the rollouts.
     :param wanted: levels to make (medium-expert needs medium and expert).
+    :param pinned: the medium checkpoint (default: the one closest to a third of expert), so
+        levels made later match the medium data made before.
     """
     run = RunDir(HOPPER_RUN)
     ref = reference_scores("Hopper-v5", {})
@@ -138,7 +142,7 @@ def hopper(transitions: int, noise: float, wanted: list[str]) -> dict[str, Any]:
     target = ref[0] + (ref[1] - ref[0]) / 3.0
     probes = {folder.name: probe(run.path, folder.name) for folder in run.checkpoint_dirs()}
     print("checkpoint returns:", {k: round(v, 1) for k, v in probes.items()})
-    medium = min(probes, key=lambda name: abs(probes[name] - target))
+    medium = pinned or min(probes, key=lambda name: abs(probes[name] - target))
     expert = max(probes, key=lambda name: (probes[name], name))
     medium_step = int(medium.split("_")[1])
     facts: dict[str, Any] = {
@@ -215,13 +219,14 @@ def main() -> None:
         default=["random", "medium", "medium-replay", "expert", "medium-expert"],
         help="Hopper levels to make (expert once the SAC run has trained far enough)",
     )
+    parser.add_argument("--medium", help="pin the medium checkpoint, e.g. step_000150000")
     args = parser.parse_args()
     path = RESULTS / "offline_datasets.json"
     figures = json.loads(path.read_text())["figures"] if path.is_file() else {}
     if args.domain == "hopper":
         figures["hopper"] = {
             **figures.get("hopper", {}),
-            **hopper(args.transitions, args.noise, args.levels),
+            **hopper(args.transitions, args.noise, args.levels, args.medium),
         }
     else:
         figures["grid"] = grid(args.episodes, args.noise)
