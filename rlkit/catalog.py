@@ -62,7 +62,7 @@ OFFLINE_AGENTS = (
     (
         "odice",
         "rlkit.agents.odice:ODICEAgent",
-        "O-DICE offline learner (orthogonal, true or semi gradient; weighted BC policy)",
+        "O-DICE offline learner (orthogonal, true_gradient or semi_gradient; weighted BC policy)",
     ),
     ("bc", "rlkit.agents.bc:BCAgent", "behaviour cloning, Gaussian policy (offline)"),
 )
