@@ -8,7 +8,8 @@ directory (a shared filesystem), not the config files.
 A trial's run directory is a normal rlkit run directory plus small bookkeeping files:
 ``sweep_trial.json`` (name, seed, values), ``sweep_stopped.json`` (stopped early by the
 scheduler, written by the driver), ``sweep_error.json`` (the last failure) and, under PBT,
-``pbt.jsonl`` (one line per checkpoint taken over from another trial).
+``pbt.jsonl`` (one line per restart PBT gave the trial: a checkpoint taken over from another
+trial, or its own checkpoint with mutated values).
 """
 
 from __future__ import annotations
@@ -404,6 +405,7 @@ def adopt_checkpoint(
     if source.get("trial") == spec.name and int(source["step"]) in own_steps:
         # its own checkpoint: rlkit resumes by itself, with the (possibly mutated) config
         atomic_write_text(run.config_path, dump_config(config))
+        _log_restart(run_dir, source, spec)
         return False
     for name in ("checkpoints", "replay", "final"):
         shutil.rmtree(run_dir / name, ignore_errors=True)
@@ -413,10 +415,16 @@ def adopt_checkpoint(
     if (folder / "replay").is_dir():
         shutil.copytree(folder / "replay", run.replay_store)
     atomic_write_text(run.config_path, dump_config(config))
+    _log_restart(run_dir, source, spec)
+    return True
+
+
+def _log_restart(run_dir: Path, source: dict[str, Any], spec: TrialSpec) -> None:
+    """Append the restart to ``pbt.jsonl``: the checkpoint's trial and step, and the values the
+    trial goes on with (so the log's last line always matches ``config.yaml``)."""
     line = {"step": source["step"], "from": source.get("trial"), "params": spec.params}
     with (run_dir / PBT_LOG).open("a") as handle:
         handle.write(json.dumps(line) + "\n")
-    return True
 
 
 # ---------------------------------------------------------------------------------------------
