@@ -88,6 +88,11 @@ def register_builtins() -> None:
         "sb3", "rlkit.loops.sb3:SB3Loop", "stable-baselines3's learn() inside an rlkit run"
     )
     LOOPS.register(
+        "atla",
+        "rlkit.loops.atla:ATLALoop",
+        "ATLA: victim and learned adversary in alternation (SB3 learn() for each)",
+    )
+    LOOPS.register(
         "offline",
         "rlkit.loops.offline:OfflineLoop",
         "rlkit's offline loop: updates from a fixed dataset, evaluation in the env",
@@ -122,6 +127,12 @@ def _register_envs() -> None:
         "the bifurcation paper's building: CityLearn 2.0.0, 2022 phase 2, the authors' wrappers",
         params="rlkit.envs.citylearn.config:CityLearnEnvConfig",
     )
+    ENVS.register(
+        "adversary",
+        "rlkit.envs.adversary:make_adversary_env",
+        "a learned adversary's env: perturb a frozen victim's observations, reward = -victim's",
+        params="rlkit.envs.adversary:AdversaryEnvConfig",
+    )
     if GRID_GYM_ID not in gym.registry:
         gym.register(
             id=GRID_GYM_ID,
@@ -145,6 +156,14 @@ def _register_agents() -> None:
         loop="online",
         data="replay",
         action_spaces=CONTINUOUS_ONLY,
+    )
+    AGENTS.register(
+        "atla",
+        "rlkit.agents.atla:build_atla",
+        "ATLA: an SB3 victim and a learned SB3 adversary trained in alternation (Zhang et al.)",
+        params="rlkit.agents.atla:ATLAParams",
+        loop="atla",
+        action_spaces=ANY_ACTION,
     )
     for name, path, description in OFFLINE_AGENTS:
         AGENTS.register(
@@ -326,6 +345,11 @@ def attack_plugin(path: str, obj: Any) -> Entry:
 def _register_attacks() -> None:
     for name, (path, description) in ART_ATTACKS.items():
         register_attack(name, path, description)
+    register_attack(
+        "learned",
+        "rlkit.attacks.learned:LearnedAttack",
+        "a trained adversary policy's perturbation (optimal attack; the authors' BScaledSum)",
+    )
     for name in ATTACK_NAMES:
         ATTACKS.register(
             name,

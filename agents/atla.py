@@ -1,0 +1,170 @@
+"""ATLA (Zhang et al., ICLR 2021): a victim and a learned adversary trained in alternation, one run
+directory holding both (``agent.name: atla``, trained by :class:`rlkit.loops.atla.ATLALoop`).
+
+The victim and the adversary are stable-baselines3 agents (``agent.kwargs.victim`` and
+``agent.kwargs.adversary``, each an ``agent`` section). The adversary perturbs the victim's
+observations as the ``adversary`` env does (:mod:`rlkit.envs.adversary`); its reward is minus the
+victim's. The schedule is the authors' (their ``ATLA.ipynb``: 100 victim episodes then 20
+adversary episodes per alternation, victim first, models never reset between alternations, the
+adversary a SAC with 2x256 layers), given in env steps: ``victim_steps`` and ``adversary_steps``
+per alternation; ``train.total_steps`` counts the steps of both.
+
+A trained ATLA run evaluates and is attacked like any other run (its policy is the victim's); its
+adversary attacks other victims with ``{name: learned, settings: {adversary: ATLA_RUN}}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from rlkit.agents.sb3 import SB3Agent
+from rlkit.attacks.learned import PerturbationKind, Statistic
+from rlkit.config import AgentConfig, ExperimentConfig
+from rlkit.policy import PolicyView
+
+VICTIM, ADVERSARY = "victim", "adversary"
+
+
+class ATLAParams(BaseModel):
+    """``agent.kwargs`` of ``atla``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    victim: AgentConfig = Field(description="the victim: an SB3 agent section (e.g. ppo)")
+    adversary: AgentConfig = Field(
+        default_factory=lambda: AgentConfig(name="sac", net_arch=[256, 256]),
+        description="the adversary: an SB3 agent section with continuous actions (the "
+        "authors': sac, 2x256)",
+    )
+    victim_steps: int = Field(ge=1, description="victim env steps per alternation")
+    adversary_steps: int = Field(ge=1, description="adversary env steps per alternation")
+    adversary_first: bool = Field(
+        False, description="start each alternation with the adversary (the authors: victim first)"
+    )
+    perturbation: PerturbationKind = Field(
+        "scaled_sum", description="scaled_sum (the authors' BScaledSum), box, sum or replace"
+    )
+    eps: float = Field(1.0, ge=0, description="budget radius (times scale and feature_scale)")
+    mask: list[str] = Field(
+        default_factory=list, description="observation groups the adversary may not touch"
+    )
+    scale: dict[str, float] = Field(default_factory=dict, description="per-group factor on eps")
+    feature_scale: list[float] | None = Field(
+        None,
+        description="per-feature multipliers of scaled_sum; null: trace_scale of one clean "
+        "episode of the victim as training starts (saved with the run)",
+    )
+    statistic: Statistic = Field("authors", description="trace statistic of feature_scale")
+
+
+class ATLAAgent:
+    """The victim and the adversary as one agent: it acts, evaluates and is attacked as the
+    victim; it saves and loads both.
+
+    :param victim: the victim.
+    :param adversary: the adversary (None when loading the victim for evaluation).
+    """
+
+    def __init__(self, victim: SB3Agent, adversary: SB3Agent | None = None) -> None:
+        self.victim, self.adversary = victim, adversary
+
+    @property
+    def action_kind(self) -> str:
+        """The victim's action kind."""
+        return self.victim.action_kind
+
+    def act(self, obs: np.ndarray, step: int = 0, explore: bool = False) -> np.ndarray:
+        """The victim's actions.
+
+        :param obs: observations (B, n).
+        :param step: unused.
+        :param explore: sample instead of the deterministic action.
+        """
+        return self.victim.act(obs, step, explore)
+
+    def policy_view(self, live: bool = False) -> PolicyView:
+        """The victim's differentiable policy view.
+
+        :param live: share the training weights.
+        """
+        return self.victim.policy_view(live)
+
+    def on_episode_end(self, info: dict[str, Any]) -> None:
+        """Nothing to do (SB3 keeps its own episode counters).
+
+        :param info: the final step's info.
+        """
+
+    def save(self, folder: Path, with_buffer: bool = True) -> None:
+        """Both agents, in ``folder/victim`` and ``folder/adversary``.
+
+        :param folder: the checkpoint or final folder.
+        :param with_buffer: include the replay buffers.
+        """
+        for name, agent in ((VICTIM, self.victim), (ADVERSARY, self.adversary)):
+            if agent is not None:
+                (Path(folder) / name).mkdir(exist_ok=True)
+                agent.save(Path(folder) / name, with_buffer=with_buffer)
+
+    def load(self, folder: Path, policy_only: bool = False) -> None:
+        """Restore :meth:`save` (the adversary only when there is one to restore into).
+
+        :param folder: the folder.
+        :param policy_only: policy weights only.
+        """
+        self.victim.load(Path(folder) / VICTIM, policy_only=policy_only)
+        if self.adversary is not None:
+            self.adversary.load(Path(folder) / ADVERSARY, policy_only=policy_only)
+
+
+def sb3_agent(
+    agent: AgentConfig,
+    config: ExperimentConfig,
+    spaces: tuple[gym.Space, gym.Space] | None,
+    env: Any,
+) -> SB3Agent:
+    """One of the pair as an SB3 agent.
+
+    :param agent: its agent section.
+    :param config: the experiment (seed, device, total steps).
+    :param spaces: (observation, action) spaces when there is no env.
+    :param env: its training VecEnv, or None.
+    """
+    from rlkit.catalog import SB3_ALGOS
+
+    if agent.name not in SB3_ALGOS:
+        raise ValueError(
+            f"atla: agent {agent.name!r} is not a stable-baselines3 agent ({', '.join(SB3_ALGOS)})"
+        )
+    return SB3Agent(
+        SB3_ALGOS[agent.name][0],
+        agent,
+        env=env,
+        spaces=spaces,
+        seed=config.seed,
+        device=config.train.device,
+        total_steps=config.train.total_steps,
+    )
+
+
+def build_atla(
+    config: ExperimentConfig,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    env: Any = None,
+) -> ATLAAgent:
+    """Registry factory: the victim only (for loading and evaluation); the loop builds the pair
+    on its training envs.
+
+    :param config: the experiment config.
+    :param observation_space: the env's observation space.
+    :param action_space: the env's action space.
+    :param env: unused.
+    """
+    params = ATLAParams.model_validate(config.agent.kwargs)
+    return ATLAAgent(sb3_agent(params.victim, config, (observation_space, action_space), None))

@@ -1,0 +1,190 @@
+"""Robust training and learned adversaries, measured.
+
+``fidelity``: the bifurcation paper's released learned adversary ("SAC adversary BScaledSum mean
+diff 1-15-15") attacking their vanilla 20-bin PPO and their ATLA victim ("PPO agent 100 alts over
+1000+200 2-3-21") on rlkit's CityLearn building, through rlkit's ``learned`` attack, beside the
+authors' KPIs.csv columns and their saved adversarial-observation traces (``... obs-a.csv``).
+The attack is their evaluation as written ("Evaluate Learned Adversary.ipynb"): scaled sum on
+features 7-31 (calendar masked), ``max_perturbation = mean_diff / 2`` = ``eps: 0.5`` times
+:func:`rlkit.attacks.learned.trace_scale` (statistic ``authors``) of the clean 20-bin PPO year,
+the first observation of the year clean. Their tables: +0.1305 cost on the 20-bin PPO, -0.007 on
+the ATLA victim.
+
+Getting their files (nothing is downloaded at run time; keep them outside this repository)::
+
+    git clone <the authors' repository> /tmp/authors
+
+(RMC-AIvsAI/A-Novel-Bifurcation-Method-for-Observation-Perturbation-Attacks-on-Reinforcement-
+Learning-Agents). Run::
+
+    OMP_NUM_THREADS=1 python -m benchmarks.robust_training fidelity --authors-dir /tmp/authors
+
+Writes the ``fidelity`` section of ``benchmarks/results/robust_training.json`` (other sections
+are kept) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import RESULTS, write_result
+
+NAME = "robust_training"
+KPIS = ("cost_total", "daily_peak_average", "electricity_consumption_total", "ramping_average")
+COLUMN = "SAC adversary BScaledSum mean diff 1-15-15"
+ADVERSARY = f"Models/Adversary/{COLUMN}.zip"
+VICTIMS = {
+    "ppo20": (
+        "20 bin PPO 500 results",
+        "20 bin PPO 500 results/"
+        "default_PPO_citylearn_challenge_2022_phase_2_Building_6_20_bins_500.zip",
+    ),
+    "atla": (
+        "PPO agent 100 alts over 1000+200 2-3-21 results",
+        "Models/ATLA/PPO agent 100 alts over 1000+200 2-3-21.zip",
+    ),
+}
+CONFIG = "configs/citylearn/authors_ppo.yaml"
+EVAL_EPS = 0.5  # their evaluation: max_perturbation = mean_diff / 2
+
+
+def read_column(path: Path, column: str) -> dict[str, float]:
+    """One column of the authors' KPIs.csv as KPI -> value.
+
+    :param path: the KPIs.csv.
+    :param column: the column name.
+    """
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    index = rows[0].index(column)
+    return {row[0]: float(row[index]) for row in rows[1:] if row[index]}
+
+
+def trace_comparison(fed: np.ndarray, path: Path) -> dict[str, Any]:
+    """How close rlkit's attacked observations are to the authors' saved trace.
+
+    :param fed: observations the victim saw (T, n).
+    :param path: their ``... obs-a.csv`` (index, n features, action).
+    """
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    theirs = np.array([[float(v) for v in row[1 : 1 + fed.shape[1]]] for row in rows], np.float32)
+    n = min(len(theirs), len(fed))
+    diff = np.abs(fed[:n].astype(np.float32) - theirs[:n])
+    return {
+        "steps": n,
+        "max_abs_diff": float(diff.max()),
+        "rows_within_1e-5": float(np.mean(diff.max(axis=1) <= 1e-5)),
+    }
+
+
+def fidelity(authors_dir: Path) -> dict[str, Any]:
+    """Both victims under the authors' learned adversary (see the module doc).
+
+    :param authors_dir: their repository.
+    """
+    from rlkit.attacks.evaluation import evaluate_attacks
+    from rlkit.attacks.learned import trace_scale
+    from rlkit.config import AttackConfig
+    from rlkit.envs.adversary import clean_trace
+    from rlkit.loading import load_sb3_zip
+
+    vanilla = load_sb3_zip(authors_dir / VICTIMS["ppo20"][1], config_path=CONFIG)
+    env = vanilla.make_env()
+    try:
+        feature_scale = trace_scale(clean_trace(env, vanilla.act), "authors")
+    finally:
+        env.close()
+    out: dict[str, Any] = {"feature_scale": [round(float(v), 8) for v in feature_scale]}
+    attack = {
+        "name": "learned",
+        "label": "learned",
+        "eps": [EVAL_EPS],
+        "mask": ["calendar"],
+        "settings": {
+            "adversary": str(authors_dir / ADVERSARY),
+            "feature_scale": feature_scale.tolist(),
+        },
+    }
+    config = AttackConfig(attacks=[attack], episodes=1, stealth=False)
+    for key, (folder, zip_path) in VICTIMS.items():
+        loaded = load_sb3_zip(authors_dir / zip_path, config_path=CONFIG)
+        start = time.perf_counter()
+        result = evaluate_attacks(loaded.make_env, loaded.view, config, loaded.seed, progress=False)
+        seconds = time.perf_counter() - start
+        kpis = read_column(authors_dir / folder / "KPIs.csv", COLUMN)
+        baseline = read_column(authors_dir / folder / "KPIs.csv", "baseline")
+        clean, row = result["clean"], result["rows"][0]
+        fed = np.asarray(result["traces"][("learned", EVAL_EPS)].fed_obs[0])
+        out[key] = {
+            "clean": {k: clean[k] for k in KPIS},
+            "clean_theirs": {k: baseline[k] for k in KPIS},
+            "regret": {k: row[f"regret_{k}"] for k in KPIS},
+            "regret_theirs": {k: kpis[k] - baseline[k] for k in KPIS},
+            "attack_success_rate": row.get("attack_success_rate"),
+            "linf_max": row["linf_max"],
+            "trace": trace_comparison(fed, authors_dir / folder / f"{COLUMN} obs-a.csv"),
+            "seconds": round(seconds, 1),
+        }
+    return out
+
+
+def print_fidelity(figures: dict[str, Any]) -> None:
+    """The fidelity table on stdout.
+
+    :param figures: what :func:`fidelity` returned.
+    """
+    print(f"learned adversary ({COLUMN}), eps {EVAL_EPS} x authors' trace scale")
+    print("victim  KPI                            rlkit regret  authors' regret")
+    for key in VICTIMS:
+        fig = figures[key]
+        for kpi in KPIS:
+            print(f"{key:7} {kpi:30} {fig['regret'][kpi]:+12.4f}  {fig['regret_theirs'][kpi]:+.4f}")
+        trace = fig["trace"]
+        print(
+            f"{key:7} trace vs theirs: max |diff| {trace['max_abs_diff']:.2e}, "
+            f"{100 * trace['rows_within_1e-5']:.2f}% of {trace['steps']} steps within 1e-5"
+        )
+
+
+def merge(section: str, figures: dict[str, Any], config: dict[str, Any]) -> Path:
+    """Write ``section`` into results/robust_training.json, keeping the other sections.
+
+    :param section: the section name.
+    :param figures: its figures.
+    :param config: its config.
+    """
+    path = RESULTS / f"{NAME}.json"
+    old: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    all_figures = {**old.get("figures", {}), section: figures}
+    all_config = {**old.get("config", {}), section: config}
+    return write_result(NAME, all_figures, all_config)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: ``fidelity --authors-dir DIR``.
+
+    :param argv: arguments (default: sys.argv).
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    fid = sub.add_parser("fidelity", help="the authors' learned adversary on their victims")
+    fid.add_argument("--authors-dir", type=Path, required=True, help="the authors' repository")
+    args = parser.parse_args(argv)
+    if args.command == "fidelity":
+        figures = fidelity(args.authors_dir)
+        print_fidelity(figures)
+        path = merge("fidelity", figures, {"eps": EVAL_EPS, "statistic": "authors"})
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
