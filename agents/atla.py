@@ -112,14 +112,18 @@ class ATLAAgent:
                 agent.save(Path(folder) / name, with_buffer=with_buffer)
 
     def load(self, folder: Path, policy_only: bool = False) -> None:
-        """Restore :meth:`save` (the adversary only when there is one to restore into).
+        """Restore :meth:`save` (the adversary only when there is one to restore into). A plain
+        SB3 run's folder (``agent.init_from: RUN``) gives the victim its policy, as the authors
+        started their ATLA victim from a trained PPO.
 
         :param folder: the folder.
         :param policy_only: policy weights only.
         """
-        self.victim.load(Path(folder) / VICTIM, policy_only=policy_only)
-        if self.adversary is not None:
-            self.adversary.load(Path(folder) / ADVERSARY, policy_only=policy_only)
+        folder = Path(folder)
+        own = (folder / VICTIM).is_dir()
+        self.victim.load(folder / VICTIM if own else folder, policy_only=policy_only)
+        if self.adversary is not None and (folder / ADVERSARY).is_dir():
+            self.adversary.load(folder / ADVERSARY, policy_only=policy_only)
 
 
 def sb3_agent(

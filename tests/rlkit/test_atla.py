@@ -158,3 +158,22 @@ def test_a_run_resumes_mid_alternation(atla_run: Path, tmp_path: Path) -> None:
     # did not restart its phase)
     assert resumed[0][0] == victim_before and resumed[0][1] > adversary_before
     assert np.isfinite(json.loads((run / "eval.json").read_text())["return_mean"])
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "configs/grid/atla.yaml",
+        "configs/citylearn/atla.yaml",
+        "configs/grid/learned_adversary.yaml",
+    ],
+)
+def test_shipped_robust_training_configs_validate(path: str) -> None:
+    from rlkit.config import load_config
+
+    config = load_config(path)
+    if config.agent.name == "atla":
+        kwargs = config.agent.kwargs
+        assert kwargs["victim"]["name"] == "ppo" and kwargs["adversary"]["name"] == "sac"
+    else:
+        assert config.env.id == "adversary" and config.env.kwargs["mask"] == ["calendar"]
