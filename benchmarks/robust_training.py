@@ -19,7 +19,15 @@ Learning-Agents). Run::
 
     OMP_NUM_THREADS=1 python -m benchmarks.robust_training fidelity --authors-dir /tmp/authors
 
-Writes the ``fidelity`` section of ``benchmarks/results/robust_training.json`` (other sections
+``grid``: grid controllers (e.g. the main job's PPO and its ATLA-trained successor) clean and
+under random, PGD, bifurcation and learned-adversary attacks at one budget, calendar masked, on
+the same test days::
+
+    OMP_NUM_THREADS=1 python -m benchmarks.robust_training grid \\
+        --victims vanilla=runs/demo atla=runs/grid/atla \\
+        --adversaries vs_vanilla=runs/grid/learned_adversary atla_own=runs/grid/atla
+
+Each command writes its section of ``benchmarks/results/robust_training.json`` (other sections
 are kept) and prints the table.
 """
 
@@ -155,6 +163,72 @@ def print_fidelity(figures: dict[str, Any]) -> None:
         )
 
 
+GRID_KPIS = ("return", "cost_total")
+
+
+def grid(victims: dict[str, Path], adversaries: dict[str, Path], eps: float, episodes: int) -> dict:
+    """Grid controllers clean and under random, PGD, bifurcation and each learned adversary.
+
+    :param victims: name -> run directory.
+    :param adversaries: name -> adversary run (an ``adversary``-env run or an ATLA run).
+    :param eps: the budget (calendar masked for every attack).
+    :param episodes: test days.
+    """
+    from rlkit.attacks.evaluation import evaluate_attacks
+    from rlkit.config import AttackConfig
+    from rlkit.loading import load_run
+
+    attacks: list[dict[str, Any]] = [
+        {"name": "random", "mask": ["calendar"], "settings": {"positive_only": True}},
+        {"name": "pgd", "mask": ["calendar"], "settings": {"random_start": None}},
+        {"name": "bifurcation", "mask": ["calendar"]},
+    ]
+    attacks += [
+        {
+            "name": "learned",
+            "label": f"learned_{key}",
+            "mask": ["calendar"],
+            "settings": {"adversary": str(path)},
+        }
+        for key, path in adversaries.items()
+    ]
+    config = AttackConfig(attacks=attacks, eps=[eps], episodes=episodes, stealth=False)
+    out: dict[str, Any] = {}
+    for name, run in victims.items():
+        loaded = load_run(run)
+        result = evaluate_attacks(loaded.make_env, loaded.view, config, loaded.seed, progress=False)
+        clean = result["clean"]
+        out[name] = {
+            "clean": {k: clean[k] for k in GRID_KPIS},
+            **{
+                row["attack"]: {f"regret_{k}": row[f"regret_{k}"] for k in GRID_KPIS}
+                | {"linf_max": row["linf_max"]}
+                for row in result["rows"]
+            },
+        }
+    return out
+
+
+def print_grid(figures: dict[str, Any]) -> None:
+    """The grid table on stdout.
+
+    :param figures: what :func:`grid` returned.
+    """
+    for name, fig in figures.items():
+        clean = fig["clean"]
+        print(f"{name}: clean return {clean['return']:.1f}, cost {clean['cost_total']:.3f}")
+        for attack, row in fig.items():
+            if attack != "clean":
+                print(
+                    f"  {attack:24} d return {row['regret_return']:+7.2f}  "
+                    f"d cost {row['regret_cost_total']:+.3f}  linf {row['linf_max']:.3f}"
+                )
+
+
+def _pairs(values: list[str]) -> dict[str, Path]:
+    return {v.split("=", 1)[0]: Path(v.split("=", 1)[1]) for v in values}
+
+
 def merge(section: str, figures: dict[str, Any], config: dict[str, Any]) -> Path:
     """Write ``section`` into results/robust_training.json, keeping the other sections.
 
@@ -170,7 +244,8 @@ def merge(section: str, figures: dict[str, Any], config: dict[str, Any]) -> Path
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``fidelity --authors-dir DIR``.
+    """Command line: ``fidelity --authors-dir DIR`` or ``grid --victims NAME=RUN ...
+    [--adversaries NAME=RUN ...]``.
 
     :param argv: arguments (default: sys.argv).
     """
@@ -178,7 +253,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     fid = sub.add_parser("fidelity", help="the authors' learned adversary on their victims")
     fid.add_argument("--authors-dir", type=Path, required=True, help="the authors' repository")
+    grd = sub.add_parser("grid", help="grid controllers under gradient and learned attacks")
+    grd.add_argument("--victims", nargs="+", required=True, help="NAME=RUN_DIR ...")
+    grd.add_argument("--adversaries", nargs="*", default=[], help="NAME=ADVERSARY_RUN ...")
+    grd.add_argument("--eps", type=float, default=0.05, help="budget (calendar masked)")
+    grd.add_argument("--episodes", type=int, default=20, help="test days")
     args = parser.parse_args(argv)
+    if args.command == "grid":
+        victims, adversaries = _pairs(args.victims), _pairs(args.adversaries)
+        figures = grid(victims, adversaries, args.eps, args.episodes)
+        print_grid(figures)
+        config = {
+            "victims": {k: str(v) for k, v in victims.items()},
+            "adversaries": {k: str(v) for k, v in adversaries.items()},
+            "eps": args.eps,
+            "episodes": args.episodes,
+            "seeds": 1,
+        }
+        print(f"wrote {merge('grid', figures, config)}")
     if args.command == "fidelity":
         figures = fidelity(args.authors_dir)
         print_fidelity(figures)
