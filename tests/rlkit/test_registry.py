@@ -103,7 +103,10 @@ def test_builtin_catalog():
     assert (sac["loop"], sac["algo"], sac["action_spaces"]) == ("sb3", "SAC", ("Box",))
     drq = AGENTS.get("drqv2").extra
     assert (drq["loop"], drq["data"], drq["action_spaces"]) == ("online", "replay", ("Box",))
-    assert set(LOOPS.names()) == {"online", "sb3", "offline"}
+    assert set(LOOPS.names()) == {"online", "sb3", "offline", "atla"}
+    atla = AGENTS.get("atla").extra
+    assert atla["loop"] == "atla" and "Discrete" in atla["action_spaces"]
+    assert {"adversary", "citylearn"} <= set(ENVS.names()) and "learned" in ATTACKS.names()
     odice = AGENTS.get("odice").extra
     assert (odice["loop"], odice["data"]) == ("offline", "offline")
     assert "grid" in ENVS.names()
