@@ -438,6 +438,13 @@ def check_attacks(config: ExperimentConfig | AttackConfig, source: str) -> None:
     :param config: the config holding the attacks.
     :param source: where it came from, for messages.
     """
+    if isinstance(config, ExperimentConfig) and config.adversarial is not None:
+        spec = config.adversarial.attack
+        try:
+            entry = ATTACKS.get(spec.name)
+        except UnknownNameError as err:
+            raise ConfigError(f"{source}: key 'adversarial.attack.name': {err}") from None
+        check_params(entry.params_model(), spec.settings, source, "adversarial.attack.settings")
     attack = config.attack if isinstance(config, ExperimentConfig) else config
     if attack is None:
         return

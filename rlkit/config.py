@@ -225,6 +225,21 @@ class AttackConfig(Strict):
         return self
 
 
+class AdversarialConfig(Strict):
+    """Adversarial training: the agent trains on observations perturbed by an attack on its own
+    live (current) policy."""
+
+    attack: AttackSpec = Field(
+        description="the attack (name, mask, scale, settings), e.g. {name: pgd} or "
+        "{name: bifurcation}; its eps list is not used"
+    )
+    eps: float = Field(ge=0, description="budget of the training-time attack")
+    probability: float = Field(
+        0.5, ge=0, le=1, description="chance that a training observation is attacked (per step)"
+    )
+    start_step: int = Field(0, ge=0, description="train clean until this many env steps")
+
+
 class DatasetConfig(Strict):
     """The offline dataset an offline agent (odice, bc) learns from."""
 
@@ -269,6 +284,9 @@ class ExperimentConfig(Strict):
     attack: AttackConfig | None = Field(None, description="attacks for `rlkit evaluate --attack`")
     dataset: DatasetConfig | None = Field(
         None, description="offline data of offline agents (odice, bc); env defaults to dataset.env"
+    )
+    adversarial: AdversarialConfig | None = Field(
+        None, description="adversarial training: attack the live policy's training observations"
     )
 
     @model_validator(mode="before")

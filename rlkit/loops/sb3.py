@@ -20,6 +20,7 @@ from rlkit.agents.sb3 import SB3Agent
 from rlkit.agents.sb3_vec import GymnasiumVecEnv
 from rlkit.config import ExperimentConfig
 from rlkit.envs import make_env
+from rlkit.loops.adversarial import AdversarialVecEnv, LiveAttack
 from rlkit.loops.common import Schedules, TrainLoop
 from rlkit.metrics import MetricsLog
 from rlkit.registry import ENVS, resolve
@@ -62,13 +63,14 @@ class _Hooks(BaseCallback):
         self.schedules.tick(self.loop.step, self.loop.periodic_eval, self.loop.checkpoint)
 
 
-def make_training_env(config: ExperimentConfig) -> VecEnv:
+def make_training_env(config: ExperimentConfig, live: LiveAttack | None = None) -> VecEnv:
     """The SB3 VecEnv for training, optionally wrapped in VecNormalize (observations only).
 
     Envs registered with a native batched vector env (the grid) use it when n_envs > 1 and no
     per-env wrapper is configured; otherwise n_envs monitored copies step one after another.
 
     :param config: the experiment config.
+    :param live: adversarial training's attack (its wrapper goes under VecNormalize).
     """
     entry = ENVS.get(config.env.id) if config.env.id in ENVS else None
     vector = entry.extra.get("vector") if entry else None
@@ -80,6 +82,8 @@ def make_training_env(config: ExperimentConfig) -> VecEnv:
         venv = make_vec_env(
             lambda: make_env(config.env), n_envs=config.env.n_envs, seed=config.seed
         )
+    if live is not None:
+        venv = AdversarialVecEnv(venv, live)
     if config.env.normalize_obs:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=False)
     return venv
@@ -91,15 +95,26 @@ class SB3Loop(TrainLoop):
     agent: SB3Agent
 
     def build(self) -> None:
-        """The training VecEnv and the SB3 agent on it."""
-        self.venv = make_training_env(self.config)
+        """The training VecEnv and the SB3 agent on it (and adversarial training's attack on
+        the agent's live policy)."""
+        config = self.config
+        live = None
+        if config.adversarial is not None:
+            live = LiveAttack(config.adversarial, config.seed)
+        self.venv = make_training_env(config, live)
         self.agent = build_agent(
             self.entry,
-            self.config,
+            config,
             self.venv.observation_space,
             self.venv.action_space,
             env=self.venv,
         )  # type: ignore[assignment]
+        if live is not None:
+            probe = make_env(config.env)
+            try:
+                live.bind(self.agent, probe)
+            finally:
+                probe.close()
 
     def load_state(self, folder: Path, meta: dict[str, Any]) -> None:
         """The step counter lives in the SB3 model (restored with the agent).

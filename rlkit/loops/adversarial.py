@@ -1,0 +1,104 @@
+"""Adversarial training (the ``adversarial`` config section): training observations perturbed by
+an attack on the agent's live policy.
+
+The attack is any registered attack (``pgd``, ``bifurcation``, ...), built on
+``agent.policy_view(live=True)``: the view shares the training weights, so every perturbation is
+computed against the policy as it is at that step, not a copy taken when training started. Each
+training observation is attacked with probability ``adversarial.probability`` (independently per
+env and step) once ``adversarial.start_step`` env steps are done; the agent stores and learns from
+what it saw. The budget is built as an evaluation budget (``eps``, ``mask`` and ``scale`` groups
+in the raw observation space); ``terminal_observation`` (used to bootstrap) stays clean.
+
+Implemented for the stable-baselines3 loop as a ``VecEnvWrapper`` placed under any
+``VecNormalize``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+
+from rlkit.attacks.evaluation import build_budget
+from rlkit.attacks.wrappers import _run_attack
+from rlkit.config import AdversarialConfig
+
+
+class LiveAttack:
+    """The training-time attack, bound to the agent once it exists.
+
+    :param config: the ``adversarial`` section.
+    :param seed: seed of the attack-or-not draws.
+    """
+
+    def __init__(self, config: AdversarialConfig, seed: int) -> None:
+        self.config = config
+        self.attack: Any = None
+        self.rng = np.random.default_rng(seed)
+        self.device = torch.device("cpu")
+
+    def bind(self, agent: Any, probe_env: Any) -> None:
+        """Build the attack on ``agent``'s live policy view.
+
+        :param agent: the agent (``policy_view(live=True)``).
+        :param probe_env: an env of the run's kind (observation groups and bounds).
+        """
+        from rlkit.attacks.attacks import policy_device
+        from rlkit.catalog import build_attack
+
+        spec = self.config.attack
+        budget = build_budget(spec, self.config.eps, probe_env)
+        view = agent.policy_view(live=True)
+        self.attack = build_attack(spec.name, view, budget, spec.settings)
+        self.device = policy_device(view)
+
+    def rows(self, n: int, steps_done: int) -> np.ndarray:
+        """Which of ``n`` observations to attack now.
+
+        :param n: observations in the batch.
+        :param steps_done: env steps so far.
+        """
+        if self.attack is None or steps_done < self.config.start_step:
+            return np.zeros(n, dtype=bool)
+        return self.rng.random(n) < self.config.probability
+
+
+class AdversarialVecEnv(VecEnvWrapper):
+    """An SB3 VecEnv whose observations the :class:`LiveAttack` perturbs.
+
+    ``attacked_steps`` counts attacked observations, ``steps`` all of them.
+
+    :param venv: the training VecEnv (raw observations).
+    :param live: the training-time attack.
+    """
+
+    def __init__(self, venv: VecEnv, live: LiveAttack) -> None:
+        super().__init__(venv)
+        self.live = live
+        self.t = np.zeros(venv.num_envs, dtype=np.int64)
+        self.steps = 0
+        self.attacked_steps = 0
+
+    def _perturb(self, obs: np.ndarray) -> np.ndarray:
+        rows = self.live.rows(len(obs), self.steps)
+        self.steps += len(obs)
+        if not rows.any():
+            return obs
+        self.attacked_steps += int(rows.sum())
+        adv, _ = _run_attack(self.live.attack, obs, self.t.copy(), self.live.device, rows)
+        return adv.astype(obs.dtype, copy=False)
+
+    def reset(self) -> Any:
+        """Reset every env; the first observations may be attacked too."""
+        obs = self.venv.reset()
+        self.t[:] = 0
+        return self._perturb(np.asarray(obs))
+
+    def step_wait(self) -> Any:
+        """Step, advance the per-env episode clocks, perturb the new observations."""
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self.t += 1
+        self.t[np.asarray(dones, dtype=bool)] = 0  # SB3 autoresets: obs is the next episode's
+        return self._perturb(np.asarray(obs)), rewards, dones, infos
