@@ -1,0 +1,145 @@
+"""SA regularisation: the regulariser against a hand computation, PPO unchanged at kappa 0, a
+run from a config by class path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+
+from rlkit.agents.sa import SAPPO, sa_regularizer
+from rlkit.config import ExperimentConfig
+from rlkit.train import train
+
+EPS = 0.1
+
+
+def linear_ppo(env_id: str = "Pendulum-v1", **kwargs: object) -> SAPPO:
+    """A PPO whose action mean is linear in the observation (no hidden layer)."""
+    return SAPPO(
+        "MlpPolicy",
+        env_id,
+        policy_kwargs={"net_arch": []},
+        n_steps=64,
+        batch_size=32,
+        n_epochs=2,
+        seed=0,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def set_linear_gaussian(model: SAPPO, w: list[float], sigma: float) -> None:
+    policy = model.policy
+    with torch.no_grad():
+        policy.action_net.weight.copy_(torch.tensor([w]))
+        policy.action_net.bias.zero_()
+        policy.log_std.fill_(float(np.log(sigma)))
+
+
+def hand_sgld(w: np.ndarray, start: np.ndarray, radius: np.ndarray, steps: int) -> np.ndarray:
+    """SA-PPO's sign steps on ((w . delta) / sigma)^2, by hand (the noise is negligible here)."""
+    step = radius / steps
+    delta = np.sign(start) * step
+    for _ in range(steps):
+        grad = 2 * (delta @ w)[:, None] * w  # d/d delta of (w . delta)^2 (sigma > 0 drops out)
+        delta = np.clip(delta + np.sign(grad) * step, -radius, radius)
+    return delta
+
+
+@pytest.mark.parametrize("scale", [None, [1.0, 0.0, 0.5]])
+def test_gaussian_regularizer_equals_a_hand_computation(scale: list[float] | None) -> None:
+    model = linear_ppo()
+    w, sigma = np.array([1.0, -2.0, 0.5]), 0.5
+    set_linear_gaussian(model, list(w), sigma)
+    obs = torch.as_tensor(np.random.default_rng(0).uniform(-1, 1, (8, 3)), dtype=torch.float32)
+    scale_t = None if scale is None else torch.tensor(scale)
+    value = sa_regularizer(model.policy, obs, EPS, 10, scale_t, torch.Generator().manual_seed(0))
+    start = torch.randn((8, 3), generator=torch.Generator().manual_seed(0)).numpy()
+    radius = EPS * (np.ones(3) if scale is None else np.array(scale))
+    delta = hand_sgld(w, start, radius, 10)
+    expected = np.mean(((delta @ w) / sigma) ** 2)
+    assert float(value.detach()) == pytest.approx(expected, rel=1e-5)
+    # never above the box's true maximum, (eps * sum |w_i| scale_i / sigma)^2
+    assert float(value.detach()) <= (np.abs(w) @ radius / sigma) ** 2 + 1e-6
+
+
+def test_categorical_regularizer_is_the_kl_near_the_best_corner() -> None:
+    model = linear_ppo("CartPole-v1")
+    net = model.policy.action_net
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[1.0, -2.0, 0.5, 1.5], [-0.5, 1.0, 2.0, -1.0]]))
+    obs = torch.as_tensor(np.random.default_rng(1).uniform(-1, 1, (16, 4)), dtype=torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    value = float(sa_regularizer(model.policy, obs, EPS, 10, None, gen).detach())
+    # two actions: the KL grows with the change of the logit difference, so the box's maximum is
+    # at a corner along d = w1 - w0; the sign steps end at least 0.9 eps along it
+    with torch.no_grad():
+        d = torch.sign(net.weight[1] - net.weight[0])
+        log_p = torch.log_softmax(net(obs), -1).detach()
+
+        def kl(x: torch.Tensor) -> torch.Tensor:
+            return (log_p.exp() * (log_p - torch.log_softmax(net(x), -1))).sum(-1)
+
+        def best(r: float) -> float:
+            return float(torch.maximum(kl(obs + r * d), kl(obs - r * d)).mean())
+
+    assert best(0.8 * EPS) < value <= best(EPS) + 1e-7
+
+
+def test_kappa_zero_is_ppo_bit_for_bit() -> None:
+    # each model seeds the global RNGs when built: build and train one after the other
+    sa = linear_ppo(sa_kappa=0.0)
+    sa.learn(128)
+    plain = PPO(
+        "MlpPolicy",
+        "Pendulum-v1",
+        policy_kwargs={"net_arch": []},
+        n_steps=64,
+        batch_size=32,
+        n_epochs=2,
+        seed=0,
+    )
+    plain.learn(128)
+    for a, b in zip(sa.policy.parameters(), plain.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    penalised = linear_ppo(sa_kappa=1.0)
+    penalised.learn(128)
+    moved = any(
+        not torch.equal(a, b)
+        for a, b in zip(penalised.policy.parameters(), plain.policy.parameters(), strict=True)
+    )
+    assert moved
+
+
+def test_sappo_trains_from_a_config_by_class_path(tmp_path: Path) -> None:
+    config = ExperimentConfig.model_validate(
+        {
+            "env": {"id": "Pendulum-v1", "max_episode_steps": 50},
+            "agent": {
+                "name": "rlkit.agents.sa:SAPPO",
+                "net_arch": [16],
+                "kwargs": {
+                    "n_steps": 64,
+                    "batch_size": 32,
+                    "n_epochs": 1,
+                    "sa_kappa": 0.5,
+                    "sa_eps": 0.1,
+                },
+            },
+            "train": {
+                "total_steps": 128,
+                "eval_every": 0,
+                "checkpoint_every": 0,
+                "progress": False,
+            },
+            "eval": {"episodes": 1},
+            "run": {"dir": str(tmp_path / "run"), "tensorboard": False},
+        }
+    )
+    train(None, config=config)
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "train/sa_regularizer" in header
+    assert (tmp_path / "run" / "final" / "sb3_model.zip").is_file()
