@@ -356,6 +356,49 @@ def null_line(meta: Mapping[str, Any], alpha: float = DEFAULT_ALPHA) -> str | No
     )
 
 
+def worst_cases(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The robust-RL papers' protocol for one agent: at each budget, the natural (clean) return
+    and the lowest return over the attacks evaluated at that budget.
+
+    :param results: ``{"clean", "rows"}`` (evaluation output or ``results.json``).
+    :return: one ``{"eps", "natural", "worst", "attack", "attacks"}`` per budget, by eps.
+    """
+    natural = as_number((results.get("clean") or {}).get("return"))
+    by_eps: dict[float, list[Row]] = {}
+    for row in results.get("rows") or []:
+        if as_number(row.get("return")) is not None:
+            by_eps.setdefault(float(row["eps"]), []).append(row)
+    out = []
+    for eps, rows in sorted(by_eps.items()):
+        worst = min(rows, key=lambda r: float(r["return"]))
+        out.append(
+            {
+                "eps": eps,
+                "natural": natural,
+                "worst": float(worst["return"]),
+                "attack": worst["attack"],
+                "attacks": len(rows),
+            }
+        )
+    return out
+
+
+def robust_line(results: Mapping[str, Any]) -> str | None:
+    """One line of :func:`worst_cases` at the largest budget evaluated with several attacks.
+
+    :param results: ``{"clean", "rows"}``.
+    """
+    cases = [c for c in worst_cases(results) if c["attacks"] > 1] or worst_cases(results)
+    if not cases or cases[-1]["natural"] is None:
+        return None
+    case = cases[-1]
+    return (
+        f"Robust-RL protocol: natural return {case['natural']:.4g}; worst case over "
+        f"{case['attacks']} attack(s) at eps {case['eps']:g}: {case['worst']:.4g} "
+        f"({case['attack']})."
+    )
+
+
 def findings(results: Mapping[str, Any]) -> list[str]:
     """Every plain-language line of an evaluation: the comparison at the same budget, one line
     per attack at its largest budget, the undetected settings, the MMD calibration.
@@ -373,6 +416,9 @@ def findings(results: Mapping[str, Any]) -> list[str]:
     comparison = comparison_line(rows, clean, kpi)
     if comparison:
         lines.append(comparison)
+    robust = robust_line(results)
+    if robust:
+        lines.append(robust)
     for attack in dict.fromkeys(r["attack"] for r in rows):
         own = [r for r in rows if r["attack"] == attack]
         lines.append(attack_line(max(own, key=lambda r: float(r["eps"])), clean, kpi, stealth))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import shutil
 import tempfile
 import time
@@ -238,13 +237,12 @@ def attack_metrics(run_dir: Path, stem: str) -> dict[str, float]:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    from rlkit.attacks.findings import worst_cases
+
     out = {"attack/natural": float(data["clean"]["return"])}
-    worst: dict[float, float] = {}
     for row in data.get("rows", []):
-        eps, value = float(row["eps"]), float(row["return"])
-        out[f"attack/{row['attack']}@{eps:g}"] = value
-        worst[eps] = min(worst.get(eps, math.inf), value)
-    out.update({f"attack/worst@{eps:g}": value for eps, value in sorted(worst.items())})
+        out[f"attack/{row['attack']}@{float(row['eps']):g}"] = float(row["return"])
+    out.update({f"attack/worst@{c['eps']:g}": c["worst"] for c in worst_cases(data)})
     return out
 
 

@@ -171,3 +171,27 @@ def test_comparison_names_an_attack_that_helps_apart():
         "it raises cost by 20%, 2x as much as pgd (10%), while random (-0.004) moves it the "
         "other way;" in line
     )
+
+
+def test_worst_cases_give_natural_and_the_lowest_return_per_budget() -> None:
+    from rlkit.attacks.findings import robust_line, worst_cases
+
+    results = {
+        "clean": {"return": 60.0},
+        "rows": [
+            {"attack": "random", "eps": 0.05, "return": 59.0},
+            {"attack": "pgd", "eps": 0.05, "return": 45.0},
+            {"attack": "bifurcation", "eps": 0.05, "return": 31.5},
+            {"attack": "pgd", "eps": 0.03, "return": 50.0},
+        ],
+    }
+    cases = worst_cases(results)
+    assert [(c["eps"], c["worst"], c["attack"], c["attacks"]) for c in cases] == [
+        (0.03, 50.0, "pgd", 1),
+        (0.05, 31.5, "bifurcation", 3),
+    ]
+    assert all(c["natural"] == 60.0 for c in cases)
+    line = robust_line(results)
+    assert line is not None and "natural return 60" in line
+    assert "3 attack(s) at eps 0.05: 31.5 (bifurcation)" in line
+    assert robust_line({"clean": {}, "rows": []}) is None
