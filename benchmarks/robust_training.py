@@ -24,8 +24,15 @@ under random, PGD, bifurcation and learned-adversary attacks at one budget, cale
 the same test days::
 
     OMP_NUM_THREADS=1 python -m benchmarks.robust_training grid \\
-        --victims vanilla=runs/demo atla=runs/grid/atla \\
+        --victims vanilla=runs/demo,runs/grid/vanilla_s1,runs/grid/vanilla_s2 \\
+                  adversarial=runs/grid/ppo_adversarial_s0,... sa=runs/grid/ppo_sa_s0,... \\
+                  atla=runs/grid/atla \\
         --adversaries vs_vanilla=runs/grid/learned_adversary atla_own=runs/grid/atla
+
+(the controllers: ``runs/robust_train.sh``-style ``rlkit train configs/grid/{demo,
+ppo_adversarial,ppo_sa,atla}.yaml seed=S run.dir=...``; the adversary:
+``configs/grid/learned_adversary.yaml``). Per kind: the median agent (by worst-case return at
+0.05) with its regrets, and the median and minimum worst case over seeds.
 
 Each command writes its section of ``benchmarks/results/robust_training.json`` (other sections
 are kept) and prints the table.
@@ -163,21 +170,17 @@ def print_fidelity(figures: dict[str, Any]) -> None:
         )
 
 
-GRID_KPIS = ("return", "cost_total")
+GRID_KPIS = ("return", "cost_norm")  # cost over the same days without batteries
+GRID_EPS = (0.03, 0.05)
 
 
-def grid(victims: dict[str, Path], adversaries: dict[str, Path], eps: float, episodes: int) -> dict:
-    """Grid controllers clean and under random, PGD, bifurcation and each learned adversary.
+def grid_attacks(adversaries: dict[str, Path], learned_eps: float) -> list[dict[str, Any]]:
+    """Random, PGD and bifurcation at :data:`GRID_EPS` and each learned adversary at the budget
+    it was trained for, calendar features masked for all.
 
-    :param victims: name -> run directory.
-    :param adversaries: name -> adversary run (an ``adversary``-env run or an ATLA run).
-    :param eps: the budget (calendar masked for every attack).
-    :param episodes: test days.
+    :param adversaries: name -> adversary run.
+    :param learned_eps: the learned adversaries' budget.
     """
-    from rlkit.attacks.evaluation import evaluate_attacks
-    from rlkit.config import AttackConfig
-    from rlkit.loading import load_run
-
     attacks: list[dict[str, Any]] = [
         {"name": "random", "mask": ["calendar"], "settings": {"positive_only": True}},
         {"name": "pgd", "mask": ["calendar"], "settings": {"random_start": None}},
@@ -187,46 +190,102 @@ def grid(victims: dict[str, Path], adversaries: dict[str, Path], eps: float, epi
         {
             "name": "learned",
             "label": f"learned_{key}",
+            "eps": [learned_eps],
             "mask": ["calendar"],
             "settings": {"adversary": str(path)},
         }
         for key, path in adversaries.items()
     ]
-    config = AttackConfig(attacks=attacks, eps=[eps], episodes=episodes, stealth=False)
+    return attacks
+
+
+def evaluate_run(run: Path, attacks: list[dict[str, Any]], episodes: int) -> dict[str, Any]:
+    """One controller clean and under every attack: regrets and the robust-RL worst cases.
+
+    :param run: the run directory.
+    :param attacks: attack specs.
+    :param episodes: test days.
+    """
+    from rlkit.attacks.evaluation import evaluate_attacks
+    from rlkit.attacks.findings import worst_cases
+    from rlkit.config import AttackConfig
+    from rlkit.loading import load_run
+
+    config = AttackConfig(attacks=attacks, eps=list(GRID_EPS), episodes=episodes, stealth=False)
+    loaded = load_run(run)
+    result = evaluate_attacks(loaded.make_env, loaded.view, config, loaded.seed, progress=False)
+    clean = result["clean"]
+    return {
+        "run": str(run),
+        "clean": {k: clean[k] for k in GRID_KPIS},
+        "attacks": {
+            f"{row['attack']}@{row['eps']:g}": {
+                **{f"regret_{k}": row[f"regret_{k}"] for k in GRID_KPIS},
+                "linf_max": row["linf_max"],
+            }
+            for row in result["rows"]
+        },
+        "worst": {
+            f"{c['eps']:g}": {"return": c["worst"], "attack": c["attack"]}
+            for c in worst_cases(result)
+        },
+    }
+
+
+def grid(
+    kinds: dict[str, list[Path]], adversaries: dict[str, Path], learned_eps: float, episodes: int
+) -> dict[str, Any]:
+    """Each kind of controller (its seeds) clean and under attack; per kind the median agent
+    (by worst-case return at the largest budget) and the spread over seeds.
+
+    :param kinds: kind -> run directories (one per seed).
+    :param adversaries: name -> adversary run (an ``adversary``-env run or an ATLA run).
+    :param learned_eps: the learned adversaries' budget.
+    :param episodes: test days.
+    """
+    attacks = grid_attacks(adversaries, learned_eps)
+    key = f"{max(GRID_EPS):g}"
     out: dict[str, Any] = {}
-    for name, run in victims.items():
-        loaded = load_run(run)
-        result = evaluate_attacks(loaded.make_env, loaded.view, config, loaded.seed, progress=False)
-        clean = result["clean"]
-        out[name] = {
-            "clean": {k: clean[k] for k in GRID_KPIS},
-            **{
-                row["attack"]: {f"regret_{k}": row[f"regret_{k}"] for k in GRID_KPIS}
-                | {"linf_max": row["linf_max"]}
-                for row in result["rows"]
-            },
+    for kind, runs in kinds.items():
+        seeds = [evaluate_run(run, attacks, episodes) for run in runs]
+        ranked = sorted(seeds, key=lambda r: r["worst"][key]["return"])
+        natural = [r["clean"]["return"] for r in seeds]
+        worst = [r["worst"][key]["return"] for r in seeds]
+        out[kind] = {
+            "seeds": seeds,
+            "median_agent": ranked[len(ranked) // 2]["run"],
+            "natural_median": float(np.median(natural)),
+            "worst_median": float(np.median(worst)),
+            "worst_min": float(np.min(worst)),
         }
     return out
 
 
 def print_grid(figures: dict[str, Any]) -> None:
-    """The grid table on stdout.
+    """The grid table on stdout: per kind, the median agent's regrets and the seeds' summary.
 
     :param figures: what :func:`grid` returned.
     """
-    for name, fig in figures.items():
-        clean = fig["clean"]
-        print(f"{name}: clean return {clean['return']:.1f}, cost {clean['cost_total']:.3f}")
-        for attack, row in fig.items():
-            if attack != "clean":
-                print(
-                    f"  {attack:24} d return {row['regret_return']:+7.2f}  "
-                    f"d cost {row['regret_cost_total']:+.3f}  linf {row['linf_max']:.3f}"
-                )
+    for kind, fig in figures.items():
+        median = next(r for r in fig["seeds"] if r["run"] == fig["median_agent"])
+        print(
+            f"{kind}: {len(fig['seeds'])} seed(s), natural median {fig['natural_median']:.1f}, "
+            f"worst@{max(GRID_EPS):g} median {fig['worst_median']:.1f} (min "
+            f"{fig['worst_min']:.1f}); median agent {fig['median_agent']}"
+        )
+        for attack, row in median["attacks"].items():
+            print(
+                f"  {attack:28} d return {row['regret_return']:+7.2f}  "
+                f"d cost {row['regret_cost_norm']:+.3f}  linf {row['linf_max']:.3f}"
+            )
 
 
 def _pairs(values: list[str]) -> dict[str, Path]:
     return {v.split("=", 1)[0]: Path(v.split("=", 1)[1]) for v in values}
+
+
+def _kinds(values: list[str]) -> dict[str, list[Path]]:
+    return {v.split("=", 1)[0]: [Path(p) for p in v.split("=", 1)[1].split(",")] for v in values}
 
 
 def merge(section: str, figures: dict[str, Any], config: dict[str, Any]) -> Path:
@@ -254,21 +313,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     fid = sub.add_parser("fidelity", help="the authors' learned adversary on their victims")
     fid.add_argument("--authors-dir", type=Path, required=True, help="the authors' repository")
     grd = sub.add_parser("grid", help="grid controllers under gradient and learned attacks")
-    grd.add_argument("--victims", nargs="+", required=True, help="NAME=RUN_DIR ...")
+    grd.add_argument(
+        "--victims", nargs="+", required=True, help="KIND=RUN[,RUN...] (one run per seed) ..."
+    )
     grd.add_argument("--adversaries", nargs="*", default=[], help="NAME=ADVERSARY_RUN ...")
-    grd.add_argument("--eps", type=float, default=0.05, help="budget (calendar masked)")
+    grd.add_argument("--eps", type=float, default=0.05, help="the learned adversaries' budget")
     grd.add_argument("--episodes", type=int, default=20, help="test days")
     args = parser.parse_args(argv)
     if args.command == "grid":
-        victims, adversaries = _pairs(args.victims), _pairs(args.adversaries)
+        victims, adversaries = _kinds(args.victims), _pairs(args.adversaries)
         figures = grid(victims, adversaries, args.eps, args.episodes)
         print_grid(figures)
         config = {
-            "victims": {k: str(v) for k, v in victims.items()},
+            "victims": {k: [str(p) for p in v] for k, v in victims.items()},
+            "gradient_eps": list(GRID_EPS),
             "adversaries": {k: str(v) for k, v in adversaries.items()},
-            "eps": args.eps,
+            "learned_eps": args.eps,
             "episodes": args.episodes,
-            "seeds": 1,
         }
         print(f"wrote {merge('grid', figures, config)}")
     if args.command == "fidelity":
