@@ -170,7 +170,7 @@ def print_fidelity(figures: dict[str, Any]) -> None:
         )
 
 
-GRID_KPIS = ("return", "cost_norm")  # cost over the same days without batteries
+GRID_KPIS = ("cost_norm",)  # cost over the same days without batteries
 GRID_EPS = (0.03, 0.05)
 
 
@@ -199,28 +199,36 @@ def grid_attacks(adversaries: dict[str, Path], learned_eps: float) -> list[dict[
     return attacks
 
 
-def evaluate_run(run: Path, attacks: list[dict[str, Any]], episodes: int) -> dict[str, Any]:
+def evaluate_run(
+    run: Path,
+    attacks: list[dict[str, Any]],
+    episodes: int,
+    kpis: Sequence[str] = GRID_KPIS,
+    config_path: str | None = None,
+) -> dict[str, Any]:
     """One controller clean and under every attack: regrets and the robust-RL worst cases.
 
-    :param run: the run directory.
+    :param run: the run directory, or an SB3 zip (then ``config_path`` names its env).
     :param attacks: attack specs.
-    :param episodes: test days.
+    :param episodes: episodes (test days; 1 for the deterministic CityLearn year).
+    :param kpis: the KPIs reported.
+    :param config_path: the env's config for a zip.
     """
     from rlkit.attacks.evaluation import evaluate_attacks
     from rlkit.attacks.findings import worst_cases
     from rlkit.config import AttackConfig
-    from rlkit.loading import load_run
+    from rlkit.loading import load_run, load_sb3_zip
 
     config = AttackConfig(attacks=attacks, eps=list(GRID_EPS), episodes=episodes, stealth=False)
-    loaded = load_run(run)
+    loaded = load_sb3_zip(run, config_path=config_path) if run.suffix == ".zip" else load_run(run)
     result = evaluate_attacks(loaded.make_env, loaded.view, config, loaded.seed, progress=False)
     clean = result["clean"]
     return {
         "run": str(run),
-        "clean": {k: clean[k] for k in GRID_KPIS},
+        "clean": {k: clean[k] for k in ("return", *kpis) if k in clean},
         "attacks": {
             f"{row['attack']}@{row['eps']:g}": {
-                **{f"regret_{k}": row[f"regret_{k}"] for k in GRID_KPIS},
+                **{f"regret_{k}": row[f"regret_{k}"] for k in ("return", *kpis) if k in clean},
                 "linf_max": row["linf_max"],
             }
             for row in result["rows"]
@@ -232,22 +240,26 @@ def evaluate_run(run: Path, attacks: list[dict[str, Any]], episodes: int) -> dic
     }
 
 
-def grid(
-    kinds: dict[str, list[Path]], adversaries: dict[str, Path], learned_eps: float, episodes: int
+def compare_kinds(
+    kinds: dict[str, list[Path]],
+    attacks: list[dict[str, Any]],
+    episodes: int,
+    kpis: Sequence[str] = GRID_KPIS,
+    config_path: str | None = None,
 ) -> dict[str, Any]:
     """Each kind of controller (its seeds) clean and under attack; per kind the median agent
     (by worst-case return at the largest budget) and the spread over seeds.
 
-    :param kinds: kind -> run directories (one per seed).
-    :param adversaries: name -> adversary run (an ``adversary``-env run or an ATLA run).
-    :param learned_eps: the learned adversaries' budget.
-    :param episodes: test days.
+    :param kinds: kind -> run directories or zips (one per seed).
+    :param attacks: attack specs.
+    :param episodes: episodes per evaluation.
+    :param kpis: the KPIs reported.
+    :param config_path: the env's config for zips.
     """
-    attacks = grid_attacks(adversaries, learned_eps)
     key = f"{max(GRID_EPS):g}"
     out: dict[str, Any] = {}
     for kind, runs in kinds.items():
-        seeds = [evaluate_run(run, attacks, episodes) for run in runs]
+        seeds = [evaluate_run(run, attacks, episodes, kpis, config_path) for run in runs]
         ranked = sorted(seeds, key=lambda r: r["worst"][key]["return"])
         natural = [r["clean"]["return"] for r in seeds]
         worst = [r["worst"][key]["return"] for r in seeds]
@@ -261,10 +273,35 @@ def grid(
     return out
 
 
-def print_grid(figures: dict[str, Any]) -> None:
-    """The grid table on stdout: per kind, the median agent's regrets and the seeds' summary.
+def citylearn_attacks(authors_dir: Path) -> list[dict[str, Any]]:
+    """Random, PGD and bifurcation at :data:`GRID_EPS` and the authors' learned adversary as
+    they evaluated it (``fidelity``), calendar features masked for all.
 
-    :param figures: what :func:`grid` returned.
+    :param authors_dir: their repository.
+    """
+    from rlkit.attacks.learned import trace_scale
+    from rlkit.envs.adversary import clean_trace
+    from rlkit.loading import load_sb3_zip
+
+    vanilla = load_sb3_zip(authors_dir / VICTIMS["ppo20"][1], config_path=CONFIG)
+    env = vanilla.make_env()
+    try:
+        scale = trace_scale(clean_trace(env, vanilla.act), "authors")
+    finally:
+        env.close()
+    learned = {
+        "name": "learned",
+        "eps": [EVAL_EPS],
+        "mask": ["calendar"],
+        "settings": {"adversary": str(authors_dir / ADVERSARY), "feature_scale": scale.tolist()},
+    }
+    return [*grid_attacks({}, 0.05), learned]
+
+
+def print_kinds(figures: dict[str, Any]) -> None:
+    """Per kind: the seeds' summary and the median agent's regrets.
+
+    :param figures: what :func:`compare_kinds` returned.
     """
     for kind, fig in figures.items():
         median = next(r for r in fig["seeds"] if r["run"] == fig["median_agent"])
@@ -274,10 +311,10 @@ def print_grid(figures: dict[str, Any]) -> None:
             f"{fig['worst_min']:.1f}); median agent {fig['median_agent']}"
         )
         for attack, row in median["attacks"].items():
-            print(
-                f"  {attack:28} d return {row['regret_return']:+7.2f}  "
-                f"d cost {row['regret_cost_norm']:+.3f}  linf {row['linf_max']:.3f}"
+            cells = "  ".join(
+                f"d {k.removeprefix('regret_')} {v:+.4f}" for k, v in row.items() if k != "linf_max"
             )
+            print(f"  {attack:28} {cells}  linf {row['linf_max']:.3f}")
 
 
 def _pairs(values: list[str]) -> dict[str, Path]:
@@ -319,11 +356,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     grd.add_argument("--adversaries", nargs="*", default=[], help="NAME=ADVERSARY_RUN ...")
     grd.add_argument("--eps", type=float, default=0.05, help="the learned adversaries' budget")
     grd.add_argument("--episodes", type=int, default=20, help="test days")
+    cty = sub.add_parser("citylearn", help="the authors' vanilla and ATLA victims, and others")
+    cty.add_argument("--authors-dir", type=Path, required=True, help="the authors' repository")
+    cty.add_argument("--victims", nargs="*", default=[], help="more KIND=RUN[,RUN...]")
     args = parser.parse_args(argv)
+    config: dict[str, Any]
+    if args.command == "citylearn":
+        kinds = {
+            "vanilla_authors": [args.authors_dir / VICTIMS["ppo20"][1]],
+            "atla_authors": [args.authors_dir / VICTIMS["atla"][1]],
+            **_kinds(args.victims),
+        }
+        attacks = citylearn_attacks(args.authors_dir)
+        figures = compare_kinds(kinds, attacks, 1, KPIS, CONFIG)
+        print_kinds(figures)
+        config = {"victims": {k: [str(p) for p in v] for k, v in kinds.items()}}
+        print(f"wrote {merge('citylearn', figures, {**config, 'gradient_eps': list(GRID_EPS)})}")
     if args.command == "grid":
         victims, adversaries = _kinds(args.victims), _pairs(args.adversaries)
-        figures = grid(victims, adversaries, args.eps, args.episodes)
-        print_grid(figures)
+        figures = compare_kinds(victims, grid_attacks(adversaries, args.eps), args.episodes)
+        print_kinds(figures)
         config = {
             "victims": {k: [str(p) for p in v] for k, v in victims.items()},
             "gradient_eps": list(GRID_EPS),
