@@ -1,26 +1,29 @@
-"""SA regularisation (Zhang et al., NeurIPS 2020, "SA-MDP"): PPO whose loss adds ``kappa`` times
-the largest change of the policy within the observation budget.
+"""SA regularisation (Zhang et al., NeurIPS 2020, "SA-MDP"): PPO and SAC whose loss adds
+``kappa`` times the largest change of the policy within the observation budget.
 
-``agent.name: rlkit.agents.sa:SAPPO`` (a stable-baselines3 PPO subclass, registered by class
-path); ``agent.kwargs``: PPO's own plus ``sa_kappa``, ``sa_eps``, ``sa_steps``, ``sa_scale``.
+``agent.name: rlkit.agents.sa:SAPPO`` or ``rlkit.agents.sa:SASAC`` (stable-baselines3
+subclasses, registered by class path); ``agent.kwargs``: the algorithm's own plus ``sa_kappa``,
+``sa_eps``, ``sa_steps``, ``sa_scale``.
 
 The regulariser is SA-PPO's (their ``get_state_kl_bound_sgld``)::
 
     R = mean_s max_{|s' - s| <= eps} D(pi(.|s) || pi(.|s'))
 
-with the clean distribution held fixed (no gradient through it). D is
+with the clean side held fixed (no gradient through it). For PPO, D is
 ``sum_j (mu_j(s') - mu_j(s))^2 / sigma_j^2`` for a Gaussian policy (twice the KL of two
 Gaussians with the same sigma: their expression, without the 1/2) and the KL of the two
-categoricals for a discrete one. The inner maximisation is their SGLD: start one step from ``s``
-in a random-sign direction, then ``sa_steps`` sign steps of ``eps / sa_steps`` of the gradient
-plus a vanishing noise (inverse temperature 1e-5), projected onto the box. ``sa_scale`` gives
-per-feature multipliers of ``eps`` (0 = a feature never perturbed, e.g. calendar features); the
-box lives in the policy's input space (raw observations unless ``env.normalize_obs``).
+categoricals for a discrete one; for SAC it is SA-DDPG's ``||pi(s') - pi(s)||^2`` of the
+deterministic (tanh-squashed) action. The inner maximisation is their SGLD: start one step from
+``s`` in a random-sign direction, then ``sa_steps`` sign steps of ``eps / sa_steps`` of the
+gradient plus a vanishing noise (inverse temperature 1e-5), projected onto the box. ``sa_scale``
+gives per-feature multipliers of ``eps`` (0 = a feature never perturbed, e.g. calendar
+features); the box lives in the policy's input space (raw observations unless
+``env.normalize_obs``).
 
-The penalty enters every PPO minibatch step: its gradient is added when SB3 zeroes the
-gradients, just before ``loss.backward()``, so the gradient clipping and the optimiser step see
-exactly the gradient of ``loss + kappa * R`` (with ``sa_kappa: 0`` the updates are PPO's, bit for
-bit).
+The penalty enters every minibatch step (PPO: the policy's; SAC: the actor's): its gradient is
+added when SB3 zeroes the gradients, just before its own ``loss.backward()``, so PPO's gradient
+clipping and the optimiser step see exactly the gradient of ``loss + kappa * R`` (with
+``sa_kappa: 0`` the updates are the algorithm's, bit for bit).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3 import PPO
+from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.distributions import CategoricalDistribution
 
 SGLD_INVERSE_BETA = 1e-5  # SA-PPO's (gradients of the KL are small)
@@ -56,6 +59,19 @@ def policy_divergence(policy: Any, clean: torch.Tensor, perturbed: torch.Tensor)
     return (((moved.mean - ref) / moved.stddev.detach()) ** 2).sum(dim=-1)
 
 
+def actor_divergence(actor: Any, clean: torch.Tensor, perturbed: torch.Tensor) -> torch.Tensor:
+    """SA-DDPG's per-sample ``||pi(perturbed) - pi(clean)||^2`` of an SB3 SAC/TD3 actor's
+    deterministic action, the clean side detached.
+
+    :param actor: the actor (``actor(obs, deterministic=True)`` gives the squashed action).
+    :param clean: clean observations (B, n).
+    :param perturbed: perturbed observations (B, n).
+    """
+    with torch.no_grad():
+        reference = actor(clean, deterministic=True)
+    return ((actor(perturbed, deterministic=True) - reference) ** 2).sum(dim=-1)
+
+
 def sa_regularizer(
     policy: Any,
     obs: torch.Tensor,
@@ -63,6 +79,7 @@ def sa_regularizer(
     steps: int = 10,
     scale: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    divergence: Any = None,
 ) -> torch.Tensor:
     """SA-PPO's regulariser on a batch: the mean over samples of the divergence at the SGLD
     maximiser (see the module doc).
@@ -73,7 +90,9 @@ def sa_regularizer(
     :param steps: SGLD steps.
     :param scale: per-feature multipliers of ``eps`` (n,), or None.
     :param generator: RNG of the start and the noise.
+    :param divergence: ``(policy, clean, perturbed) -> (B,)``; default :func:`policy_divergence`.
     """
+    divergence = divergence or policy_divergence
     radius = torch.full_like(obs[0], eps) if scale is None else eps * scale.to(obs)
     step = radius / steps
     noise = SGLD_INVERSE_BETA * np.sqrt(2 * eps / steps)
@@ -81,14 +100,75 @@ def sa_regularizer(
     x = (obs + start.sign() * step).detach()
     for i in range(steps):
         x.requires_grad_(True)
-        (grad,) = torch.autograd.grad(policy_divergence(policy, obs, x).mean(), x)
+        (grad,) = torch.autograd.grad(divergence(policy, obs, x).mean(), x)
         jitter = torch.randn(obs.shape, generator=generator, dtype=obs.dtype).to(obs.device)
         update = (grad + noise / (i + 2) * jitter).sign() * step
         x = torch.minimum(torch.maximum(x.detach() + update, obs - radius), obs + radius)
-    return policy_divergence(policy, obs, x.detach()).mean()
+    return divergence(policy, obs, x.detach()).mean()
 
 
-class SAPPO(PPO):
+class _SARegularised:
+    """What SAPPO and SASAC share: the settings, the penalty hook and its log.
+
+    The hook wraps the method that first sees each minibatch's observations (to keep them) and
+    the optimiser's ``zero_grad`` (to add the penalty's gradient right after zeroing, before the
+    algorithm's own ``backward``).
+    """
+
+    sa_kappa: float
+    sa_eps: float
+    sa_steps: int
+    sa_scale: list[float] | None
+    divergence: Any
+    logger: Any
+
+    def _sa_settings(self, kappa: float, eps: float, steps: int, scale: list[float] | None) -> None:
+        if kappa < 0 or eps < 0 or steps < 1:
+            raise ValueError("sa_kappa and sa_eps must be >= 0 and sa_steps >= 1")
+        self.sa_kappa, self.sa_eps, self.sa_steps = float(kappa), float(eps), int(steps)
+        self.sa_scale = None if scale is None else [float(v) for v in scale]
+        self._sa_batch: torch.Tensor | None = None
+        self._sa_values: list[float] = []
+
+    def _sa_install(self, owner: Any, method: str, network: Any, optimizer: Any) -> None:
+        seen, zero_grad = getattr(owner, method), optimizer.zero_grad
+
+        def capture(obs: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            self._sa_batch = obs
+            return seen(obs, *args, **kwargs)
+
+        def zero_then_penalise(*args: Any, **kwargs: Any) -> None:
+            zero_grad(*args, **kwargs)
+            if self._sa_batch is not None and self.sa_kappa > 0:
+                penalty = self.regularizer(self._sa_batch, network)
+                (self.sa_kappa * penalty).backward()
+                self._sa_values.append(float(penalty.detach()))
+            self._sa_batch = None
+
+        setattr(owner, method, capture)
+        optimizer.zero_grad = zero_then_penalise
+
+    def regularizer(self, obs: torch.Tensor, network: Any) -> torch.Tensor:
+        """The SA regulariser on a batch of policy inputs (differentiable in the weights).
+
+        :param obs: observations (B, n).
+        :param network: the policy (PPO) or the actor (SAC).
+        """
+        scale = None if self.sa_scale is None else torch.as_tensor(self.sa_scale)
+        return sa_regularizer(
+            network, obs.float(), self.sa_eps, self.sa_steps, scale, divergence=self.divergence
+        )
+
+    def _sa_log(self) -> None:
+        if self._sa_values:
+            self.logger.record("train/sa_regularizer", float(np.mean(self._sa_values)))
+        self._sa_values = []
+
+
+SA_EXCLUDED = ["_sa_batch", "_sa_values"]
+
+
+class SAPPO(_SARegularised, PPO):
     """PPO with the SA regulariser (see the module doc).
 
     :param policy: as PPO.
@@ -100,6 +180,8 @@ class SAPPO(PPO):
     :param kwargs: PPO's other arguments.
     """
 
+    divergence = staticmethod(policy_divergence)
+
     def __init__(
         self,
         policy: Any,
@@ -110,50 +192,66 @@ class SAPPO(PPO):
         sa_scale: list[float] | None = None,
         **kwargs: Any,
     ) -> None:
-        if sa_kappa < 0 or sa_eps < 0 or sa_steps < 1:
-            raise ValueError("SAPPO: sa_kappa and sa_eps must be >= 0 and sa_steps >= 1")
-        self.sa_kappa, self.sa_eps, self.sa_steps = float(sa_kappa), float(sa_eps), int(sa_steps)
-        self.sa_scale = None if sa_scale is None else [float(v) for v in sa_scale]
-        self._sa_batch: torch.Tensor | None = None
-        self._sa_values: list[float] = []
+        self._sa_settings(sa_kappa, sa_eps, sa_steps, sa_scale)
         super().__init__(policy, env, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_sa_batch", "_sa_values"]
+        return [*super()._excluded_save_params(), *SA_EXCLUDED]
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        evaluate, zero_grad = self.policy.evaluate_actions, self.policy.optimizer.zero_grad
-
-        def capture(obs: torch.Tensor, actions: torch.Tensor) -> Any:
-            self._sa_batch = obs
-            return evaluate(obs, actions)
-
-        def zero_then_penalise(*args: Any, **kwargs: Any) -> None:
-            zero_grad(*args, **kwargs)
-            if self._sa_batch is not None and self.sa_kappa > 0:
-                penalty = self.regularizer(self._sa_batch)
-                (self.sa_kappa * penalty).backward()
-                self._sa_values.append(float(penalty.detach()))
-            self._sa_batch = None
-
-        self.policy.evaluate_actions = capture  # type: ignore[method-assign,assignment]
-        self.policy.optimizer.zero_grad = zero_then_penalise  # type: ignore[method-assign]
-
-    def regularizer(self, obs: torch.Tensor) -> torch.Tensor:
-        """The SA regulariser on a batch of policy inputs (differentiable in the weights).
-
-        :param obs: observations (B, n).
-        """
-        scale = None if self.sa_scale is None else torch.as_tensor(self.sa_scale)
-        return sa_regularizer(self.policy, obs.float(), self.sa_eps, self.sa_steps, scale)
+        self._sa_install(self.policy, "evaluate_actions", self.policy, self.policy.optimizer)
 
     def train(self) -> None:
         """PPO's update with the penalty; logs ``train/sa_regularizer`` (its mean)."""
-        self._sa_values = []
         super().train()
-        if self._sa_values:
-            self.logger.record("train/sa_regularizer", float(np.mean(self._sa_values)))
+        self._sa_log()
 
 
-__all__ = ["SAPPO", "policy_divergence", "sa_regularizer"]
+class SASAC(_SARegularised, SAC):
+    """SAC with SA-DDPG's regulariser: the largest change of the deterministic (tanh-squashed)
+    action, ``||pi(s') - pi(s)||^2``, within the box, added to the actor's loss (same SGLD
+    maximisation and hook as :class:`SAPPO`; SAC clips no gradients, so the order is moot).
+
+    :param policy: as SAC.
+    :param env: as SAC.
+    :param sa_kappa: weight of the regulariser (0: plain SAC).
+    :param sa_eps: budget radius in the policy's input space.
+    :param sa_steps: SGLD steps of the inner maximisation.
+    :param sa_scale: per-feature multipliers of ``sa_eps`` (0 = never perturbed), or None.
+    :param kwargs: SAC's other arguments.
+    """
+
+    divergence = staticmethod(actor_divergence)
+
+    def __init__(
+        self,
+        policy: Any,
+        env: Any,
+        sa_kappa: float = 0.1,
+        sa_eps: float = 0.05,
+        sa_steps: int = 10,
+        sa_scale: list[float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._sa_settings(sa_kappa, sa_eps, sa_steps, sa_scale)
+        super().__init__(policy, env, **kwargs)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), *SA_EXCLUDED]
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self._sa_install(self.actor, "action_log_prob", self.actor, self.actor.optimizer)
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        """SAC's update with the penalty; logs ``train/sa_regularizer`` (its mean).
+
+        :param gradient_steps: as SAC.
+        :param batch_size: as SAC.
+        """
+        super().train(gradient_steps, batch_size)
+        self._sa_log()
+
+
+__all__ = ["SAPPO", "SASAC", "actor_divergence", "policy_divergence", "sa_regularizer"]

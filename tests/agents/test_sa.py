@@ -143,3 +143,47 @@ def test_sappo_trains_from_a_config_by_class_path(tmp_path: Path) -> None:
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "train/sa_regularizer" in header
     assert (tmp_path / "run" / "final" / "sb3_model.zip").is_file()
+
+
+def test_sasac_kappa_zero_is_sac_and_the_penalty_moves_the_actor() -> None:
+    from stable_baselines3 import SAC
+
+    from rlkit.agents.sa import SASAC
+
+    common = {
+        "policy_kwargs": {"net_arch": [8]},
+        "learning_starts": 16,
+        "batch_size": 16,
+        "seed": 0,
+    }
+    runs = {}
+    for name, cls, extra in [
+        ("sa0", SASAC, {"sa_kappa": 0.0}),
+        ("sac", SAC, {}),
+        ("sa1", SASAC, {"sa_kappa": 10.0, "sa_eps": 0.5}),
+    ]:
+        model = cls("MlpPolicy", "Pendulum-v1", **common, **extra)  # type: ignore[arg-type]
+        model.learn(48)
+        runs[name] = [p.detach().clone() for p in model.actor.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(runs["sa0"], runs["sac"], strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(runs["sa1"], runs["sac"], strict=True))
+
+
+def test_actor_divergence_is_the_squared_change_of_the_squashed_action() -> None:
+    from stable_baselines3 import SAC
+
+    from rlkit.agents.sa import actor_divergence
+
+    actor = SAC("MlpPolicy", "Pendulum-v1", policy_kwargs={"net_arch": [8]}, seed=0).actor
+    obs = torch.rand(5, 3)
+    moved = obs + 0.3
+    with torch.no_grad():
+        expected = ((actor(moved, deterministic=True) - actor(obs, deterministic=True)) ** 2).sum(
+            -1
+        )
+        mean_moved = actor.get_action_dist_params(moved)[0]
+        mean_clean = actor.get_action_dist_params(obs)[0]
+    torch.testing.assert_close(actor_divergence(actor, obs, moved).detach(), expected)
+    # Pendulum's action bound is 2 but the actor's action is the [-1, 1] tanh
+    by_hand = ((torch.tanh(mean_moved) - torch.tanh(mean_clean)) ** 2).sum(-1)
+    torch.testing.assert_close(expected, by_hand)
