@@ -96,6 +96,10 @@ class DrQV2Agent:
     :param batch_size: replay batch size.
     :param nstep: n-step return horizon.
     :param discount: discount factor.
+    :param sa_kappa: weight of the SA regulariser on the actor loss (0: plain DrQ-v2; see
+        :mod:`rlkit.agents.sa`).
+    :param sa_eps: its observation box radius.
+    :param sa_steps: its SGLD steps.
     :param device: torch device.
     """
 
@@ -113,8 +117,14 @@ class DrQV2Agent:
         batch_size: int = 256,
         nstep: int = 3,
         discount: float = 0.99,
+        sa_kappa: float = 0.0,
+        sa_eps: float = 0.05,
+        sa_steps: int = 10,
         device: str = "cpu",
     ) -> None:
+        if sa_kappa < 0 or sa_eps < 0 or sa_steps < 1:
+            raise ValueError("drqv2: sa_kappa and sa_eps must be >= 0 and sa_steps >= 1")
+        self.sa_kappa, self.sa_eps, self.sa_steps = float(sa_kappa), float(sa_eps), int(sa_steps)
         if not isinstance(action_space, gym.spaces.Box):
             raise ValueError("drqv2 needs a continuous (Box) action space")
         schedule(stddev_schedule, 0)  # reject a bad schedule now, not at the first update
@@ -192,6 +202,11 @@ class DrQV2Agent:
             mean + (torch.randn_like(mean) * std).clamp(-self.stddev_clip, self.stddev_clip)
         ).clamp(-1.0, 1.0)
         actor_loss = -torch.min(*self.critic(batch.obs, policy_action)).mean()
+        metrics: dict[str, float] = {}
+        if self.sa_kappa > 0:
+            penalty = self.sa_penalty(batch.obs)
+            actor_loss = actor_loss + self.sa_kappa * penalty
+            metrics["sa_regularizer"] = float(penalty.detach())
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
@@ -206,7 +221,24 @@ class DrQV2Agent:
             "actor_loss": actor_loss.item(),
             "q": q1.mean().item(),
             "stddev": std,
+            **metrics,
         }
+
+    def sa_penalty(self, obs: torch.Tensor) -> torch.Tensor:
+        """SA-DDPG's regulariser on a batch: the largest ``||pi(s') - pi(s)||^2`` of the
+        deterministic action within the ``sa_eps`` box, by SA-PPO's SGLD
+        (:func:`rlkit.agents.sa.sa_regularizer`).
+
+        :param obs: observations (B, obs_dim).
+        """
+        from rlkit.agents.sa import sa_regularizer
+
+        def divergence(actor: nn.Module, clean: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                reference = torch.tanh(actor(clean))
+            return ((torch.tanh(actor(moved)) - reference) ** 2).sum(dim=-1)
+
+        return sa_regularizer(self.actor, obs, self.sa_eps, self.sa_steps, divergence=divergence)
 
     def on_episode_end(self, info: dict[str, Any]) -> None:
         """Nothing to do at episode ends (DrQ-v2 keeps no per-episode state).

@@ -209,3 +209,36 @@ def test_policy_view_squash_equals_act_and_is_frozen_copy():
     agent.update(make_batch(seed=3), 1)  # later training does not change the view
     with torch.no_grad():
         assert torch.equal(view(torch.as_tensor(obs)), output)
+
+
+def test_sa_penalty_joins_the_actor_loss_and_is_reported() -> None:
+    from rlkit.agents.sa import sa_regularizer
+
+    plain, regularised = make_agent(seed=3), make_agent(seed=3, sa_kappa=5.0, sa_eps=0.2)
+    batch = make_batch()
+    torch.manual_seed(0)
+    metrics_plain = plain.update(batch, 50)
+    torch.manual_seed(0)
+    metrics = regularised.update(batch, 50)
+    assert "sa_regularizer" not in metrics_plain and metrics["sa_regularizer"] > 0
+    # the critics got the same update; the actors differ by the penalty's gradient
+    for a, b in zip(plain.critic.parameters(), regularised.critic.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(plain.actor.parameters(), regularised.actor.parameters(), strict=True)
+    )
+    # the penalty is SA-DDPG's ||tanh(mu(s')) - tanh(mu(s))||^2 at the SGLD maximiser
+    obs = batch.obs
+    gen = torch.Generator().manual_seed(1)
+
+    def divergence(actor, clean, moved):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            ref = torch.tanh(actor(clean))
+        return ((torch.tanh(actor(moved)) - ref) ** 2).sum(-1)
+
+    value = sa_regularizer(regularised.actor, obs, 0.2, 10, None, gen, divergence)
+    torch.manual_seed(1)
+    assert float(regularised.sa_penalty(obs)) == pytest.approx(float(value), rel=1e-5)
+    with pytest.raises(ValueError, match="sa_kappa"):
+        make_agent(sa_kappa=-1.0)
