@@ -68,6 +68,8 @@ class RunSummary:
     :param reports: links to the run's own report.html files (suite -> path).
     :param clean_episodes: episodes behind ``clean`` (None: not recorded).
     :param attack_episodes: episodes of each attack setting (None: not recorded).
+    :param attack_clean_return: the clean return of the attack evaluation (same episodes as the
+        attacks), from the first results.json that has one.
     """
 
     path: Path
@@ -83,6 +85,7 @@ class RunSummary:
     reports: dict[str, Path] = field(default_factory=dict)
     clean_episodes: int | None = None
     attack_episodes: int | None = None
+    attack_clean_return: float | None = None
 
 
 @dataclass
@@ -222,6 +225,8 @@ def read_run(path: str | Path) -> RunSummary:
             run.config = results["run_config"]
         for key, row in _attack_rows(results):
             run.attacks.setdefault(key, row)
+        if run.attack_clean_return is None:
+            run.attack_clean_return = _float((results.get("clean") or {}).get("return"))
         episodes = (results.get("meta") or {}).get("episodes")
         if run.attack_episodes is None and isinstance(episodes, int):
             run.attack_episodes = episodes
@@ -677,6 +682,75 @@ def regret_table(controllers: Sequence[Controller], kpi: str) -> str:
     return table(header, body, caption=caption, table_id=f"regret-{kpi}")
 
 
+def worst_returns(run: RunSummary) -> dict[float, float]:
+    """The lowest return over the run's attacks at each budget (the robust-RL worst case).
+
+    :param run: the run.
+    """
+    worst: dict[float, float] = {}
+    for key, row in run.attacks.items():
+        value = _float(row.get("return"))
+        regret = _float(row.get("regret_return"))
+        if value is None and regret is not None and run.attack_clean_return is not None:
+            value = run.attack_clean_return + regret
+        if value is not None and "@" in key:
+            eps = float(key.rsplit("@", 1)[1])
+            worst[eps] = min(worst.get(eps, math.inf), value)
+    return worst
+
+
+def median_agent(controller: Controller, eps: float) -> RunSummary | None:
+    """The run whose worst-case return at ``eps`` is the median of the controller's runs (the
+    upper one of an even count), as robust-RL papers report.
+
+    :param controller: the controller.
+    :param eps: the budget.
+    """
+    ranked = sorted(
+        (r for r in controller.runs if eps in worst_returns(r)), key=lambda r: worst_returns(r)[eps]
+    )
+    return ranked[len(ranked) // 2] if ranked else None
+
+
+def robust_table(controllers: Sequence[Controller]) -> str:
+    """The robust-RL protocol: per controller, the natural return (of the attack evaluation) and
+    the worst case over the attacks at each budget, median (and lowest) over its runs, and the
+    median agent.
+
+    :param controllers: the controllers.
+    """
+    budgets = sorted({e for c in controllers for r in c.runs for e in worst_returns(r)})
+    body = []
+    for c in controllers:
+        cells: list[Any] = [c.label, num(len(c.runs))]
+        natural = [
+            v
+            for v in (
+                r.attack_clean_return
+                if r.attack_clean_return is not None
+                else _float(r.clean.get("return"))
+                for r in c.runs
+            )
+            if v is not None
+        ]
+        cells.append(num(float(np.median(natural)) if natural else None))
+        for eps in budgets:
+            values = [worst_returns(r)[eps] for r in c.runs if eps in worst_returns(r)]
+            cells += [
+                num(float(np.median(values)) if values else None),
+                num(min(values) if values else None),
+            ]
+        best = median_agent(c, budgets[-1]) if budgets else None
+        cells.append(best.name if best else "n/a")
+        body.append(cells)
+    header = ["controller", "runs", "natural (median)"]
+    for eps in budgets:
+        header += [f"worst@{eps:g} median", f"worst@{eps:g} min"]
+    header.append(f"median agent (worst@{budgets[-1]:g})" if budgets else "median agent")
+    caption = "return: clean, and the lowest over the attacks evaluated at each budget"
+    return table(header, body, caption=caption, table_id="robust")
+
+
 def stealth_table(controllers: Sequence[Controller], alpha: float = 0.05) -> str:
     """Rows: attack settings; columns: controllers; cells: MMD p-value and its verdict (the
     share of runs detected when there are several).
@@ -757,6 +831,10 @@ def build_page(controllers: Sequence[Controller], out: Path, title: str) -> tupl
                     "largest budget, one bar per controller (error bars: lowest to highest run).",
                 )
             )
+        body += [
+            "<h2>Robust-RL protocol: natural return and worst case over attacks</h2>",
+            robust_table(controllers),
+        ]
         body += ["<h2>Stealth under the same attacks</h2>", stealth_table(controllers)]
     curves = plot_learning_curves(controllers)
     if curves:

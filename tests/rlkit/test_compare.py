@@ -17,6 +17,7 @@ from rlkit.browser import BrowserError, find_chromium, ink, layout, read_png, sc
 from rlkit.cli import main
 from rlkit.compare import (
     agent_label,
+    build_page,
     comparison_findings,
     discover,
     group_runs,
@@ -273,3 +274,20 @@ def test_different_episode_counts_are_flagged(tmp_path):
     )
     html = (write_comparison([a, b], tmp_path / "out")).read_text()
     assert "<th>clean episodes</th>" in html and '<td class="num" title="40.0">40</td>' in html
+
+
+def test_robust_protocol_worst_case_and_median_agent(runs):
+    from rlkit.compare import median_agent, robust_table, worst_returns
+
+    controllers = group_runs([read_run(p) for p in discover([runs / "runs"])])
+    ppo = next(c for c in controllers if c.label == "ppo")
+    by_name = {r.name: r for r in ppo.runs}
+    # clean return of the attack evaluation (ret - 1) plus the lowest regret at each budget
+    assert worst_returns(by_name["ppo_s0"]) == {0.03: 49.0 - 2.0, 0.05: 49.0 - 5.0}
+    assert worst_returns(by_name["ppo_s1"]) == {0.03: 53.0 - 4.0, 0.05: 53.0 - 10.0}
+    # two runs: the upper of the two worst cases (43 and 44) is the median agent
+    assert median_agent(ppo, 0.05).name == "ppo_s0"
+    html = robust_table(controllers)
+    assert "worst@0.05 median" in html and "ppo_s0" in html
+    page, _ = build_page(controllers, runs, "t")
+    assert "Robust-RL protocol" in page
