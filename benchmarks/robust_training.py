@@ -316,12 +316,64 @@ def print_kinds(figures: dict[str, Any]) -> None:
             print(f"  {attack:28} {cells}  linf {row['linf_max']:.3f}")
 
 
+def markdown_kinds(figures: dict[str, Any], kpi: str, title: str) -> list[str]:
+    """A markdown table of :func:`compare_kinds`: per kind, seeds, natural return, the median
+    agent's regret of ``kpi`` under each attack, worst case at the largest budget.
+
+    :param figures: what :func:`compare_kinds` returned.
+    :param kpi: the regret column shown (``return`` or a KPI).
+    :param title: the heading.
+    """
+    kinds = list(figures)
+    attacks = list(figures[kinds[0]]["seeds"][0]["attacks"]) if kinds else []
+    top = f"{max(GRID_EPS):g}"
+    lines = [f"### {title}", "", "| attack@eps | " + " | ".join(kinds) + " |"]
+    lines.append("|---" * (len(kinds) + 1) + "|")
+    medians = {
+        k: next(r for r in f["seeds"] if r["run"] == f["median_agent"]) for k, f in figures.items()
+    }
+    lines.append(
+        "| natural return (median agent) | "
+        + " | ".join(f"{medians[k]['clean']['return']:.1f}" for k in kinds)
+        + " |"
+    )
+    for attack in attacks:
+        cells = [
+            f"{medians[k]['attacks'].get(attack, {}).get(f'regret_{kpi}', float('nan')):+.3f}"
+            for k in kinds
+        ]
+        lines.append(f"| {attack} | " + " | ".join(cells) + " |")
+    lines.append(
+        f"| worst@{top} return, median over seeds (min) | "
+        + " | ".join(
+            f"{figures[k]['worst_median']:.1f} ({figures[k]['worst_min']:.1f})" for k in kinds
+        )
+        + " |"
+    )
+    lines.append("| seeds | " + " | ".join(str(len(figures[k]["seeds"])) for k in kinds) + " |")
+    return [*lines, ""]
+
+
 def _pairs(values: list[str]) -> dict[str, Path]:
     return {v.split("=", 1)[0]: Path(v.split("=", 1)[1]) for v in values}
 
 
 def _kinds(values: list[str]) -> dict[str, list[Path]]:
     return {v.split("=", 1)[0]: [Path(p) for p in v.split("=", 1)[1].split(",")] for v in values}
+
+
+def write_markdown() -> Path:
+    """``benchmarks/results/robust_training.md`` from the grid and citylearn sections."""
+    figures = json.loads((RESULTS / f"{NAME}.json").read_text())["figures"]
+    lines = ["# Robust training: regrets of the median agent (attacked - clean)", ""]
+    if "grid" in figures:
+        lines += markdown_kinds(figures["grid"], "return", "Grid: regret of the return")
+        lines += markdown_kinds(figures["grid"], "cost_norm", "Grid: regret of the cost")
+    if "citylearn" in figures:
+        lines += markdown_kinds(figures["citylearn"], "cost_total", "CityLearn: regret of cost")
+    path = RESULTS / f"{NAME}.md"
+    path.write_text("\n".join(lines))
+    return path
 
 
 def merge(section: str, figures: dict[str, Any], config: dict[str, Any]) -> Path:
@@ -370,6 +422,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print_kinds(figures)
         config = {"victims": {k: [str(p) for p in v] for k, v in kinds.items()}}
         print(f"wrote {merge('citylearn', figures, {**config, 'gradient_eps': list(GRID_EPS)})}")
+        write_markdown()
     if args.command == "grid":
         victims, adversaries = _kinds(args.victims), _pairs(args.adversaries)
         figures = compare_kinds(victims, grid_attacks(adversaries), args.episodes)
@@ -381,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "episodes": args.episodes,
         }
         print(f"wrote {merge('grid', figures, config)}")
+        write_markdown()
     if args.command == "fidelity":
         figures = fidelity(args.authors_dir)
         print_fidelity(figures)
