@@ -153,12 +153,12 @@ class Registry:
                 obj = resolve(name)
             except (ImportError, AttributeError) as err:
                 raise UnknownNameError(
-                    self.kind, name, self._entries, f" (import failed: {err})"
+                    self.kind, name, self.names(), f" (import failed: {err})"
                 ) from None
             entry = self.plugin(name, obj)
             self._entries[name] = entry
             return entry
-        raise UnknownNameError(self.kind, name, self._entries)
+        raise UnknownNameError(self.kind, name, self.names())
 
     def names(self) -> list[str]:
         """All registered names (plug-ins excluded), sorted."""
