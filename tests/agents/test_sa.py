@@ -187,3 +187,23 @@ def test_actor_divergence_is_the_squared_change_of_the_squashed_action() -> None
     # Pendulum's action bound is 2 but the actor's action is the [-1, 1] tanh
     by_hand = ((torch.tanh(mean_moved) - torch.tanh(mean_clean)) ** 2).sum(-1)
     torch.testing.assert_close(expected, by_hand)
+
+
+def test_a_sappo_run_resumes(tmp_path: Path) -> None:
+    from rlkit.rundir import RunDir, read_meta
+
+    data = {
+        "env": {"id": "Pendulum-v1", "max_episode_steps": 50},
+        "agent": {
+            "name": "rlkit.agents.sa:SAPPO",
+            "net_arch": [16],
+            "kwargs": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "sa_kappa": 0.5},
+        },
+        "train": {"total_steps": 128, "eval_every": 0, "checkpoint_every": 64, "progress": False},
+        "eval": {"episodes": 1},
+        "run": {"dir": str(tmp_path / "run"), "tensorboard": False},
+    }
+    train(None, config=ExperimentConfig.model_validate(data))
+    data["train"] = {**data["train"], "total_steps": 256}
+    train(None, config=ExperimentConfig.model_validate(data))
+    assert read_meta(RunDir(tmp_path / "run").final)["step"] == 256

@@ -139,3 +139,22 @@ def test_adversarial_config_errors_name_the_key(tmp_path: Path, write_config: An
     data["adversarial"] = {"attack": {"name": "pgd"}, "eps": 0.1, "probability": 2}
     with pytest.raises(ConfigError, match="adversarial.probability"):
         load_config(write_config(data))
+
+
+def test_an_adversarial_run_resumes(tmp_path: Path) -> None:
+    from rlkit.rundir import RunDir, read_meta
+
+    data = {
+        "env": {"id": "Pendulum-v1", "max_episode_steps": 50},
+        "agent": {"name": "sac", "net_arch": [16], "kwargs": {"learning_starts": 20}},
+        "train": {"total_steps": 100, "eval_every": 0, "checkpoint_every": 50, "progress": False},
+        "eval": {"episodes": 1},
+        "run": {"dir": str(tmp_path / "run"), "tensorboard": False},
+        "adversarial": {**ADVERSARIAL, "probability": 0.5},
+    }
+    train(None, config=ExperimentConfig.model_validate(data))
+    data["train"] = {**data["train"], "total_steps": 200}
+    train(None, config=ExperimentConfig.model_validate(data))
+    run = RunDir(tmp_path / "run")
+    assert [read_meta(f)["step"] for f in run.checkpoint_dirs()][-1] == 200
+    assert read_meta(run.final)["step"] == 200
