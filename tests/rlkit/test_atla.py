@@ -177,3 +177,26 @@ def test_shipped_robust_training_configs_validate(path: str) -> None:
         assert kwargs["victim"]["name"] == "ppo" and kwargs["adversary"]["name"] == "sac"
     else:
         assert config.env.id == "adversary" and config.env.kwargs["mask"] == ["calendar"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "configs/grid/ppo_adversarial.yaml",
+        "configs/grid/ppo_sa.yaml",
+        "configs/citylearn/ppo_discrete_adversarial.yaml",
+        "configs/citylearn/ppo_discrete_sa.yaml",
+    ],
+)
+def test_shipped_adversarial_and_sa_configs_validate(path: str) -> None:
+    from rlkit.config import load_config
+
+    config = load_config(path)
+    if config.adversarial is not None:
+        assert config.adversarial.attack.name == "bifurcation" and config.adversarial.eps == 0.05
+    else:
+        kwargs = config.agent.kwargs
+        assert config.agent.name == "rlkit.agents.sa:SAPPO" and kwargs["sa_kappa"] == 0.1
+        calendar = 6 if "citylearn" in path else 5
+        assert kwargs["sa_scale"][:calendar] == [0.0] * calendar
+        assert set(kwargs["sa_scale"][calendar:]) == {1.0}
