@@ -239,6 +239,43 @@ def evaluate_run(
     }
 
 
+CACHE = Path("runs/robust_training_cache")
+
+
+def cached_evaluate_run(
+    run: Path,
+    attacks: list[dict[str, Any]],
+    episodes: int,
+    kpis: Sequence[str] = GRID_KPIS,
+    config_path: str | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate_run`, its result kept in :data:`CACHE` so an interrupted benchmark
+    resumes where it stopped (a CityLearn year under gradient attacks takes about 10 minutes
+    per attack and budget on one core). The key is every argument plus the modification time
+    of the run's final model (or the zip), so a retrained controller is evaluated again.
+
+    :param run: the run directory or SB3 zip.
+    :param attacks: attack specs.
+    :param episodes: episodes per evaluation.
+    :param kpis: the KPIs reported.
+    :param config_path: the env's config for a zip.
+    """
+    import hashlib
+
+    model = run if run.suffix == ".zip" else run / "final"
+    stamp = model.stat().st_mtime_ns if model.exists() else None
+    key = json.dumps([str(run), stamp, attacks, episodes, list(kpis), config_path], default=str)
+    path = CACHE / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["result"]
+    result = evaluate_run(run, attacks, episodes, kpis, config_path)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": json.loads(key), "result": result}, default=str))
+    tmp.replace(path)
+    return result
+
+
 def compare_kinds(
     kinds: dict[str, list[Path]],
     attacks: list[dict[str, Any]],
@@ -258,7 +295,7 @@ def compare_kinds(
     key = f"{max(GRID_EPS):g}"
     out: dict[str, Any] = {}
     for kind, runs in kinds.items():
-        seeds = [evaluate_run(run, attacks, episodes, kpis, config_path) for run in runs]
+        seeds = [cached_evaluate_run(run, attacks, episodes, kpis, config_path) for run in runs]
         ranked = sorted(seeds, key=lambda r: r["worst"][key]["return"])
         natural = [r["clean"]["return"] for r in seeds]
         worst = [r["worst"][key]["return"] for r in seeds]
