@@ -1,0 +1,495 @@
+"""MENTOR learning runs on the 2-core CPU: curves, JSON, PNG and a markdown table.
+
+Every run is an ordinary, resumable ``rlkit train`` run directory under ``runs/mentor/``
+(``<variant>_<task>_s<seed>``), trained in a subprocess (its log beside it, ``.log``). A
+finished run (``eval.json`` at the run's final step) is skipped; an unfinished one resumes from
+its newest checkpoint. So the commands below can be killed at any time and simply started again;
+at the end of each, and with ``report``, the results are rebuilt from whatever runs exist.
+
+Sections (frames = agent steps x action repeat 2; 100k frames = 50k agent steps):
+
+* ``states``: state-based ``dmc/cartpole-swingup`` and ``dmc/walker-walk`` (``--tasks``) for
+  MENTOR, its two ablations (``agent.kwargs.moe=false``: a plain MLP actor;
+  ``agent.kwargs.perturbation=none``: no task-oriented perturbation) and DrQ-v2, 3 seeds,
+  100k frames.
+* ``pixels``: MENTOR on ``dmc/cartpole-swingup`` from pixels, seed 0, 100k frames, plotted
+  against DrQ-v2's published pixel curve (626 +/- 254 at 100k frames, 10 seeds).
+* ``metaworld``: state-based MENTOR on Meta-World ``reach-v3`` (``configs/metaworld/
+  mentor_reach.yaml``), seed 0, reporting the evaluation success rate.
+* ``report``: re-reads the runs only.
+
+In the background, resuming when restarted (the same command again)::
+
+    mkdir -p runs/mentor
+    OMP_NUM_THREADS=1 MUJOCO_GL=egl nohup .venv/bin/python -m benchmarks.mentor_learning \\
+        states >> runs/mentor/states.log 2>&1 &
+    OMP_NUM_THREADS=1 MUJOCO_GL=egl nohup .venv/bin/python -m benchmarks.mentor_learning \\
+        pixels >> runs/mentor/pixels.log 2>&1 &
+    OMP_NUM_THREADS=1 MUJOCO_GL=egl nohup .venv/bin/python -m benchmarks.mentor_learning \\
+        metaworld >> runs/mentor/metaworld.log 2>&1 &
+    .venv/bin/python -m benchmarks.mentor_learning report
+
+``--jobs 2`` trains two runs at once (one per core). Expected CPU hours are in
+``benchmarks/results/mentor_speed.json`` terms: an update every 2 agent steps, so a 100k-frame
+run is 25k updates (less the 1k of the seed phase); hours ~= 24k / (updates/s) / 3600 plus
+environment and evaluation time.
+
+Paper-scale runs need a GPU (``train.device=cuda``; the paper's budgets: 3.1M frames on medium
+DMC tasks, 30.1M on hard ones, 2.1M on Meta-World), e.g.::
+
+    rlkit train configs/dmc/mentor_cartpole_swingup.yaml train.device=cuda \\
+        train.total_steps=1550000 train.replay_size=1000000 seed=0 run.dir=runs/paper/cs_s0
+
+Writes ``benchmarks/results/mentor_learning.json``, ``mentor_learning.png`` and
+``mentor_learning.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import RESULTS, write_result
+
+NAME = "mentor_learning"
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "runs" / "mentor"
+ACTION_REPEAT = 2
+FRAMES = 100_000
+EVAL_EVERY_FRAMES = 10_000  # DrQ-v2's and MENTOR's evaluation interval
+# DrQ-v2's pixel curve on cartpole_swingup, from its repository's curves/*.csv (10 seeds):
+# frames -> (mean, population std)
+DRQV2_PIXEL_CARTPOLE_SWINGUP = {100_000: (626.0, 254.0), 200_000: (807.0, 29.0)}
+MENTOR_STATE = "configs/dmc/mentor_cartpole_swingup_state.yaml"
+DRQV2_STATE = "configs/dmc/drqv2_cartpole_swingup_state.yaml"
+VARIANTS: dict[str, tuple[str, list[str]]] = {  # name -> (config, overrides)
+    "mentor": (MENTOR_STATE, []),
+    "mentor_no_moe": (MENTOR_STATE, ["agent.kwargs.moe=false"]),
+    "mentor_no_tp": (MENTOR_STATE, ["agent.kwargs.perturbation=none"]),
+    "drqv2": (DRQV2_STATE, []),
+}
+PIXEL_VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "mentor": ("configs/dmc/mentor_cartpole_swingup.yaml", []),
+    "drqv2": ("configs/dmc/drqv2_cartpole_swingup.yaml", []),
+}
+METAWORLD_VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "mentor": ("configs/metaworld/mentor_reach.yaml", ["env.kwargs.pixels=false"]),
+}
+
+
+@dataclass
+class Run:
+    """One training run: a variant on a task with a seed.
+
+    :param section: states, pixels or metaworld.
+    :param variant: the variant's name.
+    :param task: the env id after the family prefix (``cartpole-swingup``).
+    :param env_id: the registered env id (``dmc/cartpole-swingup``).
+    :param seed: the seed.
+    :param config: config file, relative to the repository root.
+    :param overrides: key.sub=value overrides (besides steps, seed and run dir).
+    :param frames: frames to train for.
+    :param action_repeat: env frames per agent step.
+    """
+
+    section: str
+    variant: str
+    task: str
+    env_id: str
+    seed: int
+    config: str
+    overrides: list[str] = field(default_factory=list)
+    frames: int = FRAMES
+    action_repeat: int = ACTION_REPEAT
+
+    @property
+    def steps(self) -> int:
+        """Agent steps to train for."""
+        return self.frames // self.action_repeat
+
+    @property
+    def path(self) -> Path:
+        """The run directory."""
+        return RUNS / f"{self.variant}_{self.task}_s{self.seed}"
+
+    def command(self) -> list[str]:
+        """The ``rlkit train`` command line."""
+        every = max(1, EVAL_EVERY_FRAMES // self.action_repeat)
+        return [
+            sys.executable,
+            "-m",
+            "rlkit.cli",
+            "train",
+            str(ROOT / self.config),
+            *self.overrides,
+            f"env.id={self.env_id}",
+            f"seed={self.seed}",
+            f"train.total_steps={self.steps}",
+            f"train.eval_every={every}",
+            f"train.checkpoint_every={every}",
+            "train.progress=false",
+            f"run.dir={self.path}",
+        ]
+
+
+def finished(path: Path, steps: int) -> bool:
+    """True when the run in ``path`` trained ``steps`` agent steps and was evaluated.
+
+    :param path: the run directory.
+    :param steps: its target step count.
+    """
+    eval_path = path / "eval.json"
+    if not eval_path.is_file():
+        return False
+    try:
+        return int(json.loads(eval_path.read_text()).get("step", -1)) >= steps
+    except (ValueError, json.JSONDecodeError):
+        return False
+
+
+def train_run(run: Run) -> int:
+    """Train (or resume) one run in a subprocess unless it is finished; its log is appended.
+
+    :param run: the run.
+    :return: the exit status (0 when skipped).
+    """
+    if finished(run.path, run.steps):
+        print(f"skip {run.path.name}: finished", flush=True)
+        return 0
+    run.path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.setdefault("MUJOCO_GL", "egl")
+    start = time.perf_counter()
+    print(f"train {run.path.name} ({run.steps} steps)", flush=True)
+    with (RUNS / f"{run.path.name}.log").open("a") as log:
+        log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(run.command())}\n")
+        log.flush()
+        status = subprocess.run(run.command(), cwd=ROOT, env=env, stdout=log, stderr=log).returncode
+    hours = (time.perf_counter() - start) / 3600
+    print(f"done {run.path.name}: exit {status} after {hours:.2f} h", flush=True)
+    return status
+
+
+def train_all(runs: Sequence[Run], jobs: int) -> list[int]:
+    """Train every run, ``jobs`` at a time.
+
+    :param runs: the runs.
+    :param jobs: concurrent subprocesses.
+    """
+    if jobs <= 1:
+        return [train_run(run) for run in runs]
+    with ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(train_run, runs))
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def eval_curve(path: Path, action_repeat: int = ACTION_REPEAT) -> dict[str, list[list[float]]]:
+    """Evaluation columns of a run's metrics.csv as ``column -> [[frames, value], ...]``.
+
+    :param path: the run directory.
+    :param action_repeat: frames per agent step.
+    """
+    metrics = path / "metrics.csv"
+    if not metrics.is_file():
+        return {}
+    curves: dict[str, list[list[float]]] = {}
+    with metrics.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            for key, value in row.items():
+                if key and key.startswith("eval/") and value not in (None, ""):
+                    frames = float(row["step"]) * action_repeat
+                    curves.setdefault(key[len("eval/") :], []).append([frames, float(value)])
+    return curves
+
+
+def aggregate(curves: Sequence[Sequence[Sequence[float]]]) -> dict[str, list[float]]:
+    """Mean and population std over seeds at each frame count every seed reached.
+
+    Later rows for the same frame count (a resumed run re-evaluating) replace earlier ones.
+
+    :param curves: per seed, ``[[frames, value], ...]``.
+    :return: ``{"frames", "mean", "std", "n"}`` lists.
+    """
+    by_seed = [{float(f): float(v) for f, v in curve} for curve in curves if curve]
+    if not by_seed:
+        return {"frames": [], "mean": [], "std": [], "n": []}
+    common = sorted(set.intersection(*(set(points) for points in by_seed)))
+    values = np.array([[points[f] for f in common] for points in by_seed])
+    return {
+        "frames": common,
+        "mean": values.mean(axis=0).tolist(),
+        "std": values.std(axis=0).tolist(),
+        "n": [len(by_seed)] * len(common),
+    }
+
+
+def success_key(curves: dict[str, Any]) -> str | None:
+    """The evaluation column holding the success rate, if the env reports one.
+
+    :param curves: a run's evaluation columns.
+    """
+    keys = sorted(k for k in curves if "success" in k)
+    return keys[0] if keys else None
+
+
+def summarize(runs: Sequence[Run]) -> dict[str, Any]:
+    """Per section, task and variant: seeds done, curves, aggregated curve, final figures.
+
+    :param runs: every planned run (unstarted ones are listed as missing).
+    """
+    out: dict[str, Any] = {}
+    groups: dict[tuple[str, str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.section, run.task, run.variant), []).append(run)
+    for (section, task, variant), members in groups.items():
+        facts = summarize_group(members)
+        out.setdefault(section, {}).setdefault(task, {})[variant] = facts
+    return out
+
+
+def summarize_group(members: Sequence[Run]) -> dict[str, Any]:
+    """Figures of one (section, task, variant) over its seeds.
+
+    :param members: the runs (one per seed).
+    """
+    curves, finals, successes, state = {}, [], [], {}
+    for run in members:
+        columns = eval_curve(run.path, run.action_repeat)
+        curves[run.seed] = columns
+        if finished(run.path, run.steps):
+            result = json.loads((run.path / "eval.json").read_text())
+            finals.append(float(result["return_mean"]))
+            kpis = result.get("kpis", {})
+            key = next((k for k in sorted(kpis) if "success" in k), None)
+            if key is not None:
+                successes.append(float(kpis[key]))
+            state[run.seed] = "finished"
+        elif columns:
+            last = max(f for f, _ in columns.get("return_mean", [[0.0, 0.0]]))
+            state[run.seed] = f"running ({int(last)} frames evaluated)"
+        else:
+            state[run.seed] = "not started"
+    returns = aggregate([c.get("return_mean", []) for c in curves.values()])
+    skey = next((success_key(c) for c in curves.values() if success_key(c)), None)
+    facts: dict[str, Any] = {
+        "config": members[0].config,
+        "overrides": members[0].overrides,
+        "frames": members[0].frames,
+        "seeds": {str(seed): status for seed, status in state.items()},
+        "seeds_finished": len(finals),
+        "return": returns,
+        "per_seed_return": {str(s): c.get("return_mean", []) for s, c in curves.items()},
+    }
+    if finals:
+        facts["final_return_mean"] = float(np.mean(finals))
+        facts["final_return_std"] = float(np.std(finals))
+        facts["final_returns"] = finals
+    if skey is not None:
+        facts["success"] = aggregate([c.get(skey, []) for c in curves.values()])
+    if successes:
+        facts["final_success_mean"] = float(np.mean(successes))
+    return facts
+
+
+# ---------------------------------------------------------------------------------- writing
+
+
+def plot(figures: dict[str, Any], path: Path) -> Path | None:
+    """Mean +/- std return curves per variant, one panel per (section, task).
+
+    :param figures: :func:`summarize` output.
+    :param path: the PNG to write.
+    """
+    panels = [(s, t, v) for s, tasks in figures.items() for t, v in tasks.items()]
+    panels = [p for p in panels if any(f["return"]["frames"] for f in p[2].values())]
+    if not panels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    for ax, (section, task, variants) in zip(axes[0], panels, strict=True):
+        for variant, facts in variants.items():
+            curve = facts["return"]
+            if not curve["frames"]:
+                continue
+            x, mean, std = (np.array(curve[k]) for k in ("frames", "mean", "std"))
+            ax.plot(x, mean, label=f"{variant} (n={curve['n'][0]})")
+            ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+        if section == "pixels" and task == "cartpole-swingup":
+            reach = max(max(f["return"]["frames"] or [0]) for f in variants.values())
+            for frames, (mean, std) in DRQV2_PIXEL_CARTPOLE_SWINGUP.items():
+                if frames <= max(reach, FRAMES) * 1.05:
+                    ax.errorbar(frames, mean, yerr=std, fmt="k*", capsize=4, markersize=9)
+            ax.plot([], [], "k*", label="DrQ-v2 published (10 seeds)")
+        ax.set_title(f"{task} ({section})")
+        ax.set_xlabel("frames")
+        ax.set_ylabel("eval return")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def markdown(figures: dict[str, Any]) -> str:
+    """A table: section, task, variant, seeds finished, final return, success, last curve point.
+
+    :param figures: :func:`summarize` output.
+    """
+    lines = [
+        "| section | task | variant | seeds finished | final return (mean +/- std) "
+        "| success | last evaluated (frames: mean +/- std, n) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for section, tasks in figures.items():
+        for task, variants in tasks.items():
+            for variant, f in variants.items():
+                final = (
+                    f"{f['final_return_mean']:.1f} +/- {f['final_return_std']:.1f}"
+                    if "final_return_mean" in f
+                    else "-"
+                )
+                success = f"{f['final_success_mean']:.2f}" if "final_success_mean" in f else "-"
+                curve = f["return"]
+                last = (
+                    f"{int(curve['frames'][-1])}: {curve['mean'][-1]:.1f} +/- "
+                    f"{curve['std'][-1]:.1f}, {curve['n'][-1]}"
+                    if curve["frames"]
+                    else "-"
+                )
+                lines.append(
+                    f"| {section} | {task} | {variant} | {f['seeds_finished']}/{len(f['seeds'])} "
+                    f"| {final} | {success} | {last} |"
+                )
+    lines.append("")
+    lines.append(
+        "DrQ-v2 published (pixels, cartpole_swingup, 10 seeds): "
+        + ", ".join(
+            f"{k // 1000}k frames {m:.0f} +/- {s:.0f}"
+            for k, (m, s) in DRQV2_PIXEL_CARTPOLE_SWINGUP.items()
+        )
+    )
+    return "\n".join(lines) + "\n"
+
+
+def report(runs: Sequence[Run], config: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild the JSON, PNG and markdown from the runs on disk, and print the table.
+
+    :param runs: every planned run.
+    :param config: the harness settings, stored in the JSON.
+    """
+    figures = summarize(runs)
+    png = plot(figures, RESULTS / f"{NAME}.png")
+    table = markdown(figures)
+    (RESULTS / f"{NAME}.md").write_text("# MENTOR learning runs (CPU)\n\n" + table)
+    path = write_result(NAME, figures, {**config, "plot": png.name if png else None})
+    print(table)
+    print(f"wrote {path}")
+    return figures
+
+
+# ---------------------------------------------------------------------------------- planning
+
+
+def plan(args: argparse.Namespace) -> list[Run]:
+    """Every run of every section with the command line's sizes.
+
+    :param args: the parsed command line.
+    """
+    runs: list[Run] = []
+    for task in args.tasks:
+        for variant in args.variants:
+            config, overrides = VARIANTS[variant]
+            for seed in args.seeds:
+                runs.append(
+                    Run(
+                        "states", variant, task, f"dmc/{task}", seed, config, overrides, args.frames
+                    )
+                )
+    for variant in args.pixel_variants:
+        config, overrides = PIXEL_VARIANTS[variant]
+        for seed in args.pixel_seeds:
+            runs.append(
+                Run(
+                    "pixels",
+                    f"pixels_{variant}",
+                    args.pixel_task,
+                    f"dmc/{args.pixel_task}",
+                    seed,
+                    config,
+                    overrides,
+                    args.pixel_frames,
+                )
+            )
+    for seed in args.metaworld_seeds:
+        config, overrides = METAWORLD_VARIANTS["mentor"]
+        runs.append(
+            Run(
+                "metaworld",
+                "mentor",
+                args.metaworld_task,
+                f"metaworld/{args.metaworld_task}",
+                seed,
+                config,
+                overrides,
+                args.metaworld_frames,
+            )
+        )
+    return runs
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line (the sizes apply to every subcommand, so ``report`` finds the runs)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=("states", "pixels", "metaworld", "report"))
+    p.add_argument("--tasks", nargs="+", default=["cartpole-swingup", "walker-walk"])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--frames", type=int, default=FRAMES)
+    p.add_argument("--pixel-task", default="cartpole-swingup")
+    p.add_argument("--pixel-variants", nargs="+", default=["mentor"], choices=list(PIXEL_VARIANTS))
+    p.add_argument("--pixel-seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--pixel-frames", type=int, default=FRAMES)
+    p.add_argument("--metaworld-task", default="reach-v3")
+    p.add_argument("--metaworld-seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--metaworld-frames", type=int, default=FRAMES)
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Train one section (skipping finished runs), then rebuild the report from every run.
+
+    :param argv: command-line arguments.
+    """
+    args = parser().parse_args(argv)
+    runs = plan(args)
+    if args.command != "report":
+        statuses = train_all([r for r in runs if r.section == args.command], args.jobs)
+        failed = sum(1 for s in statuses if s != 0)
+        if failed:
+            print(f"{failed} run(s) failed: see runs/mentor/*.log", flush=True)
+    config = {k: v for k, v in vars(args).items() if k != "command"}
+    config["action_repeat"] = ACTION_REPEAT
+    report(runs, config)
+
+
+if __name__ == "__main__":
+    main()
