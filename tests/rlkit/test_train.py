@@ -395,7 +395,7 @@ def test_native_resume_equals_training_in_one_go(drq_run, drq_resumed):
     assert second.resume == second.run.checkpoints / f"step_{N:09d}"
     assert metrics_rows(second.run) == metrics_rows(drq_run.run)
     assert_state_dicts_equal(second.agent.state_dict(), drq_run.agent.state_dict())
-    assert torch.equal(second.agent.actor.net[0].weight, drq_run.agent.actor.net[0].weight)
+    assert torch.equal(second.agent.actor.trunk[0].weight, drq_run.agent.actor.trunk[0].weight)
 
 
 def test_native_resume_keeps_earlier_metrics_rows_verbatim(drq_resumed):
