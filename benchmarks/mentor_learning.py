@@ -14,8 +14,9 @@ Sections (frames = agent steps x action repeat 2; 100k frames = 50k agent steps)
   100k frames.
 * ``pixels``: MENTOR on ``dmc/cartpole-swingup`` from pixels, seed 0, 100k frames, plotted
   against DrQ-v2's published pixel curve (626 +/- 254 at 100k frames, 10 seeds).
-* ``metaworld``: state-based MENTOR on Meta-World ``reach-v3`` (``configs/metaworld/
-  mentor_reach.yaml``), seed 0, reporting the evaluation success rate.
+* ``metaworld``: state-based MENTOR on Meta-World ``reach`` (v3; ``configs/metaworld/
+  mentor_reach.yaml`` with ``env.kwargs.pixels=false``), seed 0, 100k frames, reporting the
+  evaluation success rate (``eval/success``: episodes with any successful step).
 * ``report``: re-reads the runs only.
 
 In the background, resuming when restarted (the same command again)::
@@ -29,7 +30,10 @@ In the background, resuming when restarted (the same command again)::
         metaworld >> runs/mentor/metaworld.log 2>&1 &
     .venv/bin/python -m benchmarks.mentor_learning report
 
-``--jobs 2`` trains two runs at once (one per core). Expected CPU hours are in
+``--jobs 2`` trains two runs at once (one per core); ``--extra key=value ...`` adds overrides
+to every run it trains (e.g. a smaller ``agent.kwargs.batch_size`` for a quicker CPU check: the
+overrides are recorded in the JSON, the run names do not change, so use ``--runs`` to keep such
+runs apart). Expected CPU hours are in
 ``benchmarks/results/mentor_speed.json`` terms: an update every 2 agent steps, so a 100k-frame
 run is 25k updates (less the 1k of the seed phase); hours ~= 24k / (updates/s) / 3600 plus
 environment and evaluation time.
@@ -102,6 +106,7 @@ class Run:
     :param overrides: key.sub=value overrides (besides steps, seed and run dir).
     :param frames: frames to train for.
     :param action_repeat: env frames per agent step.
+    :param root: the folder of the run directories.
     """
 
     section: str
@@ -113,6 +118,7 @@ class Run:
     overrides: list[str] = field(default_factory=list)
     frames: int = FRAMES
     action_repeat: int = ACTION_REPEAT
+    root: Path = RUNS
 
     @property
     def steps(self) -> int:
@@ -122,7 +128,7 @@ class Run:
     @property
     def path(self) -> Path:
         """The run directory."""
-        return RUNS / f"{self.variant}_{self.task}_s{self.seed}"
+        return self.root / f"{self.variant}_{self.task}_s{self.seed}"
 
     def command(self) -> list[str]:
         """The ``rlkit train`` command line."""
@@ -173,7 +179,7 @@ def train_run(run: Run) -> int:
     env.setdefault("MUJOCO_GL", "egl")
     start = time.perf_counter()
     print(f"train {run.path.name} ({run.steps} steps)", flush=True)
-    with (RUNS / f"{run.path.name}.log").open("a") as log:
+    with (run.root / f"{run.path.name}.log").open("a") as log:
         log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(run.command())}\n")
         log.flush()
         status = subprocess.run(run.command(), cwd=ROOT, env=env, stdout=log, stderr=log).returncode
@@ -413,45 +419,52 @@ def plan(args: argparse.Namespace) -> list[Run]:
 
     :param args: the parsed command line.
     """
+
+    def runs_of(
+        section: str,
+        variants: dict[str, tuple[str, list[str]]],
+        names: Sequence[str],
+        family: str,
+        task: str,
+        seeds: Sequence[int],
+        frames: int,
+        prefix: str = "",
+    ) -> list[Run]:
+        out = []
+        for variant in names:
+            config, overrides = variants[variant]
+            for seed in seeds:
+                extra = [*overrides, *args.extra]
+                name = prefix + variant
+                env_id = f"{family}/{task}"
+                out.append(
+                    Run(section, name, task, env_id, seed, config, extra, frames, root=args.runs)
+                )
+        return out
+
     runs: list[Run] = []
     for task in args.tasks:
-        for variant in args.variants:
-            config, overrides = VARIANTS[variant]
-            for seed in args.seeds:
-                runs.append(
-                    Run(
-                        "states", variant, task, f"dmc/{task}", seed, config, overrides, args.frames
-                    )
-                )
-    for variant in args.pixel_variants:
-        config, overrides = PIXEL_VARIANTS[variant]
-        for seed in args.pixel_seeds:
-            runs.append(
-                Run(
-                    "pixels",
-                    f"pixels_{variant}",
-                    args.pixel_task,
-                    f"dmc/{args.pixel_task}",
-                    seed,
-                    config,
-                    overrides,
-                    args.pixel_frames,
-                )
-            )
-    for seed in args.metaworld_seeds:
-        config, overrides = METAWORLD_VARIANTS["mentor"]
-        runs.append(
-            Run(
-                "metaworld",
-                "mentor",
-                args.metaworld_task,
-                f"metaworld/{args.metaworld_task}",
-                seed,
-                config,
-                overrides,
-                args.metaworld_frames,
-            )
-        )
+        runs += runs_of("states", VARIANTS, args.variants, "dmc", task, args.seeds, args.frames)
+    runs += runs_of(
+        "pixels",
+        PIXEL_VARIANTS,
+        args.pixel_variants,
+        "dmc",
+        args.pixel_task,
+        args.pixel_seeds,
+        args.pixel_frames,
+        prefix="pixels_",
+    )
+    runs += runs_of(
+        "metaworld",
+        METAWORLD_VARIANTS,
+        ["mentor"],
+        "metaworld",
+        args.metaworld_task,
+        args.metaworld_seeds,
+        args.metaworld_frames,
+        prefix="metaworld_",
+    )
     return runs
 
 
@@ -467,10 +480,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-variants", nargs="+", default=["mentor"], choices=list(PIXEL_VARIANTS))
     p.add_argument("--pixel-seeds", nargs="+", type=int, default=[0])
     p.add_argument("--pixel-frames", type=int, default=FRAMES)
-    p.add_argument("--metaworld-task", default="reach-v3")
+    p.add_argument("--metaworld-task", default="reach")
     p.add_argument("--metaworld-seeds", nargs="+", type=int, default=[0])
     p.add_argument("--metaworld-frames", type=int, default=FRAMES)
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once")
+    p.add_argument("--extra", nargs="*", default=[], help="overrides added to every run")
+    p.add_argument("--runs", type=Path, default=RUNS, help="where the run directories live")
     return p
 
 
@@ -486,7 +501,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         failed = sum(1 for s in statuses if s != 0)
         if failed:
             print(f"{failed} run(s) failed: see runs/mentor/*.log", flush=True)
-    config = {k: v for k, v in vars(args).items() if k != "command"}
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    config.pop("command")
     config["action_repeat"] = ACTION_REPEAT
     report(runs, config)
 

@@ -751,7 +751,7 @@ def load_rlkit_weights(reference: ReferenceMENTOR, agent: Any) -> dict[str, int]
     reference must be filled with one of the same shape (a mismatch raises, naming both sides).
 
     :param reference: the transcription (its weights are overwritten).
-    :param agent: an ``rlkit.agents.mentor.MentorAgent`` with the dense-compatible MoE.
+    :param agent: an ``rlkit.agents.mentor.MentorAgent`` with ``moe=True``.
     :return: tensors copied per network.
     """
     copied: dict[str, int] = {}
@@ -782,20 +782,40 @@ def rlkit_network(agent: Any, role: str) -> nn.Module:
     :param agent: the rlkit agent.
     :param role: the role.
     """
-    names = {"value": ("value", "value_net", "value_predictor"), "encoder": ("encoder",)}
-    for name in names.get(role, (role,)):
-        if hasattr(agent, name):
-            return getattr(agent, name)
-    raise AttributeError(f"the rlkit agent has no {role} network (looked for {names.get(role)})")
+    if not hasattr(agent, role):
+        raise AttributeError(f"the rlkit agent has no {role!r} network")
+    return getattr(agent, role)
+
+
+ACTOR_NAMES = (  # rlkit DrQActor/MoE prefix -> the authors' Actor prefix
+    ("input.", "policy1.0."),
+    ("head.", "policy2.1."),
+    ("middle.experts.", "moe.experts."),
+    ("middle.gate.", "moe.gate.0."),
+)
+CRITIC_NAMES = (("q1.", "Q1."), ("q2.", "Q2."))
+VALUE_NAMES = (("v.", "V."),)
 
 
 def rlkit_to_reference(role: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Translate one rlkit network's state dict to the transcription's names.
 
-    Filled in against rlkit's agent once it exists (see the module docstring); the identity
-    until then.
+    rlkit's :class:`~rlkit.networks.DrQActor` calls its layers ``trunk``, ``input``, ``middle``
+    (the :class:`~rlkit.agents.moe.MoE`: ``experts.i.{0,2}``, ``gate.{0,3}``) and ``head``;
+    the authors' Actor ``trunk``, ``policy1.0``, ``moe`` (``experts.i.{0,2}``,
+    ``gate.0.{0,3}``) and ``policy2.1``. Critics: ``q1``/``q2`` vs ``Q1``/``Q2``; value net:
+    ``v`` vs ``V``; trunks and the encoder's ``convnet`` share their names.
 
     :param role: the network's role.
     :param state: rlkit's state dict of that network.
     """
-    return dict(state)
+    table = {"actor": ACTOR_NAMES, "critic": CRITIC_NAMES, "critic_target": CRITIC_NAMES}
+    rules = table.get(role, VALUE_NAMES if role == "value" else ())
+    out: dict[str, torch.Tensor] = {}
+    for name, value in state.items():
+        for prefix, theirs in rules:
+            if name.startswith(prefix):
+                name = theirs + name[len(prefix) :]
+                break
+        out[name] = value.detach().clone()
+    return out
