@@ -45,6 +45,8 @@ _METAWORLD_TASKS_WORDS = (
 METAWORLD_TASKS: tuple[str, ...] = tuple(_METAWORLD_TASKS_WORDS.split())
 #: where the MENTOR authors move ``corner2`` before each episode
 AUTHORS_CORNER2_POS = (0.75, 0.075, 0.7)
+#: seed of MT1's task (goal) list, so every env built here draws from the same 50 goals
+MT1_SEED = 0
 
 
 class MetaWorldParams(BaseModel):
@@ -114,7 +116,11 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
         self.pixels = pixels
         self.render_mode = "rgb_array"
         # no render_mode: Meta-World's own renderer (150-800 ms a frame here) is never used
-        self._env = gym.make("Meta-World/MT1", env_name=name, disable_env_checker=True)
+        # a fixed benchmark seed fixes MT1's 50 goals (drawn from numpy's global RNG otherwise);
+        # reset(seed) then picks one of them and the initial state
+        self._env = gym.make(
+            "Meta-World/MT1", env_name=name, seed=MT1_SEED, disable_env_checker=True
+        )
         model = self._env.unwrapped.model  # type: ignore[attr-defined]
         if authors_camera and camera == "corner2":
             import mujoco
@@ -139,6 +145,13 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
         :param options: unused.
         """
         super().reset(seed=seed)
+        if seed is not None:
+            # MT1 draws the goal from the RNG state *before* reseeding, so the goal would
+            # depend on the previous episode; choose it from the seed instead
+            tasks = self._env.get_wrapper_attr("tasks")
+            index = int(np.random.default_rng(seed).integers(len(tasks)))
+            self._env.unwrapped.set_task(tasks[index])  # type: ignore[attr-defined]
+        self._env.get_wrapper_attr("toggle_sample_tasks_on_reset")(seed is None)
         state, info = self._env.reset(seed=seed)
         return self._observe(state), {"success": False}
 
