@@ -1,0 +1,409 @@
+"""MENTOR agent: presets, schedules from beta, the perturbation on every parameter, S_top through
+episode ends, the policy view (and attacks through the sparse MoE), save/load and exact resume."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from rlkit.agents.dormant import exploration_std, value_mix
+from rlkit.agents.mentor import MentorAgent, expectile_loss, noisy_action
+from rlkit.agents.moe import MoE
+from rlkit.agents.perturbation import STD_FLOOR, named_parameters
+from rlkit.batch import Batch
+from rlkit.io import load_torch
+
+OBS = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+ACT = gym.spaces.Box(np.array([0.0, -2.0], np.float32), np.array([1.0, 2.0], np.float32))
+SMALL = {
+    "feature_dim": 8,
+    "hidden_dim": 16,
+    "expert_hidden": 6,
+    "gate_hidden": 5,
+    "num_experts": 4,
+    "top_k": 2,
+    "batch_size": 8,
+    "num_expl_steps": 0,
+}
+
+
+def make_agent(seed: int = 0, obs_space: gym.spaces.Box = OBS, **kwargs) -> MentorAgent:
+    torch.manual_seed(seed)
+    return MentorAgent(obs_space, ACT, **{**SMALL, **kwargs})
+
+
+def make_batch(seed: int = 0, size: int = 8, obs_shape: tuple[int, ...] = (4,)) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    low, high = torch.as_tensor(ACT.low), torch.as_tensor(ACT.high)
+    return Batch(
+        obs=torch.rand(size, *obs_shape, generator=g) * 2 - 1,
+        action=low + torch.rand(size, 2, generator=g) * (high - low),
+        reward=torch.randn(size, 1, generator=g),
+        discount=torch.full((size, 1), 0.99),
+        next_obs=torch.rand(size, *obs_shape, generator=g) * 2 - 1,
+    )
+
+
+def snapshot(agent: MentorAgent) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in named_parameters(agent.blend_nets()).items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# construction, presets, schedules
+
+
+def test_actor_has_the_moe_middle_and_the_ablation_a_linear():
+    agent = make_agent()
+    assert isinstance(agent.actor.middle, MoE) and len(agent.actor.middle.experts) == 4
+    plain = make_agent(moe=False)
+    assert isinstance(plain.actor.middle, torch.nn.Linear)
+    assert plain.actor.middle.weight.shape == (16, 16)
+
+
+def test_paper_sized_moe_has_the_authors_parameter_count():
+    moe = MoE(1024)
+    experts = 16 * (1024 * 256 + 256 + 256 * 1024 + 1024)
+    gate = 1024 * 256 + 256 + 256 * 16 + 16
+    assert sum(p.numel() for p in moe.parameters()) == experts + gate  # about 8.7M
+
+
+@pytest.mark.parametrize(
+    ("preset", "scale", "mode", "lam", "expectile", "every", "alpha_max", "nstep", "gamma"),
+    [
+        ("dmc", 0.8, "dormant", 0.6, 0.9, 10_000, 1.0, 3, 0.99),
+        ("metaworld", 1.0, "fixed", 0.5, 0.9, 50_000, 0.95, 10, 0.97),
+        ("adroit", 1.0, "dormant", 0.6, 0.7, 50_000, 0.9, 3, 0.99),
+    ],
+)
+def test_presets(preset, scale, mode, lam, expectile, every, alpha_max, nstep, gamma):
+    agent = make_agent(preset=preset)
+    s = agent.settings
+    assert (s["std_scale"], s["lambda_mode"], s["target_lambda"]) == (scale, mode, lam)
+    assert (s["expectile"], s["perturb_every"], s["alpha_max"]) == (expectile, every, alpha_max)
+    assert (agent.schedule.nstep, agent.schedule.gamma) == (nstep, gamma)
+    assert agent.schedule.every == 2 and agent.schedule.batch_size == 8
+
+
+def test_explicit_arguments_beat_the_preset_and_metaworld_critic_is_regularised():
+    agent = make_agent(preset="metaworld", expectile=0.6, nstep=3)
+    assert agent.settings["expectile"] == 0.6 and agent.schedule.nstep == 3
+    kinds = {type(m).__name__ for m in agent.critic.q1}
+    assert {"Dropout", "LayerNorm"} <= kinds
+    assert "Dropout" not in {type(m).__name__ for m in make_agent().critic.q1}
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.15, 0.2, 0.6])
+def test_stddev_lambda_and_alpha_follow_beta(beta):
+    agent = make_agent()
+    agent.beta = beta
+    assert agent.stddev == pytest.approx(0.8 / (1 + np.exp(-10 * (beta - 0.2))))
+    assert agent.lambda_ == pytest.approx(0.6 / (1 + np.exp(50 * (beta - 0.2))))
+    assert agent.alpha == pytest.approx(min(max(0.2, 1 - 2 * beta), 1.0))
+    mw = make_agent(preset="metaworld")
+    mw.beta = beta
+    assert mw.lambda_ == 0.5 and mw.stddev == pytest.approx(exploration_std(beta, 1.0))
+    assert mw.alpha == pytest.approx(min(max(0.2, 1 - 2 * beta), 0.95))
+
+
+def test_expectile_loss_by_hand():
+    diff = torch.tensor([1.0, -2.0])  # V above Q weighs 1 - tau, below weighs tau
+    assert float(expectile_loss(diff, 0.9)) == pytest.approx((0.1 * 1 + 0.9 * 4) / 2)
+
+
+def test_noisy_action_clamps_with_a_straight_through_gradient():
+    torch.manual_seed(0)
+    mean = torch.tensor([[0.99, -0.99]], requires_grad=True)
+    action = noisy_action(mean, std=10.0, clip=0.3)
+    assert torch.all(action.abs() <= 1.0) and torch.all((action - mean).abs() <= 0.3 + 1e-6)
+    action.sum().backward()
+    assert torch.equal(mean.grad, torch.ones_like(mean))
+
+
+# ---------------------------------------------------------------------------------------------
+# acting and updating
+
+
+def test_exploration_uniform_then_sigma_from_beta():
+    agent = make_agent(num_expl_steps=5)
+    obs = np.zeros((2000, 4), np.float32)
+    greedy = agent.act(obs[:1], 0, explore=False)
+    torch.manual_seed(1)
+    uniform = agent.act(obs, 0, explore=True)
+    assert np.all(uniform >= ACT.low) and np.all(uniform <= ACT.high)
+    assert uniform[:, 1].std() == pytest.approx(4 / np.sqrt(12), rel=0.05)  # U(-2, 2)
+    agent.beta = 0.2  # sigma = 0.4 in [-1, 1] units: 0.8 in env units for the second dimension
+    noisy = agent.act(obs, 10, explore=True)
+    centred = noisy[:, 1] - greedy[0, 1]
+    assert np.abs(centred).std() < 1.0 and centred.std() == pytest.approx(0.8, rel=0.08)
+
+
+def test_update_reports_and_uses_beta_and_keeps_eval_mode():
+    agent = make_agent()
+    metrics = agent.update(make_batch(), 100)
+    for key in ("critic_loss", "actor_loss", "value_loss", "aux_loss", "dormant_ratio", "lambda"):
+        assert np.isfinite(metrics[key])
+    assert metrics["stddev"] == pytest.approx(exploration_std(agent.beta))
+    assert metrics["lambda"] == pytest.approx(value_mix(agent.beta))
+    assert not any(m.training for m in agent.actor.modules())
+
+
+def test_actor_gradient_is_clipped_to_the_authors_norm():
+    agent = make_agent(lr=1.0)  # Adam's first step moves each weight by ~lr whatever the grad;
+    agent.update(make_batch(), 100)  # so check the clipped norm itself, with a hook on step()
+    grads = []
+    agent.actor_opt.register_step_pre_hook(
+        lambda opt, *_: grads.append(
+            torch.linalg.vector_norm(
+                torch.stack(
+                    [
+                        torch.linalg.vector_norm(p.grad)
+                        for p in agent.actor.parameters()
+                        if p.grad is not None
+                    ]
+                )
+            )
+        )
+    )
+    agent.update(make_batch(1), 100)
+    assert float(grads[0]) <= 0.001 * (1 + 1e-4)
+
+
+def test_pixel_update_trains_encoder_through_the_critic_only():
+    pix = gym.spaces.Box(0, 255, (6, 16, 16), np.uint8)
+    agent = make_agent(obs_space=pix)
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (8, 6, 16, 16), generator=g, dtype=torch.uint8)
+    batch = Batch(frames, torch.zeros(8, 2), torch.ones(8, 1), torch.full((8, 1), 0.9), frames)
+    before = [p.detach().clone() for p in agent.encoder.parameters()]
+    agent.update(batch, 100)
+    assert any(
+        not torch.equal(a, p) for a, p in zip(before, agent.encoder.parameters(), strict=True)
+    )
+    assert agent.act(frames[:2].numpy(), 100).shape == (2, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# perturbation and S_top
+
+
+def stored_agents(agent: MentorAgent, count: int = 3) -> list[dict[str, torch.Tensor]]:
+    """Offer ``count`` distinct parameter sets to the agent's S_top via episode ends."""
+    members = []
+    for i in range(count):
+        torch.manual_seed(100 + i)
+        with torch.no_grad():
+            for p in named_parameters(agent.blend_nets()).values():
+                p.copy_(torch.randn_like(p))
+        members.append(snapshot(agent))
+        agent.on_episode_end({"episode_return": float(i), "episode_length": 10})
+    return members
+
+
+@pytest.mark.parametrize(("beta", "alpha"), [(0.1, 0.8), (0.7, 0.2), (0.0, 1.0)])
+def test_task_oriented_perturbation_blends_every_parameter_by_hand(beta, alpha):
+    agent = make_agent()
+    agent.update(make_batch(), 100)  # optimiser state to reset
+    members = stored_agents(agent)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for p in named_parameters(agent.blend_nets()).values():
+            p.copy_(torch.randn_like(p))
+    theta = snapshot(agent)
+    agent.beta = beta
+    used = agent.perturb(torch.Generator().manual_seed(9))
+    assert used == pytest.approx(alpha)
+    after = snapshot(agent)
+    g = torch.Generator().manual_seed(9)
+    for name in theta:  # the stored order is named_parameters' order, the draw order too
+        stack = torch.stack([m[name] for m in members])
+        mean, std = stack.mean(0), stack.std(0).clamp(min=STD_FLOOR)
+        phi = mean + std * torch.randn(mean.shape, generator=g)
+        torch.testing.assert_close(after[name], alpha * theta[name] + (1 - alpha) * phi)
+        if alpha < 1:
+            assert not torch.equal(after[name], theta[name]), name
+    prefixes = {n.split(".")[0] for n in theta}
+    assert prefixes == {"actor", "critic", "critic_target", "value"}
+    assert any(".experts.3." in n for n in theta) and any(".gate." in n for n in theta)
+    assert all(len(opt.state) == 0 for opt in agent.optimisers().values())
+    assert agent.perturbations == 1
+
+
+def test_perturbation_fires_every_k_updates():
+    agent = make_agent(perturb_every=3)
+    stored_agents(agent, 2)
+    counts = [agent.update(make_batch(i), 100)["perturbations"] for i in range(7)]
+    assert counts == [0, 0, 1, 1, 1, 2, 2]
+
+
+def test_reset_perturbation_blends_toward_a_fresh_init():
+    agent = make_agent(perturbation="reset")
+    agent.beta = 0.3  # alpha 0.4
+    with torch.no_grad():
+        agent.critic.trunk[0].bias.fill_(1.0)
+        agent.critic.trunk[1].weight.fill_(3.0)  # LayerNorm: fresh value 1
+    before = snapshot(agent)
+    agent.perturb()
+    after = snapshot(agent)
+    torch.testing.assert_close(after["critic.trunk.0.bias"], torch.full((8,), 0.4))
+    torch.testing.assert_close(after["critic.trunk.1.weight"], torch.full((8,), 0.4 * 3 + 0.6))
+    assert all(not torch.equal(after[k], before[k]) for k in before if before[k].dim() == 2)
+    assert len(agent.best) == 0  # reset mode keeps no S_top
+    agent.on_episode_end({"episode_return": 1.0})
+    assert len(agent.best) == 0
+
+
+def test_no_perturbation_ablation_never_changes_weights_outside_updates():
+    agent = make_agent(perturbation="none", perturb_every=1)
+    agent.update(make_batch(), 100)
+    assert agent.perturbations == 0
+
+
+def test_best_agents_through_episode_ends_keep_the_highest_returns():
+    agent = make_agent(best_agents=2)
+    for ret in (3.0, 1.0, 0.5, 2.0):
+        agent.on_episode_end({"episode_return": ret})
+    assert sorted(agent.best.returns) == [2.0, 3.0]
+    per_member = sum(p.numel() for p in named_parameters(agent.blend_nets()).values())
+    assert agent.best.nbytes() == 2 * 4 * per_member
+
+
+def test_empty_best_set_skips_the_blend_but_resets_optimisers():
+    agent = make_agent()
+    agent.update(make_batch(), 100)
+    before = snapshot(agent)
+    agent.perturb()
+    assert all(torch.equal(before[k], v) for k, v in snapshot(agent).items())
+    assert all(len(opt.state) == 0 for opt in agent.optimisers().values())
+
+
+# ---------------------------------------------------------------------------------------------
+# policy view, attacks, persistence
+
+
+def test_policy_view_equals_act_and_is_deterministic():
+    agent = make_agent(gate_dropout=0.5)
+    obs = np.random.default_rng(0).uniform(-1, 1, (16, 4)).astype(np.float32)
+    view = agent.policy_view()
+    x = torch.as_tensor(obs)
+    np.testing.assert_allclose(view.squash(view(x)).numpy(), agent.act(obs), rtol=1e-5, atol=1e-6)
+    assert torch.equal(view(x), view(x))
+    live = agent.policy_view(live=True)
+    agent.update(make_batch(), 100)
+    np.testing.assert_allclose(live.squash(live(x)).detach().numpy(), agent.act(obs), atol=1e-6)
+    assert not torch.allclose(view(x), live(x))
+
+
+@pytest.mark.parametrize(
+    "engine",
+    ["autograd", pytest.param("compiled", marks=pytest.mark.slow)],  # compiles ~80 s
+)
+def test_attack_engines_differentiate_through_the_sparse_moe(engine):
+    from rlkit.attacks import AttackBudget, make_attack
+
+    agent = make_agent()
+    assert agent.actor.middle.sparse
+    view = agent.policy_view()
+    obs = torch.as_tensor(np.random.default_rng(1).uniform(-1, 1, (6, 4)).astype(np.float32))
+    x = obs.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(view(x).square().sum(), x)
+    assert torch.all(torch.isfinite(grad)) and grad.abs().sum() > 0
+    attack = make_attack("fgsm", view, AttackBudget(eps=0.1), engine=engine)
+    moved = attack(obs)
+    assert attack.engine_stats[f"{engine}_calls"] == 1
+    assert torch.all(torch.isfinite(moved)) and not torch.equal(moved, obs)
+    assert float((moved - obs).abs().max()) <= 0.1 + 1e-6
+
+
+def test_save_load_round_trip_continues_identically(tmp_path):
+    agent = make_agent(perturb_every=2)
+    stored_agents(agent, 2)
+    agent.update(make_batch(0), 100)
+    agent.save(tmp_path)
+    assert set(load_torch(tmp_path / "agent.pt")) >= {"best", "counters", "value_opt"}
+    twin = make_agent(seed=9, perturb_every=2)
+    twin.load(tmp_path)
+    assert twin.best.returns == agent.best.returns and twin.n_updates == 1
+    outs = []
+    for a in (agent, twin):
+        torch.manual_seed(3)
+        outs.append([a.update(make_batch(i), 100) for i in range(1, 4)])
+    assert outs[0] == outs[1]
+    for k, v in snapshot(agent).items():
+        assert torch.equal(v, snapshot(twin)[k]), k
+
+
+def test_policy_only_load_copies_encoder_and_actor(tmp_path):
+    agent = make_agent()
+    agent.update(make_batch(), 100)
+    agent.save(tmp_path)
+    twin = make_agent(seed=4)
+    twin.load(tmp_path, policy_only=True)
+    obs = np.zeros((3, 4), np.float32)
+    np.testing.assert_array_equal(twin.act(obs), agent.act(obs))
+    assert not torch.equal(twin.critic.trunk[0].weight, agent.critic.trunk[0].weight)
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end: rlkit train, then resume
+
+
+N = 60
+RUN = {
+    "env": {"id": "Pendulum-v1", "max_episode_steps": 20},
+    "agent": {
+        "name": "mentor",
+        "kwargs": {**SMALL, "num_expl_steps": 20, "perturb_every": 8, "best_agents": 3},
+    },
+    "train": {
+        "total_steps": 2 * N,
+        "eval_every": N,
+        "eval_episodes": 1,
+        "checkpoint_every": N,
+        "progress": False,
+    },
+    "eval": {"episodes": 1},
+    "run": {"tensorboard": False},
+    "seed": 3,
+}
+
+
+def train_to(folder: Path, total: int) -> Path:
+    from rlkit.train import train
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump({**RUN, "run": {**RUN["run"], "dir": str(folder / "run")}}))
+    return Path(train(path, [f"train.total_steps={total}"]).path)
+
+
+def rows(run: Path) -> list[dict[str, str]]:
+    with (run / "metrics.csv").open() as handle:
+        return [
+            {k: v for k, v in r.items() if not k.startswith("time/")}
+            for r in csv.DictReader(handle)
+        ]
+
+
+def final_state(run: Path) -> dict:
+    return load_torch(next(run.rglob("final/agent.pt")))
+
+
+def test_train_then_resume_equals_training_in_one_go(tmp_path):
+    straight = train_to(tmp_path / "straight", 2 * N)
+    train_to(tmp_path / "resumed", N)
+    resumed = train_to(tmp_path / "resumed", 2 * N)
+    assert rows(resumed) == rows(straight)
+    a, b = final_state(straight), final_state(resumed)
+    assert a["counters"] == b["counters"] and a["counters"]["perturbations"] >= 2
+    assert torch.equal(a["best"]["returns"], b["best"]["returns"])
+    for net in ("actor", "critic", "critic_target", "value"):
+        for k, v in a[net].items():
+            assert torch.equal(v, b[net][k]), (net, k)
+    for k, v in a["best"]["stacks"].items():
+        assert torch.equal(v, b["best"]["stacks"][k]), k
