@@ -158,6 +158,15 @@ def _register_agents() -> None:
         action_spaces=CONTINUOUS_ONLY,
     )
     AGENTS.register(
+        "mentor",
+        "rlkit.agents.mentor:build_mentor",
+        "MENTOR: DrQ-v2 + DrM with a mixture-of-experts actor and task-oriented perturbation",
+        params=lambda: native_params("rlkit.agents.mentor:MentorAgent"),
+        loop="online",
+        data="replay",
+        action_spaces=CONTINUOUS_ONLY,
+    )
+    AGENTS.register(
         "atla",
         "rlkit.agents.atla:build_atla",
         "ATLA: an SB3 victim and a learned SB3 adversary trained in alternation (Zhang et al.)",
