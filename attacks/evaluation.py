@@ -31,6 +31,18 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from rich.progress import Progress
 
 from rlkit.attacks.budget import AttackBudget
+from rlkit.attacks.pixels import (
+    FrameAttackedVectorObservation,
+    FrameStackView,
+    channel_arrays,
+    channel_groups,
+    env_attr,
+    frame_stack_of,
+    is_pixel_space,
+    raw_eps,
+    raw_settings,
+    resolve_units,
+)
 from rlkit.attacks.stealth import PROCEDURES, split_by_day_null, stealth_report
 from rlkit.attacks.wrappers import AttackedVectorObservation
 from rlkit.catalog import build_attack
@@ -162,16 +174,38 @@ def _single_space(env: gym.Env | VectorEnv) -> gym.spaces.Space:
     return env.observation_space if space is None else space
 
 
-def build_budget(spec: AttackSpec, eps: float, env: gym.Env | VectorEnv) -> AttackBudget:
+def build_budget(
+    spec: AttackSpec,
+    eps: float,
+    env: gym.Env | VectorEnv,
+    units: str = "auto",
+    quantize: bool | None = None,
+    frame_level: bool = False,
+) -> AttackBudget:
     """The budget of ``spec`` at ``eps`` in ``env``'s raw observation space (groups by name).
 
-    Flat observations get per-feature mask and scale from the env's named groups; other shapes
-    (images) get a uniform budget with per-element bounds (they have no groups to name).
+    Flat observations get per-feature mask and scale from the env's named groups; images get a
+    per-channel mask and scale from channel groups (``red``, ``channel_0``, ..., see
+    :mod:`rlkit.attacks.pixels`) and per-element bounds; ``eps`` is converted from ``units``.
 
     :param spec: the attack spec (norm, mask and scale groups).
-    :param eps: the radius.
+    :param eps: the radius, in ``units``.
     :param env: the env, or a vector env (for groups, size and observation bounds).
+    :param units: ``"auto"``, ``"raw"`` or ``"pixels"`` (fractions of 0..255); ``"auto"`` is
+        resolved from ``eps`` alone (:func:`~rlkit.attacks.pixels.resolve_units`; an evaluation
+        resolves it once from all its budgets and passes the result).
+    :param quantize: round to the integer grid (None = auto: for uint8 image observations).
+    :param frame_level: images: the budget of one frame (the newest of a stack), not the stack.
     """
+    space = _single_space(env)
+    if quantize is None:
+        quantize = is_pixel_space(space)
+    try:
+        eps = raw_eps(eps, resolve_units(units, space, [eps], quantize))
+    except ValueError as err:
+        raise ConfigError(f"attack {spec.key!r}: {err}") from None
+    if len(space.shape) != 1:
+        return _image_budget(spec, eps, env, space, quantize, frame_level)
     groups = feature_groups(env)
     for name in [*spec.mask, *spec.scale]:
         if name not in groups:
@@ -179,13 +213,6 @@ def build_budget(spec: AttackSpec, eps: float, env: gym.Env | VectorEnv) -> Atta
                 f"attack {spec.key!r}: unknown observation group {name!r}; "
                 f"this env has: {', '.join(groups) or 'no groups'}"
             )
-    space = _single_space(env)
-    low = np.where(np.isfinite(space.low), space.low, -np.inf).astype(np.float32)
-    high = np.where(np.isfinite(space.high), space.high, np.inf).astype(np.float32)
-    bounded = np.isfinite(low).all() and np.isfinite(high).all()
-    bounds = {"low": low if bounded else None, "high": high if bounded else None}
-    if len(space.shape) != 1:
-        return AttackBudget(eps, norm=spec.norm, **bounds)
     return AttackBudget.from_groups(
         eps,
         groups,
@@ -193,8 +220,83 @@ def build_budget(spec: AttackSpec, eps: float, env: gym.Env | VectorEnv) -> Atta
         mask_groups=spec.mask,
         scale_groups=spec.scale,
         norm=spec.norm,
+        quantize=quantize,
+        **_bounds(space),
+    )
+
+
+def _bounds(space: gym.spaces.Box) -> dict[str, np.ndarray | None]:
+    """``low``/``high`` of ``space`` as float32 arrays when all finite, else None."""
+    low = np.where(np.isfinite(space.low), space.low, -np.inf).astype(np.float32)
+    high = np.where(np.isfinite(space.high), space.high, np.inf).astype(np.float32)
+    bounded = np.isfinite(low).all() and np.isfinite(high).all()
+    return {"low": low if bounded else None, "high": high if bounded else None}
+
+
+def _image_budget(
+    spec: AttackSpec,
+    eps: float,
+    env: gym.Env | VectorEnv,
+    space: gym.spaces.Box,
+    quantize: bool,
+    frame_level: bool,
+) -> AttackBudget:
+    """A per-channel budget of image observations (C*k, H, W): one frame's or the stack's.
+
+    :param spec: the attack spec (norm, channel mask and scale groups).
+    :param eps: the radius in raw units.
+    :param env: the env (frame_stack, channel_groups).
+    :param space: its single observation space.
+    :param quantize: round to the integer grid.
+    :param frame_level: the budget of the newest frame only.
+    """
+    k = frame_stack_of(env) if len(space.shape) == 3 else 1
+    channels = space.shape[0]
+    if channels % k:
+        k = 1
+    per_frame = channels // k
+    frames = 1 if frame_level else k
+    try:
+        groups = channel_groups(per_frame, env_attr(env, "channel_groups"))
+        mask, scale = channel_arrays(groups, per_frame, frames, spec.mask, spec.scale)
+    except ValueError as err:
+        raise ConfigError(f"attack {spec.key!r}: {err}") from None
+    bounds = _bounds(space)
+    if frame_level:
+        bounds = {key: None if b is None else b[-per_frame:] for key, b in bounds.items()}
+    return AttackBudget(
+        eps,
+        norm=spec.norm,
+        mask=mask if spec.mask else None,  # None: every channel (as before channel groups)
+        scale=scale if spec.scale else None,
+        quantize=quantize,
         **bounds,
     )
+
+
+def frame_level_stack(attack_config: AttackConfig, env: gym.Env | VectorEnv) -> int:
+    """Frames per stack of a frame-level attack on ``env``'s observations, 0 for whole-stack.
+
+    ``attack_config.frame_level`` None (auto): frame-level for image observations of a stacked
+    env (``frame_stack`` > 1).
+
+    :param attack_config: the attack config.
+    :param env: the (probe) env.
+    """
+    space = _single_space(env)
+    image = len(space.shape) == 3
+    k = frame_stack_of(env) if image else 1
+    wanted = attack_config.frame_level
+    if wanted is None:
+        return k if image and k > 1 else 0
+    if not wanted:
+        return 0
+    if not image or space.shape[0] % k:
+        raise ConfigError(
+            f"attack.frame_level: true needs stacked image observations (C*k, H, W); this env's "
+            f"have shape {tuple(space.shape)} with frame_stack {k}"
+        )
+    return k
 
 
 def _flat_steps(episodes: list[list[np.ndarray]]) -> np.ndarray:
@@ -339,14 +441,29 @@ def _evaluate(
     runs = [
         (spec, eps) for spec in attack_config.attacks for eps in (spec.eps or attack_config.eps)
     ]
-    budgets = [
-        build_budget(spec, eps, probe) for spec, eps in runs
-    ]  # validate before the long work
+    frame_k = 0 if flat else frame_level_stack(attack_config, probe)
+    space = _single_space(venv)
+    quantize = attack_config.quantize
+    if quantize is None:
+        quantize = is_pixel_space(space)
+    try:
+        units = resolve_units(attack_config.units, space, [eps for _, eps in runs], quantize)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
-    def run(attack: AttackFn) -> Trace:
-        return run_episodes(
-            AttackedVectorObservation(venv, attack, single_episode=True), view, seeds
-        )
+    def budget_of(spec: AttackSpec, eps: float) -> AttackBudget:
+        return build_budget(spec, eps, probe, units, quantize, frame_level=frame_k > 0)
+
+    budgets = [budget_of(spec, eps) for spec, eps in runs]  # validate before the long work
+
+    def run(attack: AttackFn, frame_view: FrameStackView | None = None) -> Trace:
+        if frame_view is not None:
+            env: AttackedVectorObservation = FrameAttackedVectorObservation(
+                venv, attack, frame_view, single_episode=True
+            )
+        else:
+            env = AttackedVectorObservation(venv, attack, single_episode=True)
+        return run_episodes(env, view, seeds)
 
     with Progress(disable=not progress) as bar:
         task = bar.add_task("attacks", total=len(runs) + 1)
@@ -356,10 +473,14 @@ def _evaluate(
         rows, traces, stealth = [], {"clean": clean}, {}
         for (spec, eps), budget in zip(runs, budgets, strict=True):
             bar.update(task, description=f"{spec.key} eps={eps}")
-            trace = run(build_attack(spec.name, view, budget, spec.settings))
+            frame_view = FrameStackView(view, frame_k) if frame_k else None
+            settings = raw_settings(spec.settings, units)
+            policy = view if frame_view is None else frame_view
+            trace = run(build_attack(spec.name, policy, budget, settings), frame_view)
             row = {
                 "attack": spec.key,
                 "eps": eps,
+                **({} if flat else {"eps_raw": budget.eps}),
                 **summarize_trace(trace, clean, view.action_kind),
             }
             if stealth_on:
@@ -412,6 +533,10 @@ def _evaluate(
         "mmd_null": null,
         "stealth_note": STEALTH_SKIPPED if attack_config.stealth and not flat else None,
     }
+    if not flat:
+        meta["units"] = units
+        meta["frame_level"] = frame_k > 0
+        meta["frame_stack"] = frame_k or frame_stack_of(probe)
     return {"clean": clean_row, "rows": rows, "traces": traces, "stealth": stealth, "meta": meta}
 
 

@@ -304,7 +304,10 @@ def plots_section(results: Mapping[str, Any], plots: Sequence[Path], n_features:
             )
             parts.append(f"<h3>Time series: {esc(attack)}</h3>")
         elif stem.startswith("frames_"):
-            caption = f"{stem.removeprefix('frames_')}: clean frame, perturbed frame, difference."
+            caption = (
+                f"{stem.removeprefix('frames_')}: the newest frame, clean and perturbed, and "
+                "the perturbation amplified (at the largest budget; the titles give the budget)."
+            )
         else:
             caption = stem
         parts.append(figure(path, caption, alt=stem))

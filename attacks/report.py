@@ -154,7 +154,18 @@ def plot_timeseries(results: dict[str, Any], out: Path, n_features: int = 3) -> 
         plt.close(fig)
         paths.append(path)
         if not flat:
-            paths.append(plot_frames(trace, out, attack, eps))
+            row = next(r for r in results["rows"] if r["attack"] == attack and r["eps"] == eps)
+            paths.append(
+                plot_frames(
+                    trace,
+                    out,
+                    attack,
+                    eps,
+                    eps_raw=row.get("eps_raw"),
+                    units=results["meta"].get("units", "raw"),
+                    frame_level=bool(results["meta"].get("frame_level")),
+                )
+            )
     return paths
 
 
@@ -173,9 +184,41 @@ def _display(frame: np.ndarray, unit: float) -> tuple[np.ndarray, bool]:
     return chw[-1], False
 
 
-def plot_frames(trace: Any, out: Path, attack: str, eps: float) -> Path:
-    """``frames_<attack>.png``: clean frame, perturbed frame and amplified difference at the most
-    perturbed step of episode 0 (image observations)."""
+def budget_caption(eps: float, eps_raw: float | None, units: str) -> str:
+    """The budget as a plot states it: ``eps 8/255 (8 pixel levels)`` or ``eps 0.03``.
+
+    :param eps: the configured budget.
+    :param eps_raw: the budget in raw units (None: the same as ``eps``).
+    :param units: ``"pixels"`` or ``"raw"``.
+    """
+    if units == "pixels" and eps_raw is not None:
+        from rlkit.attacks.pixels import pixel_label
+
+        return f"eps {pixel_label(eps)} ({eps_raw:.3g} pixel levels)"
+    return f"eps {eps:g}"
+
+
+def plot_frames(
+    trace: Any,
+    out: Path,
+    attack: str,
+    eps: float,
+    eps_raw: float | None = None,
+    units: str = "raw",
+    frame_level: bool = False,
+) -> Path:
+    """``frames_<attack>.png``: the newest frame of the stack, clean and perturbed, and their
+    difference amplified, at the most perturbed step of episode 0 (image observations); the
+    titles state the budget and the largest change of the frame shown.
+
+    :param trace: the attacked run.
+    :param out: the report folder.
+    :param attack: the attack's key.
+    :param eps: its budget as configured.
+    :param eps_raw: the budget in raw units (pixel levels), when it differs.
+    :param units: the units of ``eps`` (``"pixels"`` or ``"raw"``).
+    :param frame_level: the attack perturbed each frame once, before stacking.
+    """
     clean_obs, fed_obs = trace.stacked("clean_obs", 0), trace.stacked("fed_obs", 0)
     step = most_perturbed_step(clean_obs, fed_obs)
     integer = np.issubdtype(clean_obs.dtype, np.integer)
@@ -184,20 +227,23 @@ def plot_frames(trace: Any, out: Path, attack: str, eps: float) -> Path:
     fed_img, _ = _display(fed_obs[step], unit)
     delta = fed_img - clean_img
     peak = float(np.abs(delta).max())
+    levels = peak * unit
     gain = 0.5 / peak if peak > 0 else 1.0
     diff_img = 0.5 + gain * delta
     cmap = None if rgb else "gray"
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
+    newest = "newest frame" if rgb or clean_obs.ndim > 2 else "frame"
     panels = [
-        (clean_img, "clean"),
-        (fed_img, f"{attack} eps={eps:g}"),
-        (diff_img, f"difference x{gain:.3g}"),
+        (clean_img, f"clean ({newest})"),
+        (fed_img, f"{attack}, {budget_caption(eps, eps_raw, units)}"),
+        (diff_img, f"difference x{gain:.3g} (max |delta| {levels:.3g})"),
     ]
     for ax, (img, title) in zip(axes, panels, strict=True):
         ax.imshow(np.clip(img, 0.0, 1.0), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    fig.suptitle(f"episode 0, step {step} (largest perturbation)", fontsize=9)
+    how = "each frame perturbed once, before stacking" if frame_level else "whole observation"
+    fig.suptitle(f"episode 0, step {step} (largest perturbation); {how}", fontsize=9)
     fig.tight_layout()
     path = out / f"frames_{attack}.png"
     fig.savefig(path, dpi=100)

@@ -48,7 +48,6 @@ def _run_attack(
         rows (and their ``t``), the others pass through unchanged.
     """
     obs = np.asarray(obs)
-    n = obs.shape[0]
     dtype = obs.dtype if np.issubdtype(obs.dtype, np.floating) else np.float32
     adv = obs.astype(dtype, copy=True)
     every = rows is None or bool(np.all(rows))
@@ -65,14 +64,23 @@ def _run_attack(
             adv = out.copy()
         else:
             adv[rows] = out
+    return adv, observation_records(obs, adv)
+
+
+def observation_records(obs: np.ndarray, adv: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-sample info records of a clean batch ``obs`` and the batch ``adv`` fed instead.
+
+    :param obs: clean observations (N, ...).
+    :param adv: perturbed observations, same shape.
+    """
+    n = obs.shape[0]
     diff = (adv.astype(np.float64) - obs.astype(np.float64)).reshape(n, -1)
-    records = {
+    return {
         "clean_obs": obs.copy(),
         "perturbed_obs": adv.copy(),
         "distortion_linf": np.abs(diff).max(axis=1) if diff.shape[1] else np.zeros(n),
         "distortion_l2": np.linalg.norm(diff, axis=1),
     }
-    return adv, records
 
 
 def _device_of(attack: AttackFn, device: torch.device | str | None) -> torch.device:

@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from rlkit.registry import close_matches
 
@@ -133,14 +141,35 @@ class RunConfig(Strict):
     tensorboard: bool = Field(True, description="write TensorBoard events beside metrics.csv")
 
 
+def budget_value(value: Any) -> Any:
+    """A budget as a number: ``8/255`` (a fraction, as pixel budgets are written) becomes 8/255.
+
+    :param value: a number or a ``"a/b"`` string (other values are left for pydantic to reject).
+    """
+    if isinstance(value, str) and "/" in value:
+        try:
+            return float(Fraction(value.replace(" ", "")))
+        except (ValueError, ZeroDivisionError):
+            return value
+    return value
+
+
+def _budget_list(value: Any) -> Any:
+    """Apply :func:`budget_value` to each item of a list of budgets."""
+    return [budget_value(v) for v in value] if isinstance(value, list) else value
+
+
+Budgets = Annotated[list[float], BeforeValidator(_budget_list)]
+
+
 class AttackSpec(Strict):
     """One attack to evaluate: a registered attack with its budget shape and settings."""
 
     name: str = Field(description="registered attack name (see `rlkit info`)")
     label: str | None = Field(None, description="name used in results (default: the attack name)")
     norm: Literal["linf", "l2"] = Field("linf", description="norm of the perturbation budget")
-    eps: list[float] | None = Field(
-        None, description="budgets for this attack (default: attack.eps)"
+    eps: Budgets | None = Field(
+        None, description="budgets for this attack (default: attack.eps); '8/255' is 8/255"
     )
     mask: list[str] = Field(
         default_factory=list, description="observation groups the attack may not touch"
@@ -162,8 +191,28 @@ class AttackConfig(Strict):
     """Attacks evaluated by `rlkit evaluate --attack`: every attack at every budget."""
 
     attacks: list[AttackSpec] = Field(description="the attacks to run")
-    eps: list[float] = Field(
-        default_factory=lambda: [0.01, 0.03, 0.05], description="default budgets"
+    eps: Budgets = Field(
+        default_factory=lambda: [0.01, 0.03, 0.05],
+        description="default budgets (in attack.units; '8/255' is 8/255)",
+    )
+    units: Literal["auto", "raw", "pixels"] = Field(
+        "auto",
+        description="what eps (and a PGD step_size) mean: 'raw' = the env's raw observation "
+        "units, 'pixels' = fractions of the 0..255 range of uint8 frames (eps 8/255 = 8 pixel "
+        "levels; eps must be in [0, 1]), 'auto' = pixels for uint8 image observations, raw "
+        "otherwise (see rlkit.attacks.pixels)",
+    )
+    frame_level: bool | None = Field(
+        None,
+        description="stacked frames: perturb each rendered frame once, before stacking (only "
+        "the newest frame is optimised, the older ones keep their earlier perturbation); false "
+        "= perturb the whole stack at every step; null = auto: frame-level when the env stacks "
+        "frames (frame_stack > 1) of image observations",
+    )
+    quantize: bool | None = Field(
+        None,
+        description="round attacked observations to the integer grid (within the budget and "
+        "bounds); null = auto: on for uint8 image observations",
     )
     episodes: int = Field(
         3, ge=1, description="episodes per (attack, budget); the same seeds as the clean run"
@@ -527,10 +576,10 @@ def load_attack_config(path: str | Path, eps: list[float] | None = None) -> Atta
 def parse_eps(text: str) -> list[float]:
     """Parse ``--eps 0.01,0.03`` into floats (ConfigError on bad input)."""
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        values = [float(budget_value(v.strip())) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(
-            f"--eps {text!r}: expected comma-separated numbers, e.g. 0.01,0.03,0.05"
+            f"--eps {text!r}: expected comma-separated numbers, e.g. 0.01,0.03,0.05 or 2/255,8/255"
         ) from None
     if not values or any(not math.isfinite(v) or v < 0 for v in values):
         raise ConfigError(f"--eps {text!r}: expected one or more finite budgets >= 0")
