@@ -9,8 +9,11 @@ env and step) once ``adversarial.start_step`` env steps are done; the agent stor
 what it saw. The budget is built as an evaluation budget (``eps``, ``mask`` and ``scale`` groups
 in the raw observation space); ``terminal_observation`` (used to bootstrap) stays clean.
 
-Implemented for the stable-baselines3 loop as a ``VecEnvWrapper`` placed under any
-``VecNormalize``.
+In the stable-baselines3 loop it is a ``VecEnvWrapper`` placed under any ``VecNormalize``; in
+the native online loop (drqv2, mentor) the loop perturbs each observation as it arrives, stores the
+perturbed one (the final observation of an episode stays clean, as in SB3) and saves the attack's
+random state with its checkpoints, so a resumed run continues exactly. Stacked frames are not
+supported there: a perturbed stack would not continue the previous one frame by frame.
 """
 
 from __future__ import annotations
@@ -64,6 +67,34 @@ class LiveAttack:
             return np.zeros(n, dtype=bool)
         return self.rng.random(n) < self.config.probability
 
+    def perturb(self, obs: np.ndarray, t: np.ndarray, steps_done: int) -> tuple[np.ndarray, int]:
+        """Attack the rows :meth:`rows` draws; return the batch and how many were attacked.
+
+        :param obs: (N, ...) clean observations.
+        :param t: (N,) episode step of each.
+        :param steps_done: env steps so far.
+        """
+        rows = self.rows(len(obs), steps_done)
+        if not rows.any():
+            return obs, 0
+        adv, _ = _run_attack(self.attack, obs, t.copy(), self.device, rows)
+        return adv.astype(obs.dtype, copy=False), int(rows.sum())
+
+    def state(self) -> dict[str, Any]:
+        """The attack-or-not generator's state (for exact resume)."""
+        from rlkit.seeding import generator_state
+
+        return {"rng": generator_state(self.rng)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state`.
+
+        :param state: what :meth:`state` returned.
+        """
+        from rlkit.seeding import set_generator_state
+
+        set_generator_state(self.rng, state["rng"])
+
 
 class AdversarialVecEnv(VecEnvWrapper):
     """An SB3 VecEnv whose observations the :class:`LiveAttack` perturbs.
@@ -82,13 +113,10 @@ class AdversarialVecEnv(VecEnvWrapper):
         self.attacked_steps = 0
 
     def _perturb(self, obs: np.ndarray) -> np.ndarray:
-        rows = self.live.rows(len(obs), self.steps)
+        adv, attacked = self.live.perturb(obs, self.t, self.steps)
         self.steps += len(obs)
-        if not rows.any():
-            return obs
-        self.attacked_steps += int(rows.sum())
-        adv, _ = _run_attack(self.live.attack, obs, self.t.copy(), self.live.device, rows)
-        return adv.astype(obs.dtype, copy=False)
+        self.attacked_steps += attacked
+        return adv
 
     def reset(self) -> Any:
         """Reset every env; the first observations may be attacked too."""

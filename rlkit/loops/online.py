@@ -13,11 +13,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from rlkit.agent import UpdateSchedule, build_agent
 from rlkit.config import ExperimentConfig
 from rlkit.envs import make_env
 from rlkit.io import load_torch, save_torch
+from rlkit.loops.adversarial import LiveAttack
 from rlkit.loops.common import Schedules, TrainLoop
 from rlkit.registry import DATASETS
 from rlkit.replay import ReplayBuffer
@@ -33,7 +35,7 @@ def build_replay(config: ExperimentConfig, env: gym.Env, schedule: UpdateSchedul
     :param env: the training env (spaces; ``frame_stack`` attribute for stacked pixels).
     :param schedule: the agent's schedule (n-step horizon and discount).
     """
-    frame_stack = int(getattr(env, "frame_stack", 1) or 1)
+    frame_stack = int(env_attr(env, "frame_stack", 1) or 1)
     return ReplayBuffer(
         config.train.replay_size,
         env.observation_space,  # type: ignore[arg-type]  # the buffer checks it is a Box
@@ -42,6 +44,19 @@ def build_replay(config: ExperimentConfig, env: gym.Env, schedule: UpdateSchedul
         gamma=schedule.gamma,
         frame_stack=frame_stack,
     )
+
+
+def env_attr(env: gym.Env, name: str, default: Any) -> Any:
+    """An attribute of ``env`` or of any wrapper inside it (gymnasium 1.x wrappers do not forward).
+
+    :param env: the (wrapped) env.
+    :param name: the attribute, e.g. ``frame_stack``.
+    :param default: returned when no layer has it.
+    """
+    try:
+        return env.get_wrapper_attr(name)
+    except AttributeError:
+        return default
 
 
 class OnlineLoop(TrainLoop):
@@ -60,6 +75,27 @@ class OnlineLoop(TrainLoop):
         self.sampler = np.random.default_rng(config.seed)
         self.episode, self.episode_step, self.episode_return = 0, 0, 0.0
         self.obs: np.ndarray | None = None
+        self.live = self._live_attack()
+
+    def _live_attack(self) -> LiveAttack | None:
+        """Adversarial training's attack on the agent's live policy (``adversarial`` section)."""
+        if self.config.adversarial is None:
+            return None
+        if self.buffer.frame_stack > 1:
+            raise ValueError(
+                "adversarial: adversarial training in the online loop needs unstacked "
+                f"observations (this env stacks {self.buffer.frame_stack} frames)"
+            )
+        live = LiveAttack(self.config.adversarial, self.config.seed)
+        live.bind(self.agent, self.env)
+        return live
+
+    def _observe(self, obs: np.ndarray) -> np.ndarray:
+        """The observation the agent sees: attacked by adversarial training when it draws so."""
+        if self.live is None:
+            return obs
+        adv, _ = self.live.perturb(obs[None], np.array([self.episode_step]), self.step)
+        return adv[0]
 
     def save_state(self, folder: Path) -> dict[str, Any]:
         """Counters and the sampler's RNG into ``counters.pt``; the replay appends its chunks.
@@ -71,9 +107,11 @@ class OnlineLoop(TrainLoop):
             "episode_step": self.episode_step,
             "episode_return": self.episode_return,
         }
-        save_torch(
-            folder / COUNTERS, {"counters": counters, "sampler": generator_state(self.sampler)}
-        )
+        state: dict[str, Any] = {"counters": counters, "sampler": generator_state(self.sampler)}
+        if self.live is not None:
+            # the observation the agent saw may be perturbed: the env cannot give it back
+            state["live"] = {**self.live.state(), "obs": torch.from_numpy(np.array(self.obs))}
+        save_torch(folder / COUNTERS, state)
         return {"replay": self.buffer.save(self.run.replay_store)}
 
     def load_state(self, folder: Path, meta: dict[str, Any]) -> None:
@@ -87,6 +125,9 @@ class OnlineLoop(TrainLoop):
         self.episode, self.episode_step = int(counters["episode"]), int(counters["episode_step"])
         self.episode_return = float(counters["episode_return"])
         set_generator_state(self.sampler, state["sampler"])
+        if self.live is not None and "live" in state:
+            self.live.load_state(state["live"])
+            self.obs = state["live"]["obs"].numpy()
         self.buffer.load(self.run.replay_store, meta["replay"])
 
     def after_prune(self) -> None:
@@ -104,7 +145,7 @@ class OnlineLoop(TrainLoop):
         config, agent = self.config, self.agent
         obs = self._restore_env()
         while self.step < config.train.total_steps:
-            obs = self._env_step(obs)
+            obs = self.obs = self._env_step(obs)
             if agent.schedule.due(self.step):
                 batch = self.buffer.sample(agent.schedule.batch_size, self.sampler)
                 metrics = agent.update(batch, self.step)
@@ -126,6 +167,8 @@ class OnlineLoop(TrainLoop):
             self.agent.act(obs[None], self.step, explore=True)[0], dtype=self.env.action_space.dtype
         )
         next_obs, reward, terminated, truncated, info = self.env.step(action)
+        if not (terminated or truncated):  # the final observation stays clean (bootstrap)
+            next_obs = self._observe(np.asarray(next_obs))
         self.buffer.add(obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
         self.step += 1
         self.episode_step += 1
@@ -136,7 +179,8 @@ class OnlineLoop(TrainLoop):
             self.agent.on_episode_end({**info, **ended})
             self.episode += 1
             self.episode_step, self.episode_return = 0, 0.0
-            next_obs, _ = self.env.reset(seed=self._episode_seed(self.episode))
+            reset_obs, _ = self.env.reset(seed=self._episode_seed(self.episode))
+            next_obs = self._observe(np.asarray(reset_obs))
         return np.asarray(next_obs)
 
     def _restore_env(self) -> np.ndarray:
@@ -144,4 +188,6 @@ class OnlineLoop(TrainLoop):
         obs, _ = self.env.reset(seed=self._episode_seed(self.episode))
         for action in self.buffer.recent_actions(self.episode_step) if self.episode_step else []:
             obs, *_ = self.env.step(action)
+        if self.live is not None:
+            return self.obs if self.obs is not None else self._observe(np.asarray(obs))
         return np.asarray(obs)

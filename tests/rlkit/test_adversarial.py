@@ -158,3 +158,81 @@ def test_an_adversarial_run_resumes(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     assert [read_meta(f)["step"] for f in run.checkpoint_dirs()][-1] == 200
     assert read_meta(run.final)["step"] == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# the native online loop (drqv2, mentor)
+
+
+def native_config(folder: Path, total: int) -> ExperimentConfig:
+    return ExperimentConfig.model_validate(
+        {
+            "env": {"id": "Pendulum-v1", "max_episode_steps": 25},  # step 40 falls mid-episode
+            "agent": {
+                "name": "drqv2",
+                "net_arch": [16],
+                "kwargs": {"num_expl_steps": 20, "batch_size": 8, "update_every_steps": 1},
+            },
+            "train": {
+                "total_steps": total,
+                "eval_every": 0,
+                "checkpoint_every": 40,
+                "replay_size": 200,
+                "progress": False,
+            },
+            "eval": {"episodes": 1},
+            "run": {"dir": str(folder), "tensorboard": False},
+            "adversarial": {**ADVERSARIAL, "probability": 0.5, "start_step": 10},
+        }
+    )
+
+
+def train_native(folder: Path, total: int) -> Any:
+    captured: dict[str, Any] = {}
+    original = TrainLoop.run_all
+
+    def spy(loop: TrainLoop) -> Any:
+        captured["loop"] = loop
+        return original(loop)
+
+    TrainLoop.run_all = spy  # type: ignore[method-assign]
+    try:
+        train(None, config=native_config(folder, total))
+    finally:
+        TrainLoop.run_all = original  # type: ignore[method-assign]
+    return captured["loop"]
+
+
+def stored_observations(loop: Any) -> np.ndarray:
+    batch = loop.buffer.sample(len(loop.buffer), np.random.default_rng(0))
+    return batch.obs.numpy()
+
+
+def test_the_online_loop_stores_what_the_attack_showed_the_agent(tmp_path: Path) -> None:
+    loop = train_native(tmp_path / "run", 80)
+    obs = stored_observations(loop)
+    radius = obs[:, 0] ** 2 + obs[:, 1] ** 2
+    off_circle = np.abs(radius - 1) > 1e-4  # attacked observations leave the unit circle
+    assert 0.25 < off_circle.mean() < 0.75  # about half of them, after step 10
+    assert np.abs(obs[:, :2]).max() <= 1 + 1e-6  # inside the observation bounds
+
+
+def test_an_online_adversarial_run_resumes_exactly(tmp_path: Path) -> None:
+    straight = train_native(tmp_path / "straight", 80)
+    train_native(tmp_path / "resumed", 40)
+    resumed = train_native(tmp_path / "resumed", 80)
+    for name, tensor in straight.agent.state_dict()["actor"].items():
+        assert torch.equal(tensor, resumed.agent.state_dict()["actor"][name]), name
+    np.testing.assert_array_equal(stored_observations(straight), stored_observations(resumed))
+
+
+def test_online_adversarial_training_refuses_stacked_frames(tmp_path: Path) -> None:
+    from rlkit.loops.online import OnlineLoop
+
+    class Stacked:
+        frame_stack = 3
+
+    loop = OnlineLoop.__new__(OnlineLoop)
+    loop.config, loop.buffer = native_config(tmp_path, 10), Stacked()
+    with pytest.raises(ValueError, match="adversarial: .* stacks 3 frames"):
+        loop._live_attack()
