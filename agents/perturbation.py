@@ -8,7 +8,8 @@ authors' ``models_tuple.add``). Members are stored as one stacked tensor per par
 target critic and value net; no buffers, no optimiser state), and they are part of the agent's
 saved state so resuming is exact. Size: ``capacity * 4 bytes * parameters``; for the pixel
 agent (repr 39200, feature 50, hidden 1024, 16 experts) about 22.2M parameters, so about
-890 MB for 10 members; for a state agent on cartpole (5 inputs) about 16.3M, 650 MB.
+884 MB for 10 members; for a state agent on cartpole (5 inputs, width 1024) 14.2M, 570 MB
+(width 512, the CPU config: 5.8M, 233 MB).
 
 :func:`blend` moves every parameter toward a target: ``theta <- alpha theta + (1 - alpha) phi``.
 The targets are
