@@ -103,10 +103,11 @@ class Run:
     :param env_id: the registered env id (``dmc/cartpole-swingup``).
     :param seed: the seed.
     :param config: config file, relative to the repository root.
-    :param overrides: key.sub=value overrides (besides steps, seed and run dir).
+    :param overrides: the variant's key.sub=value overrides (before the harness's own).
     :param frames: frames to train for.
     :param action_repeat: env frames per agent step.
     :param root: the folder of the run directories.
+    :param extra: overrides from ``--extra``, applied last (they win).
     """
 
     section: str
@@ -119,6 +120,7 @@ class Run:
     frames: int = FRAMES
     action_repeat: int = ACTION_REPEAT
     root: Path = RUNS
+    extra: list[str] = field(default_factory=list)
 
     @property
     def steps(self) -> int:
@@ -147,6 +149,7 @@ class Run:
             f"train.checkpoint_every={every}",
             "train.progress=false",
             f"run.dir={self.path}",
+            *self.extra,
         ]
 
 
@@ -294,6 +297,7 @@ def summarize_group(members: Sequence[Run]) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "config": members[0].config,
         "overrides": members[0].overrides,
+        "extra_overrides": members[0].extra,
         "frames": members[0].frames,
         "seeds": {str(seed): status for seed, status in state.items()},
         "seeds_finished": len(finals),
@@ -434,12 +438,9 @@ def plan(args: argparse.Namespace) -> list[Run]:
         for variant in names:
             config, overrides = variants[variant]
             for seed in seeds:
-                extra = [*overrides, *args.extra]
-                name = prefix + variant
-                env_id = f"{family}/{task}"
-                out.append(
-                    Run(section, name, task, env_id, seed, config, extra, frames, root=args.runs)
-                )
+                name, env_id = prefix + variant, f"{family}/{task}"
+                out.append(Run(section, name, task, env_id, seed, config, overrides, frames))
+                out[-1].root, out[-1].extra = args.runs, list(args.extra)
         return out
 
     runs: list[Run] = []

@@ -165,7 +165,8 @@ def step_fn(subject: Any, data: list[Batch]) -> Step:
 
 
 def time_subjects(steps: dict[str, Step], warmup: int, repeats: int, per_round: int) -> dict:
-    """Median updates/s per subject, rounds interleaved.
+    """Median updates/s per subject, rounds interleaved, by wall clock and by process CPU time
+    (the CPU-time rate is the fairer one on a machine shared with other jobs).
 
     :param steps: subject -> one update.
     :param warmup: untimed updates each first.
@@ -177,15 +178,25 @@ def time_subjects(steps: dict[str, Step], warmup: int, repeats: int, per_round: 
         for _ in range(warmup):
             step(counter)
             counter += 1
-    rates: dict[str, list[float]] = {name: [] for name in steps}
+    wall: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(per_round):
                 step(counter)
                 counter += 1
-            rates[name].append(per_round / (time.perf_counter() - start))
-    return {name: {"updates_per_s": statistics.median(r), "rounds": r} for name, r in rates.items()}
+            wall[name].append(per_round / (time.perf_counter() - start))
+            cpu[name].append(per_round / max(time.process_time() - start_cpu, 1e-9))
+    return {
+        name: {
+            "updates_per_s": statistics.median(wall[name]),
+            "updates_per_cpu_s": statistics.median(cpu[name]),
+            "rounds_wall": wall[name],
+            "rounds_cpu": cpu[name],
+        }
+        for name in steps
+    }
 
 
 def compare_losses(dense: MentorAgent, data: Batch) -> dict[str, Any]:
@@ -294,22 +305,23 @@ def print_agreement(kind: str, facts: dict[str, Any]) -> None:
 
 
 def print_rates(kind: str, threads: int, rows: dict[str, Any]) -> None:
-    """Print one timing row with ratios to the transcription.
+    """Print one timing row (wall and CPU-time rates) with ratios to the transcription.
 
     :param kind: "pixels" or "states".
     :param threads: torch threads.
     :param rows: :func:`time_subjects` output.
     """
-    ref = rows["authors"]["updates_per_s"]
-    cells = "  ".join(
-        f"{name} {row['updates_per_s']:7.2f}/s ({row['updates_per_s'] / ref:4.2f}x)"
-        for name, row in rows.items()
-    )
-    print(f"{kind:<6} threads={threads}  {cells}", flush=True)
+    for key, unit in (("updates_per_s", "wall"), ("updates_per_cpu_s", "cpu")):
+        ref = rows["authors"][key]
+        cells = "  ".join(
+            f"{name} {row[key]:7.3f}/s ({row[key] / ref:4.2f}x)" for name, row in rows.items()
+        )
+        print(f"{kind:<6} threads={threads} {unit:<4} {cells}", flush=True)
 
 
 def ratios(figures: dict[str, Any], threads: Sequence[int]) -> dict[str, Any]:
-    """Headline ratios (speed-ups over the transcription, MENTOR's cost over DrQ-v2).
+    """Headline ratios (speed-ups over the transcription, MENTOR's cost over DrQ-v2), from the
+    CPU-time rates and from the wall-clock rates.
 
     :param figures: per-kind figures.
     :param threads: thread counts timed.
@@ -320,13 +332,14 @@ def ratios(figures: dict[str, Any], threads: Sequence[int]) -> dict[str, Any]:
             rows = facts.get(f"threads_{t}")
             if not rows:
                 continue
-            rate = {name: row["updates_per_s"] for name, row in rows.items()}
-            out[f"{kind}_threads_{t}"] = {
-                "mentor_sparse_over_authors": rate["mentor_sparse"] / rate["authors"],
-                "mentor_dense_over_authors": rate["mentor_dense"] / rate["authors"],
-                "sparse_over_dense": rate["mentor_sparse"] / rate["mentor_dense"],
-                "drqv2_over_mentor_sparse": rate["drqv2"] / rate["mentor_sparse"],
-            }
+            for key, unit in (("updates_per_cpu_s", "cpu"), ("updates_per_s", "wall")):
+                rate = {name: row[key] for name, row in rows.items()}
+                out[f"{kind}_threads_{t}_{unit}"] = {
+                    "mentor_sparse_over_authors": rate["mentor_sparse"] / rate["authors"],
+                    "mentor_dense_over_authors": rate["mentor_dense"] / rate["authors"],
+                    "sparse_over_dense": rate["mentor_sparse"] / rate["mentor_dense"],
+                    "drqv2_over_mentor_sparse": rate["drqv2"] / rate["mentor_sparse"],
+                }
     return out
 
 
