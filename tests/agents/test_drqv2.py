@@ -242,3 +242,298 @@ def test_sa_penalty_joins_the_actor_loss_and_is_reported() -> None:
     assert float(regularised.sa_penalty(obs)) == pytest.approx(float(value), rel=1e-5)
     with pytest.raises(ValueError, match="sa_kappa"):
         make_agent(sa_kappa=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# pixel form: DrQ-v2's encoder, random shifts, encoder trained by the critic only
+
+PIX_SPACE = gym.spaces.Box(0, 255, (6, 24, 24), np.uint8)  # small frames keep the tests fast
+FRAMES_84 = gym.spaces.Box(0, 255, (9, 84, 84), np.uint8)
+
+
+def make_pixel_agent(seed: int = 0, space: gym.spaces.Box = PIX_SPACE, **kwargs) -> DrQV2Agent:
+    torch.manual_seed(seed)
+    options = {"hidden_dim": 32, "feature_dim": 8, "batch_size": 4, "num_expl_steps": 10}
+    return DrQV2Agent(space, ACT_SPACE, **{**options, **kwargs})
+
+
+def frames(count: int = 4, seed: int = 0, space: gym.spaces.Box = PIX_SPACE) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, *space.shape), dtype=np.uint8)
+
+
+def pixel_batch(size: int = 4, seed: int = 0, discount: float = 0.99) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    low, high = torch.as_tensor(ACT_SPACE.low), torch.as_tensor(ACT_SPACE.high)
+    return Batch(
+        obs=torch.as_tensor(frames(size, seed)),  # uint8, as the replay buffer stores them
+        action=low + torch.rand(size, 2, generator=g) * (high - low),
+        reward=torch.randn(size, 1, generator=g),
+        discount=torch.full((size, 1), discount),
+        next_obs=torch.as_tensor(frames(size, seed + 100)),
+    )
+
+
+def test_pixel_and_state_forms_are_chosen_by_the_observation_space():
+    from rlkit.networks import FlatEncoder, PixelEncoder, RandomShift
+
+    pixels, states = make_pixel_agent(space=FRAMES_84), make_agent()
+    assert pixels.pixels and isinstance(pixels.encoder, PixelEncoder)
+    assert pixels.encoder.repr_dim == 39200 and pixels.actor.trunk[0].in_features == 39200
+    assert isinstance(pixels.aug, RandomShift) and pixels.aug.pad == 4
+    assert pixels.encoder_opt is not None
+    assert not states.pixels and isinstance(states.encoder, FlatEncoder)
+    assert states.encoder_opt is None and isinstance(states.aug, torch.nn.Identity)
+    defaults = DrQV2Agent(OBS_SPACE, ACT_SPACE)  # DrQ-v2's widths
+    assert defaults.actor.input.out_features == 1024 and defaults.actor.trunk[0].out_features == 50
+    assert defaults.schedule.start == 2000 and defaults.schedule.every == 2
+
+
+def test_pixel_act_encodes_uint8_frames():
+    agent = make_pixel_agent()
+    obs = frames(3)
+    with torch.no_grad():
+        features = agent.encoder(torch.as_tensor(obs).float())
+        expected = agent.to_env_action(torch.tanh(agent.actor(features)).numpy())
+    np.testing.assert_allclose(agent.act(obs), expected, atol=1e-6)
+    assert agent.act(obs[0]).shape == (1, 2)
+
+
+def test_pixel_update_known_critic_loss_on_shifted_frames():
+    """discount 0: the critic loss is the MSE to the reward of Q on the encoded, randomly
+    shifted frames, the shifts drawn first from torch's RNG."""
+    agent = make_pixel_agent()
+    batch = pixel_batch(discount=0.0)
+    unit = torch.as_tensor(agent.to_unit_action(batch.action.numpy()))
+    torch.manual_seed(5)
+    offsets = torch.randint(0, 9, (4, 2))
+    with torch.no_grad():
+        shifted = agent.aug.shift(batch.obs.float(), offsets)
+        q1, q2 = agent.critic(agent.encoder(shifted), unit)
+        expected = (F.mse_loss(q1, batch.reward) + F.mse_loss(q2, batch.reward)).item()
+    torch.manual_seed(5)
+    metrics = agent.update(batch, step=50)
+    assert metrics["critic_loss"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["q"] == pytest.approx(q1.mean().item(), rel=1e-5)
+
+
+def test_encoder_learns_from_the_critic_loss_only():
+    """A full update and a critic-only update (same RNG) leave the encoder identical: the actor
+    loss sees detached features. The critic, encoder and actor all move."""
+    full, critic_only = make_pixel_agent(seed=2), make_pixel_agent(seed=2)
+    critic_only.update_actor = lambda features, raw, std: (torch.zeros(()), {})  # type: ignore[method-assign]
+    encoder_before, critic_before = clone_state(full.encoder), clone_state(full.critic)
+    actor_before = clone_state(full.actor)
+    for agent in (full, critic_only):
+        torch.manual_seed(0)
+        agent.update(pixel_batch(), step=50)
+    for name, value in full.encoder.state_dict().items():
+        assert torch.equal(value, critic_only.encoder.state_dict()[name]), name
+        assert not torch.equal(value, encoder_before[name]), f"encoder {name} did not move"
+    assert all(p.grad is not None for p in full.encoder.parameters())
+    for name, grad in zip(
+        dict(full.encoder.named_parameters()), critic_only.encoder.parameters(), strict=True
+    ):
+        assert torch.equal(dict(full.encoder.named_parameters())[name].grad, grad.grad), name
+    assert any(not torch.equal(critic_before[k], v) for k, v in full.critic.state_dict().items())
+    assert any(not torch.equal(actor_before[k], v) for k, v in full.actor.state_dict().items())
+
+
+def test_clipped_sample_is_drqv2s_truncated_normal():
+    from rlkit.agents.drqv2 import BOUND_EPS, clipped_sample
+
+    mean = torch.tensor([[-0.999999, 0.0, 0.5, 0.999999]], requires_grad=True)
+    torch.manual_seed(0)
+    out = clipped_sample(mean, std=0.0)
+    torch.testing.assert_close(out, mean.detach().clamp(-1 + BOUND_EPS, 1 - BOUND_EPS))
+    out.sum().backward()  # straight-through: the clamp passes the gradient unchanged
+    torch.testing.assert_close(mean.grad, torch.ones_like(mean))
+    wide = clipped_sample(torch.zeros(1000, 1), std=1e6, clip=0.3)
+    np.testing.assert_allclose(wide.abs().numpy(), 0.3, rtol=1e-6)  # every noise at the clip
+    assert 400 < int((wide > 0).sum()) < 600
+    unclipped = clipped_sample(torch.zeros(1000, 1), std=1e6)
+    assert unclipped.abs().max() == pytest.approx(1 - BOUND_EPS)
+
+
+def test_pixel_state_round_trip_continues_identically(tmp_path):
+    agent = make_pixel_agent(seed=0)
+    for step in range(2):
+        agent.update(pixel_batch(seed=step), step)
+    agent.save(tmp_path)
+    state = load_torch(tmp_path / "agent.pt")  # weights-only
+    assert set(state) == {
+        "actor", "critic", "critic_target", "actor_opt", "critic_opt", "encoder", "encoder_opt"
+    }  # fmt: skip
+    copy = make_pixel_agent(seed=1)
+    copy.load(tmp_path)
+    assert copy.encoder_opt is not None and copy.encoder_opt.state_dict()["state"]
+    obs = frames(5, seed=3)
+    np.testing.assert_array_equal(copy.act(obs), agent.act(obs))
+    results = []
+    for candidate in (agent, copy):
+        torch.manual_seed(7)
+        results.append(candidate.update(pixel_batch(seed=9), 3))
+    assert results[0] == results[1]
+    for (k, a), b in zip(
+        agent.encoder.state_dict().items(), copy.encoder.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), k
+
+
+def test_pixel_policy_only_load_takes_encoder_and_actor():
+    trained = make_pixel_agent(seed=0)
+    trained.update(pixel_batch(), 0)
+    fresh = make_pixel_agent(seed=1)
+    critic_before = clone_state(fresh.critic)
+    fresh.load_state_dict(trained.state_dict(), policy_only=True)
+    obs = frames(4, seed=2)
+    np.testing.assert_array_equal(fresh.act(obs), trained.act(obs))
+    assert all(torch.equal(critic_before[k], v) for k, v in fresh.critic.state_dict().items())
+
+
+@pytest.fixture(scope="module")
+def pixel_view_agent() -> DrQV2Agent:
+    agent = make_pixel_agent(seed=4, space=FRAMES_84)
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(
+        obs=torch.as_tensor(frames(2, 0, FRAMES_84)),
+        action=torch.rand(2, 2, generator=g),
+        reward=torch.randn(2, 1, generator=g),
+        discount=torch.full((2, 1), 0.99),
+        next_obs=torch.as_tensor(frames(2, 1, FRAMES_84)),
+    )
+    agent.update(batch, 0)
+    return agent
+
+
+def test_pixel_policy_view_equals_act_on_raw_frames(pixel_view_agent):
+    agent = pixel_view_agent
+    obs = frames(3, seed=5, space=FRAMES_84)
+    view = agent.policy_view()
+    assert (view.action_kind, view.squash_kind) == ("continuous", "tanh")
+    with torch.no_grad():
+        output = view(torch.as_tensor(obs).float())  # uint8-range floats, scaled inside
+    assert output.shape == (3, 2)
+    np.testing.assert_allclose(view.squash(output).numpy(), agent.act(obs), rtol=0, atol=1e-5)
+    assert not any(p.requires_grad for p in view.parameters())
+    live = agent.policy_view(live=True)
+    assert live.body.encoder is agent.encoder and live.body.actor is agent.actor
+
+
+def test_pixel_policy_view_gradient_and_attack_engines(pixel_view_agent):
+    from rlkit.attacks.attacks import make_attack
+    from rlkit.attacks.budget import AttackBudget
+
+    view = pixel_view_agent.policy_view()
+    obs = torch.as_tensor(frames(2, seed=6, space=FRAMES_84)).float().requires_grad_(True)
+    view(obs).square().sum().backward()
+    assert obs.grad is not None and torch.isfinite(obs.grad).all()
+    assert obs.grad.abs().sum() > 0
+    clean = obs.detach()
+    budget = AttackBudget(8.0, low=0.0, high=255.0)
+    attack = make_attack("pgd", view, budget, engine="autograd", iterations=3, random_start=False)
+    adv = attack(clean)
+    assert attack.engine_stats["autograd_calls"] == 1
+    assert 0 < (adv - clean).abs().max() <= 8.0 + 1e-4 and adv.min() >= 0 and adv.max() <= 255
+    with torch.no_grad():
+        assert not torch.equal(view(adv), view(clean))
+
+
+@pytest.mark.slow
+def test_pixel_policy_view_compiled_engine_matches_autograd():
+    from rlkit.attacks.attacks import make_attack
+    from rlkit.attacks.budget import AttackBudget
+    from rlkit.attacks.engines import CompiledEngine, compile_unavailable
+
+    if compile_unavailable():
+        pytest.skip(compile_unavailable())
+    agent = make_pixel_agent(seed=4)  # small frames: the compile dominates either way
+    agent.update(pixel_batch(), 0)
+    view = agent.policy_view()
+    clean = torch.as_tensor(frames(2, seed=6)).float()
+    budget = AttackBudget(8.0, low=0.0, high=255.0)
+    kw = {"iterations": 3, "random_start": False}
+    attack = make_attack("pgd", view, budget, engine="compiled", **kw)
+    # dynamo traces the view as inductor would; aot_eager skips the slow C++ codegen
+    attack.engines["compiled"] = CompiledEngine(backend="aot_eager")
+    compiled = attack(clean)
+    assert attack.engine_stats["compiled_calls"] == 1
+    auto = make_attack("pgd", view, budget, engine="autograd", **kw)(clean)
+    assert (compiled - clean).abs().max() > 0
+    # the same signed-gradient steps up to float noise in the compiled kernels
+    assert (compiled - auto).abs().gt(1e-3).float().mean() < 0.01
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end on a tiny synthetic pixel env: the online loop trains, checkpoints and resumes
+
+
+class TinyPixels(gym.Env):
+    """A 16x16 grey image whose brightness encodes a hidden position; reward -|position|."""
+
+    observation_space = gym.spaces.Box(0, 255, (3, 16, 16), np.uint8)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):  # type: ignore[no-untyped-def]
+        super().reset(seed=seed)
+        self.position, self.t = float(self.np_random.uniform(-1, 1)), 0
+        return self.frame(), {}
+
+    def frame(self) -> np.ndarray:
+        return np.full((3, 16, 16), int(round(127.5 + 100 * self.position)), np.uint8)
+
+    def step(self, action):  # type: ignore[no-untyped-def]
+        self.position = float(np.clip(self.position + 0.2 * float(action[0]), -1, 1))
+        self.t += 1
+        return self.frame(), -abs(self.position), False, self.t >= 15, {}
+
+
+TINY_ID = "RlkitTest/TinyPixels-v0"
+if TINY_ID not in gym.registry:
+    gym.register(TINY_ID, entry_point=TinyPixels)
+PIXEL_RUN = {
+    "env": {"id": TINY_ID},
+    "agent": {
+        "name": "drqv2",
+        "net_arch": [16],
+        "kwargs": {"feature_dim": 8, "num_expl_steps": 10, "batch_size": 8},
+    },
+    "train": {
+        "total_steps": 40,
+        "eval_every": 0,
+        "eval_episodes": 1,
+        "checkpoint_every": 20,
+        "replay_size": 200,
+        "progress": False,
+    },
+    "eval": {"episodes": 1},
+    "run": {"tensorboard": False},
+    "seed": 4,
+}
+
+
+def pixel_run(folder, overrides=()):  # type: ignore[no-untyped-def]
+    import yaml
+
+    from rlkit.train import train
+
+    data = {**PIXEL_RUN, "run": {**PIXEL_RUN["run"], "dir": str(folder / "run")}}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "pixels.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return train(path, list(overrides))
+
+
+def test_pixel_run_trains_and_resumes_exactly(tmp_path):
+    whole = pixel_run(tmp_path / "whole")
+    pixel_run(tmp_path / "split", ["train.total_steps=20"])
+    resumed = pixel_run(tmp_path / "split")
+    final = load_torch(whole.final / "agent.pt")
+    assert {"encoder", "encoder_opt"} <= set(final)
+    again = load_torch(resumed.final / "agent.pt")
+    for name in ("encoder", "actor", "critic", "critic_target"):
+        for key, value in final[name].items():
+            assert torch.equal(value, again[name][key]), f"{name}.{key}"
+    first = load_torch(whole.checkpoints / f"step_{20:09d}" / "agent.pt")
+    assert not torch.equal(
+        first["encoder"]["convnet.0.weight"], final["encoder"]["convnet.0.weight"]
+    )
