@@ -110,3 +110,22 @@ def test_bad_names_and_params_are_config_errors():
         check_env(bad, "t")
     with pytest.raises(ValueError, match="allowed: acrobot-swingup"):
         DMCEnv("cartpole-jump")
+
+
+def test_evaluation_video_has_one_frame_per_step_plus_reset(tmp_path):
+    import imageio.v2 as imageio
+
+    from rlkit.evaluation import evaluate
+
+    env = make_env(EnvConfig(id="dmc/cartpole-swingup", max_episode_steps=5))
+    try:
+        result = evaluate(
+            env, lambda obs: np.zeros((len(obs), 1), np.float32), 2, 0, tmp_path / "eval_0"
+        )
+    finally:
+        env.close()
+    assert result["length_mean"] == 5
+    (video,) = tmp_path.iterdir()  # the first episode only
+    assert video.stem == "eval_0" and video.suffix in (".mp4", ".gif")
+    frames = imageio.mimread(video)
+    assert len(frames) == 6 and np.asarray(frames[0]).shape[:2] == (84, 84)
