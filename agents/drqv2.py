@@ -217,11 +217,12 @@ class DrQV2Agent:
         batch = batch.to(self.device)
         action = 2.0 * (batch.action.float() - self.low_t) / (self.high_t - self.low_t) - 1.0
         std = schedule(self.stddev_schedule, step)
-        obs = self.encoder(self.aug(batch.obs.float()))
+        raw_obs = batch.obs.float()
+        obs = self.encoder(self.aug(raw_obs))
         with torch.no_grad():
             next_obs = self.encoder(self.aug(batch.next_obs.float()))
         critic_loss, q1 = self.update_critic(obs, action, batch, next_obs, std)
-        actor_loss, metrics = self.update_actor(obs.detach(), batch.obs.float(), std)
+        actor_loss, metrics = self.update_actor(obs.detach(), raw_obs, std)
         with torch.no_grad():
             for p, tp in zip(
                 self.critic.parameters(), self.critic_target.parameters(), strict=True

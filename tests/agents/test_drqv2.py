@@ -537,3 +537,38 @@ def test_pixel_run_trains_and_resumes_exactly(tmp_path):
     assert not torch.equal(
         first["encoder"]["convnet.0.weight"], final["encoder"]["convnet.0.weight"]
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["drqv2_cartpole_swingup.yaml", "drqv2_cartpole_swingup_state.yaml"]
+)
+def test_dmc_configs_carry_drqv2s_settings(name):
+    """The issue's settings: feature 50, hidden 1024, n-step 3, gamma 0.99, batch 256, lr 1e-4,
+    tau 0.01, 4000 seed frames (2000 steps at action repeat 2), an update every 2 steps."""
+    from pathlib import Path
+
+    import yaml
+
+    from rlkit.registry import AGENTS
+
+    data = yaml.safe_load((Path(__file__).parents[2] / "configs" / "dmc" / name).read_text())
+    agent = data["agent"]
+    params = AGENTS.get("drqv2").params_model().model_validate(agent["kwargs"])
+    assert (agent["name"], agent["learning_rate"], agent["net_arch"]) == ("drqv2", 1e-4, [1024])
+    assert data["env"]["id"] == "dmc/cartpole-swingup"
+    assert data["env"]["kwargs"]["action_repeat"] == 2
+    expected = {
+        "feature_dim": 50,
+        "nstep": 3,
+        "discount": 0.99,
+        "batch_size": 256,
+        "critic_target_tau": 0.01,
+        "num_expl_steps": 2000,
+        "update_every_steps": 2,
+        "stddev_clip": 0.3,
+        "stddev_schedule": "linear(1.0,0.1,100000)",
+    }
+    assert {key: getattr(params, key) for key in expected} == expected
+    assert params.aug_pad == 4 and data["env"]["kwargs"].get("pixels", True) == (
+        "state" not in name
+    )
