@@ -107,7 +107,7 @@ BAD_MAPPINGS: list[tuple[str, Any, list[str], list[str]]] = [
             "key 'agent.name'",
             "unknown agent 'sacc'",
             "did you mean 'sac'",
-            "allowed: a2c, atla, bc, ddpg, drqv2, odice, ppo, sac, td3",
+            "allowed: a2c, atla, bc, ddpg, drqv2, mentor, odice, ppo, sac, td3",
         ],
     ),
     (
