@@ -67,6 +67,7 @@ class AdroitParams(BaseModel):
     :param frame_stack: frames stacked in a pixel observation (the authors: 1).
     :param action_repeat: simulator steps per agent step (rewards summed).
     :param reward_rescale: scale rewards as the authors did.
+    :param hand_state: with pixels, fuse the 24-dim hand state (a Dict observation).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -77,6 +78,11 @@ class AdroitParams(BaseModel):
     frame_stack: int = Field(1, ge=1, description="frames stacked (the MENTOR authors: 1)")
     action_repeat: int = Field(2, ge=1, description="simulator steps per agent step")
     reward_rescale: bool = Field(True, description="scale rewards as the MENTOR authors did")
+    hand_state: bool = Field(
+        True,
+        description="pixels: fuse the 24-dim hand state (Dict observation, as the authors); "
+        "false: frames only (a uint8 Box)",
+    )
 
 
 def check_task(task: str) -> str:
@@ -252,5 +258,6 @@ def make_adroit_env(task: str, **kwargs: Any) -> gym.Env:
     env: gym.Env = AdroitEnv(task, params.pixels, params.size, params.camera, params.reward_rescale)
     env = EpisodeSuccess(ActionRepeat(env, params.action_repeat))
     if params.pixels:
-        env = FuseHandState(FrameStack(env, params.frame_stack))
+        stacked = FrameStack(env, params.frame_stack)
+        env = FuseHandState(stacked) if params.hand_state else stacked
     return env

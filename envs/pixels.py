@@ -271,11 +271,12 @@ class VideoWriter:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix}")
+        frames: list[Any] = list(self.frames)
         if self.path.suffix == ".mp4":
-            imageio.mimwrite(tmp, self.frames, fps=self.fps, macro_block_size=1)
+            imageio.mimwrite(tmp, frames, fps=self.fps, macro_block_size=1)
         else:
             # gif frame durations are in milliseconds; loop=0 repeats forever
-            imageio.mimwrite(tmp, self.frames, format="GIF", duration=1000 / self.fps, loop=0)
+            imageio.mimwrite(tmp, frames, format="GIF", duration=1000 / self.fps, loop=0)
         tmp.replace(self.path)
         return self.path
 

@@ -74,3 +74,11 @@ def test_pen_episode_is_50_agent_steps_and_deterministic():
     (steps, first), (_, again) = rollout(), rollout()
     assert steps == 50
     np.testing.assert_array_equal(first, again)
+
+
+def test_frames_only_variant_is_a_uint8_box():
+    env = make_adroit_env("door", hand_state=False)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (3, 84, 84) and obs.dtype == np.uint8
+    assert env.frame_stack == 1
+    env.close()
