@@ -14,8 +14,9 @@ end. Rewards are rescaled as the authors did (door 1/20, hammer 1/100, pen 1/50,
 Cameras: the authors' ``top`` (door, hammer) and ``cam1..3`` (relocate) are not in
 gymnasium-robotics' models, so door and hammer use a free camera at the authors' ``top`` pose
 (straight down from 1.5 m / 1.1 m), pen the shared ``vil_camera``, relocate ``vil_camera``
-(one camera instead of the authors' three). Always close the env: an EGL context still alive at
-interpreter exit raises.
+(one camera instead of the authors' three). Image rows are bottom-up as the authors' mujoco-py
+renders returned them (``bottom_up: false`` for upright images). Always close the env: an EGL
+context still alive at interpreter exit raises.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class AdroitParams(BaseModel):
     :param frame_stack: frames stacked in a pixel observation (the authors: 1).
     :param action_repeat: simulator steps per agent step (rewards summed).
     :param reward_rescale: scale rewards as the authors did.
+    :param bottom_up: image rows bottom-up (the authors' mujoco-py images).
     :param hand_state: with pixels, fuse the 24-dim hand state (a Dict observation).
     """
 
@@ -78,6 +80,9 @@ class AdroitParams(BaseModel):
     frame_stack: int = Field(1, ge=1, description="frames stacked (the MENTOR authors: 1)")
     action_repeat: int = Field(2, ge=1, description="simulator steps per agent step")
     reward_rescale: bool = Field(True, description="scale rewards as the MENTOR authors did")
+    bottom_up: bool = Field(
+        True, description="image rows bottom-up, as the authors' mujoco-py renders returned them"
+    )
     hand_state: bool = Field(
         True,
         description="pixels: fuse the 24-dim hand state (Dict observation, as the authors); "
@@ -124,6 +129,7 @@ class AdroitEnv(gym.Env[Any, np.ndarray]):
     :param size: image height and width.
     :param camera: camera name or ``"default"``.
     :param reward_rescale: scale rewards as the authors did.
+    :param bottom_up: image rows bottom-up (the authors' mujoco-py images).
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -135,8 +141,10 @@ class AdroitEnv(gym.Env[Any, np.ndarray]):
         size: int = 84,
         camera: str = "default",
         reward_rescale: bool = True,
+        bottom_up: bool = True,
     ) -> None:
         self.task_name = check_task(task)
+        self._bottom_up = bottom_up
         ensure_render_backend()
         try:
             import gymnasium_robotics
@@ -206,7 +214,7 @@ class AdroitEnv(gym.Env[Any, np.ndarray]):
     def _frame(self) -> np.ndarray:
         if self._renderer is None:
             model = self._env.unwrapped.model  # type: ignore[attr-defined]
-            self._renderer = FastRenderer(model, self._size, self._camera)
+            self._renderer = FastRenderer(model, self._size, self._camera, self._bottom_up)
         return self._renderer.render(self._env.unwrapped.data)  # type: ignore[attr-defined]
 
     def _observe(self, state: np.ndarray) -> np.ndarray:
@@ -255,7 +263,9 @@ def make_adroit_env(task: str, **kwargs: Any) -> gym.Env:
     :param kwargs: :class:`AdroitParams` fields.
     """
     params = AdroitParams.model_validate(kwargs)
-    env: gym.Env = AdroitEnv(task, params.pixels, params.size, params.camera, params.reward_rescale)
+    env: gym.Env = AdroitEnv(
+        task, params.pixels, params.size, params.camera, params.reward_rescale, params.bottom_up
+    )
     env = EpisodeSuccess(ActionRepeat(env, params.action_repeat))
     if params.pixels:
         stacked = FrameStack(env, params.frame_stack)

@@ -1,8 +1,10 @@
 """Meta-World v3 tasks (gymnasium ``Meta-World/MT1``) as pixel or state envs
 (``env.id: metaworld/<task>``, e.g. ``metaworld/reach`` for Meta-World's ``reach-v3``).
 
-Pixels (default): 84x84 RGB from the ``corner2`` camera, placed where the MENTOR authors put it
-(``cam_pos = (0.75, 0.075, 0.7)``), drawn by :class:`~rlkit.envs.pixels.FastRenderer` in training
+Pixels (default): 84x84 RGB from the ``corner2`` camera as the MENTOR authors saw it: placed
+where they put it (``cam_pos = (0.75, 0.075, 0.7)``), rows bottom-up as mujoco-py's offscreen
+render returned them (``corner2`` itself renders the scene upside down, so their images show the
+table below the arm, mirrored); drawn by :class:`~rlkit.envs.pixels.FastRenderer` in training
 and evaluation alike; action repeat 2; 3 frames stacked. State (``pixels: false``): Meta-World's
 39-dim observation as float32.
 
@@ -55,7 +57,7 @@ class MetaWorldParams(BaseModel):
     :param pixels: observe RGB frames (true) or the 39-dim state (false).
     :param size: image height and width.
     :param camera: Meta-World camera name.
-    :param authors_camera: move ``corner2`` to the MENTOR authors' position.
+    :param authors_camera: ``corner2`` at the MENTOR authors' position, rows bottom-up.
     :param frame_stack: frames stacked in a pixel observation.
     :param action_repeat: simulator steps per agent step (rewards summed).
     :param episode_steps: agent steps per episode (after action repeat).
@@ -67,7 +69,9 @@ class MetaWorldParams(BaseModel):
     size: int = Field(84, ge=16, le=512, description="image height and width in pixels")
     camera: str = Field("corner2", description="Meta-World camera name (corner2 as MENTOR)")
     authors_camera: bool = Field(
-        True, description="move corner2 to the MENTOR authors' position (0.75, 0.075, 0.7)"
+        True,
+        description="corner2 as the MENTOR authors saw it: at (0.75, 0.075, 0.7), rows bottom-up "
+        "(mujoco-py's offscreen order)",
     )
     frame_stack: int = Field(3, ge=1, description="frames stacked in a pixel observation")
     action_repeat: int = Field(2, ge=1, description="simulator steps per agent step")
@@ -94,7 +98,7 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
     :param pixels: observe frames (true) or the state (false).
     :param size: image height and width.
     :param camera: camera name.
-    :param authors_camera: place ``corner2`` where the MENTOR authors did.
+    :param authors_camera: place ``corner2`` where the MENTOR authors did, rows bottom-up.
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -127,7 +131,7 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
 
             cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "corner2")
             model.cam_pos[cam] = AUTHORS_CORNER2_POS
-        self._camera, self._size = camera, size
+        self._camera, self._size, self._bottom_up = camera, size, authors_camera
         self._renderer: FastRenderer | None = None
         self.action_space = unit_action_space(int(self._env.action_space.shape[0]))  # type: ignore[index]
         if pixels:
@@ -179,7 +183,12 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
     def _frame(self) -> np.ndarray:
         if self._renderer is None:
             unwrapped = self._env.unwrapped
-            self._renderer = FastRenderer(unwrapped.model, self._size, self._camera)  # type: ignore[attr-defined]
+            self._renderer = FastRenderer(
+                unwrapped.model,  # type: ignore[attr-defined]
+                self._size,
+                self._camera,
+                bottom_up=self._bottom_up,
+            )
         return self._renderer.render(self._env.unwrapped.data)  # type: ignore[attr-defined]
 
     def _observe(self, state: np.ndarray) -> np.ndarray:

@@ -94,13 +94,16 @@ class FastRenderer:
     :param model: the ``mujoco.MjModel`` to draw.
     :param size: image height and width in pixels.
     :param camera: camera name or id, or a free camera given as a ``mujoco.MjvCamera``.
+    :param bottom_up: return rows bottom-up, as mujoco-py's offscreen ``sim.render`` did (the
+        MENTOR authors' Meta-World and Adroit images).
     """
 
-    def __init__(self, model: Any, size: int, camera: Any) -> None:
+    def __init__(self, model: Any, size: int, camera: Any, bottom_up: bool = False) -> None:
         import mujoco
 
         self.size = int(size)
         self.camera = camera
+        self.bottom_up = bottom_up
         # multisampling off: at 84x84 anti-aliasing costs the software rasteriser (Mesa
         # llvmpipe) about 3x for a change of ~2.6 grey levels; the context reads it at creation
         samples = model.vis.quality.offsamples
@@ -120,7 +123,10 @@ class FastRenderer:
         :param data: the ``mujoco.MjData`` to draw.
         """
         self._renderer.update_scene(data, camera=self.camera)
-        return np.ascontiguousarray(self._renderer.render().transpose(2, 0, 1))
+        image = self._renderer.render()
+        if self.bottom_up:
+            image = image[::-1]
+        return np.ascontiguousarray(image.transpose(2, 0, 1))
 
     def close(self) -> None:
         """Free the OpenGL context (explicitly: at interpreter exit EGL may already be gone)."""

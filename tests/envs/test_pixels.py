@@ -95,3 +95,26 @@ def test_video_writer_writes_all_frames(tmp_path):
     frames = imageio.mimread(path)
     assert len(frames) == 7
     assert abs(int(np.asarray(frames[3])[..., 0].mean()) - 90) <= 3
+
+
+def test_fast_renderer_bottom_up_flips_rows():
+    import mujoco
+
+    xml = """<mujoco><worldbody><light pos="0 0 3"/>
+      <camera name="c" pos="0 0 2"/>
+      <geom type="box" size="0.3 0.3 0.01" pos="0 0.5 0" rgba="1 0 0 1"/>
+    </worldbody></mujoco>"""
+    model = mujoco.MjModel.from_xml_string(xml)
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    upright, flipped = (pixels.FastRenderer(model, 32, "c", bottom_up=b) for b in (False, True))
+    try:
+        top = upright.render(data)
+        assert top.shape == (3, 32, 32) and top.dtype == np.uint8
+        assert model.vis.quality.offsamples == 4  # restored after building the context
+        np.testing.assert_array_equal(flipped.render(data), top[:, ::-1])
+        red = top[0].astype(int) - top[1]
+        assert red[:16].mean() > red[16:].mean() + 20  # +y is up in the camera's image
+    finally:
+        upright.close()
+        flipped.close()
