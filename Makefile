@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.rlkit-installed
 # The known-good CPU stack (see ../shared/design.md): pinned here, loose in pyproject.toml.
 PINS   := "pandapower==3.5.*" "scipy<1.17" "simbench==1.6.*" "stable-baselines3==2.9.*" \
           "gymnasium>=1.0,<2" "numba>=0.58" \
-          "mujoco==3.3.0" "dm_control==1.0.28" "metaworld==3.1.1"
+          "mujoco==3.3.0" "dm_control==1.0.28" "metaworld==3.1.1" \
+          "gymnasium-robotics==1.4.2" "imageio>=2.30"
 
 .PHONY: setup demo test test-fast lint bench clean-venv
 

@@ -19,7 +19,8 @@ def make_env(config: EnvConfig, kwargs_override: dict[str, Any] | None = None) -
     """
     kwargs = {**config.kwargs, **(kwargs_override or {})}
     if config.id in ENVS:
-        env = ENVS.get(config.id).build(**kwargs)
+        entry = ENVS.get(config.id)
+        env = entry.build(**entry.extra.get("bind", {}), **kwargs)  # e.g. the task of dmc/...
     else:
         from rlkit.catalog import is_gym_id
 

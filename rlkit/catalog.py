@@ -133,6 +133,7 @@ def _register_envs() -> None:
         "a learned adversary's env: perturb a frozen victim's observations, reward = -victim's",
         params="rlkit.envs.adversary:AdversaryEnvConfig",
     )
+    _register_pixel_envs()
     if GRID_GYM_ID not in gym.registry:
         gym.register(
             id=GRID_GYM_ID,
@@ -141,6 +142,32 @@ def _register_envs() -> None:
         )
     if CITYLEARN_GYM_ID not in gym.registry:
         gym.register(id=CITYLEARN_GYM_ID, entry_point="rlkit.envs.citylearn:make_citylearn_env")
+
+
+def _register_pixel_envs() -> None:
+    """DeepMind Control, Meta-World v3 and Adroit, one entry per task (``dmc/cartpole-swingup``);
+    the task lists are plain tuples, so registering imports no simulator."""
+    from rlkit.envs.adroit import ADROIT_TASKS
+    from rlkit.envs.dmc import DMC_TASKS
+    from rlkit.envs.metaworld import METAWORLD_TASKS
+
+    families = (
+        ("dmc", DMC_TASKS, "DeepMind Control"),
+        ("metaworld", METAWORLD_TASKS, "Meta-World v3 (MT1)"),
+        ("adroit", ADROIT_TASKS, "Adroit hand (gymnasium-robotics)"),
+    )
+    for family, tasks, label in families:
+        for task in tasks:
+            ENVS.register(
+                f"{family}/{task}",
+                f"rlkit.envs.{family}:make_{family}_env",
+                f"{label} {task}: pixels (84x84, frame stack, action repeat 2) or state",
+                params=f"rlkit.envs.{family}:{PIXEL_PARAMS[family]}",
+                bind={"task": task},
+            )
+
+
+PIXEL_PARAMS = {"dmc": "DMCParams", "metaworld": "MetaWorldParams", "adroit": "AdroitParams"}
 
 
 def _register_agents() -> None:

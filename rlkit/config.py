@@ -132,6 +132,11 @@ class EvalConfig(Strict):
         default_factory=dict,
         description="env kwargs overriding env.kwargs at evaluation, e.g. {split: test}",
     )
+    video: bool = Field(
+        False,
+        description="record the first episode of each periodic and the final evaluation as "
+        "videos/eval_<step>.mp4 (gif without imageio-ffmpeg) in the run directory",
+    )
 
 
 class RunConfig(Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -12,23 +13,30 @@ EVAL_SEED_OFFSET = 100_000
 ActFn = Callable[[np.ndarray], np.ndarray]
 
 
-def run_episode(env: gym.Env, act: ActFn, seed: int) -> dict[str, Any]:
+def run_episode(env: gym.Env, act: ActFn, seed: int, video: Path | None = None) -> dict[str, Any]:
     """Run one episode.
 
     :param env: the environment.
     :param act: batch policy: (1, *obs_shape) observations -> (1, *action_shape) actions.
     :param seed: reset seed of the episode.
+    :param video: when given, write the episode's ``env.render()`` frames (the reset frame and
+        one per step) to this path (``.mp4``, or ``.gif`` without imageio-ffmpeg).
     :return: ``{"return", "length", "kpis"}``; kpis from ``info["episode_kpis"]`` when the env has
         them.
     """
     obs, info = env.reset(seed=seed)
+    writer = _video_writer(env, video)
     total, length, done = 0.0, 0, False
     while not done:
-        action = act(np.asarray(obs)[None])[0]
+        action = act(_batch(obs))[0]
         obs, reward, terminated, truncated, info = env.step(action)
         total += float(reward)
         length += 1
         done = terminated or truncated
+        if writer is not None:
+            writer.add(env.render())  # type: ignore[arg-type]
+    if writer is not None:
+        writer.save()
     kpis = {k: float(v) for k, v in (info.get("episode_kpis") or {}).items()}
     return {"return": total, "length": length, "kpis": kpis}
 
@@ -52,15 +60,38 @@ def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def evaluate(env: gym.Env, act: ActFn, episodes: int, seed: int) -> dict[str, Any]:
+def evaluate(
+    env: gym.Env, act: ActFn, episodes: int, seed: int, video: Path | None = None
+) -> dict[str, Any]:
     """Run ``episodes`` episodes with seeds ``seed, seed+1, ...`` and summarise them.
 
     :param env: the environment (reset with each seed).
     :param act: batch policy.
     :param episodes: number of episodes.
     :param seed: first episode seed.
+    :param video: when given, the first episode is recorded there (see :func:`run_episode`).
     """
-    return summarize([run_episode(env, act, seed + i) for i in range(episodes)])
+    return summarize(
+        [run_episode(env, act, seed + i, video if i == 0 else None) for i in range(episodes)]
+    )
+
+
+def _batch(obs: Any) -> Any:
+    """A batch of one observation (each entry of a dict observation batched)."""
+    if isinstance(obs, dict):
+        return {k: np.asarray(v)[None] for k, v in obs.items()}
+    return np.asarray(obs)[None]
+
+
+def _video_writer(env: gym.Env, video: Path | None) -> Any:
+    """A video writer holding the reset frame, or None when not recording."""
+    if video is None:
+        return None
+    from rlkit.envs.pixels import VideoWriter
+
+    writer = VideoWriter(video)
+    writer.add(env.render())  # type: ignore[arg-type]
+    return writer
 
 
 def random_observations(env: gym.Env, count: int, seed: int = 0) -> np.ndarray:

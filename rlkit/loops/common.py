@@ -227,8 +227,23 @@ class TrainLoop:
         if self._eval_env is None:
             self._eval_env = self.make_eval_env()
         return self.describe(
-            evaluate(self._eval_env, self.act, episodes, self.config.seed + EVAL_SEED_OFFSET)
+            evaluate(
+                self._eval_env,
+                self.act,
+                episodes,
+                self.config.seed + EVAL_SEED_OFFSET,
+                self.video_path(),
+            )
         )
+
+    def video_path(self, name: str | None = None) -> Path | None:
+        """Where this evaluation's video goes (``eval.video``), else None.
+
+        :param name: file stem (default ``eval_<step>``; the final evaluation's is ``final``).
+        """
+        if not self.config.eval.video:
+            return None
+        return self.run.path / "videos" / (name or f"eval_{self.step}")
 
     def describe(self, result: dict[str, Any]) -> dict[str, Any]:
         """Add loop-specific figures to an evaluation summary (e.g. a normalised score).
@@ -327,7 +342,11 @@ class TrainLoop:
         try:
             result = self.describe(
                 evaluate(
-                    env, self.act, self.config.eval.episodes, self.config.seed + EVAL_SEED_OFFSET
+                    env,
+                    self.act,
+                    self.config.eval.episodes,
+                    self.config.seed + EVAL_SEED_OFFSET,
+                    self.video_path("final"),
                 )
             )
         finally:
