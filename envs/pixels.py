@@ -55,7 +55,8 @@ def ensure_render_backend(probe: Callable[[str], bool] = probe_backend) -> str:
     """Choose the headless OpenGL backend before MuJoCo is imported; return its name.
 
     A ``MUJOCO_GL`` set by the user is kept as it is. Otherwise EGL is used when it works, then
-    OSMesa with one warning; MuJoCo reads the variable at import, so this must run first.
+    OSMesa with one warning. MuJoCo reads the variable at import; when it was imported already
+    (without ``MUJOCO_GL``, so with GLFW), its context class is switched to the chosen backend.
 
     :param probe: ``probe(backend) -> bool`` (tests replace it).
     :raises RenderBackendError: neither EGL nor OSMesa works (the message says what to install).
@@ -65,9 +66,6 @@ def ensure_render_backend(probe: Callable[[str], bool] = probe_backend) -> str:
         return os.environ["MUJOCO_GL"]
     if _chosen_backend is not None:
         return _chosen_backend
-    if "mujoco" in sys.modules:
-        # too late to choose: MuJoCo picked its context class when it was imported
-        return "unset"
     for backend in BACKENDS:
         if probe(backend):
             if backend != BACKENDS[0]:
@@ -79,12 +77,24 @@ def ensure_render_backend(probe: Callable[[str], bool] = probe_backend) -> str:
                 )
             os.environ["MUJOCO_GL"] = backend
             os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+            if "mujoco" in sys.modules:
+                _switch_imported_mujoco(backend)
             _chosen_backend = backend
             return backend
     raise RenderBackendError(
         "MuJoCo cannot render offscreen: neither EGL (libEGL, e.g. apt install libegl1) nor "
         "OSMesa (apt install libosmesa6) works. Install one, or set MUJOCO_GL yourself."
     )
+
+
+def _switch_imported_mujoco(backend: str) -> None:
+    """MuJoCo imported before a backend was chosen has GLFW (needs a display): point its context
+    class at ``backend`` (``mujoco.Renderer`` looks it up on every construction)."""
+    import importlib
+
+    from mujoco import gl_context
+
+    gl_context.GLContext = importlib.import_module(f"mujoco.{backend}").GLContext
 
 
 class FastRenderer:

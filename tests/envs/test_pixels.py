@@ -11,6 +11,8 @@ import pytest
 from rlkit.envs import pixels
 from rlkit.envs.pixels import ActionRepeat, FrameStack, VideoWriter, ensure_render_backend
 
+ensure_render_backend()  # before MuJoCo is imported (here or by the tests below)
+
 
 class CountingFrames(gym.Env[np.ndarray, np.ndarray]):
     """Frame ``t`` is filled with ``t``; reward ``t``; truncates after ``horizon`` steps."""
@@ -61,25 +63,45 @@ def test_action_repeat_sums_rewards_ors_success_and_stops_at_the_end():
     assert reward == 5 and truncated  # stopped after one of two repeats
 
 
+def clear_backend(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No MUJOCO_GL / PYOPENGL_PLATFORM and no earlier choice; whatever the test sets is undone."""
+    for name in ("MUJOCO_GL", "PYOPENGL_PLATFORM"):
+        monkeypatch.setenv(name, "placeholder")  # records the original value for teardown
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(pixels, "_chosen_backend", None)
+    return monkeypatch
+
+
+@pytest.fixture
+def no_backend(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """:func:`clear_backend` as a fixture."""
+    return clear_backend(monkeypatch)
+
+
 def test_backend_keeps_user_choice(monkeypatch):
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
     assert ensure_render_backend(probe=lambda b: pytest.fail("probed")) == "osmesa"
 
 
-def test_backend_falls_back_to_osmesa_with_one_warning(monkeypatch):
-    monkeypatch.delenv("MUJOCO_GL", raising=False)
-    monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
-    monkeypatch.setattr(pixels, "_chosen_backend", None)
-    monkeypatch.delitem(__import__("sys").modules, "mujoco", raising=False)
+def test_backend_falls_back_to_osmesa_with_one_warning(no_backend):
+    no_backend.delitem(__import__("sys").modules, "mujoco", raising=False)
     with pytest.warns(RuntimeWarning, match="falling back to OSMesa"):
         assert ensure_render_backend(probe=lambda b: b == "osmesa") == "osmesa"
     assert pixels.os.environ["MUJOCO_GL"] == "osmesa"
 
 
-def test_backend_error_when_nothing_renders(monkeypatch):
-    monkeypatch.delenv("MUJOCO_GL", raising=False)
-    monkeypatch.setattr(pixels, "_chosen_backend", None)
-    monkeypatch.delitem(__import__("sys").modules, "mujoco", raising=False)
+def test_backend_switches_an_already_imported_mujoco(monkeypatch):
+    from mujoco import gl_context  # imported with the suite's backend, before clearing it
+
+    egl = pytest.importorskip("mujoco.egl")
+
+    no_backend = clear_backend(monkeypatch)
+    no_backend.setattr(gl_context, "GLContext", None)  # as if GLFW had been picked
+    assert ensure_render_backend(probe=lambda b: b == "egl") == "egl"
+    assert gl_context.GLContext is egl.GLContext
+
+
+def test_backend_error_when_nothing_renders(no_backend):
     with pytest.raises(pixels.RenderBackendError, match="libosmesa6"):
         ensure_render_backend(probe=lambda b: False)
 
