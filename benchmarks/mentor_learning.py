@@ -9,14 +9,18 @@ at the end of each, and with ``report``, the results are rebuilt from whatever r
 Sections (frames = agent steps x action repeat 2; 100k frames = 50k agent steps):
 
 * ``states``: state-based ``dmc/cartpole-swingup`` and ``dmc/walker-walk`` (``--tasks``) for
-  MENTOR, its two ablations (``agent.kwargs.moe=false``: a plain MLP actor;
-  ``agent.kwargs.perturbation=none``: no task-oriented perturbation) and DrQ-v2, 3 seeds,
-  100k frames.
+  MENTOR (``configs/dmc/mentor_cartpole_swingup_state.yaml``, CPU-sized: width 512, batch 128),
+  its two ablations (``agent.kwargs.moe=false``: a plain Linear middle layer;
+  ``agent.kwargs.perturbation=none``: no task-oriented perturbation) and DrQ-v2
+  (``configs/dmc/drqv2_cartpole_swingup_state.yaml`` at the same width 512 and batch 128), 3
+  seeds, 100k frames (two perturbations fire, at 10k and 20k updates).
 * ``pixels``: MENTOR on ``dmc/cartpole-swingup`` from pixels, seed 0, 100k frames, plotted
   against DrQ-v2's published pixel curve (626 +/- 254 at 100k frames, 10 seeds).
 * ``metaworld``: state-based MENTOR on Meta-World ``reach`` (v3; ``configs/metaworld/
-  mentor_reach.yaml`` with ``env.kwargs.pixels=false``), seed 0, 100k frames, reporting the
-  evaluation success rate (``eval/success``: episodes with any successful step).
+  mentor_reach.yaml`` with ``env.kwargs.pixels=false`` and the DMC state config's CPU sizes,
+  width 512 and batch 128), seed 0, 100k frames, reporting the evaluation success rate
+  (``eval/success``: episodes with any successful step). Its preset perturbs every 50k
+  updates, so no perturbation fires within 100k frames.
 * ``report``: re-reads the runs only.
 
 In the background, resuming when restarted (the same command again)::
@@ -30,19 +34,37 @@ In the background, resuming when restarted (the same command again)::
         metaworld >> runs/mentor/metaworld.log 2>&1 &
     .venv/bin/python -m benchmarks.mentor_learning report
 
+Expected time on one free core of this CPU (measured update rates, one thread): state MENTOR
+at width 512 / batch 128 about 9 updates/s, so about 1 h per 100k-frame run; its w/o-MoE
+ablation and DrQ-v2 at that size about 30 updates/s (about 20 min); the whole ``states``
+section (24 runs) about 16 h, 8 h with ``--jobs 2``; ``metaworld`` about 1 h; ``pixels``
+(width 1024, batch 256: about 0.29 updates per CPU-second) about 24 h. Each run's wall-clock
+hours are added up in ``runs/mentor/<run>.hours.json`` and reported.
+
 ``--jobs 2`` trains two runs at once (one per core); ``--extra key=value ...`` adds overrides
-to every run it trains (e.g. a smaller ``agent.kwargs.batch_size`` for a quicker CPU check: the
-overrides are recorded in the JSON, the run names do not change, so use ``--runs`` to keep such
-runs apart). Expected CPU hours are in
-``benchmarks/results/mentor_speed.json`` terms: an update every 2 agent steps, so a 100k-frame
-run is 25k updates (less the 1k of the seed phase); hours ~= 24k / (updates/s) / 3600 plus
-environment and evaluation time.
+to every run it trains, after the harness's own (e.g. ``train.eval_episodes=2`` for a quicker
+check: the overrides are recorded in the JSON, the run names do not change, so use ``--runs``
+to keep such runs apart). An update comes every 2 agent steps after the 2000 seed steps, so a
+100k-frame run is 24k updates.
 
-Paper-scale runs need a GPU (``train.device=cuda``; the paper's budgets: 3.1M frames on medium
-DMC tasks, 30.1M on hard ones, 2.1M on Meta-World), e.g.::
+Paper-scale runs need a GPU (``train.device=cuda``; not run here, no GPU was available)::
 
-    rlkit train configs/dmc/mentor_cartpole_swingup.yaml train.device=cuda \\
-        train.total_steps=1550000 train.replay_size=1000000 seed=0 run.dir=runs/paper/cs_s0
+    # cartpole-swingup from pixels, DrQ-v2's 1.1M frames (the config's 550k agent steps)
+    rlkit train configs/dmc/mentor_cartpole_swingup.yaml train.device=cuda seed=0 \
+        run.dir=runs/paper/mentor_cartpole-swingup_s0
+    # a medium DMC task, the paper's 3.1M frames (e.g. hopper-hop, its ablation task)
+    rlkit train configs/dmc/mentor_cartpole_swingup.yaml env.id=dmc/hopper-hop \
+        train.total_steps=1550000 train.device=cuda seed=0 run.dir=runs/paper/mentor_hopper-hop_s0
+    # Meta-World from pixels, the paper's 2.1M frames (the config's 1.05M agent steps)
+    rlkit train configs/metaworld/mentor_reach.yaml train.device=cuda seed=0 \
+        run.dir=runs/paper/mentor_reach_s0
+
+Expected hours (estimates, not measured: DrQ-v2's own curve logs put 1M frames at 2.8-2.9 h on
+the authors' GPU, and on this CPU MENTOR's pixel update costs about the same as DrQ-v2's, the
+encoder dominating): about 3-4 h for 1.1M frames, 9-12 h for 3.1M frames, 90-120 h for the hard
+tasks' 30.1M; Meta-World 2.1M frames about 6-9 h plus rendering (about 19 ms per frame with
+the fast settings, about 5 h for 1.05M agent steps). A 1M-transition pixel replay holds about
+21 GB of frames in RAM (each frame stored once).
 
 Writes ``benchmarks/results/mentor_learning.json``, ``mentor_learning.png`` and
 ``mentor_learning.md``.
@@ -82,14 +104,19 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {  # name -> (config, overrides)
     "mentor": (MENTOR_STATE, []),
     "mentor_no_moe": (MENTOR_STATE, ["agent.kwargs.moe=false"]),
     "mentor_no_tp": (MENTOR_STATE, ["agent.kwargs.perturbation=none"]),
-    "drqv2": (DRQV2_STATE, []),
+    # DrQ-v2 at the MENTOR state config's CPU sizes, so the variants differ in MENTOR's parts only
+    "drqv2": (DRQV2_STATE, ["agent.net_arch=[512]", "agent.kwargs.batch_size=128"]),
 }
 PIXEL_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "mentor": ("configs/dmc/mentor_cartpole_swingup.yaml", []),
     "drqv2": ("configs/dmc/drqv2_cartpole_swingup.yaml", []),
 }
 METAWORLD_VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "mentor": ("configs/metaworld/mentor_reach.yaml", ["env.kwargs.pixels=false"]),
+    # the pixel config on the 39-dim state, CPU-sized like the DMC state config
+    "mentor": (
+        "configs/metaworld/mentor_reach.yaml",
+        ["env.kwargs.pixels=false", "agent.net_arch=[512]", "agent.kwargs.batch_size=128"],
+    ),
 }
 
 
@@ -187,8 +214,29 @@ def train_run(run: Run) -> int:
         log.flush()
         status = subprocess.run(run.command(), cwd=ROOT, env=env, stdout=log, stderr=log).returncode
     hours = (time.perf_counter() - start) / 3600
+    add_hours(run, hours)
     print(f"done {run.path.name}: exit {status} after {hours:.2f} h", flush=True)
     return status
+
+
+def hours_path(run: Run) -> Path:
+    """Where the wall-clock hours spent training ``run`` add up (beside its log).
+
+    :param run: the run.
+    """
+    return run.root / f"{run.path.name}.hours.json"
+
+
+def add_hours(run: Run, hours: float) -> None:
+    """Add one training session's wall-clock hours to the run's total.
+
+    :param run: the run.
+    :param hours: the session's hours.
+    """
+    path = hours_path(run)
+    total = json.loads(path.read_text()) if path.is_file() else {"hours": 0.0, "sessions": 0}
+    total = {"hours": total["hours"] + hours, "sessions": total["sessions"] + 1}
+    path.write_text(json.dumps(total))
 
 
 def train_all(runs: Sequence[Run], jobs: int) -> list[int]:
@@ -275,8 +323,10 @@ def summarize_group(members: Sequence[Run]) -> dict[str, Any]:
 
     :param members: the runs (one per seed).
     """
-    curves, finals, successes, state = {}, [], [], {}
+    curves, finals, successes, state, hours = {}, [], [], {}, {}
     for run in members:
+        if hours_path(run).is_file():
+            hours[str(run.seed)] = json.loads(hours_path(run).read_text())["hours"]
         columns = eval_curve(run.path, run.action_repeat)
         curves[run.seed] = columns
         if finished(run.path, run.steps):
@@ -303,6 +353,7 @@ def summarize_group(members: Sequence[Run]) -> dict[str, Any]:
         "seeds_finished": len(finals),
         "return": returns,
         "per_seed_return": {str(s): c.get("return_mean", []) for s, c in curves.items()},
+        "wall_hours": hours,
     }
     if finals:
         facts["final_return_mean"] = float(np.mean(finals))

@@ -14,8 +14,11 @@ states (``--state-dim``, cartpole's 5 by default), for
 Every subject updates on the same fixed batches (random uint8 frames or Gaussian states,
 actions in [-1, 1]); subjects are interleaved round by round so the load of a shared CPU hits
 them alike, and the table reports the median over ``--repeats`` timed rounds after
-``--warmup`` untimed updates. torch uses one thread (``torch.set_num_threads(1)``, OMP/MKL
-set to 1 before import); ``--threads 1 2`` adds a two-thread row.
+``--warmup`` untimed updates, both as wall-clock rates and as rates per second of process CPU
+time (the fairer figure on a machine shared with other jobs; with two threads it counts both
+threads' time, so compare two-thread rows by wall clock). torch uses one thread
+(``torch.set_num_threads(1)``, OMP/MKL set to 1 before import); ``--threads 1 2`` adds a
+two-thread row (the committed results have none: the 2-core machine was shared, load 5-9).
 
 Before timing, the benchmark checks that rlkit's MENTOR and the transcription compute the same
 losses from the same weights on the same batch and torch seed (the differences are reported):
