@@ -5,6 +5,8 @@ Every run is an ordinary, resumable ``rlkit train`` run directory under ``runs/m
 finished run (``eval.json`` at the run's final step) is skipped; an unfinished one resumes from
 its newest checkpoint. So the commands below can be killed at any time and simply started again;
 at the end of each, and with ``report``, the results are rebuilt from whatever runs exist.
+Stopping the harness (SIGTERM or Ctrl-C) stops its trainers too; a ``<run>.lock`` holding the
+trainer's process id keeps a second harness from training the same run at the same time.
 
 Sections (frames = agent steps x action repeat 2; 100k frames = 50k agent steps):
 
@@ -76,8 +78,10 @@ import argparse
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -195,28 +199,82 @@ def finished(path: Path, steps: int) -> bool:
         return False
 
 
+CHILDREN: set[subprocess.Popen[bytes]] = set()  # trainers running now (stopped with us)
+STOPPING = threading.Event()  # set on SIGTERM/SIGINT: start no further run
+
+
 def train_run(run: Run) -> int:
-    """Train (or resume) one run in a subprocess unless it is finished; its log is appended.
+    """Train (or resume) one run in a subprocess unless it is finished or another harness is
+    training it (its ``.lock`` names a live process); its log is appended.
 
     :param run: the run.
     :return: the exit status (0 when skipped).
     """
+    if STOPPING.is_set():
+        return 0
     if finished(run.path, run.steps):
         print(f"skip {run.path.name}: finished", flush=True)
         return 0
-    run.path.parent.mkdir(parents=True, exist_ok=True)
+    run.root.mkdir(parents=True, exist_ok=True)
+    lock = run.root / f"{run.path.name}.lock"
+    if not take_lock(lock):
+        print(f"skip {run.path.name}: being trained by process {lock.read_text()}", flush=True)
+        return 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.setdefault("MUJOCO_GL", "egl")
     start = time.perf_counter()
     print(f"train {run.path.name} ({run.steps} steps)", flush=True)
-    with (run.root / f"{run.path.name}.log").open("a") as log:
-        log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(run.command())}\n")
-        log.flush()
-        status = subprocess.run(run.command(), cwd=ROOT, env=env, stdout=log, stderr=log).returncode
+    try:
+        with (run.root / f"{run.path.name}.log").open("a") as log:
+            log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(run.command())}\n")
+            log.flush()
+            child = subprocess.Popen(run.command(), cwd=ROOT, env=env, stdout=log, stderr=log)
+            CHILDREN.add(child)
+            status = child.wait()
+            CHILDREN.discard(child)
+    finally:
+        lock.unlink(missing_ok=True)
     hours = (time.perf_counter() - start) / 3600
     add_hours(run, hours)
     print(f"done {run.path.name}: exit {status} after {hours:.2f} h", flush=True)
     return status
+
+
+def take_lock(lock: Path) -> bool:
+    """Create ``lock`` with this process's id; False when a live process already holds it
+    (a lock left by a dead process is taken over).
+
+    :param lock: the lock file.
+    """
+    for _ in range(2):
+        try:
+            with lock.open("x") as handle:
+                handle.write(str(os.getpid()))
+            return True
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text() or "0")
+                os.kill(holder, 0)
+                return False
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+            except PermissionError:
+                return False
+    return False
+
+
+def stop_children(signum: int, frame: Any) -> None:
+    """On SIGTERM/SIGINT: stop the trainers (they resume from their last checkpoint), exit.
+
+    :param signum: the signal.
+    :param frame: unused.
+    """
+    STOPPING.set()
+    for child in list(CHILDREN):
+        child.terminate()
+    for child in list(CHILDREN):
+        child.wait()
+    raise SystemExit(128 + signum)
 
 
 def hours_path(run: Run) -> Path:
@@ -395,9 +453,9 @@ def plot(figures: dict[str, Any], path: Path) -> Path | None:
             ax.fill_between(x, mean - std, mean + std, alpha=0.15)
         if section == "pixels" and task == "cartpole-swingup":
             reach = max(max(f["return"]["frames"] or [0]) for f in variants.values())
-            for frames, (mean, std) in DRQV2_PIXEL_CARTPOLE_SWINGUP.items():
+            for frames, (published, spread) in DRQV2_PIXEL_CARTPOLE_SWINGUP.items():
                 if frames <= max(reach, FRAMES) * 1.05:
-                    ax.errorbar(frames, mean, yerr=std, fmt="k*", capsize=4, markersize=9)
+                    ax.errorbar(frames, published, yerr=spread, fmt="k*", capsize=4, markersize=9)
             ax.plot([], [], "k*", label="DrQ-v2 published (10 seeds)")
         ax.set_title(f"{task} ({section})")
         ax.set_xlabel("frames")
@@ -549,6 +607,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     runs = plan(args)
     if args.command != "report":
+        signal.signal(signal.SIGTERM, stop_children)
+        signal.signal(signal.SIGINT, stop_children)
         statuses = train_all([r for r in runs if r.section == args.command], args.jobs)
         failed = sum(1 for s in statuses if s != 0)
         if failed:

@@ -31,12 +31,16 @@ rlkit's state form.
 
 :func:`load_rlkit_weights` copies an rlkit MENTOR agent's networks into this module, so the
 benchmark can run both updates from the same weights on the same batch and compare their losses.
+Both consume torch's global RNG in the same order (shifts of obs then next_obs, gate dropout in
+the dormant forward, the target actor, the actor loss), so under one seed they see the same
+noise: with the ReLUs made out-of-place (``same_hooks`` in :mod:`benchmarks.mentor_speed`)
+losses agree to 1e-9 and weights after an update to 1e-6; as released, the dormant ratio (and
+through sigma and lambda the critic and actor losses) differ.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -739,8 +743,6 @@ class ReferenceMENTOR:
 
 
 # ------------------------------------------------------------------------ weight sharing
-
-Mapping = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 def load_rlkit_weights(reference: ReferenceMENTOR, agent: Any) -> dict[str, int]:

@@ -92,10 +92,11 @@ def spaces(kind: str, state_dim: int, action_dim: int) -> tuple[gym.spaces.Box, 
     :param state_dim: state size.
     :param action_dim: action size.
     """
-    if kind == "pixels":
-        obs = gym.spaces.Box(0, 255, PIXEL_SHAPE, np.uint8)
-    else:
-        obs = gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)
+    obs: gym.spaces.Box = (
+        gym.spaces.Box(0, 255, PIXEL_SHAPE, np.uint8)
+        if kind == "pixels"
+        else gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)
+    )
     return obs, gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
 
 
@@ -280,6 +281,7 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "loss_agreement": compare_losses(subjects["mentor_dense"], data[0]),
     }
     print_agreement(kind, facts)
+    check_agreement(facts)
     per_round = 1 if kind == "pixels" else args.state_updates
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -289,6 +291,25 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         print_rates(kind, threads, rows)
     torch.set_num_threads(1)
     return facts
+
+
+TOLERANCE = 1e-5  # relative (to max(1, |value|)); float32 rounding is far below it
+
+
+def check_agreement(facts: dict[str, Any]) -> None:
+    """Fail unless sparse equals dense and, with the same hooks, rlkit's losses and updated
+    weights equal the transcription's within :data:`TOLERANCE`.
+
+    :param facts: :func:`measure`'s figures so far.
+    :raises AssertionError: naming the quantity that differs.
+    """
+    assert facts["sparse_vs_dense_max_abs_diff"] < TOLERANCE, "sparse and dense MoE differ"
+    same = facts["loss_agreement"]["same_hooks"]
+    for key, row in same["losses"].items():
+        bound = TOLERANCE * max(1.0, abs(row["authors"]))
+        assert row["abs_diff"] <= bound, f"{key}: rlkit {row['rlkit']} vs {row['authors']}"
+    for role, gap in same["weights_after"].items():
+        assert gap <= TOLERANCE, f"{role} weights differ by {gap} after one update"
 
 
 def print_agreement(kind: str, facts: dict[str, Any]) -> None:
