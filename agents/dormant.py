@@ -2,10 +2,20 @@
 
 - :func:`dormant_ratio`: the fraction of dormant neurons over every ``nn.Linear`` of a model
   (MENTOR: the actor, mixture of experts included). A neuron (an output unit of a Linear) is
-  dormant when its batch-mean ``|pre-activation|`` is below ``threshold`` (0.025) times the mean
+  dormant when its batch-mean ``|activity|`` is below ``threshold`` (0.025) times the mean
   of that layer's neurons. Every call of a Linear counts (a Linear called twice counts twice);
-  a Linear not called (a sparse-dispatch expert no row chose) counts nothing - the authors'
-  ``cal_dormant_ratio`` behaves the same way.
+  a Linear not called (a sparse-dispatch expert no row chose) counts nothing.
+
+  The activity is what the authors' ``cal_dormant_ratio`` actually measures: its hook keeps the
+  Linear's output tensor, and where that Linear feeds a ``ReLU(inplace=True)`` (the actor's
+  first hidden layer, each expert's first layer, the gate's first layer) the ReLU then
+  overwrites the kept tensor, so those layers count their *post-ReLU* activity (a unit that
+  is always negative is dormant); the others (trunk, experts' output layers, the gate's
+  logits, the action head) count their pre-activation. ``post_relu=False`` measures every
+  layer before its activation instead. A Linear feeds a ReLU when it is directly followed by
+  ``nn.ReLU`` in an ``nn.Sequential``, or when the model lists it in a
+  ``relu_fed_linears()`` method (networks that call ``F.relu``, e.g.
+  :class:`rlkit.networks.DrQActor`).
 - :func:`exploration_std`: ``sigma = c / (1 + exp(-temp (beta - target)))``, c 0.8 on DMC and
   1.0 on Meta-World/Adroit, temp 10, target 0.2.
 - :func:`value_mix`: ``lambda = max_lambda / (1 + exp(temp (beta - target)))``, max 0.6,
@@ -23,19 +33,48 @@ import torch
 from torch import nn
 
 
+def relu_fed_linears(model: nn.Module) -> set[int]:
+    """Ids of the Linear layers of ``model`` whose output goes through a ReLU (see the module
+    docstring).
+
+    :param model: the network.
+    """
+    fed: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            layers = list(module)
+            fed |= {
+                id(a)
+                for a, b in zip(layers[:-1], layers[1:], strict=True)
+                if isinstance(a, nn.Linear) and isinstance(b, nn.ReLU)
+            }
+        listed = getattr(module, "relu_fed_linears", None)
+        if callable(listed):
+            fed |= {id(m) for m in listed()}
+    return fed
+
+
 def dormant_ratio(
-    model: nn.Module, *inputs: Any, threshold: float = 0.025
+    model: nn.Module, *inputs: Any, threshold: float = 0.025, post_relu: bool = True
 ) -> tuple[float, list[float]]:
     """Dormant fraction over every Linear call in one no-grad forward of ``model(*inputs)``.
 
     :param model: the network (its current train/eval mode is used as it is).
     :param inputs: its forward arguments (a batch).
     :param threshold: fraction of the layer's mean activity below which a neuron is dormant.
+    :param post_relu: measure ReLU-fed layers after their ReLU (the authors' effective
+        behaviour); False: every layer before its activation.
     :return: (overall ratio, per-Linear-call ratios in call order).
     """
+    fed = relu_fed_linears(model) if post_relu else set()
     outputs: list[torch.Tensor] = []
+
+    def keep(module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
+        out = out.detach()
+        outputs.append(out.clamp(min=0) if id(module) in fed else out)
+
     handles = [
-        module.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach()))
+        module.register_forward_hook(keep)
         for module in model.modules()
         if isinstance(module, nn.Linear)
     ]

@@ -244,6 +244,8 @@ class MentorAgent:
     :param blend_layernorm: blend LayerNorm parameters too (the authors keep them).
     :param dormant_threshold: dormant-neuron threshold (0.025).
     :param dense_dormant: measure the dormant ratio with every expert on every row (authors).
+    :param dormant_post_relu: count ReLU-fed layers after their ReLU, as the authors' in-place
+        ReLUs make their hooks do (False: every layer before its activation).
     :param target_dormant_ratio: the ratio centring both sigmoids (0.2).
     :param std_scale: maximum exploration std c (None: the preset's).
     :param std_temperature: exploration sigmoid temperature (10).
@@ -288,6 +290,7 @@ class MentorAgent:
         blend_layernorm: bool = True,
         dormant_threshold: float = 0.025,
         dense_dormant: bool = True,
+        dormant_post_relu: bool = True,
         target_dormant_ratio: float = 0.2,
         std_scale: float | None = None,
         std_temperature: float = 10.0,
@@ -324,6 +327,7 @@ class MentorAgent:
         self.aux_loss_scale, self.actor_grad_clip = float(aux_loss_scale), float(actor_grad_clip)
         self.alpha_min, self.perturb_rate = float(alpha_min), float(perturb_rate)
         self.blend_layernorm, self.dense_dormant = bool(blend_layernorm), bool(dense_dormant)
+        self.dormant_post_relu = bool(dormant_post_relu)
         self.dormant_threshold, self.target_dormant_ratio = dormant_threshold, target_dormant_ratio
         self.std_temperature, self.lambda_temperature = std_temperature, lambda_temperature
         self.low = np.asarray(action_space.low, dtype=np.float32)
@@ -531,7 +535,12 @@ class MentorAgent:
             next_obs = self.encoder(self.aug(batch.next_obs.float()))
         action = self.to_unit_action(batch.action)
         with self.dense_moe():
-            self.beta, _ = dormant_ratio(self.actor, obs.detach(), threshold=self.dormant_threshold)
+            self.beta, _ = dormant_ratio(
+                self.actor,
+                obs.detach(),
+                threshold=self.dormant_threshold,
+                post_relu=self.dormant_post_relu,
+            )
         std, lam = self.stddev, self.lambda_
 
         with torch.no_grad():

@@ -33,9 +33,10 @@ rlkit's state form.
 benchmark can run both updates from the same weights on the same batch and compare their losses.
 Both consume torch's global RNG in the same order (shifts of obs then next_obs, gate dropout in
 the dormant forward, the target actor, the actor loss), so under one seed they see the same
-noise: with the ReLUs made out-of-place (``same_hooks`` in :mod:`benchmarks.mentor_speed`)
-losses agree to 1e-9 and weights after an update to 1e-6; as released, the dormant ratio (and
-through sigma and lambda the critic and actor losses) differ.
+noise. As released their dormant ratio counts the ReLU-fed layers after the ReLU; rlkit's
+default does the same, and with the ReLUs made out-of-place (``pre_activation`` in
+:mod:`benchmarks.mentor_speed`) it matches rlkit's ``dormant_post_relu=False``. Either way
+losses agree to about 1e-9 and weights after an update to about 1e-6.
 """
 
 from __future__ import annotations

@@ -23,15 +23,16 @@ two-thread row (the committed results have none: the 2-core machine was shared, 
 Before timing, the benchmark checks that rlkit's MENTOR and the transcription compute the same
 losses from the same weights on the same batch and torch seed (the differences are reported):
 
-* ``as_released``: the transcription as written. Its dormant ratio differs: the authors' Linear
+* ``as_released``: the transcription as written, against rlkit's default. The authors' Linear
   layers followed by ``ReLU(inplace=True)`` (``policy1``, each expert's first layer, the gate's
   first layer) hand their forward hook a tensor the in-place ReLU then overwrites, so their
-  dormant ratio counts those layers' *post-ReLU* activity; rlkit measures every Linear's output
-  as it leaves the layer. The ratio sets the noise std and lambda, so critic and actor losses
-  differ too; the value loss does not depend on it.
-* ``same_hooks``: the transcription with those ReLUs made out-of-place, so both measure the
-  same thing. Remaining differences are rlkit's documented changes: the TruncatedNormal's
-  1e-6 margin inside [-1, 1] dropped, the MoE renormalisation without its 1e-9.
+  dormant ratio counts those layers' *post-ReLU* activity; rlkit's ``dormant_post_relu=True``
+  (the default) measures the same thing on purpose.
+* ``pre_activation``: the transcription with those ReLUs made out-of-place (every Linear
+  measured as it leaves the layer), against rlkit with ``dormant_post_relu=False``.
+
+Both must agree; the remaining differences are rlkit's documented changes: the
+TruncatedNormal's 1e-6 margin inside [-1, 1] dropped, the MoE renormalisation without its 1e-9.
 
 Render rates come from :func:`benchmarks.mentor_render.measure_render` (DMC and Meta-World
 frames/s before and after the fast render settings).
@@ -205,18 +206,20 @@ def time_subjects(steps: dict[str, Step], warmup: int, repeats: int, per_round: 
 
 def compare_losses(dense: MentorAgent, data: Batch) -> dict[str, Any]:
     """Losses of one update of rlkit's MENTOR and of the transcription from the same weights,
-    batch and torch seed, with the authors' hooks as released and with out-of-place ReLUs.
+    batch and torch seed: the authors' hooks as released against rlkit's default (post-ReLU)
+    dormant ratio, and out-of-place ReLUs against rlkit's pre-activation one.
 
     :param dense: an rlkit MENTOR (its weights are copied, it is not changed).
     :param data: the batch.
     """
     out: dict[str, Any] = {}
-    for label, same_hooks in (("as_released", False), ("same_hooks", True)):
+    for label, pre_activation in (("as_released", False), ("pre_activation", True)):
         agent = copy.deepcopy(dense)
+        agent.dormant_post_relu = not pre_activation
         shape = tuple(data.obs.shape[1:])
         reference = ReferenceMENTOR(shape, int(data.action.shape[1]))
         load_rlkit_weights(reference, agent)
-        if same_hooks:
+        if pre_activation:
             for module in reference.actor.modules():
                 if isinstance(module, nn.ReLU):
                     module.inplace = False
@@ -297,19 +300,19 @@ TOLERANCE = 1e-5  # relative (to max(1, |value|)); float32 rounding is far below
 
 
 def check_agreement(facts: dict[str, Any]) -> None:
-    """Fail unless sparse equals dense and, with the same hooks, rlkit's losses and updated
-    weights equal the transcription's within :data:`TOLERANCE`.
+    """Fail unless sparse equals dense and, in both dormant-ratio modes, rlkit's losses and
+    updated weights equal the transcription's within :data:`TOLERANCE`.
 
     :param facts: :func:`measure`'s figures so far.
     :raises AssertionError: naming the quantity that differs.
     """
     assert facts["sparse_vs_dense_max_abs_diff"] < TOLERANCE, "sparse and dense MoE differ"
-    same = facts["loss_agreement"]["same_hooks"]
-    for key, row in same["losses"].items():
-        bound = TOLERANCE * max(1.0, abs(row["authors"]))
-        assert row["abs_diff"] <= bound, f"{key}: rlkit {row['rlkit']} vs {row['authors']}"
-    for role, gap in same["weights_after"].items():
-        assert gap <= TOLERANCE, f"{role} weights differ by {gap} after one update"
+    for label, same in facts["loss_agreement"].items():
+        for key, row in same["losses"].items():
+            bound = TOLERANCE * max(1.0, abs(row["authors"]))
+            assert row["abs_diff"] <= bound, f"{label} {key}: {row['rlkit']} vs {row['authors']}"
+        for role, gap in same["weights_after"].items():
+            assert gap <= TOLERANCE, f"{label}: {role} weights differ by {gap} after one update"
 
 
 def print_agreement(kind: str, facts: dict[str, Any]) -> None:
