@@ -11,16 +11,17 @@ trainer's process id keeps a second harness from training the same run at the sa
 Sections (frames = agent steps x action repeat 2; 100k frames = 50k agent steps):
 
 * ``states``: state-based ``dmc/cartpole-swingup`` and ``dmc/walker-walk`` (``--tasks``) for
-  MENTOR (``configs/dmc/mentor_cartpole_swingup_state.yaml``, CPU-sized: width 512, batch 128),
-  its two ablations (``agent.kwargs.moe=false``: a plain Linear middle layer;
+  MENTOR (``configs/dmc/mentor_cartpole_swingup_state.yaml``, CPU-sized: width 256, experts
+  64, batch 128), its two ablations (``agent.kwargs.moe=false``: a plain Linear middle layer;
   ``agent.kwargs.perturbation=none``: no task-oriented perturbation) and DrQ-v2
-  (``configs/dmc/drqv2_cartpole_swingup_state.yaml`` at the same width 512 and batch 128), 3
+  (``configs/dmc/drqv2_cartpole_swingup_state.yaml`` at the same width 256 and batch 128), 3
   seeds, 100k frames (two perturbations fire, at 10k and 20k updates).
-* ``pixels``: MENTOR on ``dmc/cartpole-swingup`` from pixels, seed 0, 100k frames, plotted
+* ``pixels``: MENTOR on ``dmc/cartpole-swingup`` from pixels (the paper's encoder, CPU-sized
+  heads: batch 128, width 256, experts 64), seed 0, 100k frames, plotted
   against DrQ-v2's published pixel curve (626 +/- 254 at 100k frames, 10 seeds).
 * ``metaworld``: state-based MENTOR on Meta-World ``reach`` (v3; ``configs/metaworld/
   mentor_reach.yaml`` with ``env.kwargs.pixels=false`` and the DMC state config's CPU sizes,
-  width 512 and batch 128), seed 0, 100k frames, reporting the evaluation success rate
+  width 256, experts 64, batch 128), seed 0, 100k frames, reporting the evaluation success rate
   (``eval/success``: episodes with any successful step). Its preset perturbs every 50k
   updates, so no perturbation fires within 100k frames.
 * ``report``: re-reads the runs only.
@@ -36,12 +37,13 @@ In the background, resuming when restarted (the same command again)::
         metaworld >> runs/mentor/metaworld.log 2>&1 &
     .venv/bin/python -m benchmarks.mentor_learning report
 
-Expected time on one free core of this CPU (measured update rates, one thread): state MENTOR
-at width 512 / batch 128 about 9 updates/s, so about 1 h per 100k-frame run; its w/o-MoE
-ablation and DrQ-v2 at that size about 30 updates/s (about 20 min); the whole ``states``
-section (24 runs) about 16 h, 8 h with ``--jobs 2``; ``metaworld`` about 1 h; ``pixels``
-(width 1024, batch 256: about 0.29 updates per CPU-second) about 24 h. Each run's wall-clock
-hours are added up in ``runs/mentor/<run>.hours.json`` and reported.
+Expected time on one free core of this CPU (measured update rates per CPU-second, one
+thread): state MENTOR at width 256 / experts 64 / batch 128 about 30 updates/s, so about 15 min
+per 100k-frame run (24k updates); its w/o-MoE ablation about 90/s and DrQ-v2 about 130/s at
+that size (5 min); the whole ``states`` section (24 runs) about 4 h, 2 h with ``--jobs 2``;
+``metaworld`` about 20 min; ``pixels`` (batch 128, width 256: about 1 update per CPU-second)
+about 7 h. Each run's wall-clock hours are added up in ``runs/mentor/<run>.hours.json`` and
+reported.
 
 ``--jobs 2`` trains two runs at once (one per core); ``--extra key=value ...`` adds overrides
 to every run it trains, after the harness's own (e.g. ``train.eval_episodes=2`` for a quicker
@@ -109,17 +111,29 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {  # name -> (config, overrides)
     "mentor_no_moe": (MENTOR_STATE, ["agent.kwargs.moe=false"]),
     "mentor_no_tp": (MENTOR_STATE, ["agent.kwargs.perturbation=none"]),
     # DrQ-v2 at the MENTOR state config's CPU sizes, so the variants differ in MENTOR's parts only
-    "drqv2": (DRQV2_STATE, ["agent.net_arch=[512]", "agent.kwargs.batch_size=128"]),
+    "drqv2": (DRQV2_STATE, ["agent.net_arch=[256]", "agent.kwargs.batch_size=128"]),
 }
+# The pixel configs at CPU sizes (the paper's encoder, batch 128, width 256, experts and gate
+# 64): about 1 update per CPU-second, against 0.29 at the paper's batch 256 and width 1024.
+CPU_PIXELS = ["agent.net_arch=[256]", "agent.kwargs.batch_size=128"]
 PIXEL_VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "mentor": ("configs/dmc/mentor_cartpole_swingup.yaml", []),
-    "drqv2": ("configs/dmc/drqv2_cartpole_swingup.yaml", []),
+    "mentor": (
+        "configs/dmc/mentor_cartpole_swingup.yaml",
+        [*CPU_PIXELS, "agent.kwargs.expert_hidden=64", "agent.kwargs.gate_hidden=64"],
+    ),
+    "drqv2": ("configs/dmc/drqv2_cartpole_swingup.yaml", CPU_PIXELS),
 }
 METAWORLD_VARIANTS: dict[str, tuple[str, list[str]]] = {
     # the pixel config on the 39-dim state, CPU-sized like the DMC state config
     "mentor": (
         "configs/metaworld/mentor_reach.yaml",
-        ["env.kwargs.pixels=false", "agent.net_arch=[512]", "agent.kwargs.batch_size=128"],
+        [
+            "env.kwargs.pixels=false",
+            "agent.net_arch=[256]",
+            "agent.kwargs.batch_size=128",
+            "agent.kwargs.expert_hidden=64",
+            "agent.kwargs.gate_hidden=64",
+        ],
     ),
 }
 
