@@ -164,6 +164,7 @@ def _register_pixel_envs() -> None:
                 f"{label} {task}: pixels (84x84, frame stack, action repeat 2) or state",
                 params=f"rlkit.envs.{family}:{PIXEL_PARAMS[family]}",
                 bind={"task": task},
+                family=(family, label),
             )
 
 

@@ -158,7 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dataset_parser(sub)
 
-    sub.add_parser("info", help="list registered envs, agents, attacks, loops and data sources")
+    p_info = sub.add_parser(
+        "info", help="list registered envs, agents, attacks, loops and data sources"
+    )
+    p_info.add_argument(
+        "--all", action="store_true", help="list every task of the env families (dmc/, ...)"
+    )
     p_help = sub.add_parser("config-help", help="every config key with its default and meaning")
     p_help.add_argument("--env", help="also list env.kwargs of this registered env (e.g. grid)")
     p_help.add_argument("--agent", help="also list agent.kwargs of this agent (e.g. sac, drqv2)")
@@ -173,8 +178,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"rlkit: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def cmd_info() -> None:
-    """Print the registries."""
+def cmd_info(every_task: bool = False) -> None:
+    """Print the registries; an env family (``dmc/...``) is one line unless ``every_task``.
+
+    :param every_task: list each task of the env families.
+    """
     from rlkit.catalog import attack_description
     from rlkit.registry import AGENTS, ATTACKS, DATASETS, ENVS, LOOPS
 
@@ -186,10 +194,19 @@ def cmd_info() -> None:
         ("data sources", DATASETS),
     ):
         print(f"{title}:")
+        families: dict[tuple[str, str], list[str]] = {}
         for name, entry in registry.items():
+            if "family" in entry.extra and not every_task:
+                families.setdefault(entry.extra["family"], []).append(name.split("/", 1)[1])
+                continue
             description = attack_description(entry) if registry is ATTACKS else entry.description
             loop = f" [loop {entry.extra['loop']}]" if "loop" in entry.extra else ""
             print(f"  {name:<20} {description}{loop}")
+        for (family, label), tasks in families.items():
+            shown = ", ".join(tasks[:3]) + (", ..." if len(tasks) > 3 else "")
+            print(
+                f"  {family + '/TASK':<20} {label}, {len(tasks)} tasks ({shown}; --all lists them)"
+            )
     print("  (any gymnasium id also works as env.id, e.g. Pendulum-v1, CartPole-v1, Hopper-v5;")
     print("   a plug-in agent or attack is named by its class path, package.module:Class)")
 
@@ -231,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "info":
-            cmd_info()
+            cmd_info(args.all)
         elif args.command == "config-help":
             cmd_config_help(args)
         elif args.command == "train":

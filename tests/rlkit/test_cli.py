@@ -238,6 +238,12 @@ def test_info_lists_registered_names(capsys):
     assert {"sac", "ppo", "td3", "ddpg", "a2c", "drqv2"} <= set(_section(out, "agents"))
     assert {"bifurcation", "fgsm", "pgd"} <= set(_section(out, "attacks"))
     assert "Soft Actor-Critic" in out
+    envs = _section(out, "envs")
+    assert "dmc/TASK" in envs and "dmc/cartpole-swingup" not in envs  # a family is one line
+    code, out, _ = run_cli(["info", "--all"], capsys)
+    assert code == 0 and {"dmc/cartpole-swingup", "metaworld/reach", "adroit/door"} <= set(
+        _section(out, "envs")
+    )
 
 
 def test_config_help_lists_every_key_with_default(capsys):
