@@ -47,6 +47,8 @@ Differences from the released code (emlynw/mentor 2005f05), besides those listed
   clamp to [-1, 1] (their TruncatedNormal; the ``1e-6`` margin is dropped);
 - the dormant ratio is computed with every expert on every row (``dense_dormant=True``, as
   theirs); ``dense_dormant=False`` measures the experts on their routed rows only (cheaper);
+  ReLU-fed layers count their post-ReLU activity, which is what their hooks see through the
+  in-place ReLUs (``dormant_post_relu=True``; False measures every layer before its activation);
 - Adroit's 24-dim proprioceptive fusion is not built into this agent: it learns from the Box
   observation the env gives (pixels, or states with the proprioception concatenated).
 """
