@@ -22,6 +22,14 @@ Rows never change once written, so a checkpoint writes only the rows added since
 as immutable segment files ``{log}_{first}_{end}_{token}.npz`` (global row range; ``token`` names
 the timeline, renewed on every :meth:`ReplayBuffer.load`, so a resumed run never reuses the name
 of a file an abandoned timeline wrote). A manifest lists the segments that hold the live rows.
+
+Dict observations (e.g. Adroit's ``{"pixels": frames, "state": hand joints}``): exactly one image
+key (a 3-D Box, frame-stacked as above) and any number of flat float "side" keys. A side value
+is the observation's own (not stacked), stored in the frames log beside the observation's newest
+frame (field ``side_<key>``; the older frames an episode's first observation stores carry the
+same value), so it goes into the same chunks and segment files. :meth:`ReplayBuffer.sample`
+returns the image stacks as ``obs`` / ``next_obs`` and the side keys in ``extras`` as ``<key>``
+and ``next_<key>`` (the side value of the same ``next_obs``).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import torch
 
 from rlkit.batch import Batch
 from rlkit.io import load_arrays, save_arrays
+from rlkit.observations import split_dict_space
 
 FORMAT = "rlkit.replay/2"
 LOGS = ("transitions", "frames")
@@ -44,6 +53,7 @@ LOGS = ("transitions", "frames")
 _SEGMENT_FILE = re.compile(r"^\.?(transitions|frames)_\d{12}_\d{12}_[0-9a-f]+\.npz(\.\w+\.npz)?$")
 
 Fields = dict[str, tuple[tuple[int, ...], np.dtype]]
+SIDE_PREFIX = "side_"  # frames-log field of a side key (cannot clash with "frame")
 
 
 class _ChunkLog:
@@ -235,6 +245,7 @@ class ReplayBuffer:
     :param capacity: maximum number of transitions; the oldest are dropped beyond it.
     :param obs_space: observation space; its dtype is kept (uint8 frames stay uint8), floats are
         stored as float32. With ``frame_stack`` k its shape is ``(k*C, ...)``, oldest frame first.
+        A Dict of one image key and flat float side keys is stored as the module doc says.
     :param action_space: action space (Box -> float32, Discrete/MultiDiscrete/MultiBinary -> int64).
     :param nstep: return horizon of :meth:`sample`.
     :param gamma: discount factor of :meth:`sample`.
@@ -245,7 +256,7 @@ class ReplayBuffer:
     def __init__(
         self,
         capacity: int,
-        obs_space: gym.spaces.Box,
+        obs_space: gym.spaces.Box | gym.spaces.Dict,
         action_space: gym.spaces.Space,
         *,
         nstep: int = 1,
@@ -257,6 +268,11 @@ class ReplayBuffer:
             raise ValueError("capacity, nstep, frame_stack and chunk_size must be positive")
         self.capacity, self.nstep, self.gamma = int(capacity), int(nstep), float(gamma)
         self.frame_stack = int(frame_stack)
+        self.image_key: str | None = None
+        self.side: dict[str, tuple[int, ...]] = {}  # side key -> shape (stored as float32)
+        if isinstance(obs_space, gym.spaces.Dict):
+            self.image_key, obs_space, side = split_dict_space(obs_space)
+            self.side = {key: tuple(sub.shape) for key, sub in side.items()}
         self.obs_shape, self.obs_dtype = tuple(obs_space.shape), _obs_dtype(obs_space)
         if self.obs_shape[0] % self.frame_stack:
             raise ValueError(f"obs shape {self.obs_shape} does not split into {frame_stack} frames")
@@ -274,7 +290,10 @@ class ReplayBuffer:
             },
             rows,
         )
-        self._frames = _ChunkLog("frames", {"frame": (self.frame_shape, self.obs_dtype)}, rows)
+        frame_fields: Fields = {"frame": (self.frame_shape, self.obs_dtype)}
+        for key, shape in self.side.items():
+            frame_fields[SIDE_PREFIX + key] = (shape, np.dtype(np.float32))
+        self._frames = _ChunkLog("frames", frame_fields, rows)
         self.size = 0
         self._token = secrets.token_hex(4)
 
@@ -314,16 +333,19 @@ class ReplayBuffer:
         :param terminated: the MDP ended (no bootstrap).
         :param truncated: the episode was cut (time limit): still bootstrap.
         """
-        obs, next_obs = self._as_obs(obs, "obs"), self._as_obs(next_obs, "next_obs")
+        (obs, side), (next_obs, next_side) = (
+            self._parts(obs, "obs"),
+            self._parts(next_obs, "next_obs"),
+        )
         frames, next_frames = self._split(obs), self._split(next_obs)
         if self._episode_open():
-            self._check_continues(obs)
+            self._check_continues(obs, side)
         else:
             for frame in frames:
-                self._frames.append({"frame": frame})
+                self._frames.append({"frame": frame, **side})
         if not np.array_equal(frames[1:], next_frames[:-1], equal_nan=self._floating):
             raise ValueError("next_obs must be obs shifted by one frame (oldest frame first)")
-        newest = self._frames.append({"frame": next_frames[-1]})
+        newest = self._frames.append({"frame": next_frames[-1], **next_side})
         self._steps.append(
             {
                 "action": action,
@@ -340,6 +362,21 @@ class ReplayBuffer:
     @property
     def _floating(self) -> bool:
         return bool(np.issubdtype(self.obs_dtype, np.floating))
+
+    def _parts(self, obs: Any, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(image or Box observation, frames-log side fields) of one observation."""
+        if self.image_key is None:
+            return self._as_obs(obs, name), {}
+        if not isinstance(obs, dict) or set(obs) != {self.image_key, *self.side}:
+            keys = sorted([self.image_key, *self.side])
+            raise ValueError(f"{name} must be a dict with keys {keys}")
+        side = {}
+        for key, shape in self.side.items():
+            value = np.asarray(obs[key], dtype=np.float32)
+            if value.shape != shape:
+                raise ValueError(f"{name}[{key!r}] has shape {value.shape}, expected {shape}")
+            side[SIDE_PREFIX + key] = value
+        return self._as_obs(obs[self.image_key], f"{name}[{self.image_key!r}]"), side
 
     def _as_obs(self, obs: np.ndarray, name: str) -> np.ndarray:
         array = np.asarray(obs)
@@ -358,10 +395,12 @@ class ReplayBuffer:
         last = self._steps.row(self._steps.end - 1)
         return not (last["terminated"] or last["truncated"])
 
-    def _check_continues(self, obs: np.ndarray) -> None:
+    def _check_continues(self, obs: np.ndarray, side: dict[str, np.ndarray]) -> None:
         """Refuse an ``obs`` that is not the previous ``next_obs``: its frames would be wrong."""
         previous = self._stacks(np.array([self._frames.end - self.frame_stack]))[0]
-        if not np.array_equal(obs, previous, equal_nan=self._floating):
+        stored = self._frames.row(self._frames.end - 1)
+        same_side = all(np.array_equal(v, stored[k], equal_nan=True) for k, v in side.items())
+        if not (same_side and np.array_equal(obs, previous, equal_nan=self._floating)):
             raise ValueError(
                 "obs is not the previous transition's next_obs: end the previous transition "
                 "(terminated or truncated) before starting a new episode"
@@ -407,7 +446,20 @@ class ReplayBuffer:
             as_f32(reward)[:, None],
             as_f32(discount)[:, None],
             torch.from_numpy(next_obs),
+            self._side_extras(rows["next_frame"][:, 0] - 1, next_frame),
         )
+
+    def _side_extras(self, newest: np.ndarray, next_newest: np.ndarray) -> dict[str, torch.Tensor]:
+        """``{key, next_key}`` side values at the obs' and next_obs' newest frames (none: {})."""
+        if not self.side:
+            return {}
+        now = self._frames.gather(newest)
+        then = self._frames.gather(next_newest)
+        extras = {}
+        for key in self.side:
+            extras[key] = torch.from_numpy(now[SIDE_PREFIX + key])
+            extras[f"next_{key}"] = torch.from_numpy(then[SIDE_PREFIX + key])
+        return extras
 
     def _nstep(
         self, rows: dict[str, np.ndarray], logical: np.ndarray
@@ -466,6 +518,7 @@ class ReplayBuffer:
             "action_dtype": self.action_dtype.str,
             "size": self.size,
         }
+        manifest |= self._dict_manifest()
         for log, first in ((self._steps, self._first), (self._frames, self._first_frame())):
             manifest[log.name] = {
                 "first": first,
@@ -502,14 +555,23 @@ class ReplayBuffer:
             "action_shape": list(self.action_shape),
             "action_dtype": self.action_dtype.str,
         }
+        expected |= self._dict_manifest()
+        for key in ("image_key", "side"):
+            expected.setdefault(key, None)
         for key, value in expected.items():
-            if manifest[key] != value:
+            if manifest.get(key) != value:
                 raise ValueError(f"checkpointed buffer has {key} {manifest[key]}, this one {value}")
         if manifest["size"] > self.capacity:
             raise ValueError(
                 f"checkpointed buffer holds {manifest['size']} transitions, "
                 f"more than the capacity {self.capacity}"
             )
+
+    def _dict_manifest(self) -> dict[str, Any]:
+        """Manifest entries of a Dict observation space (a Box manifest stays as it was)."""
+        if self.image_key is None:
+            return {}
+        return {"image_key": self.image_key, "side": {k: list(s) for k, s in self.side.items()}}
 
     @staticmethod
     def prune_store(store: Path, manifests: list[dict[str, Any]]) -> None:

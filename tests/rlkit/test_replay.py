@@ -589,3 +589,180 @@ def test_load_checks_capacity_and_spaces(tmp_path):
     (tmp_path / manifest["transitions"]["segments"][0][2]).unlink()
     with pytest.raises(FileNotFoundError, match="lacks transitions_"):
         flat_buffer(4).load(tmp_path, manifest)
+
+
+# ------------------------------------------------------------- Dict observations (pixels + state)
+
+
+class DictPixelEnv(StackedPixelEnv):
+    """:class:`StackedPixelEnv` whose observations are ``{"pixels": stack, "state": (2,)}`` with a
+    fresh random state per observation (the true final one differs from the next reset's)."""
+
+    def __init__(self, seed: int, limit: int = 9, frame_stack: int = 3) -> None:
+        super().__init__(seed, limit)
+        self.K = frame_stack
+        self.states = np.random.default_rng(seed + 1000)
+
+    @classmethod
+    def dict_space(cls, frame_stack: int) -> gym.spaces.Dict:
+        pixels = gym.spaces.Box(0, 255, (frame_stack * cls.C, cls.H, cls.W), np.uint8)
+        state = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        return gym.spaces.Dict({"pixels": pixels, "state": state})
+
+    def _state(self) -> np.ndarray:
+        return self.states.normal(size=2).astype(np.float32)
+
+    def reset(self) -> dict[str, np.ndarray]:  # type: ignore[override]
+        return {"pixels": super().reset(), "state": self._state()}
+
+    def step(self) -> tuple[dict[str, np.ndarray], float, bool, bool]:  # type: ignore[override]
+        pixels, reward, terminated, truncated = super().step()
+        return {"pixels": pixels, "state": self._state()}, reward, terminated, truncated
+
+
+def dict_buffer(capacity: int, frame_stack: int = 3, chunk_size: int = 8) -> ReplayBuffer:
+    return ReplayBuffer(
+        capacity,
+        DictPixelEnv.dict_space(frame_stack),
+        StackedPixelEnv.spaces()[1],
+        nstep=3,
+        gamma=0.9,
+        frame_stack=frame_stack,
+        chunk_size=chunk_size,
+    )
+
+
+def check_dict_against_record(buffer: ReplayBuffer, record: list[tuple], seed: int = 0) -> set:
+    """Sampled pixels, states, next pixels and next states equal what the env gave (n-step)."""
+    batch = buffer.sample(300, np.random.default_rng(seed))
+    assert set(batch.extras) == {"state", "next_state"}
+    assert batch.extras["state"].dtype == torch.float32 and batch.extras["state"].shape == (300, 2)
+    seen = set()
+    for row in range(300):
+        t = int(batch.action[row, 0])
+        reward, discount, last = reference_nstep(record, t, buffer.nstep, buffer.gamma)
+        obs, next_obs = record[t][0], record[last][2]
+        np.testing.assert_array_equal(batch.obs[row].numpy(), obs["pixels"])
+        np.testing.assert_array_equal(batch.extras["state"][row].numpy(), obs["state"])
+        np.testing.assert_array_equal(batch.next_obs[row].numpy(), next_obs["pixels"])
+        np.testing.assert_array_equal(batch.extras["next_state"][row].numpy(), next_obs["state"])
+        assert (float(batch.reward[row, 0]), float(batch.discount[row, 0])) == pytest.approx(
+            (reward, discount)
+        )
+        seen.add(t)
+    return seen
+
+
+@pytest.mark.parametrize(("frame_stack", "capacity"), [(1, 500), (1, 37), (3, 500), (3, 37)])
+def test_dict_obs_sample_pixels_and_states_as_given(frame_stack, capacity):
+    buffer, record = dict_buffer(capacity, frame_stack), []
+    play(buffer, DictPixelEnv(seed=5, frame_stack=frame_stack), 300, record)
+    assert buffer.obs_shape == (frame_stack * StackedPixelEnv.C, StackedPixelEnv.H, 5)
+    seen = check_dict_against_record(buffer, record)
+    ends = [t for t in seen if record[t][3] or record[t][4]]
+    assert ends, "episode ends (true final states) were sampled"
+    # each frame once; the states ride in the same rows
+    starts = 1 + sum(1 for r in record[:-1] if r[3] or r[4])
+    assert buffer._frames.end == 300 + frame_stack * starts
+
+
+def test_dict_obs_n_step_next_state_by_hand():
+    """Episode 0: obs 0,1,2 (2 terminated); episode 1 starts at 3 (3 truncated): the n-step next
+    state of transition 1 is transition 2's final state, of 3 its true final state."""
+    space = gym.spaces.Dict(
+        {
+            "pixels": gym.spaces.Box(0, 255, (1, 2, 2), np.uint8),
+            "state": gym.spaces.Box(-9, 9, (1,), np.float32),
+        }
+    )
+    buffer = ReplayBuffer(10, space, FLAT, nstep=3, gamma=GAMMA)
+
+    def obs(i: float) -> dict[str, np.ndarray]:
+        return {"pixels": np.full((1, 2, 2), int(i * 10), np.uint8), "state": np.array([i], "f4")}
+
+    for i, (next_i, term, trunc) in enumerate([(1, 0, 0), (2, 0, 0), (2.5, 1, 0), (3.5, 0, 1)]):
+        start = i if i < 3 else 3
+        buffer.add(obs(start), np.array([i], "f4"), 1.0, obs(next_i), bool(term), bool(trunc))
+    batch = buffer.sample(64, np.random.default_rng(0))
+    found = {
+        int(a): (float(s), float(ns), int(nx[0, 0, 0]), float(d))
+        for a, s, ns, nx, d in zip(
+            batch.action[:, 0],
+            batch.extras["state"][:, 0],
+            batch.extras["next_state"][:, 0],
+            batch.next_obs,
+            batch.discount[:, 0],
+            strict=True,
+        )
+    }
+    assert found == {
+        0: (0.0, 2.5, 25, 0.0),
+        1: (1.0, 2.5, 25, 0.0),
+        2: (2.0, 2.5, 25, 0.0),
+        3: (3.0, 3.5, 35, GAMMA),
+    }
+
+
+def batches_and_extras_equal(a: Batch, b: Batch) -> bool:
+    same_extras = a.extras.keys() == b.extras.keys() and all(
+        torch.equal(v, b.extras[k]) for k, v in a.extras.items()
+    )
+    return batches_equal(a, b) and same_extras
+
+
+def test_dict_save_load_resume_and_prune(tmp_path):
+    buffer, record = dict_buffer(50, frame_stack=1), []
+    env = DictPixelEnv(seed=6, frame_stack=1)
+    play(buffer, env, 80, record)
+    manifest = buffer.save(tmp_path)
+    assert manifest["image_key"] == "pixels" and manifest["side"] == {"state": [2]}
+    frames_file = tmp_path / manifest["frames"]["segments"][-1][2]
+    assert set(np.load(frames_file).files) == {"frame", "side_state"}
+    restored = dict_buffer(50, frame_stack=1, chunk_size=5)
+    restored.load(tmp_path, manifest)
+    assert batches_and_extras_equal(
+        restored.sample(64, np.random.default_rng(9)), buffer.sample(64, np.random.default_rng(9))
+    )
+    twin_env, twin_record = DictPixelEnv(seed=6, frame_stack=1), []
+    play(dict_buffer(50, frame_stack=1), twin_env, 80, twin_record)
+    play(buffer, env, 30, record)
+    play(restored, twin_env, 30, twin_record)  # continues the restored open episode
+    assert batches_and_extras_equal(
+        restored.sample(64, np.random.default_rng(2)), buffer.sample(64, np.random.default_rng(2))
+    )
+    check_dict_against_record(restored, twin_record)
+    latest = restored.save(tmp_path)
+    ReplayBuffer.prune_store(tmp_path, [latest])
+    again = dict_buffer(50, frame_stack=1)
+    again.load(tmp_path, latest)
+    check_dict_against_record(again, twin_record)
+    assert len(list(tmp_path.iterdir())) == len(latest["frames"]["segments"]) + len(
+        latest["transitions"]["segments"]
+    )
+
+
+def test_dict_obs_refusals(tmp_path):
+    buffer, record = dict_buffer(20, frame_stack=1), []
+    play(buffer, DictPixelEnv(seed=7, frame_stack=1), 3, record)
+    last = record[-1][2]
+    with pytest.raises(ValueError, match="must be a dict with keys"):
+        buffer.add(last["pixels"], np.zeros(1, "f4"), 0.0, last["pixels"], False, False)
+    assert not (record[-1][3] or record[-1][4])  # the episode is open (seed 7)
+    moved = {"pixels": last["pixels"], "state": last["state"] + 1}  # same frames, other state
+    with pytest.raises(ValueError, match="not the previous transition's next_obs"):
+        buffer.add(moved, np.zeros(1, "f4"), 0.0, moved, False, False)
+    manifest = buffer.save(tmp_path)
+    box = ReplayBuffer(20, DictPixelEnv.dict_space(1)["pixels"], StackedPixelEnv.spaces()[1])
+    assert "image_key" not in box.save(tmp_path / "box")  # a Box manifest is as before
+    with pytest.raises(ValueError, match="image_key"):
+        box.load(tmp_path, manifest)
+    two_images = gym.spaces.Dict({"a": DictPixelEnv.dict_space(1)["pixels"]} | {"b": box_space()})
+    with pytest.raises(ValueError, match="exactly one image key"):
+        ReplayBuffer(5, two_images, FLAT)
+    nested = gym.spaces.Dict({"pixels": box_space(), "m": gym.spaces.Box(0, 1, (2, 2), np.float32)})
+    with pytest.raises(ValueError, match="'m' must be a flat float Box"):
+        ReplayBuffer(5, nested, FLAT)
+
+
+def box_space() -> gym.spaces.Box:
+    return gym.spaces.Box(0, 255, (3, 4, 4), np.uint8)
