@@ -137,6 +137,12 @@ class DrQV2Agent:
         self.sa_kappa, self.sa_eps, self.sa_steps = float(sa_kappa), float(sa_eps), int(sa_steps)
         if not isinstance(action_space, gym.spaces.Box):
             raise ValueError("drqv2 needs a continuous (Box) action space")
+        if isinstance(observation_space, gym.spaces.Dict):
+            raise ValueError(
+                "drqv2 takes Box observations; fused pixel+state (Dict) observations are "
+                "supported by mentor only (or use the env's frames-only variant, e.g. Adroit's "
+                "hand_state: false)"
+            )
         schedule(stddev_schedule, 0)  # reject a bad schedule now, not at the first update
         self.obs_shape = tuple(int(s) for s in observation_space.shape)
         self.action_dim = int(np.prod(action_space.shape))

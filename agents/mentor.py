@@ -49,8 +49,19 @@ Differences from the released code (emlynw/mentor 2005f05), besides those listed
   theirs); ``dense_dormant=False`` measures the experts on their routed rows only (cheaper);
   ReLU-fed layers count their post-ReLU activity, which is what their hooks see through the
   in-place ReLUs (``dormant_post_relu=True``; False measures every layer before its activation);
-- Adroit's 24-dim proprioceptive fusion is not built into this agent: it learns from the Box
-  observation the env gives (pixels, or states with the proprioception concatenated).
+- (no difference) on Adroit the authors also run their perturbation on the pixel encoder; it
+  blends Linear layers only and their conv encoder has none, so it only resets the encoder's
+  optimiser state, which every perturbation here does too.
+
+Proprioceptive fusion (Adroit): given a Dict observation space (one image key plus flat float
+state keys, e.g. ``adroit/door``'s ``{"pixels": (3, 84, 84), "state": (24,)}``), the agent fuses
+the state into actor, critic (and target) and V after each trunk, as the authors'
+``mentor_adroit.py`` does (:mod:`rlkit.agents.fusion`). ``act`` takes a dict batch; ``update``
+reads the states from ``batch.extras`` (``state`` / ``next_state``, as the replay samples a
+Dict space); the pixels alone are augmented and encoded. The policy view takes the pixels
+and holds the state as context (``view.body.set_context(state)``), so attacks perturb pixels
+only; the attack wrappers do not feed that context yet, so attacks on fused observations are
+refused (evaluation and adversarial training).
 """
 
 from __future__ import annotations
@@ -69,6 +80,7 @@ from torch import nn
 
 from rlkit.agent import UpdateSchedule
 from rlkit.agents.dormant import dormant_ratio, exploration_std, perturb_factor, value_mix
+from rlkit.agents.fusion import FusedPolicy, StateKeys, fuse_trunk, with_state
 from rlkit.agents.moe import MoE
 from rlkit.agents.perturbation import (
     BestAgents,
@@ -211,10 +223,12 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
 
 
 class MentorAgent:
-    """MENTOR on pixels (3-D uint8 Box) or states (any other Box); actions in [-1, 1], rescaled
-    to the env's bounds.
+    """MENTOR on pixels (3-D uint8 Box), states (any other Box) or pixels fused with a
+    proprioceptive state (a Dict, see the module doc); actions in [-1, 1], rescaled to the env's
+    bounds.
 
-    :param observation_space: Box observations (pixels (C, H, W) uint8, or a vector).
+    :param observation_space: Box observations (pixels (C, H, W) uint8, or a vector), or a Dict
+        of one image key and flat float state keys (fused as the authors did on Adroit).
     :param action_space: Box actions.
     :param preset: per-domain settings: dmc, metaworld or adroit (see the module table).
     :param feature_dim: trunk output size (50).
@@ -262,7 +276,7 @@ class MentorAgent:
 
     def __init__(
         self,
-        observation_space: gym.spaces.Box,
+        observation_space: gym.spaces.Box | gym.spaces.Dict,
         action_space: gym.spaces.Box,
         preset: Preset = "dmc",
         feature_dim: int = 50,
@@ -343,10 +357,16 @@ class MentorAgent:
             int(self.settings["nstep"]),
             float(self.settings["discount"]),
         )
-        self.pixels = is_pixel_space(observation_space)
+        self.fused: StateKeys | None = None
+        if isinstance(observation_space, gym.spaces.Dict):
+            self.fused = StateKeys(observation_space)
+            image_space = self.fused.image_space
+        else:
+            image_space = observation_space
+        self.pixels = is_pixel_space(image_space)
         self.aug: nn.Module = RandomShift(4) if self.pixels else nn.Identity()
         self.build_networks(
-            observation_space, feature_dim, hidden_dim,
+            image_space, feature_dim, hidden_dim,
             MoE(hidden_dim, num_experts, top_k, expert_hidden, gate_hidden, gate_dropout,
                 sparse_moe) if moe else None,
         )  # fmt: skip
@@ -368,25 +388,33 @@ class MentorAgent:
     ) -> None:
         """Encoder, actor (``middle`` as its middle layer), critics and value net, eval mode.
 
-        :param observation_space: the observations.
+        :param observation_space: the observations (a fused agent's: the image space).
         :param feature_dim: trunk output size.
         :param hidden_dim: hidden width.
         :param middle: the actor's middle layer (None: Linear).
         """
         self.encoder = make_encoder(observation_space).to(self.device)
         repr_dim, act = int(self.encoder.repr_dim), self.action_dim
-        self.actor = DrQActor(repr_dim, act, feature_dim, hidden_dim, middle).to(self.device)
         dropout = float(self.settings["critic_dropout"])
 
-        def critic() -> DrQCritic:
-            if dropout > 0:
-                return RegularisedCritic(repr_dim, act, feature_dim, hidden_dim, dropout)
-            return DrQCritic(repr_dim, act, feature_dim, hidden_dim)
+        def fused(net: nn.Module) -> nn.Module:
+            if self.fused is None:
+                return net.to(self.device)
+            return fuse_trunk(net, self.fused.dim, feature_dim, hidden_dim).to(self.device)
 
-        self.critic = critic().to(self.device)
-        self.critic_target = critic().to(self.device)
+        def critic() -> DrQCritic:
+            net: DrQCritic
+            if dropout > 0:
+                net = RegularisedCritic(repr_dim, act, feature_dim, hidden_dim, dropout)
+            else:
+                net = DrQCritic(repr_dim, act, feature_dim, hidden_dim)
+            return fused(net)  # type: ignore[return-value]
+
+        self.actor: DrQActor = fused(DrQActor(repr_dim, act, feature_dim, hidden_dim, middle))  # type: ignore[assignment]
+        self.critic = critic()
+        self.critic_target = critic()
         self.critic_target.load_state_dict(self.critic.state_dict())
-        self.value = ValueNet(repr_dim, feature_dim, hidden_dim).to(self.device)
+        self.value = fused(ValueNet(repr_dim, feature_dim, hidden_dim))
         self.set_training(False)
 
     # ---------------------------------------------------------------- schedules from beta
@@ -429,16 +457,46 @@ class MentorAgent:
         high = torch.as_tensor(self.high, device=action.device)
         return 2.0 * (action.float() - low) / (high - low) - 1.0
 
+    def features(self, obs: Any) -> torch.Tensor:
+        """Encoder outputs of a batch of raw observations (fused: with the state columns).
+
+        :param obs: (B, *obs_shape) observations, or a dict batch for a fused agent.
+        """
+        if self.fused is None:
+            return self.encoder(torch.as_tensor(np.asarray(obs), device=self.device))
+        if not isinstance(obs, dict):
+            raise ValueError(
+                f"this MENTOR agent fuses a state: act on dict batches with keys "
+                f"{[self.fused.image_key, *self.fused.keys]}"
+            )
+        pixels = torch.as_tensor(np.asarray(obs[self.fused.image_key]), device=self.device)
+        return with_state(self.encoder(pixels), self.fused.from_obs(obs, self.device))
+
+    def batch_features(self, batch: Batch, next_obs: bool = False) -> torch.Tensor:
+        """Augmented encoder outputs of a replay batch's obs (or next_obs), fused with its
+        states (``batch.extras``) for a fused agent.
+
+        :param batch: the batch, on the device.
+        :param next_obs: encode ``next_obs`` (with ``next_state``).
+        """
+        images = batch.next_obs if next_obs else batch.obs
+        encoded = self.encoder(self.aug(images.float()))
+        if self.fused is None:
+            return encoded
+        return with_state(
+            encoded, self.fused.from_extras(batch.extras, "next_" if next_obs else "")
+        )
+
     @torch.no_grad()
-    def act(self, obs: np.ndarray, step: int = 0, explore: bool = False) -> np.ndarray:
+    def act(self, obs: Any, step: int = 0, explore: bool = False) -> np.ndarray:
         """Actions (env units) for a batch of raw observations.
 
-        :param obs: (B, *obs_shape) observations (pixels: uint8 range).
+        :param obs: (B, *obs_shape) observations (pixels: uint8 range); a fused agent takes a
+            dict batch (``{"pixels": (B, C, H, W), "state": (B, d)}``).
         :param step: agent steps so far.
         :param explore: uniform before ``num_expl_steps``, then Gaussian noise of std sigma(beta).
         """
-        obs_t = torch.as_tensor(np.asarray(obs), device=self.device)
-        mean = torch.tanh(self.actor(self.encoder(obs_t)))
+        mean = torch.tanh(self.actor(self.features(obs)))
         if explore:
             if step < self.num_expl_steps:
                 mean = torch.empty_like(mean).uniform_(-1.0, 1.0)
@@ -532,9 +590,9 @@ class MentorAgent:
 
         :param batch: n-step transitions.
         """
-        obs = self.encoder(self.aug(batch.obs.float()))
+        obs = self.batch_features(batch)
         with torch.no_grad():
-            next_obs = self.encoder(self.aug(batch.next_obs.float()))
+            next_obs = self.batch_features(batch, next_obs=True)
         action = self.to_unit_action(batch.action)
         with self.dense_moe():
             self.beta, _ = dormant_ratio(
@@ -655,11 +713,14 @@ class MentorAgent:
 
     def policy_view(self, live: bool = False) -> PolicyView:
         """Encoder -> actor (MoE included, eval mode) on raw observations; squash tanh to the
-        env bounds.
+        env bounds. A fused agent's view takes the pixels and holds the states as context
+        (:class:`~rlkit.agents.fusion.FusedPolicy`: ``view.body.set_context(state)``).
 
         :param live: share the training weights instead of a frozen CPU copy.
         """
-        body = EncodedPolicy(self.encoder, self.actor)
+        body: nn.Module = EncodedPolicy(self.encoder, self.actor)
+        if self.fused is not None:
+            body = FusedPolicy(self.encoder, self.actor)
         if live:
             return PolicyView(body, "continuous", "tanh", self.low, self.high).to(self.device)
         view = PolicyView(copy.deepcopy(body).cpu(), "continuous", "tanh", self.low, self.high)
@@ -675,7 +736,7 @@ def build_mentor(
     """Registry factory: ``agent.kwargs`` plus ``learning_rate`` (lr) and ``net_arch[0]`` (width).
 
     :param config: the experiment config.
-    :param observation_space: Box observations (pixels or states).
+    :param observation_space: Box observations (pixels or states), or a fused Dict.
     :param action_space: Box actions.
     :param env: unused (the loop steps the env).
     """

@@ -417,6 +417,12 @@ def evaluate_attacks(
     else:
         venv = SyncVectorEnv([lambda: HoldAfterEpisode(make_env()) for _ in range(n)])
     try:
+        if isinstance(venv.single_observation_space, gym.spaces.Dict):
+            raise ConfigError(
+                "attacks on fused pixel+state observations are not supported yet (the env "
+                f"observes a Dict: {venv.single_observation_space}); attack a frames-only "
+                "variant of the env (e.g. Adroit's hand_state: false)"
+            )
         return _evaluate(venv, view, attack_config, seed, n, progress)
     finally:
         venv.close()

@@ -9,6 +9,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from rlkit.observations import batch_of_one
+
 EVAL_SEED_OFFSET = 100_000
 ActFn = Callable[[np.ndarray], np.ndarray]
 
@@ -28,7 +30,7 @@ def run_episode(env: gym.Env, act: ActFn, seed: int, video: Path | None = None) 
     writer = _video_writer(env, video)
     total, length, done = 0.0, 0, False
     while not done:
-        action = act(_batch(obs))[0]
+        action = act(batch_of_one(obs))[0]
         obs, reward, terminated, truncated, info = env.step(action)
         total += float(reward)
         length += 1
@@ -74,13 +76,6 @@ def evaluate(
     return summarize(
         [run_episode(env, act, seed + i, video if i == 0 else None) for i in range(episodes)]
     )
-
-
-def _batch(obs: Any) -> Any:
-    """A batch of one observation (each entry of a dict observation batched)."""
-    if isinstance(obs, dict):
-        return {k: np.asarray(v)[None] for k, v in obs.items()}
-    return np.asarray(obs)[None]
 
 
 def _video_writer(env: gym.Env, video: Path | None) -> Any:

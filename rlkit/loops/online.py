@@ -4,6 +4,9 @@ Resuming is exact: a checkpoint holds the agent, the replay (appended chunks), e
 and the counters, and the env is restored by resetting it with the current episode's seed and
 replaying the episode's actions from the buffer (envs are deterministic given seed and actions).
 So ``train N; resume to 2N`` gives the same metrics and weights as ``train 2N``.
+
+Observations are arrays or, for fused envs (Adroit's pixels + hand state), dicts of arrays: the
+agent acts on :func:`rlkit.observations.batch_of_one` of it and the replay stores it as it is.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from rlkit.envs import make_env
 from rlkit.io import load_torch, save_torch
 from rlkit.loops.adversarial import LiveAttack
 from rlkit.loops.common import Schedules, TrainLoop
+from rlkit.observations import Observation, as_observation, batch_of_one
 from rlkit.registry import DATASETS
 from rlkit.replay import ReplayBuffer
 from rlkit.seeding import generator_state, set_generator_state
@@ -74,13 +78,18 @@ class OnlineLoop(TrainLoop):
         )
         self.sampler = np.random.default_rng(config.seed)
         self.episode, self.episode_step, self.episode_return = 0, 0, 0.0
-        self.obs: np.ndarray | None = None
+        self.obs: Observation | None = None
         self.live = self._live_attack()
 
     def _live_attack(self) -> LiveAttack | None:
         """Adversarial training's attack on the agent's live policy (``adversarial`` section)."""
         if self.config.adversarial is None:
             return None
+        if isinstance(self.env.observation_space, gym.spaces.Dict):
+            raise ValueError(
+                "adversarial: attacks on fused pixel+state observations are not supported yet "
+                f"(this env observes a Dict: {self.env.observation_space})"
+            )
         if self.buffer.frame_stack > 1:
             raise ValueError(
                 "adversarial: adversarial training in the online loop needs unstacked "
@@ -90,10 +99,11 @@ class OnlineLoop(TrainLoop):
         live.bind(self.agent, self.env)
         return live
 
-    def _observe(self, obs: np.ndarray) -> np.ndarray:
+    def _observe(self, obs: Observation) -> Observation:
         """The observation the agent sees: attacked by adversarial training when it draws so."""
         if self.live is None:
             return obs
+        assert isinstance(obs, np.ndarray)  # _live_attack refuses Dict observations
         adv, _ = self.live.perturb(obs[None], np.array([self.episode_step]), self.step)
         return adv[0]
 
@@ -161,14 +171,16 @@ class OnlineLoop(TrainLoop):
     def _episode_seed(self, episode: int) -> int:
         return self.config.seed * 1_000_003 + episode
 
-    def _env_step(self, obs: np.ndarray) -> np.ndarray:
+    def _env_step(self, obs: Observation) -> Observation:
         # step the env with exactly what the replay stores, so a resumed run replays it exactly
         action = np.asarray(
-            self.agent.act(obs[None], self.step, explore=True)[0], dtype=self.env.action_space.dtype
+            self.agent.act(batch_of_one(obs), self.step, explore=True)[0],
+            dtype=self.env.action_space.dtype,
         )
         next_obs, reward, terminated, truncated, info = self.env.step(action)
+        next_obs = as_observation(next_obs)
         if not (terminated or truncated):  # the final observation stays clean (bootstrap)
-            next_obs = self._observe(np.asarray(next_obs))
+            next_obs = self._observe(next_obs)
         self.buffer.add(obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
         self.step += 1
         self.episode_step += 1
@@ -180,14 +192,14 @@ class OnlineLoop(TrainLoop):
             self.episode += 1
             self.episode_step, self.episode_return = 0, 0.0
             reset_obs, _ = self.env.reset(seed=self._episode_seed(self.episode))
-            next_obs = self._observe(np.asarray(reset_obs))
-        return np.asarray(next_obs)
+            next_obs = self._observe(as_observation(reset_obs))
+        return next_obs
 
-    def _restore_env(self) -> np.ndarray:
+    def _restore_env(self) -> Observation:
         """Reset with the current episode's seed and replay its recorded actions."""
         obs, _ = self.env.reset(seed=self._episode_seed(self.episode))
         for action in self.buffer.recent_actions(self.episode_step) if self.episode_step else []:
             obs, *_ = self.env.step(action)
         if self.live is not None:
             return self.obs if self.obs is not None else self._observe(np.asarray(obs))
-        return np.asarray(obs)
+        return as_observation(obs)

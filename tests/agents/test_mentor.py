@@ -407,3 +407,230 @@ def test_train_then_resume_equals_training_in_one_go(tmp_path):
             assert torch.equal(v, b[net][k]), (net, k)
     for k, v in a["best"]["stacks"].items():
         assert torch.equal(v, b["best"]["stacks"][k]), k
+
+
+# ---------------------------------------------------------------------------------------------
+# pixels fused with a proprioceptive state (Adroit, as the authors' mentor_adroit.py)
+
+FUSED = gym.spaces.Dict(
+    {
+        "pixels": gym.spaces.Box(0, 255, (3, 16, 16), np.uint8),
+        "state": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+    }
+)
+
+
+def fused_batch(seed: int = 0, size: int = 8) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    batch = make_batch(seed, size, (3, 16, 16))
+    batch.obs = torch.randint(0, 256, (size, 3, 16, 16), generator=g, dtype=torch.uint8)
+    batch.next_obs = torch.randint(0, 256, (size, 3, 16, 16), generator=g, dtype=torch.uint8)
+    batch.extras = {
+        "state": torch.randn(size, 3, generator=g),
+        "next_state": torch.randn(size, 3, generator=g),
+    }
+    return batch
+
+
+def fused_obs(seed: int = 0, size: int = 3) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "pixels": rng.integers(0, 256, (size, 3, 16, 16), dtype=np.uint8),
+        "state": rng.normal(size=(size, 3)).astype(np.float32),
+    }
+
+
+def by_hand_fused_trunk(trunk: torch.nn.Module, pixels: torch.Tensor, state: torch.Tensor):
+    """The authors' Actor/Critic/VNetwork front: trunk, then StateEncoder (written out)."""
+    lin, ln = trunk.trunk[0], trunk.trunk[1]
+    h = torch.tanh(
+        torch.nn.functional.layer_norm(lin(pixels), ln.normalized_shape, ln.weight, ln.bias)
+    )
+    enc, fus = trunk.state.state_encoder, trunk.state.fusion
+    s = enc[2](torch.relu(enc[0](state)))
+    return fus[2](torch.relu(fus[0](h + s)))
+
+
+def test_fused_networks_put_the_state_after_each_trunk_as_the_authors():
+    agent = make_agent(obs_space=FUSED)
+    pixels = torch.rand(5, agent.encoder.repr_dim)
+    state = torch.randn(5, 3)
+    features = torch.cat([pixels, state], dim=-1)
+    action = torch.rand(5, 2) * 2 - 1
+    actor, critic, value = agent.actor, agent.critic, agent.value
+    h = by_hand_fused_trunk(actor.trunk, pixels, state)
+    mean = actor.head(torch.relu(actor.middle(torch.relu(actor.input(h)))[0]))
+    torch.testing.assert_close(actor(features), mean)
+    hq = torch.cat([by_hand_fused_trunk(critic.trunk, pixels, state), action], dim=-1)
+    q1, q2 = critic(features, action)
+    torch.testing.assert_close(q1, critic.q1(hq))
+    torch.testing.assert_close(q2, critic.q2(hq))
+    torch.testing.assert_close(
+        value(features), value.v(by_hand_fused_trunk(value.trunk, pixels, state))
+    )
+    # each network has its own fusion: state 3 -> hidden 16 -> feature 8, 8 -> 16 -> 8
+    sizes = [tuple(p.shape) for p in actor.trunk.state.parameters()]
+    assert sizes == [(16, 3), (16,), (8, 16), (8,), (16, 8), (16,), (8, 16), (8,)]
+    assert actor.trunk.state is not critic.trunk.state is not value.trunk.state
+    names = agent.blended_names()
+    for net in ("actor", "critic", "critic_target", "value"):
+        assert f"{net}.trunk.state.state_encoder.0.weight" in names  # perturbation blends them
+
+
+def test_fused_act_takes_a_dict_batch_and_uses_the_state():
+    agent = make_agent(obs_space=FUSED)
+    obs = fused_obs()
+    with torch.no_grad():
+        pixels = agent.encoder(torch.as_tensor(obs["pixels"]))
+        mean = torch.tanh(agent.actor(torch.cat([pixels, torch.as_tensor(obs["state"])], -1)))
+    np.testing.assert_allclose(agent.act(obs), agent.to_env_action(mean.numpy()), rtol=1e-6)
+    moved = {**obs, "state": obs["state"] + 1.0}
+    assert not np.allclose(agent.act(moved), agent.act(obs))
+    with pytest.raises(ValueError, match="dict batches"):
+        agent.act(obs["pixels"])
+
+
+def fused_update_metrics(agent: MentorAgent, batch: Batch) -> dict[str, float]:
+    twin = make_agent(obs_space=FUSED, **FUSED_PROBE)
+    twin.load_state_dict(agent.state_dict())
+    torch.manual_seed(11)
+    return twin.update(batch, 100)
+
+
+FUSED_PROBE = {"lambda_mode": "fixed", "target_lambda": 0.0, "std_scale": 0.0}
+
+
+def test_fused_update_reads_state_for_q_and_next_state_for_the_target():
+    """With lambda 0 and no noise, Q depends on (obs, state) only and the TD target on
+    (next_obs, next_state) only: moving one state moves exactly one of the two."""
+    agent = make_agent(obs_space=FUSED, **FUSED_PROBE)
+    batch = fused_batch()
+    base = fused_update_metrics(agent, batch)
+    assert base == fused_update_metrics(agent, batch)  # same seed, same update
+    moved = fused_batch()
+    moved.extras["state"] = moved.extras["state"] + 1.0
+    now = fused_update_metrics(agent, moved)
+    assert now["q"] != base["q"] and now["target_q"] == base["target_q"]
+    moved = fused_batch()
+    moved.extras["next_state"] = moved.extras["next_state"] + 1.0
+    then = fused_update_metrics(agent, moved)
+    assert then["q"] == base["q"] and then["target_q"] != base["target_q"]
+    plain = fused_batch()
+    plain.extras = {}
+    with pytest.raises(ValueError, match="lacks extras"):
+        agent.update(plain, 100)
+
+
+def test_fused_update_trains_each_fusion_and_round_trips(tmp_path):
+    agent = make_agent(obs_space=FUSED)
+    before = snapshot(agent)
+    agent.update(fused_batch(), 100)
+    after = snapshot(agent)
+    for net in ("actor", "critic", "value"):
+        key = f"{net}.trunk.state.state_encoder.0.weight"
+        assert not torch.equal(before[key], after[key]), key
+    agent.save(tmp_path)
+    state = load_torch(tmp_path / "agent.pt")
+    assert set(state) == set(make_agent().state_dict()) | {"encoder_opt"}  # same format
+    twin = make_agent(seed=5, obs_space=FUSED)
+    twin.load(tmp_path)
+    obs = fused_obs(1)
+    np.testing.assert_array_equal(twin.act(obs), agent.act(obs))
+    torch.manual_seed(2)
+    a = agent.update(fused_batch(3), 101)
+    torch.manual_seed(2)
+    assert twin.update(fused_batch(3), 101) == a
+
+
+def test_fused_policy_view_attacks_pixels_with_the_state_as_context():
+    agent = make_agent(obs_space=FUSED)
+    agent.update(fused_batch(), 100)
+    view = agent.policy_view()
+    obs = fused_obs(2)
+    pixels = torch.as_tensor(obs["pixels"]).float().requires_grad_(True)
+    with pytest.raises(ValueError, match="set_context"):
+        view(pixels)
+    view.body.set_context(torch.as_tensor(obs["state"]))
+    out = view(pixels)
+    np.testing.assert_allclose(view.squash(out).detach().numpy(), agent.act(obs), rtol=1e-5)
+    out.sum().backward()
+    assert pixels.grad is not None and pixels.grad.abs().sum() > 0  # gradients reach the pixels
+
+
+def test_drqv2_refuses_fused_observations_clearly():
+    from rlkit.agents.drqv2 import DrQV2Agent
+
+    with pytest.raises(ValueError, match="supported by mentor only"):
+        DrQV2Agent(FUSED, ACT)
+
+
+ADROIT_SMALL = [
+    "env.kwargs.size=16",
+    "agent.net_arch=[16]",
+    "agent.kwargs.feature_dim=8",
+    "agent.kwargs.expert_hidden=6",
+    "agent.kwargs.gate_hidden=5",
+    "agent.kwargs.num_experts=4",
+    "agent.kwargs.top_k=2",
+    "agent.kwargs.batch_size=8",
+    "agent.kwargs.num_expl_steps=10",
+    "agent.kwargs.perturb_every=6",
+    "agent.kwargs.best_agents=2",
+    "train.replay_size=500",
+    "train.log_every=10",
+    "train.checkpoint_every=30",
+    "train.eval_every=60",
+    "train.eval_episodes=1",
+    "eval.episodes=1",
+    "run.tensorboard=false",
+    "train.progress=false",
+]
+
+
+def train_adroit(folder: Path, total: int) -> Path:
+    from rlkit.train import train
+
+    config = Path(__file__).parents[2] / "configs" / "adroit" / "mentor_door.yaml"
+    overrides = [*ADROIT_SMALL, f"train.total_steps={total}", f"run.dir={folder}"]
+    return Path(train(config, overrides).path)
+
+
+@pytest.mark.slow
+def test_adroit_door_config_trains_fused_pixels_and_state_and_resumes_exactly(tmp_path):
+    pytest.importorskip("gymnasium_robotics")
+    straight = train_adroit(tmp_path / "straight", 60)
+    train_adroit(tmp_path / "resumed", 30)
+    resumed = train_adroit(tmp_path / "resumed", 60)
+    assert rows(resumed) == rows(straight)
+    a, b = final_state(straight), final_state(resumed)
+    assert a["actor"]["trunk.state.state_encoder.0.weight"].shape == (16, 24)  # the hand state
+    assert a["encoder"]["convnet.0.weight"].shape[1] == 3  # one RGB frame
+    assert a["counters"] == b["counters"]
+    assert (a["counters"]["n_updates"], a["counters"]["perturbations"]) == (26, 4)  # 10..60 by 2
+    for net in ("encoder", "actor", "critic", "critic_target", "value"):
+        for k, v in a[net].items():
+            assert torch.equal(v, b[net][k]), (net, k)
+
+
+class FusedEnv(gym.Env):
+    """A tiny env observing FUSED (for the attack refusal)."""
+
+    observation_space, action_space = FUSED, ACT
+
+    def reset(self, *, seed=None, options=None):
+        return FUSED.sample(), {}
+
+    def step(self, action):
+        return FUSED.sample(), 0.0, False, False, {}
+
+
+def test_attack_evaluation_refuses_fused_observations_clearly():
+    from rlkit.attacks.evaluation import evaluate_attacks
+    from rlkit.config import AttackConfig, ConfigError
+
+    view = make_agent(obs_space=FUSED).policy_view()
+    config = AttackConfig.model_validate(
+        {"eps": [0.1], "episodes": 1, "stealth": False, "attacks": [{"name": "random"}]}
+    )
+    with pytest.raises(ConfigError, match="fused pixel\\+state observations are not supported"):
+        evaluate_attacks(FusedEnv, view, config, seed=0, progress=False)
