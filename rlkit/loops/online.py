@@ -85,15 +85,15 @@ class OnlineLoop(TrainLoop):
         """Adversarial training's attack on the agent's live policy (``adversarial`` section)."""
         if self.config.adversarial is None:
             return None
-        if isinstance(self.env.observation_space, gym.spaces.Dict):
-            raise ValueError(
-                "adversarial: attacks on fused pixel+state observations are not supported yet "
-                f"(this env observes a Dict: {self.env.observation_space})"
-            )
         if self.buffer.frame_stack > 1:
             raise ValueError(
                 "adversarial: adversarial training in the online loop needs unstacked "
                 f"observations (this env stacks {self.buffer.frame_stack} frames)"
+            )
+        if getattr(self.buffer, "image_key", None) is not None:  # a replay of Dict observations
+            raise ValueError(
+                "adversarial: attacks on fused pixel+state observations are not supported yet "
+                f"(this env observes a Dict: {self.env.observation_space})"
             )
         live = LiveAttack(self.config.adversarial, self.config.seed)
         live.bind(self.agent, self.env)

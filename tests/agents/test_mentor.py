@@ -634,3 +634,17 @@ def test_attack_evaluation_refuses_fused_observations_clearly():
     )
     with pytest.raises(ConfigError, match="fused pixel\\+state observations are not supported"):
         evaluate_attacks(FusedEnv, view, config, seed=0, progress=False)
+
+
+def test_online_adversarial_training_refuses_fused_observations(tmp_path):
+    from rlkit.config import ExperimentConfig
+    from rlkit.loops.online import OnlineLoop
+    from rlkit.replay import ReplayBuffer
+
+    loop = OnlineLoop.__new__(OnlineLoop)
+    loop.config = ExperimentConfig.model_validate(
+        {**RUN, "adversarial": {"attack": {"name": "random"}, "eps": 0.1}}
+    )
+    loop.env, loop.buffer = FusedEnv(), ReplayBuffer(4, FUSED, ACT)
+    with pytest.raises(ValueError, match="fused pixel\\+state observations are not supported"):
+        loop._live_attack()
