@@ -31,8 +31,12 @@ perturb_every           10000     50000       50000
 alpha_max               1.0       0.95        0.9
 nstep / discount        3 / 0.99  10 / 0.97   3 / 0.99
 critic LayerNorm+drop   no        yes (0.01)  no
+update noise std        dormant   dormant     awake
 ======================  ========  ==========  ========
 
+("awake": the authors' Adroit agent's ``stddev_type: awake``; its updates use the larger of the
+dormant std and ``linear(1.0,0.1,500000)`` counted from the first update past the seed steps
+with beta below 0.2; acting keeps the dormant std.)
 (Meta-World's n-step 10 and gamma 0.97 are what the released ``train_mw.py`` trains with, as it
 never calls its annealing; Adroit Door uses expectile 0.6 in the authors' task config.)
 
@@ -80,6 +84,7 @@ from torch import nn
 
 from rlkit.agent import UpdateSchedule
 from rlkit.agents.dormant import dormant_ratio, exploration_std, perturb_factor, value_mix
+from rlkit.agents.drqv2 import schedule as drq_schedule
 from rlkit.agents.fusion import FusedPolicy, StateKeys, fuse_trunk, with_state
 from rlkit.agents.moe import MoE
 from rlkit.agents.perturbation import (
@@ -123,6 +128,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "nstep": 3,
         "discount": 0.99,
         "critic_dropout": 0.0,
+        "stddev_type": "dormant",
     },
     "metaworld": {
         "std_scale": 1.0,
@@ -134,6 +140,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "nstep": 10,
         "discount": 0.97,
         "critic_dropout": 0.01,
+        "stddev_type": "dormant",
     },
     "adroit": {
         "std_scale": 1.0,
@@ -145,6 +152,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "nstep": 3,
         "discount": 0.99,
         "critic_dropout": 0.0,
+        "stddev_type": "awake",
     },
 }
 
@@ -270,6 +278,11 @@ class MentorAgent:
     :param lambda_temperature: lambda sigmoid temperature (50).
     :param expectile: expectile of the value regression (None: the preset's).
     :param critic_dropout: dropout with LayerNorm in the Q heads (None: the preset's; 0: none).
+    :param stddev_type: the noise std of the updates' target and actor actions: "dormant" (the
+        dormant-ratio std, as acting uses) or "awake" (the authors' Adroit agent: once the ratio
+        first falls below its target after the seed steps, the larger of that std and
+        ``awake_schedule`` counted from then); None: the preset's.
+    :param awake_schedule: DrQ-v2 schedule of "awake" (agent steps since awakening).
     :param actor_grad_clip: actor gradient-norm clip (0.001, the authors'; 0 disables).
     :param device: torch device.
     """
@@ -315,6 +328,8 @@ class MentorAgent:
         lambda_temperature: float = 50.0,
         expectile: float | None = None,
         critic_dropout: float | None = None,
+        stddev_type: Literal["dormant", "awake"] | None = None,
+        awake_schedule: str = "linear(1.0,0.1,500000)",
         actor_grad_clip: float = 0.001,
         device: str = "cpu",
     ) -> None:
@@ -330,6 +345,7 @@ class MentorAgent:
             "nstep": nstep,
             "discount": discount,
             "critic_dropout": critic_dropout,
+            "stddev_type": stddev_type,
         }
         self.settings = {k: v if given[k] is None else given[k] for k, v in PRESETS[preset].items()}
         if self.settings["perturb_every"] < 1:
@@ -377,6 +393,9 @@ class MentorAgent:
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=lr)
         self.best = BestAgents(best_agents)
         self.beta = 1.0  # the authors start from a dormant ratio of 1
+        drq_schedule(awake_schedule, 0)  # reject a bad schedule now
+        self.awake_schedule = awake_schedule
+        self.awaken_step: int | None = None
         self.n_updates, self.perturbations, self.last_alpha = 0, 0, 0.0
 
     def build_networks(
@@ -576,7 +595,7 @@ class MentorAgent:
             self.perturb()
         self.set_training(True)
         try:
-            metrics = self.learn(batch.to(self.device))
+            metrics = self.learn(batch.to(self.device), step)
         finally:
             self.set_training(False)
         return metrics | {
@@ -585,10 +604,26 @@ class MentorAgent:
             "best_agents_mean_return": float(np.mean(self.best.returns)) if len(self.best) else 0.0,
         }
 
-    def learn(self, batch: Batch) -> dict[str, float]:
+    def update_stddev(self, step: int) -> float:
+        """The noise std of this update's target and actor actions (see ``stddev_type``); marks
+        the awakening step on the first update past the seed steps with beta below its target.
+
+        :param step: agent steps so far.
+        """
+        if self.settings["stddev_type"] == "dormant":
+            return self.stddev
+        waking = step > self.num_expl_steps and self.beta < self.target_dormant_ratio
+        if self.awaken_step is None and waking:
+            self.awaken_step = step
+        if self.awaken_step is None:
+            return self.stddev
+        return max(self.stddev, drq_schedule(self.awake_schedule, step - self.awaken_step))
+
+    def learn(self, batch: Batch, step: int = 0) -> dict[str, float]:
         """Steps 2-7 of the update on a batch already on the device.
 
         :param batch: n-step transitions.
+        :param step: agent steps so far (the "awake" noise schedule).
         """
         obs = self.batch_features(batch)
         with torch.no_grad():
@@ -601,7 +636,7 @@ class MentorAgent:
                 threshold=self.dormant_threshold,
                 post_relu=self.dormant_post_relu,
             )
-        std, lam = self.stddev, self.lambda_
+        std, lam = self.update_stddev(step), self.lambda_
 
         with torch.no_grad():
             q_data = torch.min(*self.critic(obs.detach(), action))
@@ -674,6 +709,7 @@ class MentorAgent:
             "perturbations": self.perturbations,
             "beta": self.beta,
             "last_alpha": self.last_alpha,
+            "awaken_step": -1 if self.awaken_step is None else self.awaken_step,
         }
         return state
 
@@ -695,6 +731,8 @@ class MentorAgent:
             int(counters["perturbations"]),
         )
         self.beta, self.last_alpha = float(counters["beta"]), float(counters["last_alpha"])
+        awaken = int(counters.get("awaken_step", -1))
+        self.awaken_step = None if awaken < 0 else awaken
 
     def save(self, folder: Path) -> None:
         """Write everything to ``folder/agent.pt`` (weights-only loadable).

@@ -342,7 +342,8 @@ class DrQActor(nn.Module):
 
     def relu_fed_linears(self) -> list[nn.Module]:
         """The Linear layers whose output goes through ``F.relu`` (for the dormant ratio)."""
-        return [self.input] + ([self.middle] if isinstance(self.middle, nn.Linear) else [])
+        layers: list[nn.Module] = [self.input]
+        return layers + ([self.middle] if isinstance(self.middle, nn.Linear) else [])
 
     def forward_with_aux(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The pre-tanh mean (B, A) and the middle's auxiliary loss (a 0-d tensor).

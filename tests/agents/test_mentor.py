@@ -98,6 +98,25 @@ def test_explicit_arguments_beat_the_preset_and_metaworld_critic_is_regularised(
     assert "Dropout" not in {type(m).__name__ for m in make_agent().critic.q1}
 
 
+def test_adroit_update_noise_wakes_up_as_the_authors_awake_std():
+    agent = make_agent(preset="adroit", num_expl_steps=100)
+    assert make_agent().settings["stddev_type"] == "dormant"
+    assert agent.settings["stddev_type"] == "awake"
+    agent.beta = 0.1  # below the target 0.2, but still in the seed steps: not awake yet
+    assert agent.update_stddev(100) == agent.stddev and agent.awaken_step is None
+    assert agent.update_stddev(150) == 1.0 and agent.awaken_step == 150  # linear(1.0,0.1,...)
+    agent.beta = 0.5  # awake for good: max(dormant std, schedule since 150)
+    dormant = 1.0 / (1.0 + np.exp(-10 * (0.5 - 0.2)))
+    assert agent.update_stddev(250_150) == pytest.approx(max(dormant, 0.55))
+    agent.beta = 0.0
+    assert agent.update_stddev(250_150) == pytest.approx(0.55)
+    assert agent.update_stddev(900_000) == pytest.approx(max(agent.stddev, 0.1))
+    state = agent.state_dict()
+    twin = make_agent(preset="adroit", num_expl_steps=100)
+    twin.load_state_dict(state)
+    assert twin.awaken_step == 150  # resumes awake
+
+
 @pytest.mark.parametrize("beta", [0.0, 0.15, 0.2, 0.6])
 def test_stddev_lambda_and_alpha_follow_beta(beta):
     agent = make_agent()
