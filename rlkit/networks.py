@@ -254,10 +254,14 @@ class PixelEncoder(nn.Module):
             nn.ReLU(),
         )
         self.apply(weight_init)
+        # NHWC convolutions: 1.4-1.5x faster forward and backward on this CPU (oneDNN), same values
+        self.convnet.to(memory_format=torch.channels_last)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        h = self.convnet(obs.float() / 255.0 - 0.5)
-        return h.reshape(h.shape[0], -1)
+        x = (obs.float() / 255.0 - 0.5).contiguous(memory_format=torch.channels_last)
+        h = self.convnet(x)
+        # flatten in (C, H, W) order whatever the memory layout, as the NCHW encoder does
+        return h.contiguous().reshape(h.shape[0], -1)
 
 
 class FlatEncoder(nn.Module):
