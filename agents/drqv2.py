@@ -19,7 +19,6 @@ comes from torch's global RNG, which the online loop checkpoints, so resuming is
 
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ from torch import nn
 
 from rlkit.agent import UpdateSchedule
 from rlkit.batch import Batch
-from rlkit.config import ExperimentConfig
 from rlkit.io import load_torch, save_torch
 from rlkit.networks import (
     DrQActor,
@@ -42,7 +40,7 @@ from rlkit.networks import (
     RandomShift,
     make_encoder,
 )
-from rlkit.policy import PolicyView
+from rlkit.policy import PolicyView, continuous_view
 
 STATE_FILE = "agent.pt"
 NETWORKS = ("actor", "critic", "critic_target", "actor_opt", "critic_opt")
@@ -358,31 +356,4 @@ class DrQV2Agent:
         :param live: share the training encoder and actor (for attacks inside training) instead
             of a frozen CPU copy.
         """
-        if live:
-            return PolicyView(self.policy_body, "continuous", "tanh", self.low, self.high).to(
-                self.device
-            )
-        body = copy.deepcopy(self.policy_body).cpu()
-        view = PolicyView(body, "continuous", "tanh", self.low, self.high)
-        view.eval()
-        for param in view.parameters():
-            param.requires_grad_(False)
-        return view
-
-
-def build_drqv2(
-    config: ExperimentConfig, observation_space: gym.Space, action_space: gym.Space, env: Any = None
-) -> DrQV2Agent:
-    """Registry factory: ``agent.kwargs`` plus ``learning_rate`` (lr) and ``net_arch[0]`` (width).
-
-    :param config: the experiment config.
-    :param observation_space: (C, H, W) uint8 frames or a Box of states.
-    :param action_space: Box actions.
-    :param env: unused (the loop steps the env).
-    """
-    kwargs = dict(config.agent.kwargs)
-    if config.agent.learning_rate is not None:
-        kwargs["lr"] = config.agent.learning_rate
-    if config.agent.net_arch:
-        kwargs["hidden_dim"] = config.agent.net_arch[0]
-    return DrQV2Agent(observation_space, action_space, device=config.train.device, **kwargs)  # type: ignore[arg-type]
+        return continuous_view(self.policy_body, self.low, self.high, live, self.device)

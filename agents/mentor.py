@@ -71,7 +71,6 @@ refused (evaluation and adversarial training).
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -96,7 +95,6 @@ from rlkit.agents.perturbation import (
     reset_optimizer,
 )
 from rlkit.batch import Batch
-from rlkit.config import ExperimentConfig
 from rlkit.io import load_torch, save_torch
 from rlkit.networks import (
     DrQActor,
@@ -109,7 +107,7 @@ from rlkit.networks import (
     mlp,
     weight_init,
 )
-from rlkit.policy import PolicyView
+from rlkit.policy import PolicyView, continuous_view
 
 STATE_FILE = "agent.pt"
 NETWORKS = ("encoder", "actor", "critic", "critic_target", "value")
@@ -759,28 +757,4 @@ class MentorAgent:
         body: nn.Module = EncodedPolicy(self.encoder, self.actor)
         if self.fused is not None:
             body = FusedPolicy(self.encoder, self.actor)
-        if live:
-            return PolicyView(body, "continuous", "tanh", self.low, self.high).to(self.device)
-        view = PolicyView(copy.deepcopy(body).cpu(), "continuous", "tanh", self.low, self.high)
-        view.eval()
-        for param in view.parameters():
-            param.requires_grad_(False)
-        return view
-
-
-def build_mentor(
-    config: ExperimentConfig, observation_space: gym.Space, action_space: gym.Space, env: Any = None
-) -> MentorAgent:
-    """Registry factory: ``agent.kwargs`` plus ``learning_rate`` (lr) and ``net_arch[0]`` (width).
-
-    :param config: the experiment config.
-    :param observation_space: Box observations (pixels or states), or a fused Dict.
-    :param action_space: Box actions.
-    :param env: unused (the loop steps the env).
-    """
-    kwargs = dict(config.agent.kwargs)
-    if config.agent.learning_rate is not None:
-        kwargs["lr"] = config.agent.learning_rate
-    if config.agent.net_arch:
-        kwargs["hidden_dim"] = config.agent.net_arch[0]
-    return MentorAgent(observation_space, action_space, device=config.train.device, **kwargs)  # type: ignore[arg-type]
+        return continuous_view(body, self.low, self.high, live, self.device)

@@ -171,29 +171,37 @@ def _register_pixel_envs() -> None:
 PIXEL_PARAMS = {"dmc": "DMCParams", "metaworld": "MetaWorldParams", "adroit": "AdroitParams"}
 
 
+# native agents of the online loop: name, class, description (built by build_native)
+ONLINE_AGENTS = (
+    (
+        "drqv2",
+        "rlkit.agents.drqv2:DrQV2Agent",
+        "DrQ-v2 actor-critic (DDPG, n-step, clipped noise schedule) on the rlkit-native loop",
+    ),
+    (
+        "mentor",
+        "rlkit.agents.mentor:MentorAgent",
+        "MENTOR: DrQ-v2 + DrM with a mixture-of-experts actor and task-oriented perturbation",
+    ),
+)
+
+
 def _register_agents() -> None:
     for name, (algo, description) in SB3_ALGOS.items():
         register_sb3_agent(
             name, algo, description, ANY_ACTION if name in ("ppo", "a2c") else CONTINUOUS_ONLY
         )
-    AGENTS.register(
-        "drqv2",
-        "rlkit.agents.drqv2:build_drqv2",
-        "DrQ-v2 actor-critic (DDPG, n-step, clipped noise schedule) on the rlkit-native loop",
-        params=lambda: native_params("rlkit.agents.drqv2:DrQV2Agent"),
-        loop="online",
-        data="replay",
-        action_spaces=CONTINUOUS_ONLY,
-    )
-    AGENTS.register(
-        "mentor",
-        "rlkit.agents.mentor:build_mentor",
-        "MENTOR: DrQ-v2 + DrM with a mixture-of-experts actor and task-oriented perturbation",
-        params=lambda: native_params("rlkit.agents.mentor:MentorAgent"),
-        loop="online",
-        data="replay",
-        action_spaces=CONTINUOUS_ONLY,
-    )
+    for name, path, description in ONLINE_AGENTS:
+        AGENTS.register(
+            name,
+            "rlkit.catalog:build_native",
+            description,
+            params=lambda p=path: native_params(p),
+            loop="online",
+            data="replay",
+            action_spaces=CONTINUOUS_ONLY,
+            bind={"cls": path},
+        )
     AGENTS.register(
         "atla",
         "rlkit.agents.atla:build_atla",

@@ -94,3 +94,26 @@ class PolicyView(nn.Module):
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic env action for a batch of raw observations."""
         return self.squash(self(obs))
+
+
+def continuous_view(
+    body: nn.Module, low: np.ndarray, high: np.ndarray, live: bool, device: torch.device | str
+) -> PolicyView:
+    """A tanh-squashed continuous view of a native agent's ``body`` (raw obs -> pre-tanh mean).
+
+    :param body: the agent's encoder and actor as one module.
+    :param low: lower action bounds.
+    :param high: upper action bounds.
+    :param live: share the training modules (attacks inside training) instead of a frozen,
+        eval-mode CPU copy.
+    :param device: the agent's device (live views stay on it).
+    """
+    if live:
+        return PolicyView(body, "continuous", "tanh", low, high).to(device)
+    import copy
+
+    view = PolicyView(copy.deepcopy(body).cpu(), "continuous", "tanh", low, high)
+    view.eval()
+    for param in view.parameters():
+        param.requires_grad_(False)
+    return view
