@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from rlkit.envs.metaworld import EpisodeSuccess
 from rlkit.envs.pixels import (
     ActionRepeat,
-    FastRenderer,
     FrameStack,
+    RenderedTask,
     ensure_render_backend,
     pixel_space,
     unit_action_space,
@@ -121,7 +121,7 @@ def task_camera(task: str, camera: str) -> Any:
     return free
 
 
-class AdroitEnv(gym.Env[Any, np.ndarray]):
+class AdroitEnv(RenderedTask, gym.Env[Any, np.ndarray]):
     """One Adroit task, one simulator step per ``step``; counts the steps with the goal achieved.
 
     :param task: ``door``, ``hammer``, ``pen`` or ``relocate``.
@@ -158,7 +158,7 @@ class AdroitEnv(gym.Env[Any, np.ndarray]):
         self.pixels, self.render_mode = pixels, "rgb_array"
         self._scale = REWARD_SCALE[task] if reward_rescale else 1.0
         self._size, self._camera = size, task_camera(task, camera)
-        self._renderer: FastRenderer | None = None
+        self._renderer = None
         self._goal_steps = 0
         self.action_space = unit_action_space(int(self._env.action_space.shape[0]))  # type: ignore[index]
         if pixels:
@@ -200,22 +200,14 @@ class AdroitEnv(gym.Env[Any, np.ndarray]):
         }
         return self._observe(state), float(reward) * self._scale, terminated, truncated, info
 
-    def render(self) -> np.ndarray:  # type: ignore[override]
-        """The current camera image, ``(size, size, 3)`` uint8."""
-        return self._frame().transpose(1, 2, 0)
-
     def close(self) -> None:
         """Free the renderer's OpenGL context and the simulator."""
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        self._close_renderer()
         self._env.close()
 
-    def _frame(self) -> np.ndarray:
-        if self._renderer is None:
-            model = self._env.unwrapped.model  # type: ignore[attr-defined]
-            self._renderer = FastRenderer(model, self._size, self._camera, self._bottom_up)
-        return self._renderer.render(self._env.unwrapped.data)  # type: ignore[attr-defined]
+    def _model_and_data(self) -> tuple[Any, Any]:
+        unwrapped = self._env.unwrapped
+        return unwrapped.model, unwrapped.data  # type: ignore[attr-defined]
 
     def _observe(self, state: np.ndarray) -> np.ndarray:
         return self._frame() if self.pixels else np.asarray(state, dtype=np.float32)

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rlkit.envs.pixels import (
     ActionRepeat,
-    FastRenderer,
     FrameStack,
+    RenderedTask,
     ensure_render_backend,
     pixel_space,
     unit_action_space,
@@ -81,7 +81,7 @@ def default_camera(domain: str) -> int:
     return 2 if domain == "quadruped" else 0
 
 
-class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
+class DMCEnv(RenderedTask, gym.Env[np.ndarray, np.ndarray]):
     """One dm_control task, one env step per ``step`` (no action repeat, no stacking).
 
     Observations are single ``(3, size, size)`` uint8 frames (``pixels``) or float32 state
@@ -112,7 +112,7 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
         self.action_space = unit_action_space(int(spec.shape[0]))
         self._camera = default_camera(domain) if camera is None else camera
         self._size = size
-        self._renderer: FastRenderer | None = None
+        self._renderer = None
         if pixels:
             self.observation_space = pixel_space(3, size)
         else:
@@ -153,21 +153,13 @@ class DMCEnv(gym.Env[np.ndarray, np.ndarray]):
             {},
         )
 
-    def render(self) -> np.ndarray:  # type: ignore[override]
-        """The current camera image, ``(size, size, 3)`` uint8 (the observation's frame)."""
-        return self._frame().transpose(1, 2, 0)
-
     def close(self) -> None:
         """Free the renderer's OpenGL context."""
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        self._close_renderer()
 
-    def _frame(self) -> np.ndarray:
-        if self._renderer is None:
-            physics = self._env.physics
-            self._renderer = FastRenderer(physics.model.ptr, self._size, self._camera)
-        return self._renderer.render(self._env.physics.data.ptr)
+    def _model_and_data(self) -> tuple[Any, Any]:
+        physics = self._env.physics
+        return physics.model.ptr, physics.data.ptr
 
     def _observe(self, time_step: Any) -> np.ndarray:
         if self.pixels:

@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rlkit.envs.pixels import (
     ActionRepeat,
-    FastRenderer,
     FrameStack,
+    RenderedTask,
     ensure_render_backend,
     pixel_space,
     unit_action_space,
@@ -91,7 +91,7 @@ def full_name(task: str) -> str:
     return f"{task}-v3"
 
 
-class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
+class MetaWorldEnv(RenderedTask, gym.Env[np.ndarray, np.ndarray]):
     """One Meta-World v3 task (MT1), one simulator step per ``step``.
 
     :param task: Meta-World task without the version (``"reach"``).
@@ -132,7 +132,7 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
             cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "corner2")
             model.cam_pos[cam] = AUTHORS_CORNER2_POS
         self._camera, self._size, self._bottom_up = camera, size, authors_camera
-        self._renderer: FastRenderer | None = None
+        self._renderer = None
         self.action_space = unit_action_space(int(self._env.action_space.shape[0]))  # type: ignore[index]
         if pixels:
             self.observation_space = pixel_space(3, size)
@@ -169,27 +169,14 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
         info = {**info, "success": bool(info.get("success", 0.0))}
         return self._observe(state), float(reward), bool(terminated), bool(truncated), info
 
-    def render(self) -> np.ndarray:  # type: ignore[override]
-        """The current camera image, ``(size, size, 3)`` uint8 (the observation's frame)."""
-        return self._frame().transpose(1, 2, 0)
-
     def close(self) -> None:
         """Free the renderer's OpenGL context and the simulator."""
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        self._close_renderer()
         self._env.close()
 
-    def _frame(self) -> np.ndarray:
-        if self._renderer is None:
-            unwrapped = self._env.unwrapped
-            self._renderer = FastRenderer(
-                unwrapped.model,  # type: ignore[attr-defined]
-                self._size,
-                self._camera,
-                bottom_up=self._bottom_up,
-            )
-        return self._renderer.render(self._env.unwrapped.data)  # type: ignore[attr-defined]
+    def _model_and_data(self) -> tuple[Any, Any]:
+        unwrapped = self._env.unwrapped
+        return unwrapped.model, unwrapped.data  # type: ignore[attr-defined]
 
     def _observe(self, state: np.ndarray) -> np.ndarray:
         return self._frame() if self.pixels else np.asarray(state, dtype=np.float32)

@@ -145,6 +145,38 @@ class FastRenderer:
             renderer.close()
 
 
+class RenderedTask:
+    """``render`` and the renderer's lifetime for an env drawn by one :class:`FastRenderer`.
+
+    The env sets ``_size``, ``_camera`` and ``_bottom_up`` and implements :meth:`_model_and_data`
+    (the MuJoCo ``MjModel``/``MjData`` to draw); the renderer is made on the first frame.
+    """
+
+    _renderer: FastRenderer | None = None
+    _size: int
+    _camera: Any
+    _bottom_up: bool = False
+
+    def _model_and_data(self) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def render(self) -> np.ndarray:
+        """The current camera image, ``(size, size, 3)`` uint8 (the observation's frame)."""
+        return self._frame().transpose(1, 2, 0)
+
+    def _frame(self) -> np.ndarray:
+        model, data = self._model_and_data()
+        if self._renderer is None:
+            self._renderer = FastRenderer(model, self._size, self._camera, self._bottom_up)
+        return self._renderer.render(data)
+
+    def _close_renderer(self) -> None:
+        """Free the renderer's OpenGL context (an EGL context left at exit raises)."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+
 def pixel_space(channels: int, size: int) -> gym.spaces.Box:
     """A ``(channels, size, size)`` uint8 Box in [0, 255].
 
