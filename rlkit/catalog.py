@@ -58,13 +58,36 @@ ART_ATTACKS: dict[str, tuple[str, str]] = {
         "black-box snooping: ART FGM on an imitation proxy, transferred",
     ),
 }
-OFFLINE_AGENTS = (
+# rlkit's own agents (built by build_native): name, class, description, loop, data source
+NATIVE_AGENTS = (
+    (
+        "drqv2",
+        "rlkit.agents.drqv2:DrQV2Agent",
+        "DrQ-v2 actor-critic (DDPG, n-step, clipped noise schedule) on the rlkit-native loop",
+        "online",
+        "replay",
+    ),
+    (
+        "mentor",
+        "rlkit.agents.mentor:MentorAgent",
+        "MENTOR: DrQ-v2 + DrM with a mixture-of-experts actor and task-oriented perturbation",
+        "online",
+        "replay",
+    ),
     (
         "odice",
         "rlkit.agents.odice:ODICEAgent",
         "O-DICE offline learner (orthogonal, true_gradient or semi_gradient; weighted BC policy)",
+        "offline",
+        "offline",
     ),
-    ("bc", "rlkit.agents.bc:BCAgent", "behaviour cloning, Gaussian policy (offline)"),
+    (
+        "bc",
+        "rlkit.agents.bc:BCAgent",
+        "behaviour cloning, Gaussian policy (offline)",
+        "offline",
+        "offline",
+    ),
 )
 ATTACK_NAMES = ("random", "fgsm", "pgd", "targeted_pgd", "bifurcation", "bifurcation_toggle", "mad")
 
@@ -171,34 +194,19 @@ def _register_pixel_envs() -> None:
 PIXEL_PARAMS = {"dmc": "DMCParams", "metaworld": "MetaWorldParams", "adroit": "AdroitParams"}
 
 
-# native agents of the online loop: name, class, description (built by build_native)
-ONLINE_AGENTS = (
-    (
-        "drqv2",
-        "rlkit.agents.drqv2:DrQV2Agent",
-        "DrQ-v2 actor-critic (DDPG, n-step, clipped noise schedule) on the rlkit-native loop",
-    ),
-    (
-        "mentor",
-        "rlkit.agents.mentor:MentorAgent",
-        "MENTOR: DrQ-v2 + DrM with a mixture-of-experts actor and task-oriented perturbation",
-    ),
-)
-
-
 def _register_agents() -> None:
     for name, (algo, description) in SB3_ALGOS.items():
         register_sb3_agent(
             name, algo, description, ANY_ACTION if name in ("ppo", "a2c") else CONTINUOUS_ONLY
         )
-    for name, path, description in ONLINE_AGENTS:
+    for name, path, description, loop, data in NATIVE_AGENTS:
         AGENTS.register(
             name,
             "rlkit.catalog:build_native",
             description,
             params=lambda p=path: native_params(p),
-            loop="online",
-            data="replay",
+            loop=loop,
+            data=data,
             action_spaces=CONTINUOUS_ONLY,
             bind={"cls": path},
         )
@@ -210,17 +218,6 @@ def _register_agents() -> None:
         loop="atla",
         action_spaces=ANY_ACTION,
     )
-    for name, path, description in OFFLINE_AGENTS:
-        AGENTS.register(
-            name,
-            "rlkit.catalog:build_native",
-            description,
-            params=lambda p=path: native_params(p),
-            loop="offline",
-            data="offline",
-            action_spaces=CONTINUOUS_ONLY,
-            bind={"cls": path},
-        )
 
 
 def register_sb3_agent(
