@@ -239,8 +239,13 @@ def compare_losses(dense: MentorAgent, data: Batch) -> dict[str, Any]:
     return out
 
 
-def weight_gaps(agent: MentorAgent, reference: ReferenceMENTOR) -> dict[str, float]:
-    """Largest absolute weight difference per network after the update.
+def weight_gaps(agent: MentorAgent, reference: ReferenceMENTOR) -> dict[str, dict[str, float]]:
+    """Per network after the update: the largest absolute weight difference and the fraction of
+    weights that differ by more than :data:`TOLERANCE`.
+
+    Adam's first step moves every weight by about ``lr`` in the sign of its gradient, so a
+    gradient within rounding of 0 (the channels-last encoder rounds differently from the
+    authors' NCHW one) may move a weight the other way: ``2 lr`` apart at most.
 
     :param agent: rlkit's agent.
     :param reference: the transcription.
@@ -251,8 +256,13 @@ def weight_gaps(agent: MentorAgent, reference: ReferenceMENTOR) -> dict[str, flo
     for role, net in reference.networks().items():
         mine = rlkit_to_reference(role, getattr(agent, role).state_dict())
         theirs = net.state_dict()
-        diffs = [float((mine[k].float() - theirs[k].float()).abs().max()) for k in theirs]
-        gaps[role] = max(diffs, default=0.0)
+        diffs = torch.cat([(mine[k].float() - theirs[k].float()).abs().reshape(-1) for k in theirs])
+        gaps[role] = {
+            "max_abs_diff": float(diffs.max()) if diffs.numel() else 0.0,
+            "fraction_beyond_tolerance": float((diffs > TOLERANCE).float().mean())
+            if diffs.numel()
+            else 0.0,
+        }
     return gaps
 
 
@@ -297,6 +307,7 @@ def measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 TOLERANCE = 1e-5  # relative (to max(1, |value|)); float32 rounding is far below it
+LR = 1e-4  # the agents' Adam learning rate (MENTOR's default)
 
 
 def check_agreement(facts: dict[str, Any]) -> None:
@@ -312,7 +323,8 @@ def check_agreement(facts: dict[str, Any]) -> None:
             bound = TOLERANCE * max(1.0, abs(row["authors"]))
             assert row["abs_diff"] <= bound, f"{label} {key}: {row['rlkit']} vs {row['authors']}"
         for role, gap in same["weights_after"].items():
-            assert gap <= TOLERANCE, f"{label}: {role} weights differ by {gap} after one update"
+            assert gap["max_abs_diff"] <= 2.0 * LR + TOLERANCE, f"{label}: {role} weights: {gap}"
+            assert gap["fraction_beyond_tolerance"] <= 1e-3, f"{label}: {role} weights: {gap}"
 
 
 def print_agreement(kind: str, facts: dict[str, Any]) -> None:
