@@ -34,6 +34,24 @@ ppo_adversarial,ppo_sa,atla}.yaml seed=S run.dir=...``; the adversary:
 ``configs/grid/learned_adversary.yaml``). Per kind: the median agent (by worst-case return at
 0.05) with its regrets, and the median and minimum worst case over seeds.
 
+``citylearn``: the authors' released 20-bin PPO and ATLA victims, and rlkit's CityLearn
+controllers (vanilla, adversarially trained, SA-PPO: ``configs/citylearn/ppo_discrete{,
+_adversarial,_sa}.yaml``, the same 87,590-step budget, 3 seeds), clean and under random, PGD and
+bifurcation at :data:`GRID_EPS` and the authors' learned adversary, calendar masked, over the
+whole year. A year under a 100-step gradient attack takes about 10 minutes on one core, so each
+controller's evaluations are cached in ``runs/robust_training_cache`` and a restarted command
+resumes. Controllers, then the benchmark::
+
+    for s in 0 1 2; do for c in ppo_discrete_adversarial:ppo_adversarial ppo_discrete_sa:ppo_sa \
+        ppo_discrete:ppo_vanilla; do OMP_NUM_THREADS=1 rlkit train configs/citylearn/${c%%:*}.yaml \
+        seed=$s run.dir=runs/citylearn/${c##*:}_s$s train.progress=false; done; done
+    OMP_NUM_THREADS=1 python -m benchmarks.robust_training citylearn --authors-dir /tmp/authors \
+        --victims vanilla=runs/citylearn/ppo_vanilla_s0,runs/citylearn/ppo_vanilla_s1,... \
+                  adversarial=runs/citylearn/ppo_adversarial_s0,... sa=runs/citylearn/ppo_sa_s0,...
+
+(the seed-0 runs of the current results are ``runs/citylearn/ppo_adversarial``, ``ppo_sa`` and
+``ppo_vanilla``, trained before the seed suffix was used).
+
 Each command writes its section of ``benchmarks/results/robust_training.json`` (other sections
 are kept) and prints the table.
 """
