@@ -256,7 +256,8 @@ def weight_gaps(agent: MentorAgent, reference: ReferenceMENTOR) -> dict[str, dic
     for role, net in reference.networks().items():
         mine = rlkit_to_reference(role, getattr(agent, role).state_dict())
         theirs = net.state_dict()
-        diffs = torch.cat([(mine[k].float() - theirs[k].float()).abs().reshape(-1) for k in theirs])
+        parts = [(mine[k].float() - theirs[k].float()).abs().reshape(-1) for k in theirs]
+        diffs = torch.cat([torch.zeros(0), *parts])
         gaps[role] = {
             "max_abs_diff": float(diffs.max()) if diffs.numel() else 0.0,
             "fraction_beyond_tolerance": float((diffs > TOLERANCE).float().mean())
