@@ -112,7 +112,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {  # name -> (config, overrides)
     "mentor_no_tp": (MENTOR_STATE, ["agent.kwargs.perturbation=none"]),
     # DrQ-v2 at the MENTOR state config's CPU sizes, so the variants differ in MENTOR's parts only
     "drqv2": (DRQV2_STATE, ["agent.net_arch=[256]", "agent.kwargs.batch_size=128"]),
+    # not in the default set: MENTOR with DrM's "awake" noise (the larger of the dormant std and
+    # DrQ-v2's linear(1.0,0.1,500000) from awakening), which the authors kept for Adroit only
+    "mentor_awake": (MENTOR_STATE, ["agent.kwargs.stddev_type=awake"]),
 }
+DEFAULT_VARIANTS = ["mentor", "mentor_no_moe", "mentor_no_tp", "drqv2"]
 # The pixel configs at CPU sizes (the paper's encoder, batch 128, width 256, experts and gate
 # 64): about 1 update per CPU-second, against 0.29 at the paper's batch 256 and width 1024.
 CPU_PIXELS = ["agent.net_arch=[256]", "agent.kwargs.batch_size=128"]
@@ -597,7 +601,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=("states", "pixels", "metaworld", "report"))
     p.add_argument("--tasks", nargs="+", default=["cartpole-swingup", "walker-walk"])
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--frames", type=int, default=FRAMES)
     p.add_argument("--pixel-task", default="cartpole-swingup")
