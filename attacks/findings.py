@@ -73,6 +73,21 @@ def as_number(value: Any) -> float | None:
         return None
 
 
+#: a change below this fraction of max(1, |clean value|) is not reported as an effect (float32
+#: rounding over an episode, or a saturated policy's actions moving by 1e-9)
+NEGLIGIBLE = 1e-6
+
+
+def negligible(delta: float, base: float | None) -> bool:
+    """Whether a regret ``delta`` is too small to report: ``|delta| <= NEGLIGIBLE * max(1,
+    |base|)``.
+
+    :param delta: attacked - clean.
+    :param base: the clean value (None: unknown).
+    """
+    return abs(delta) <= NEGLIGIBLE * max(1.0, abs(base or 0.0))
+
+
 def change_phrase(name: str, regret: Any, clean: Any) -> str:
     """``raises cost by 24% (0.77 -> 0.956)`` or ``lowers the return by 27.9 (54%)``.
 
@@ -83,7 +98,7 @@ def change_phrase(name: str, regret: Any, clean: Any) -> str:
     delta, base = as_number(regret), as_number(clean)
     if delta is None:
         return f"leaves {name} unknown"
-    if delta == 0.0:
+    if negligible(delta, base):
         return f"leaves {name} unchanged"
     verb = "raises" if delta > 0 else "lowers"
     if base is None or base == 0.0:
@@ -257,6 +272,12 @@ def comparison_line(rows: Sequence[Row], clean: Row, kpi: str | None) -> str | N
     at.sort(key=lambda r: float(r["regret_return"]))
     best, others = at[0], at[1:]
     ret = as_number(best.get("regret_return"))
+    base = as_number(clean.get("return"))
+    if all(negligible(float(r["regret_return"]), base) for r in at):
+        return (
+            f"At eps {eps:g} no attack changes the return by a millionth or more: the policy's "
+            "actions did not move (a policy saturated at its action bounds cannot be pushed)."
+        )
     text = (
         f"At the same budget (eps {eps:g}) {best['attack']} does the most damage: "
         + change_phrase("the return", ret, clean.get("return"))

@@ -59,6 +59,21 @@ def test_change_phrase_relative_and_absolute():
         change_phrase("voltage violations", 2.5, 0.0) == "raises voltage violations by 2.5 (from 0)"
     )
     assert change_phrase("cost", 0.0, 0.8) == "leaves cost unchanged"
+    assert change_phrase("the return", 1.99e-13, 6.48) == "leaves the return unchanged"
+    assert change_phrase("the return", 1e-4, 6.48).startswith("raises the return by 0.0001")
+
+
+def test_no_comparison_of_rounding_noise():
+    rows = [
+        {"attack": name, "eps": 0.05, "regret_return": value}
+        for name, value in (("random", 1.99e-13), ("pgd", 1.99e-13), ("bifurcation", 8.4e-8))
+    ]
+    line = comparison_line(rows, {"return": 6.48}, None)
+    assert line is not None and "no attack changes the return by a millionth" in line
+    rows[2]["regret_return"] = -0.5  # one real effect: the usual comparison
+    assert "bifurcation does the most damage" in (
+        comparison_line(rows, {"return": 6.48}, None) or ""
+    )
 
 
 def test_p_text_reads_zero_as_below_one_over_permutations():
