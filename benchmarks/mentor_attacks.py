@@ -1,0 +1,78 @@
+"""A trained pixel policy (MENTOR or DrQ-v2) under the pixel attacks: return and success regret.
+
+Runs ``configs/attacks/pixels.yaml`` (random, FGSM, PGD and bifurcation at eps 2/255, 4/255 and
+8/255, linf, frame-level: each rendered frame perturbed once) through the same code as
+``rlkit evaluate RUN --attack configs/attacks/pixels.yaml`` and keeps, per (attack, eps), the
+regret of the return (and of ``success`` where the env reports it), the largest change in pixel
+levels and the mean absolute action change. The policy: the pixel run of
+:mod:`benchmarks.mentor_learning` (``runs/mentor/pixels_mentor_cartpole-swingup_s0``) once it
+has learned; any drqv2/mentor pixel run works. On the 2-core CPU a 500-step DMC episode takes
+about 100 s per (attack, eps) at 10 gradient steps::
+
+    OMP_NUM_THREADS=1 MUJOCO_GL=egl python -m benchmarks.mentor_attacks \\
+        runs/mentor/pixels_mentor_cartpole-swingup_s0 [--episodes 2]
+
+Writes ``benchmarks/results/mentor_attacks.json`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import write_result
+
+ATTACKS = "configs/attacks/pixels.yaml"
+KEPT = ("return", "success", "linf_max", "action_mae", "eps_raw")
+
+
+def attack_rows(run: Path, episodes: int | None) -> dict[str, Any]:
+    """The pixel attacks on ``run``'s final policy: the clean row and one row per attack.
+
+    :param run: a drqv2 or mentor run directory on a pixel env.
+    :param episodes: evaluation episodes (None: the attack config's).
+    """
+    from rlkit.attacks.evaluation import evaluate_attacks
+    from rlkit.attacks.pixels import pixel_label
+    from rlkit.config import load_attack_config
+    from rlkit.loading import load_run
+
+    loaded = load_run(run)
+    config = load_attack_config(ATTACKS)
+    result = evaluate_attacks(
+        loaded.make_env, loaded.view, config, loaded.seed, episodes=episodes, progress=False
+    )
+
+    def kept(row: dict[str, Any]) -> dict[str, Any]:
+        keys = [k for k in row if k in KEPT or k.removeprefix("regret_") in KEPT]
+        return {k: row[k] for k in keys if isinstance(row[k], int | float)}
+
+    return {
+        "clean": kept(result["clean"]),
+        "attacks": {f"{r['attack']}@{pixel_label(r['eps'])}": kept(r) for r in result["rows"]},
+        "frame_level": result["meta"].get("frame_level"),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: ``RUN [--episodes N]``.
+
+    :param argv: arguments (default: sys.argv).
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="a drqv2/mentor run on a pixel env")
+    parser.add_argument("--episodes", type=int, default=None, help="evaluation episodes")
+    args = parser.parse_args(argv)
+    figures = attack_rows(args.run, args.episodes)
+    print(f"clean: {figures['clean']}")
+    for name, row in figures["attacks"].items():
+        cells = "  ".join(f"{k} {v:+.4g}" for k, v in row.items())
+        print(f"{name:24} {cells}")
+    config = {"run": str(args.run), "attacks": ATTACKS, "episodes": args.episodes}
+    print(f"wrote {write_result('mentor_attacks', figures, config)}")
+
+
+if __name__ == "__main__":
+    main()
