@@ -67,7 +67,9 @@ def schedule(spec: str | float, step: int) -> float:
     return float((1.0 - mix) * start + mix * end)
 
 
-def clipped_sample(mean: torch.Tensor, std: float, clip: float | None = None) -> torch.Tensor:
+def clipped_sample(
+    mean: torch.Tensor, std: float, clip: float | None = None, margin: float = BOUND_EPS
+) -> torch.Tensor:
     """DrQ-v2's ``TruncatedNormal(mean, std).sample(clip)``: Gaussian noise (clipped to
     ``[-clip, clip]`` when given) added to ``mean``, then clamped inside [-1, 1] with a
     straight-through gradient (the clamp passes the gradient to ``mean`` unchanged).
@@ -75,12 +77,13 @@ def clipped_sample(mean: torch.Tensor, std: float, clip: float | None = None) ->
     :param mean: action means in [-1, 1] (after tanh).
     :param std: noise std.
     :param clip: noise clip (None: unclipped, as when acting).
+    :param margin: the clamp keeps samples this far inside [-1, 1] (DrQ-v2: 1e-6).
     """
     noise = torch.randn_like(mean) * std
     if clip is not None:
         noise = noise.clamp(-clip, clip)
     sample = mean + noise
-    clamped = sample.clamp(-1.0 + BOUND_EPS, 1.0 - BOUND_EPS)
+    clamped = sample.clamp(-1.0 + margin, 1.0 - margin)
     return sample - sample.detach() + clamped.detach()
 
 

@@ -83,6 +83,7 @@ from torch import nn
 
 from rlkit.agent import UpdateSchedule
 from rlkit.agents.dormant import dormant_ratio, exploration_std, perturb_factor, value_mix
+from rlkit.agents.drqv2 import clipped_sample
 from rlkit.agents.drqv2 import schedule as drq_schedule
 from rlkit.agents.fusion import FusedPolicy, StateKeys, fuse_trunk, with_state
 from rlkit.agents.moe import MoE
@@ -214,8 +215,7 @@ def noisy_action(mean: torch.Tensor, std: float, clip: float) -> torch.Tensor:
     :param std: noise std.
     :param clip: noise clip.
     """
-    action = mean + (torch.randn_like(mean) * std).clamp(-clip, clip)
-    return action + (action.clamp(-1.0, 1.0) - action).detach()
+    return clipped_sample(mean, std, clip, margin=0.0)
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:

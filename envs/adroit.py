@@ -31,7 +31,7 @@ from rlkit.envs.metaworld import EpisodeSuccess
 from rlkit.envs.pixels import (
     ActionRepeat,
     FrameStack,
-    RenderedTask,
+    RenderedGymTask,
     ensure_render_backend,
     pixel_space,
     unit_action_space,
@@ -121,7 +121,7 @@ def task_camera(task: str, camera: str) -> Any:
     return free
 
 
-class AdroitEnv(RenderedTask, gym.Env[Any, np.ndarray]):
+class AdroitEnv(RenderedGymTask, gym.Env[Any, np.ndarray]):
     """One Adroit task, one simulator step per ``step``; counts the steps with the goal achieved.
 
     :param task: ``door``, ``hammer``, ``pen`` or ``relocate``.
@@ -199,15 +199,6 @@ class AdroitEnv(RenderedTask, gym.Env[Any, np.ndarray]):
             "success": self._goal_steps > GOAL_STEPS[self.task_name],
         }
         return self._observe(state), float(reward) * self._scale, terminated, truncated, info
-
-    def close(self) -> None:
-        """Free the renderer's OpenGL context and the simulator."""
-        self._close_renderer()
-        self._env.close()
-
-    def _model_and_data(self) -> tuple[Any, Any]:
-        unwrapped = self._env.unwrapped
-        return unwrapped.model, unwrapped.data  # type: ignore[attr-defined]
 
     def _observe(self, state: np.ndarray) -> np.ndarray:
         return self._frame() if self.pixels else np.asarray(state, dtype=np.float32)

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rlkit.envs.pixels import (
     ActionRepeat,
     FrameStack,
-    RenderedTask,
+    RenderedGymTask,
     ensure_render_backend,
     pixel_space,
     unit_action_space,
@@ -91,7 +91,7 @@ def full_name(task: str) -> str:
     return f"{task}-v3"
 
 
-class MetaWorldEnv(RenderedTask, gym.Env[np.ndarray, np.ndarray]):
+class MetaWorldEnv(RenderedGymTask, gym.Env[np.ndarray, np.ndarray]):
     """One Meta-World v3 task (MT1), one simulator step per ``step``.
 
     :param task: Meta-World task without the version (``"reach"``).
@@ -168,15 +168,6 @@ class MetaWorldEnv(RenderedTask, gym.Env[np.ndarray, np.ndarray]):
         state, reward, terminated, truncated, info = self._env.step(unit)
         info = {**info, "success": bool(info.get("success", 0.0))}
         return self._observe(state), float(reward), bool(terminated), bool(truncated), info
-
-    def close(self) -> None:
-        """Free the renderer's OpenGL context and the simulator."""
-        self._close_renderer()
-        self._env.close()
-
-    def _model_and_data(self) -> tuple[Any, Any]:
-        unwrapped = self._env.unwrapped
-        return unwrapped.model, unwrapped.data  # type: ignore[attr-defined]
 
     def _observe(self, state: np.ndarray) -> np.ndarray:
         return self._frame() if self.pixels else np.asarray(state, dtype=np.float32)

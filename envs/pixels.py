@@ -177,6 +177,22 @@ class RenderedTask:
             self._renderer = None
 
 
+class RenderedGymTask(RenderedTask):
+    """:class:`RenderedTask` around a gymnasium MuJoCo env held as ``_env`` (Meta-World, Adroit):
+    draws its ``model``/``data`` and closes it with the renderer."""
+
+    _env: gym.Env
+
+    def _model_and_data(self) -> tuple[Any, Any]:
+        unwrapped = self._env.unwrapped
+        return unwrapped.model, unwrapped.data  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """Free the renderer's OpenGL context and the simulator."""
+        self._close_renderer()
+        self._env.close()
+
+
 def pixel_space(channels: int, size: int) -> gym.spaces.Box:
     """A ``(channels, size, size)`` uint8 Box in [0, 255].
 
