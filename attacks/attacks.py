@@ -521,6 +521,7 @@ class UntargetedAttack(GradientAttack):
             return OutputLoss(
                 partial(_logits_loss, sign=1.0, other_logit=self.settings["other_logit"]),
                 lambda clean: (clean.argmax(dim=-1),),
+                ordinal=True,
             )
         kind = self.settings["loss"]
         squash = getattr(self.policy, "squash", None)
@@ -607,6 +608,7 @@ class TargetedAttack(GradientAttack):
             return OutputLoss(
                 partial(_logits_loss, sign=-1.0, other_logit=self.settings["other_logit"]),
                 lambda clean: (self.target(t, clean),),
+                ordinal=True,
             )
         kind = self.settings["loss"]
         return OutputLoss(
@@ -679,6 +681,7 @@ class BifurcationAttack(GradientAttack):
             lambda clean: (labels(clean),),
             degree=1 if continuous and other == "neg_inf" else None,
             kinks=kinks,
+            ordinal=not continuous,
         )
 
     def loss(self, t: torch.Tensor | None) -> OutputLoss:

@@ -29,8 +29,13 @@ output tensor), and this module back-propagates it through the network:
   KL of continuous ``mad``) has an output gradient affine in the output, ``g(z) = g0 + H (z -
   z0)``, with ``g0`` and the per-sample Hessian ``H`` taken from torch once per call at the clean
   output ``z0`` (:class:`AffineGrad`);
-* any other loss (MAE/Huber distances, difference of logits, group maxima, categorical KL) gets
-  its output gradient from torch at every iteration (:class:`TorchOutputGrad`).
+* a loss affine on each cell of the outputs' order (``OutputLoss.ordinal``: the difference of
+  logits of the discrete ``pgd``/``targeted_pgd``, GDL on discrete group maxima) has an output
+  gradient that depends only on the order of the outputs and 0: it is taken from torch once per
+  order met and looked up at the other iterations (:class:`OrdinalGrad`; on the authors' 20-bin
+  PPO over CityLearn, 18% of the PGD iterations meet a new order);
+* any other loss (MAE/Huber distances, categorical KL) gets its output gradient from torch at
+  every iteration (:class:`TorchOutputGrad`).
 
 The numba kernel serves the first three (it evaluates ``g0 + H (z - z0)`` or picks a tabulated
 piece, which is no copy of any loss); the others run in the numpy loop.  Trade-off, measured side
@@ -373,6 +378,59 @@ class TorchOutputGrad(OutputGrad):
         return self.loss.output_gradient(torch.from_numpy(z), args).numpy()
 
 
+class OrdinalGrad(OutputGrad):
+    """A loss affine on each cell of the outputs' order (``OutputLoss.ordinal``): the output
+    gradient from torch, once per (sample arguments, order of ``z`` and 0, ties) met.
+
+    Within a cell every max and min the loss takes picks the same entries (and splits ties the
+    same way), so torch's gradient at any point of the cell is the gradient everywhere in it:
+    the cached value is what :class:`TorchOutputGrad` would return, bit for bit.  A PGD call
+    rarely crosses more than a few cells, so its 100 iterations ask torch a few times.
+
+    :param loss: an ordinal loss.
+    :param args: its per-sample tensors (``loss.prepare(clean)``), batch first.
+    :param size: cells kept (emptied when full).
+    """
+
+    def __init__(self, loss: OutputLoss, args: tuple[torch.Tensor, ...], size: int = 4096) -> None:
+        """Store the loss, its tensors and each sample's argument key."""
+        self.loss, self.args, self.size = loss, args, size
+        batch = args[0].shape[0] if args else 0
+        flat = [np.ascontiguousarray(a.detach().cpu().numpy()).reshape(batch, -1) for a in args]
+        self._arg_keys = [b"".join(f[b].tobytes() for f in flat) for b in range(batch)]
+        self._cells: dict[tuple[bytes, bytes, bytes], np.ndarray] = {}
+
+    def __call__(self, z: np.ndarray | None, rows: np.ndarray | None) -> np.ndarray:
+        """``d sum(loss) / dz`` of samples ``rows`` at outputs ``z``.
+
+        :param z: policy outputs of those samples (B', k).
+        :param rows: their indices in the attacked batch (None = all).
+        """
+        assert z is not None
+        index = np.arange(z.shape[0]) if rows is None else rows
+        ext = np.concatenate([z, np.zeros((z.shape[0], 1), z.dtype)], axis=1)
+        order = np.argsort(ext, axis=1, kind="stable")
+        ranked = np.take_along_axis(ext, order, axis=1)
+        ties = ranked[:, 1:] == ranked[:, :-1]
+        keys = [
+            (self._arg_keys[b], order[i].tobytes(), ties[i].tobytes())
+            for i, b in enumerate(index.tolist())
+        ]
+        missing = [i for i, key in enumerate(keys) if key not in self._cells]
+        if missing:
+            if len(self._cells) + len(missing) > self.size:
+                self._cells.clear()
+                missing = list(range(len(keys)))
+            at = torch.as_tensor(np.asarray(missing))
+            sub = torch.as_tensor(index[missing])
+            grads = self.loss.output_gradient(
+                torch.from_numpy(z[missing]), tuple(a[sub] for a in self.args)
+            ).numpy()
+            for j, i in enumerate(at.tolist()):
+                self._cells[keys[i]] = grads[j]
+        return np.stack([self._cells[key] for key in keys])
+
+
 class AffineGrad(OutputGrad):
     """A quadratic loss: the output gradient is ``g0 + H (z - z0)`` per sample.
 
@@ -542,7 +600,8 @@ def output_grad_for(
     :param args: ``loss.prepare(clean)``.
     :param cache: where to look up constant gradients (None: always ask torch).
     :return: :class:`ConstantGrad` (degree 1) or :class:`AffineGrad` (degree 2), both from torch
-        at ``clean``, :class:`PiecewiseGrad` (``kinks``), else a :class:`TorchOutputGrad`.
+        at ``clean``, :class:`PiecewiseGrad` (``kinks``), :class:`OrdinalGrad` (``ordinal``),
+        else a :class:`TorchOutputGrad`.
     """
     if loss.kinks is not None:
         if cache is not None:
@@ -558,6 +617,8 @@ def output_grad_for(
             loss.output_hessian(clean, args).numpy(),
             clean.numpy(),
         )
+    if loss.ordinal:
+        return OrdinalGrad(loss, args)
     return TorchOutputGrad(loss, args)
 
 

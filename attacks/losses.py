@@ -157,12 +157,18 @@ class OutputLoss:
         changes sign.  The output gradient is then constant on each side (and at the kink), so
         the MLP engine takes those three from torch once per call and its numba kernel picks
         one per output at every iteration.  None = no such structure.
+    :param ordinal: ``fn`` is affine on each cell where the order of the outputs and 0 (ties
+        included) is fixed, for fixed ``args``: maxima and minima over subsets of the outputs
+        and 0, and sums of them, e.g. the difference of logits and GDL on discrete group
+        maxima.  The output gradient is then a function of the order alone, so the MLP engine
+        asks torch for it once per order it meets instead of at every iteration.
     """
 
     fn: Callable[..., torch.Tensor]
     prepare: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
     degree: int | None = None
     kinks: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+    ordinal: bool = False
 
     @property
     def key(self) -> Any:

@@ -16,6 +16,7 @@ from rlkit.attacks.bifurcation import bifurcate_continuous, bifurcate_discrete
 from rlkit.attacks.fastgrad import (
     ConstantGrad,
     ConstantGradCache,
+    OrdinalGrad,
     PiecewiseGrad,
     TorchOutputGrad,
     choose_backend,
@@ -409,6 +410,52 @@ def test_declared_kinks_hold(extra: dict) -> None:
                 )
     for name, extra_ in (("bifurcation", {"other_logit": "neg_inf"}), ("pgd", {})):
         assert make_attack(name, policy, AttackBudget(0.1), **extra_).loss(None).kinks is None
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [
+        ("pgd", {}),
+        ("pgd", {"other_logit": "neg_inf"}),
+        ("targeted_pgd", {"target": 2}),
+        ("bifurcation", {}),
+        ("bifurcation", {"split": 2, "other_logit": "neg_inf"}),
+        ("bifurcation_toggle", {}),
+        ("bifurcation_toggle", {"toggle_start": "toward"}),
+    ],
+)
+def test_declared_ordinal_holds(name: str, extra: dict) -> None:
+    # the MLP engine asks torch for an ordinal loss's output gradient once per order of the
+    # outputs and 0 it meets: the cached gradients must be torch's at every later point, also
+    # on ties, on zeros and on the way back to an order met before
+    rng = np.random.default_rng(7)
+    policy = mlp64(5, 2)
+    obs = torch.from_numpy(rng.uniform(0, 1, (12, N_IN)))
+    clean = policy(obs).detach()
+    loss = make_attack(name, policy, AttackBudget(0.1), action_kind="discrete", **extra).loss(
+        torch.arange(12)
+    )
+    assert loss.ordinal
+    args = loss.prepare(clean)
+    grad = OrdinalGrad(loss, args)
+    points = []
+    for scale in (0.01, 0.3, 3.0):
+        z = clean + scale * torch.from_numpy(rng.normal(size=clean.shape))
+        z[:3, 1] = z[:3, 0]  # ties
+        z[3:5, 2] = 0.0  # on zero
+        z[5:7] = z[5:7].abs().neg()  # every logit negative: the zero mask decides
+        points += [z, z.clone()]
+    points.append(points[0])
+    for z in points:
+        rows = np.arange(0, 12, 2)
+        np.testing.assert_array_equal(grad(z.numpy(), None), loss.output_gradient(z, args).numpy())
+        sub = tuple(a[torch.from_numpy(rows)] for a in args)
+        np.testing.assert_array_equal(
+            grad(z[rows].numpy(), rows), loss.output_gradient(z[rows], sub).numpy()
+        )
+    assert 0 < len(grad._cells) < 12 * len(points)
+    continuous = make_attack(name, mlp64(3, 0), AttackBudget(0.1), **extra)
+    assert not continuous.loss(torch.arange(12)).ordinal
 
 
 # ----------------------------------------------------------------------------- SB3 policies
