@@ -232,7 +232,6 @@ def evaluate_run(
     :param config_path: the env's config for a zip.
     """
     from rlkit.attacks.evaluation import evaluate_attacks
-    from rlkit.attacks.findings import worst_cases
     from rlkit.config import AttackConfig
     from rlkit.loading import load_run, load_sb3_zip
 
@@ -245,15 +244,25 @@ def evaluate_run(
         "clean": {k: clean[k] for k in ("return", *kpis) if k in clean},
         "attacks": {
             f"{row['attack']}@{row['eps']:g}": {
+                "return": row["return"],
                 **{f"regret_{k}": row[f"regret_{k}"] for k in ("return", *kpis) if k in clean},
                 "linf_max": row["linf_max"],
             }
             for row in result["rows"]
         },
-        "worst": {
-            f"{c['eps']:g}": {"return": c["worst"], "attack": c["attack"]}
-            for c in worst_cases(result)
-        },
+        "worst": worst_of(result),
+    }
+
+
+def worst_of(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The robust-RL worst case per budget of an evaluation, ``{eps: {return, attack}}``.
+
+    :param result: ``{"clean", "rows"}`` of :func:`rlkit.attacks.evaluation.evaluate_attacks`.
+    """
+    from rlkit.attacks.findings import worst_cases
+
+    return {
+        f"{c['eps']:g}": {"return": c["worst"], "attack": c["attack"]} for c in worst_cases(result)
     }
 
 
@@ -267,10 +276,11 @@ def cached_evaluate_run(
     kpis: Sequence[str] = GRID_KPIS,
     config_path: str | None = None,
 ) -> dict[str, Any]:
-    """:func:`evaluate_run`, its result kept in :data:`CACHE` so an interrupted benchmark
-    resumes where it stopped (a CityLearn year under gradient attacks takes about 10 minutes
-    per attack and budget on one core). The key is every argument plus the modification time
-    of the run's final model (or the zip), so a retrained controller is evaluated again.
+    """:func:`evaluate_run`, one attack at a time, each result kept in :data:`CACHE` so an
+    interrupted benchmark resumes where it stopped (a CityLearn year under a gradient attack
+    takes minutes per budget on one core). The key is every argument plus the modification time
+    of the run's final model (or the zip), so a retrained controller is evaluated again. Each
+    attack's evaluation repeats the clean run (deterministic: the same every time).
 
     :param run: the run directory or SB3 zip.
     :param attacks: attack specs.
@@ -282,16 +292,31 @@ def cached_evaluate_run(
 
     model = run if run.suffix == ".zip" else run / "final"
     stamp = model.stat().st_mtime_ns if model.exists() else None
-    key = json.dumps([str(run), stamp, attacks, episodes, list(kpis), config_path], default=str)
-    path = CACHE / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
-    if path.is_file():
-        return json.loads(path.read_text())["result"]
-    result = evaluate_run(run, attacks, episodes, kpis, config_path)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": json.loads(key), "result": result}, default=str))
-    tmp.replace(path)
-    return result
+    parts = []
+    for spec in attacks:
+        key = json.dumps([str(run), stamp, spec, episodes, list(kpis), config_path], default=str)
+        path = CACHE / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
+        if path.is_file():
+            parts.append(json.loads(path.read_text())["result"])
+            continue
+        result = evaluate_run(run, [spec], episodes, kpis, config_path)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": json.loads(key), "result": result}, default=str))
+        tmp.replace(path)
+        parts.append(result)
+    attacked = {name: row for part in parts for name, row in part["attacks"].items()}
+    rows = [
+        {"attack": name.rsplit("@", 1)[0], "eps": float(name.rsplit("@", 1)[1]), **row}
+        for name, row in attacked.items()
+    ]
+    clean = parts[0]["clean"]
+    return {
+        "run": str(run),
+        "clean": clean,
+        "attacks": attacked,
+        "worst": worst_of({"clean": clean, "rows": rows}),
+    }
 
 
 def compare_kinds(
