@@ -20,20 +20,18 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from rlkit.agents.sb3 import SB3Agent
-from rlkit.attacks.learned import PerturbationKind, Statistic
+from rlkit.attacks.learned import PerturbationFields
 from rlkit.config import AgentConfig, ExperimentConfig
 from rlkit.policy import PolicyView
 
 VICTIM, ADVERSARY = "victim", "adversary"
 
 
-class ATLAParams(BaseModel):
+class ATLAParams(PerturbationFields):
     """``agent.kwargs`` of ``atla``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     victim: AgentConfig = Field(description="the victim: an SB3 agent section (e.g. ppo)")
     adversary: AgentConfig = Field(
@@ -46,20 +44,6 @@ class ATLAParams(BaseModel):
     adversary_first: bool = Field(
         False, description="start each alternation with the adversary (the authors: victim first)"
     )
-    perturbation: PerturbationKind = Field(
-        "scaled_sum", description="scaled_sum (the authors' BScaledSum), box, sum or replace"
-    )
-    eps: float = Field(1.0, ge=0, description="budget radius (times scale and feature_scale)")
-    mask: list[str] = Field(
-        default_factory=list, description="observation groups the adversary may not touch"
-    )
-    scale: dict[str, float] = Field(default_factory=dict, description="per-group factor on eps")
-    feature_scale: list[float] | None = Field(
-        None,
-        description="per-feature multipliers of scaled_sum; null: trace_scale of one clean "
-        "episode of the victim as training starts (saved with the run)",
-    )
-    statistic: Statistic = Field("authors", description="trace statistic of feature_scale")
 
 
 class ATLAAgent:

@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .attacks import Attack
 from .budget import AttackBudget, BoundBudget
@@ -68,6 +68,32 @@ __all__ = [
     "load_adversary",
     "trace_scale",
 ]
+
+
+class PerturbationFields(BaseModel):
+    """The learned adversary's perturbation map and budget, as the ``adversary`` env and the
+    ``atla`` agent take them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    perturbation: PerturbationKind = Field(
+        "scaled_sum", description="scaled_sum (the authors' BScaledSum), box, sum or replace"
+    )
+    eps: float = Field(1.0, ge=0, description="budget radius (times scale and feature_scale)")
+    mask: list[str] = Field(
+        default_factory=list, description="observation groups the adversary may not touch"
+    )
+    scale: dict[str, float] = Field(default_factory=dict, description="per-group factor on eps")
+    feature_scale: list[float] | None = Field(
+        None,
+        description="per-feature multipliers of scaled_sum; null: trace_scale of one clean "
+        "episode of the victim (seed 0), saved with the run",
+    )
+    statistic: Statistic = Field(
+        "authors",
+        description="trace statistic of feature_scale: authors ((max + mean) / 2 of the "
+        "absolute step changes, their 'mean diff') or mean",
+    )
 
 
 def trace_scale(

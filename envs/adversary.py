@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from rlkit.attacks.learned import Perturbation, PerturbationKind, Statistic, trace_scale
+from rlkit.attacks.learned import Perturbation, PerturbationFields, trace_scale
 
 REWARD_NEGATIVE = "negative"
 
@@ -53,10 +53,8 @@ class InnerEnv(BaseModel):
     max_episode_steps: int | None = Field(None, ge=1, description="as env.max_episode_steps")
 
 
-class AdversaryEnvConfig(BaseModel):
+class AdversaryEnvConfig(PerturbationFields):
     """Arguments of the ``adversary`` env."""
-
-    model_config = ConfigDict(extra="forbid")
 
     victim: str = Field(
         description="the frozen victim: an rlkit run directory or a stable-baselines3 zip "
@@ -65,24 +63,6 @@ class AdversaryEnvConfig(BaseModel):
     victim_algo: str | None = Field(None, description="SB3 algorithm of a victim zip (inferred)")
     env: InnerEnv | None = Field(
         None, description="the env the victim acts in (default: the victim run's env)"
-    )
-    perturbation: PerturbationKind = Field(
-        "scaled_sum", description="scaled_sum (the authors' BScaledSum), box, sum or replace"
-    )
-    eps: float = Field(1.0, ge=0, description="budget radius (times scale and feature_scale)")
-    mask: list[str] = Field(
-        default_factory=list, description="observation groups the adversary may not touch"
-    )
-    scale: dict[str, float] = Field(default_factory=dict, description="per-group factor on eps")
-    feature_scale: list[float] | None = Field(
-        None,
-        description="per-feature multipliers of scaled_sum; null: trace_scale of one clean "
-        "episode of the victim (seed 0)",
-    )
-    statistic: Statistic = Field(
-        "authors",
-        description="trace statistic of feature_scale: authors ((max + mean) / 2 of the "
-        "absolute step changes, their 'mean diff') or mean",
     )
     clip: bool = Field(True, description="clip perturbed observations into the bounds")
     reward: str = Field(
