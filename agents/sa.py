@@ -110,9 +110,10 @@ def sa_regularizer(
 class _SARegularised:
     """What SAPPO and SASAC share: the settings, the penalty hook and its log.
 
-    The hook wraps the method that first sees each minibatch's observations (to keep them) and
-    the optimiser's ``zero_grad`` (to add the penalty's gradient right after zeroing, before the
-    algorithm's own ``backward``).
+    The hook wraps the method that first sees each minibatch's observations (``sa_hook``: the
+    network attribute and its method, to keep them) and that network's optimiser's
+    ``zero_grad`` (to add the penalty's gradient right after zeroing, before the algorithm's own
+    ``backward``).
     """
 
     sa_kappa: float
@@ -120,7 +121,38 @@ class _SARegularised:
     sa_steps: int
     sa_scale: list[float] | None
     divergence: Any
+    sa_hook: tuple[str, str]
     logger: Any
+
+    def __init__(
+        self,
+        policy: Any,
+        env: Any,
+        sa_kappa: float = 0.1,
+        sa_eps: float = 0.05,
+        sa_steps: int = 10,
+        sa_scale: list[float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._sa_settings(sa_kappa, sa_eps, sa_steps, sa_scale)
+        super().__init__(policy, env, **kwargs)  # type: ignore[call-arg]
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), *SA_EXCLUDED]  # type: ignore[misc]
+
+    def _setup_model(self) -> None:
+        super()._setup_model()  # type: ignore[misc]
+        network = getattr(self, self.sa_hook[0])
+        self._sa_install(network, self.sa_hook[1], network, network.optimizer)
+
+    def train(self, *args: Any, **kwargs: Any) -> None:
+        """The algorithm's update with the penalty; logs ``train/sa_regularizer`` (its mean).
+
+        :param args: the algorithm's ``train`` arguments.
+        :param kwargs: its keyword arguments.
+        """
+        super().train(*args, **kwargs)  # type: ignore[misc]
+        self._sa_log()
 
     def _sa_settings(self, kappa: float, eps: float, steps: int, scale: list[float] | None) -> None:
         if kappa < 0 or eps < 0 or steps < 1:
@@ -181,31 +213,7 @@ class SAPPO(_SARegularised, PPO):
     """
 
     divergence = staticmethod(policy_divergence)
-
-    def __init__(
-        self,
-        policy: Any,
-        env: Any,
-        sa_kappa: float = 0.1,
-        sa_eps: float = 0.05,
-        sa_steps: int = 10,
-        sa_scale: list[float] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self._sa_settings(sa_kappa, sa_eps, sa_steps, sa_scale)
-        super().__init__(policy, env, **kwargs)
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), *SA_EXCLUDED]
-
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        self._sa_install(self.policy, "evaluate_actions", self.policy, self.policy.optimizer)
-
-    def train(self) -> None:
-        """PPO's update with the penalty; logs ``train/sa_regularizer`` (its mean)."""
-        super().train()
-        self._sa_log()
+    sa_hook = ("policy", "evaluate_actions")
 
 
 class SASAC(_SARegularised, SAC):
@@ -223,35 +231,7 @@ class SASAC(_SARegularised, SAC):
     """
 
     divergence = staticmethod(actor_divergence)
-
-    def __init__(
-        self,
-        policy: Any,
-        env: Any,
-        sa_kappa: float = 0.1,
-        sa_eps: float = 0.05,
-        sa_steps: int = 10,
-        sa_scale: list[float] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self._sa_settings(sa_kappa, sa_eps, sa_steps, sa_scale)
-        super().__init__(policy, env, **kwargs)
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), *SA_EXCLUDED]
-
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        self._sa_install(self.actor, "action_log_prob", self.actor, self.actor.optimizer)
-
-    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
-        """SAC's update with the penalty; logs ``train/sa_regularizer`` (its mean).
-
-        :param gradient_steps: as SAC.
-        :param batch_size: as SAC.
-        """
-        super().train(gradient_steps, batch_size)
-        self._sa_log()
+    sa_hook = ("actor", "action_log_prob")
 
 
 __all__ = ["SAPPO", "SASAC", "actor_divergence", "policy_divergence", "sa_regularizer"]
