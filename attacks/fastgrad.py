@@ -32,8 +32,9 @@ output tensor), and this module back-propagates it through the network:
 * a loss affine on each cell of the outputs' order (``OutputLoss.ordinal``: the difference of
   logits of the discrete ``pgd``/``targeted_pgd``, GDL on discrete group maxima) has an output
   gradient that depends only on the order of the outputs and 0: it is taken from torch once per
-  order met and looked up at the other iterations (:class:`OrdinalGrad`; on the authors' 20-bin
-  PPO over CityLearn, 18% of the PGD iterations meet a new order);
+  order met and looked up at the other iterations (:class:`OrdinalGrad`, batches up to
+  :data:`ORDINAL_MAX_BATCH`; on the authors' 20-bin PPO over CityLearn, 18% of the PGD
+  iterations meet a new order);
 * any other loss (MAE/Huber distances, categorical KL) gets its output gradient from torch at
   every iteration (:class:`TorchOutputGrad`).
 
@@ -378,6 +379,12 @@ class TorchOutputGrad(OutputGrad):
         return self.loss.output_gradient(torch.from_numpy(z), args).numpy()
 
 
+#: batches above this size take an ordinal loss's gradient from torch at every iteration: the
+#: per-sample order keys cost more than one autograd call on the whole batch (measured on 20
+#: logits: 10x faster at batch 1, even at 16-32, 6x slower at 256)
+ORDINAL_MAX_BATCH = 16
+
+
 class OrdinalGrad(OutputGrad):
     """A loss affine on each cell of the outputs' order (``OutputLoss.ordinal``): the output
     gradient from torch, once per (sample arguments, order of ``z`` and 0, ties) met.
@@ -617,7 +624,7 @@ def output_grad_for(
             loss.output_hessian(clean, args).numpy(),
             clean.numpy(),
         )
-    if loss.ordinal:
+    if loss.ordinal and clean.shape[0] <= ORDINAL_MAX_BATCH:
         return OrdinalGrad(loss, args)
     return TorchOutputGrad(loss, args)
 

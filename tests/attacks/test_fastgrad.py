@@ -454,6 +454,9 @@ def test_declared_ordinal_holds(name: str, extra: dict) -> None:
             grad(z[rows].numpy(), rows), loss.output_gradient(z[rows], sub).numpy()
         )
     assert 0 < len(grad._cells) < 12 * len(points)
+    assert isinstance(output_grad_for(loss, clean, args), OrdinalGrad)
+    big = clean.repeat(2, 1)  # above ORDINAL_MAX_BATCH: torch at every iteration is cheaper
+    assert isinstance(output_grad_for(loss, big, loss.prepare(big)), TorchOutputGrad)
     continuous = make_attack(name, mlp64(3, 0), AttackBudget(0.1), **extra)
     assert not continuous.loss(torch.arange(12)).ordinal
 
