@@ -456,7 +456,8 @@ def test_declared_ordinal_holds(name: str, extra: dict) -> None:
     assert 0 < len(grad._cells) < 12 * len(points)
     assert isinstance(output_grad_for(loss, clean, args), OrdinalGrad)
     big = clean.repeat(2, 1)  # above ORDINAL_MAX_BATCH: torch at every iteration is cheaper
-    assert isinstance(output_grad_for(loss, big, loss.prepare(big)), TorchOutputGrad)
+    big_args = tuple(torch.cat([a, a]) for a in args)
+    assert isinstance(output_grad_for(loss, big, big_args), TorchOutputGrad)
     continuous = make_attack(name, mlp64(3, 0), AttackBudget(0.1), **extra)
     assert not continuous.loss(torch.arange(12)).ordinal
 
