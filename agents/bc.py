@@ -109,12 +109,26 @@ class BCAgent:
     ) -> torch.Tensor:
         """One Adam step on ``-mean(weight * log pi(action | obs))``; returns the loss (0-d).
 
+        On the CPU only the samples of positive weight pass through the policy (O-DICE's
+        ``relu`` weights are zero for most of a batch; a zero-weight sample adds exactly nothing
+        to the gradient, so the step is the same up to the order of the sums). On other devices
+        the whole batch passes, since counting the kept samples would wait for the device.
+
         :param obs: normalised observations.
         :param action: dataset actions in [-1, 1] units.
-        :param weight: per-sample weights broadcasting against (B,), or None for plain BC.
+        :param weight: per-sample weights broadcasting against (B,) (e.g. (heads, B): their
+            mean over the heads weighs each sample), or None for plain BC.
         """
-        nll = -self.policy.log_prob(obs, action)
-        loss = (nll if weight is None else weight * nll).mean()
+        if weight is None:
+            loss = -self.policy.log_prob(obs, action).mean()
+        else:
+            batch = len(obs)
+            per_sample = torch.broadcast_to(weight, (*weight.shape[:-1], batch))
+            per_sample = per_sample.reshape(-1, batch).mean(0)
+            if obs.device.type == "cpu":
+                keep = torch.nonzero(per_sample > 0).squeeze(1)
+                obs, action, per_sample = obs[keep], action[keep], per_sample[keep]
+            loss = (per_sample * -self.policy.log_prob(obs, action)).sum() / batch
         self.policy_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.policy_opt.step()

@@ -110,6 +110,29 @@ def test_update_equals_the_authors_update(rule: str) -> None:
             assert torch.allclose(a, b, atol=1e-6), rule
 
 
+@pytest.mark.parametrize("heads", [0, 2])
+def test_policy_step_skips_zero_weights_exactly(heads: int) -> None:
+    # only positive-weight samples pass through the policy on the CPU: the step must equal the
+    # full-batch mean(weight * nll) step, also when every weight is zero
+    batch, _ = make_batch(64, seed=3)
+    g = torch.Generator().manual_seed(4)
+    shape = (heads, 64) if heads else (64,)
+    for weight in (torch.relu(torch.randn(shape, generator=g)), torch.zeros(shape)):
+        torch.manual_seed(2)
+        agent = ODICEAgent(*spaces(), value_hidden=(8,), policy_hidden=(16, 16))
+        torch.manual_seed(2)
+        plain = ODICEAgent(*spaces(), value_hidden=(8,), policy_hidden=(16, 16))
+        obs, action = batch.obs, batch.action
+        loss = agent.policy_step(obs, action, weight)
+        expected = (weight * -plain.policy.log_prob(obs, action)).mean()
+        plain.policy_opt.zero_grad()
+        expected.backward()
+        plain.policy_opt.step()
+        assert float(loss) == pytest.approx(float(expected), rel=1e-5, abs=1e-7)
+        for a, b in zip(agent.policy.parameters(), plain.policy.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_metrics_stay_tensors_until_logged() -> None:
     agent = ODICEAgent(*spaces(), value_hidden=(8,), policy_hidden=(8,))
     metrics = agent.update(make_batch(16)[0], 0)
