@@ -165,6 +165,7 @@ def test_a_run_resumes_mid_alternation(atla_run: Path, tmp_path: Path) -> None:
     [
         "configs/grid/atla.yaml",
         "configs/citylearn/atla.yaml",
+        "configs/citylearn/atla_cpu.yaml",
         "configs/grid/learned_adversary.yaml",
     ],
 )
