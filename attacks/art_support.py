@@ -1,4 +1,4 @@
-"""Plumbing for the ART-based attacks of :mod:`rlkit.attacks.art_attacks`.
+"""Plumbing for the ART-based attacks of :mod:`rlkit.attacks.art`.
 
 adversarial-robustness-toolbox (ART) attacks classifiers on numpy arrays.  An rlkit attack works on
 torch batches, in an observation budget with per-feature radii (``eps * scale``), masked features

@@ -38,23 +38,23 @@ CITYLEARN_GYM_ID = "rlkit/CityLearn-v0"
 #: the bifurcation paper's other attacks, through adversarial-robustness-toolbox (optional extra)
 ART_ATTACKS: dict[str, tuple[str, str]] = {
     "art_apgd": (
-        "rlkit.attacks.art_attacks:ARTAutoPGD",
+        "rlkit.attacks.art.auto:ARTAutoPGD",
         "ART AutoPGD on the bifurcated policy (the authors' uAPGD, CW loss)",
     ),
     "art_acg": (
-        "rlkit.attacks.art_attacks:ARTAutoCG",
+        "rlkit.attacks.art.auto:ARTAutoCG",
         "ART Auto Conjugate Gradient on the bifurcated policy (the authors' uACG)",
     ),
     "art_dynamic_eps": (
-        "rlkit.attacks.art_attacks:ARTDynamicEps",
+        "rlkit.attacks.art.auto:ARTDynamicEps",
         "smallest flipping eps of [0.01, 0.03, 0.05, 0.07] per step, ART ACG (dynamic distortion)",
     ),
     "art_optimal_bb": (
-        "rlkit.attacks.art_attacks:ARTOptimalBB",
+        "rlkit.attacks.art.brendel_bethge:ARTOptimalBB",
         "ART Brendel-Bethge toward an adversary policy's action (optimally targeted attack)",
     ),
     "art_snooping_fgm": (
-        "rlkit.attacks.art_attacks:ARTSnoopingFGM",
+        "rlkit.attacks.art.snooping:ARTSnoopingFGM",
         "black-box snooping: ART FGM on an imitation proxy, transferred",
     ),
 }

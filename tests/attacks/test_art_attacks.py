@@ -1,4 +1,4 @@
-"""The authors' ART attacks (rlkit.attacks.art_attacks) on tiny MLP victims.
+"""The authors' ART attacks (rlkit.attacks.art) on tiny MLP victims.
 
 Every attack must stay inside the budget (per-feature linf radius eps * scale, masked features
 untouched) and the observation bounds; AutoPGD / ACG must flip the bifurcation group about as
@@ -23,7 +23,7 @@ from torch import nn
 pytest.importorskip("art")
 
 from rlkit.attacks import AttackBudget, Bifurcation  # noqa: E402
-from rlkit.attacks.art_attacks import (  # noqa: E402
+from rlkit.attacks.art import (  # noqa: E402
     ARTAutoCG,
     ARTAutoPGD,
     ARTDynamicEps,
@@ -160,7 +160,7 @@ def test_auto_attack_on_bins_with_art_losses_and_the_catalog_path(obs) -> None:
         "classes": "actions",
         "loss": "difference_logits_ratio",
     }
-    attack = build_attack("rlkit.attacks.art_attacks:ARTAutoCG", view, budget(0.2), settings)
+    attack = build_attack("rlkit.attacks.art.auto:ARTAutoCG", view, budget(0.2), settings)
     adv = attack(obs)
     assert_in_budget(adv, obs, 0.2)
     bins = view(obs).argmax(-1)
