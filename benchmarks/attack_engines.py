@@ -6,9 +6,11 @@ forward + input gradient) and ``mlp`` (the hand-written numpy/numba MLP gradient
 * the paper's victims' shape: an SB3 policy view with a 256x256 MLP on 31 inputs (untrained),
   attacked by ``bifurcation`` (continuous SAC actor: GDL on ``[a, -a]``, affine in the action, so
   the MLP engine's numba kernel serves batches up to 8), by ``pgd`` (the same actor, MSE distance
-  from the clean action, random start) and by ``pgd`` on a discrete PPO policy (difference of
-  logits); the last two have output gradients that the MLP engine takes from torch at every
-  iteration;
+  from the clean action, random start), and by ``pgd`` (difference of logits) and
+  ``bifurcation`` (GDL on group maxima) on a discrete PPO policy, whose output gradients the MLP
+  engine looks up once per order of the logits (``mlp``) or, as before that existed, takes from
+  torch at every iteration (``mlp_torch_loss``: the same engine with
+  :data:`rlkit.attacks.fastgrad.ORDINAL_MAX_BATCH` set to 0);
 * a small CNN on 3x32x32 frames (two stride-2 convolutions, linear head, 6 logits), discrete
   ``pgd`` under an eps = 4 linf budget in 0..255 units: autograd and compiled only.
 
@@ -76,7 +78,7 @@ def sb3_view(algo: str, discrete: bool) -> Any:
     """An untrained SB3 policy view with net_arch [256, 256] on a Box(0, 1, (31,)) space.
 
     :param algo: "SAC" or "PPO".
-    :param discrete: a Discrete(5) action space (else Box(-1, 1, (1,))).
+    :param discrete: a Discrete(20) action space, the paper's 20-bin PPO (else Box(-1, 1, (1,))).
     """
     import gymnasium as gym
 
@@ -84,10 +86,46 @@ def sb3_view(algo: str, discrete: bool) -> Any:
     from rlkit.config import AgentConfig
 
     obs_space = gym.spaces.Box(0.0, 1.0, (N_IN,), np.float32)
-    act_space = gym.spaces.Discrete(5) if discrete else gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    act_space = gym.spaces.Discrete(20) if discrete else gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     extra = {"buffer_size": 1000} if algo == "SAC" else {}
     config = AgentConfig(name=algo.lower(), net_arch=[256, 256], kwargs=extra)
     return SB3Agent(algo, config, spaces=(obs_space, act_space), seed=0).policy_view()
+
+
+class TorchLossMLP:
+    """The ``mlp`` engine's attack with ordinal losses differentiated by torch at every
+    iteration (the path before :class:`rlkit.attacks.fastgrad.OrdinalGrad`), for the ratio.
+
+    :param attack: an attack on the ``mlp`` engine.
+    """
+
+    def __init__(self, attack: Any) -> None:
+        """Wrap ``attack``."""
+        self.attack = attack
+
+    def __call__(self, obs: torch.Tensor, t: int = 0) -> torch.Tensor:
+        """The attack on ``obs`` at time ``t`` without ordinal lookups."""
+        from rlkit.attacks import fastgrad
+
+        kept, fastgrad.ORDINAL_MAX_BATCH = fastgrad.ORDINAL_MAX_BATCH, 0
+        try:
+            return self.attack(obs, t=t)
+        finally:
+            fastgrad.ORDINAL_MAX_BATCH = kept
+
+
+def build(case_attack: str, policy: Any, budget: AttackBudget, engine: str, **kw: Any) -> Any:
+    """``make_attack`` on ``engine`` (``mlp_torch_loss``: :class:`TorchLossMLP`).
+
+    :param case_attack: attack name.
+    :param policy: the policy view.
+    :param budget: the budget.
+    :param engine: an engine name or ``mlp_torch_loss``.
+    :param kw: attack settings.
+    """
+    if engine == "mlp_torch_loss":
+        return TorchLossMLP(make_attack(case_attack, policy, budget, engine="mlp", **kw))
+    return make_attack(case_attack, policy, budget, engine=engine, **kw)
 
 
 @dataclass
@@ -145,7 +183,24 @@ def cases(quick: bool) -> list[Case]:
             lambda b: flat[:b],
             all_engines,
         ),
-        Case("mlp256 pgd logits (discrete)", "pgd", ppo, box, {}, lambda b: flat[:b], all_engines),
+        Case(
+            "mlp256 pgd logits (discrete)",
+            "pgd",
+            ppo,
+            box,
+            {},
+            lambda b: flat[:b],
+            (*all_engines, "mlp_torch_loss"),
+        ),
+        Case(
+            "mlp256 bifurcation (discrete)",
+            "bifurcation",
+            ppo,
+            box,
+            {},
+            lambda b: flat[:b],
+            ("autograd", "mlp", "mlp_torch_loss"),
+        ),
         Case(
             "cnn 3x32x32 pgd logits",
             "pgd",
@@ -166,12 +221,12 @@ def time_case(case: Case, batches: tuple[int, ...], repeats: int) -> None:
     :param repeats: timed calls per (engine, batch).
     """
     attacks = {
-        e: make_attack(case.attack, case.policy, case.budget, engine=e, **case.settings)
-        for e in case.engines
+        e: build(case.attack, case.policy, case.budget, e, **case.settings) for e in case.engines
     }
     for batch in batches:
         obs = case.sample(batch)
-        first, times, outs = {}, {e: [] for e in case.engines}, {}
+        first, outs = {}, {}
+        times: dict[str, list[float]] = {e: [] for e in case.engines}
         for engine, attack in attacks.items():
             t0 = time.perf_counter()
             outs[engine] = attack(obs, t=0)
@@ -241,8 +296,8 @@ def main() -> None:
         "batches": list(BATCHES),
         "repeats": repeats,
         "statistic": "median seconds per attack call; engines interleaved call by call",
-        "mlp_policies": "untrained SB3 SAC actor / discrete PPO policy views, net_arch [256, "
-        "256], 31 inputs, float32",
+        "mlp_policies": "untrained SB3 SAC actor / 20-bin discrete PPO policy views, net_arch "
+        "[256, 256], 31 inputs, float32",
         "cnn": "Conv2d(3,16,3,s2)-ReLU-Conv2d(16,16,3,s2)-ReLU-Linear(784,6), frames 0..255",
         "budgets": {"mlp": "eps 0.05 linf in [0, 1]", "cnn": "eps 4 linf in [0, 255]"},
         "settings": "authors' myPGD defaults (step 0.01 halved every 25, decay_schedule "
