@@ -180,7 +180,8 @@ class ODICEAgent(BCAgent):
 
         :param batch: dataset transitions (``discount`` = gamma * (1 - terminal)).
         :param step: updates so far.
-        :return: 0-d tensors: value and policy losses, mean V, TD residual stats, weights.
+        :return: 0-d tensors: value and policy losses, mean V, TD residual stats, weights (and the
+            fraction of samples of weight zero, which the policy step skips on the CPU).
         """
         obs, action, batch = self._prepare(batch)
         next_obs = self.normalizer(batch.next_obs)
@@ -191,6 +192,7 @@ class ODICEAgent(BCAgent):
         metrics.update(
             td_mean=residual.mean(), td_min=residual.min(), td_max=residual.max(),
             weight_mean=weight.mean(), weight_max=weight.max(),
+            weight_zero_fraction=(weight.reshape(-1, len(obs)).mean(0) == 0).float().mean(),
         )  # fmt: skip
         return metrics
 

@@ -79,9 +79,11 @@ def speed(repeats: int, updates: int) -> dict[str, Any]:
     for hidden in (256, 1024):
         agent = ODICEAgent(obs_space, act_space, policy_hidden=(hidden, hidden))
         reference = ReferenceODICE(agent.value, agent.policy)
+        zero: list[torch.Tensor] = []
 
-        def ours(i: int, agent: ODICEAgent = agent) -> None:
-            agent.update(batches[i % len(batches)], i)
+        def ours(i: int, agent: ODICEAgent = agent, zero: list[torch.Tensor] = zero) -> None:
+            metrics = agent.update(batches[i % len(batches)], i)
+            zero.append(metrics["weight_zero_fraction"])
 
         def theirs(i: int, reference: ReferenceODICE = reference) -> None:
             b = batches[i % len(batches)]
@@ -103,6 +105,7 @@ def speed(repeats: int, updates: int) -> dict[str, Any]:
             "rlkit_updates_per_s": mine,
             "reference_updates_per_s": ref,
             "ratio": mine / ref,
+            "weight_zero_fraction": float(torch.stack(zero).mean()),
             "rounds": rates,
         }
         print(
