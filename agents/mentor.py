@@ -53,6 +53,19 @@ Differences from the released code (emlynw/mentor 2005f05), besides those listed
   theirs); ``dense_dormant=False`` measures the experts on their routed rows only (cheaper);
   ReLU-fed layers count their post-ReLU activity, which is what their hooks see through the
   in-place ReLUs (``dormant_post_relu=True``; False measures every layer before its activation);
+- ``pre_tanh_penalty`` (rlkit's option; default 0, the authors' loss): adds
+  ``c * mean(mu^2)`` on the pre-tanh mean to the actor loss. Why: on state cartpole-swingup
+  (the CPU config, width 256) the MoE actor, and the authors' transcription identically, slides
+  within ~500 updates of the seed steps to one saturated action (pre-tanh mean -8 to -15 on
+  every state; seeds 0-2 of 0-3), where the gradient through tanh (~4 exp(-2|mu|)) leaves an
+  actor-loss gradient norm of ~1e-8, too small for Adam (eps 1e-8) to act on: it never
+  recovers. The plain actor slides too on some seeds but stops shallower (-6.5 to -7.5) and
+  recovers as its dead middle units (107 of 256) raise beta (0.03 to 0.19) and so the
+  exploration noise; the MoE's beta stays at 0.035, its 16 expert output layers, counted before
+  activation, never reading dormant. With c = 1e-3 the penalty balances the Q gradient near
+  ``|mu|`` 3 to 4 (tanh 0.995 and more), the gradient stays alive and the actor stays
+  state-dependent (seeds 0-3, :mod:`benchmarks.mentor_saturation`; seed 0 evaluates 124
+  after 6k steps instead of 75).
 - (no difference) on Adroit the authors also run their perturbation on the pixel encoder; it
   blends Linear layers only and their conv encoder has none, so it only resets the encoder's
   optimiser state, which every perturbation here does too.
@@ -282,6 +295,8 @@ class MentorAgent:
         ``awake_schedule`` counted from then); None: the preset's.
     :param awake_schedule: DrQ-v2 schedule of "awake" (agent steps since awakening).
     :param actor_grad_clip: actor gradient-norm clip (0.001, the authors'; 0 disables).
+    :param pre_tanh_penalty: weight c of ``c * mean(mu^2)`` on the actor's pre-tanh mean, added
+        to the actor loss (0: none, the authors'; rlkit's option, see the module docstring).
     :param device: torch device.
     """
 
@@ -329,6 +344,7 @@ class MentorAgent:
         stddev_type: Literal["dormant", "awake"] | None = None,
         awake_schedule: str = "linear(1.0,0.1,500000)",
         actor_grad_clip: float = 0.001,
+        pre_tanh_penalty: float = 0.0,
         device: str = "cpu",
     ) -> None:
         if not isinstance(action_space, gym.spaces.Box):
@@ -358,6 +374,9 @@ class MentorAgent:
         self.alpha_min, self.perturb_rate = float(alpha_min), float(perturb_rate)
         self.blend_layernorm, self.dense_dormant = bool(blend_layernorm), bool(dense_dormant)
         self.dormant_post_relu = bool(dormant_post_relu)
+        if pre_tanh_penalty < 0:
+            raise ValueError(f"mentor: pre_tanh_penalty must be >= 0, got {pre_tanh_penalty}")
+        self.pre_tanh_penalty = float(pre_tanh_penalty)
         self.dormant_threshold, self.target_dormant_ratio = dormant_threshold, target_dormant_ratio
         self.std_temperature, self.lambda_temperature = std_temperature, lambda_temperature
         self.low = np.asarray(action_space.low, dtype=np.float32)
@@ -661,8 +680,11 @@ class MentorAgent:
         mean, aux = self.actor.forward_with_aux(obs.detach())
         policy_action = noisy_action(torch.tanh(mean), std, self.stddev_clip)
         actor_loss = -torch.min(*self.critic(obs.detach(), policy_action)).mean()
+        loss = actor_loss + self.aux_loss_scale * aux
+        if self.pre_tanh_penalty > 0:
+            loss = loss + self.pre_tanh_penalty * mean.pow(2).mean()
         self.actor_opt.zero_grad(set_to_none=True)
-        (actor_loss + self.aux_loss_scale * aux).backward()
+        loss.backward()
         if self.actor_grad_clip > 0:
             nn.utils.clip_grad_norm_(self.actor.parameters(), self.actor_grad_clip)
         self.actor_opt.step()

@@ -172,6 +172,39 @@ def test_update_reports_and_uses_beta_and_keeps_eval_mode():
     assert not any(m.training for m in agent.actor.modules())
 
 
+def test_pre_tanh_penalty_is_opt_in_and_pulls_a_saturated_actor_back():
+    with pytest.raises(ValueError, match="pre_tanh_penalty"):
+        make_agent(pre_tanh_penalty=-1.0)
+    assert make_agent().pre_tanh_penalty == 0.0  # the authors' actor loss by default
+    batch, c = make_batch(), 1e-3
+    for penalty in (0.0, c):
+        # a saturated actor (head bias -20) and a critic flat in the action (all weights 0;
+        # its update then moves the output bias only), no aux loss, no clip, no gate dropout:
+        # the actor's only gradient is the penalty's, 2 c mu / (B A) per pre-tanh mean
+        agent = make_agent(
+            pre_tanh_penalty=penalty, aux_loss_scale=0.0, actor_grad_clip=0.0, gate_dropout=0.0
+        )
+        with torch.no_grad():
+            agent.actor.head.bias.fill_(-20.0)
+            for p in list(agent.critic.parameters()) + list(agent.critic_target.parameters()):
+                p.zero_()
+            mu = agent.actor(agent.features(batch.obs.numpy()))
+        grads: list[torch.Tensor] = []
+        bias = agent.actor.head.bias
+        agent.actor_opt.register_step_pre_hook(
+            lambda opt, *_, grads=grads, bias=bias: grads.append(bias.grad.clone())
+        )
+        before = agent.actor.head.bias.detach().clone()
+        agent.update(batch, 100)
+        expected = 2 * penalty * mu.sum(0) / mu.numel()
+        assert torch.allclose(grads[0], expected, rtol=1e-5, atol=1e-12)
+        moved = agent.actor.head.bias.detach() - before
+        if penalty:
+            assert bool((moved > 0).all())  # Adam's first step: +lr toward 0
+        else:
+            assert bool((moved == 0).all())  # no gradient at all: stuck at -20
+
+
 def test_actor_gradient_is_clipped_to_the_authors_norm():
     agent = make_agent(lr=1.0)  # Adam's first step moves each weight by ~lr whatever the grad;
     agent.update(make_batch(), 100)  # so check the clipped norm itself, with a hook on step()
