@@ -115,6 +115,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {  # name -> (config, overrides)
     # not in the default set: MENTOR with DrM's "awake" noise (the larger of the dormant std and
     # DrQ-v2's linear(1.0,0.1,500000) from awakening), which the authors kept for Adroit only
     "mentor_awake": (MENTOR_STATE, ["agent.kwargs.stddev_type=awake"]),
+    # not in the default set: MENTOR with rlkit's pre-tanh penalty (1e-3 * mean(mu^2) on the
+    # actor loss), against the one-sided saturation of benchmarks/mentor_saturation.py
+    "mentor_pen": (MENTOR_STATE, ["agent.kwargs.pre_tanh_penalty=0.001"]),
 }
 DEFAULT_VARIANTS = ["mentor", "mentor_no_moe", "mentor_no_tp", "drqv2"]
 # The pixel configs at CPU sizes (the paper's encoder, batch 128, width 256, experts and gate
