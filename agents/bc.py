@@ -109,10 +109,12 @@ class BCAgent:
     ) -> torch.Tensor:
         """One Adam step on ``-mean(weight * log pi(action | obs))``; returns the loss (0-d).
 
-        On the CPU only the samples of positive weight pass through the policy (O-DICE's
-        ``relu`` weights are zero for most of a batch; a zero-weight sample adds exactly nothing
-        to the gradient, so the step is the same up to the order of the sums). On other devices
-        the whole batch passes, since counting the kept samples would wait for the device.
+        On the CPU only the samples of positive weight pass through the policy: O-DICE's
+        ``relu`` weights are zero wherever the TD residual is negative (12% of a Hopper medium
+        batch at the end of a 10k-step run, 77% of the speed benchmark's synthetic batches), and
+        a zero-weight sample adds exactly nothing to the gradient, so the step is the same up to
+        the order of the sums. On other devices the whole batch passes, since counting the kept
+        samples would wait for the device.
 
         :param obs: normalised observations.
         :param action: dataset actions in [-1, 1] units.
