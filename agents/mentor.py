@@ -374,7 +374,7 @@ class MentorAgent:
         self.alpha_min, self.perturb_rate = float(alpha_min), float(perturb_rate)
         self.blend_layernorm, self.dense_dormant = bool(blend_layernorm), bool(dense_dormant)
         self.dormant_post_relu = bool(dormant_post_relu)
-        if pre_tanh_penalty < 0:
+        if not pre_tanh_penalty >= 0:  # NaN too
             raise ValueError(f"mentor: pre_tanh_penalty must be >= 0, got {pre_tanh_penalty}")
         self.pre_tanh_penalty = float(pre_tanh_penalty)
         self.dormant_threshold, self.target_dormant_ratio = dormant_threshold, target_dormant_ratio

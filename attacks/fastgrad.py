@@ -391,7 +391,9 @@ class OrdinalGrad(OutputGrad):
 
     Within a cell every max and min the loss takes picks the same entries (and splits ties the
     same way), so torch's gradient at any point of the cell is the gradient everywhere in it:
-    the cached value is what :class:`TorchOutputGrad` would return, bit for bit.  A PGD call
+    the cached value is what :class:`TorchOutputGrad` would return, bit for bit. Rows with a
+    non-finite output are never cached (an infinite logit ties with ``neg_inf``'s fill, which
+    the key does not see, and NaN ties with nothing): torch answers them every time.  A PGD call
     rarely crosses more than a few cells, so its 100 iterations ask torch a few times.
 
     :param loss: an ordinal loss.
@@ -419,23 +421,29 @@ class OrdinalGrad(OutputGrad):
         order = np.argsort(ext, axis=1, kind="stable")
         ranked = np.take_along_axis(ext, order, axis=1)
         ties = ranked[:, 1:] == ranked[:, :-1]
-        keys = [
-            (self._arg_keys[b], order[i].tobytes(), ties[i].tobytes())
+        finite = np.isfinite(z).all(axis=1)  # inf ties with neg_inf's fill, NaN ties nothing
+        keys: list[tuple[bytes, bytes, bytes] | None] = [
+            (self._arg_keys[b], order[i].tobytes(), ties[i].tobytes()) if finite[i] else None
             for i, b in enumerate(index.tolist())
         ]
-        missing = [i for i, key in enumerate(keys) if key not in self._cells]
-        if missing:
-            if len(self._cells) + len(missing) > self.size:
-                self._cells.clear()
-                missing = list(range(len(keys)))
-            at = torch.as_tensor(np.asarray(missing))
-            sub = torch.as_tensor(index[missing])
-            grads = self.loss.output_gradient(
-                torch.from_numpy(z[missing]), tuple(a[sub] for a in self.args)
-            ).numpy()
-            for j, i in enumerate(at.tolist()):
-                self._cells[keys[i]] = grads[j]
-        return np.stack([self._cells[key] for key in keys])
+        missing = [i for i, key in enumerate(keys) if key is None or key not in self._cells]
+        if not missing:
+            return np.stack([self._cells[key] for key in keys if key is not None])
+        if len(self._cells) + len(missing) > self.size:
+            self._cells.clear()
+            missing = list(range(len(keys)))
+        sub = torch.as_tensor(index[missing])
+        grads = self.loss.output_gradient(
+            torch.from_numpy(z[missing]), tuple(a[sub] for a in self.args)
+        ).numpy()
+        fresh = dict(zip(missing, grads, strict=True))
+        for i, grad in fresh.items():
+            key = keys[i]
+            if key is not None:
+                self._cells[key] = grad
+        return np.stack(
+            [fresh[i] if k is None or i in fresh else self._cells[k] for i, k in enumerate(keys)]
+        )
 
 
 class AffineGrad(OutputGrad):

@@ -290,6 +290,12 @@ def cached_evaluate_run(
     """
     import hashlib
 
+    from rlkit.config import AttackConfig
+
+    if not attacks:
+        raise ValueError("cached_evaluate_run needs at least one attack")
+    # the whole list at once (duplicate labels, bad settings), before the long work
+    AttackConfig(attacks=attacks, eps=list(GRID_EPS), episodes=episodes, stealth=False)
     model = run if run.suffix == ".zip" else run / "final"
     stamp = model.stat().st_mtime_ns if model.exists() else None
     parts = []

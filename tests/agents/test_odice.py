@@ -112,12 +112,14 @@ def test_update_equals_the_authors_update(rule: str) -> None:
 
 @pytest.mark.parametrize("heads", [0, 2])
 def test_policy_step_skips_zero_weights_exactly(heads: int) -> None:
-    # only positive-weight samples pass through the policy on the CPU: the step must equal the
-    # full-batch mean(weight * nll) step, also when every weight is zero
+    # zero-weight samples skip the policy on the CPU: the step must equal the full-batch
+    # mean(weight * nll) step, also when every weight is zero or some are negative
     batch, _ = make_batch(64, seed=3)
     g = torch.Generator().manual_seed(4)
     shape = (heads, 64) if heads else (64,)
-    for weight in (torch.relu(torch.randn(shape, generator=g)), torch.zeros(shape)):
+    weights = [torch.relu(torch.randn(shape, generator=g)), torch.zeros(shape)]
+    weights.append(torch.randn(shape, generator=g) * (weights[0] > 0))  # negatives stay in
+    for weight in weights:
         torch.manual_seed(2)
         agent = ODICEAgent(*spaces(), value_hidden=(8,), policy_hidden=(16, 16))
         torch.manual_seed(2)

@@ -462,6 +462,35 @@ def test_declared_ordinal_holds(name: str, extra: dict) -> None:
     assert not continuous.loss(torch.arange(12)).ordinal
 
 
+@pytest.mark.parametrize(
+    ("name", "extra", "clean", "later"),
+    [
+        # -inf ties with neg_inf's fill: the order key of [-1, 5] and [-inf, 5] is the same
+        ("pgd", {"other_logit": "neg_inf"}, [-1.0, 5.0], [-np.inf, 5.0]),
+        (
+            "bifurcation",
+            {"other_logit": "neg_inf"},
+            [3.0, -2.0, -5.0, -5.0],
+            [3, -2, -np.inf, -np.inf],
+        ),
+        # NaN sorts last and ties with nothing: [1, 2, 3] and [1, 2, nan] share a key
+        ("pgd", {}, [1.0, 2.0, 3.0], [1.0, 2.0, np.nan]),
+    ],
+)
+def test_ordinal_gradient_with_non_finite_outputs_is_torchs(
+    name: str, extra: dict, clean: list[float], later: list[float]
+) -> None:
+    attack = make_attack(
+        name, mlp64(len(clean), 0), AttackBudget(0.1), action_kind="discrete", **extra
+    )
+    loss = attack.loss(None)
+    first = torch.tensor([clean], dtype=torch.float64)
+    args = loss.prepare(first)
+    grad = OrdinalGrad(loss, args)
+    for z in (first, torch.tensor([later], dtype=torch.float64), first):
+        np.testing.assert_array_equal(grad(z.numpy(), None), loss.output_gradient(z, args).numpy())
+
+
 # ----------------------------------------------------------------------------- SB3 policies
 def sb3_view(algo: str, discrete: bool = False, **kwargs: object) -> PolicyView:
     """A small untrained SB3 policy view on a Box(0, 1, (N_IN,)) space."""
