@@ -456,7 +456,10 @@ def write_markdown() -> Path:
         lines += markdown_kinds(figures["grid"], "return", "Grid: regret of the return")
         lines += markdown_kinds(figures["grid"], "cost_norm", "Grid: regret of the cost")
     if "citylearn" in figures:
-        lines += markdown_kinds(figures["citylearn"], "cost_total", "CityLearn: regret of cost")
+        city = figures["citylearn"]
+        lines += markdown_kinds(city, "return", "CityLearn: regret of the return")
+        lines += markdown_kinds(city, "cost_total", "CityLearn: regret of cost")
+        lines += markdown_kinds(city, "daily_peak_average", "CityLearn: regret of daily peak")
     path = RESULTS / f"{NAME}.md"
     path.write_text("\n".join(lines))
     return path
