@@ -286,6 +286,25 @@ class SB3Agent:
         save_torch(Path(folder) / STATE_FILE, state)
         save_arrays(Path(folder) / ARRAYS_FILE, arrays)
 
+    def load_zip_policy(self, path: Path) -> None:
+        """Start from the policy weights of a stable-baselines3 zip trained elsewhere (fine-tuning
+        from e.g. the bifurcation authors' released controllers; a trusted file). Only the
+        policy's tensors are read (weights-only torch), not its optimiser or pickled data.
+
+        :param path: the zip.
+        :raises ValueError: the zip has no policy, or its tensors do not fit this policy.
+        """
+        from stable_baselines3.common.save_util import load_from_zip_file
+
+        _, params, _ = load_from_zip_file(path, load_data=False, device="cpu")
+        if not params or "policy" not in params:
+            raise ValueError("it holds no policy.pth")
+        try:
+            self.model.policy.load_state_dict(params["policy"])  # type: ignore[arg-type]
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0]
+            raise ValueError(f"its policy does not fit this agent's ({first})") from None
+
     def load(self, folder: Path, policy_only: bool = False) -> None:
         """Restore :meth:`save` (weights-only torch, numpy without pickle).
 

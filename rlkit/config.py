@@ -93,7 +93,9 @@ class AgentConfig(Strict):
         default_factory=dict, description="other arguments of the agent's constructor"
     )
     init_from: str | None = Field(
-        None, description="start from the policy of this run directory's final model (fine-tuning)"
+        None,
+        description="start from the policy of this run directory's final model, or of an SB3 "
+        "model zip for SB3 agents (fine-tuning)",
     )
 
 

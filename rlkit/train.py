@@ -63,9 +63,13 @@ def preflight(config: ExperimentConfig, source: str) -> None:
     from rlkit.envs import make_env
 
     init = config.agent.init_from
-    if init is not None and not (Path(init) / "final" / "meta.json").is_file():
+    is_zip = init is not None and init.endswith(".zip")
+    if init is not None and is_zip and not Path(init).is_file():
+        raise ConfigError(f"{source}: key 'agent.init_from': model zip {init!r} not found")
+    if init is not None and not is_zip and not (Path(init) / "final" / "meta.json").is_file():
         raise ConfigError(
-            f"{source}: key 'agent.init_from': {init!r} is not a run directory with a final model"
+            f"{source}: key 'agent.init_from': {init!r} is not a run directory with a final "
+            "model (or an SB3 model zip)"
         )
     try:
         env = make_env(config.env)

@@ -311,8 +311,21 @@ class TrainLoop:
     def init_from(self, source: str) -> None:
         """Start from another run's final policy (fine-tuning).
 
-        :param source: the run directory.
+        :param source: the run directory, or a stable-baselines3 zip for an SB3 agent.
         """
+        if source.endswith(".zip"):
+            load_zip = getattr(self.agent, "load_zip_policy", None)
+            if load_zip is None:
+                raise ConfigError(
+                    f"key 'agent.init_from': {source}: a model zip starts SB3 agents only"
+                )
+            try:
+                load_zip(Path(source))
+            except (OSError, ValueError, KeyError) as err:
+                raise ConfigError(
+                    f"key 'agent.init_from': {source} cannot be used ({err})"
+                ) from None
+            return
         folder = Path(source) / "final"
         try:
             read_meta(folder)

@@ -67,3 +67,32 @@ def test_init_from_a_missing_run_is_a_config_error(
     err = capsys.readouterr().err
     assert "agent.init_from" in err and "nope" in err
     assert not (tmp_path / "tuned").exists()
+
+
+def test_init_from_an_sb3_zip_starts_at_its_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # e.g. fine-tuning the bifurcation authors' released PPO: only the zip's policy tensors
+    agent = {
+        "name": "sac",
+        "net_arch": [16, 16],
+        "kwargs": {"learning_starts": 50, "batch_size": 16},
+    }
+    train(_config(tmp_path, "source", agent, 120))
+    zips = sorted((tmp_path / "source" / "final").glob("*.zip"))
+    assert zips, "the run saves an SB3 zip"
+    frozen = {
+        **agent,
+        "init_from": str(zips[0]),
+        "kwargs": {**agent["kwargs"], "learning_starts": 10_000},
+    }
+    train(_config(tmp_path, "tuned", frozen, 30))
+    obs = np.random.default_rng(0).uniform(-1, 1, (16, 3)).astype(np.float32)
+    source, tuned = load_run(tmp_path / "source"), load_run(tmp_path / "tuned")
+    np.testing.assert_allclose(tuned.act(obs), source.act(obs), atol=1e-6)
+    wide = {**frozen, "net_arch": [32, 32]}
+    assert main(["train", str(_config(tmp_path, "wide", wide, 30))]) == 2
+    assert "does not fit" in capsys.readouterr().err
+    drq = {"name": "drqv2", "net_arch": [16], "init_from": str(zips[0])}
+    assert main(["train", str(_config(tmp_path, "drq", drq, 30))]) == 2
+    assert "SB3 agents only" in capsys.readouterr().err
