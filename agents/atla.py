@@ -109,6 +109,14 @@ class ATLAAgent:
         if self.adversary is not None and (folder / ADVERSARY).is_dir():
             self.adversary.load(folder / ADVERSARY, policy_only=policy_only)
 
+    def load_zip_policy(self, path: Path) -> None:
+        """Start the victim from an SB3 zip's policy (``agent.init_from: ZIP``, e.g. the authors'
+        released PPO, as their ATLA victim started from a trained PPO).
+
+        :param path: the zip.
+        """
+        self.victim.load_zip_policy(path)
+
 
 def sb3_agent(
     agent: AgentConfig,

@@ -201,3 +201,13 @@ def test_shipped_adversarial_and_sa_configs_validate(path: str) -> None:
         calendar = 6 if "citylearn" in path else 5
         assert kwargs["sa_scale"][:calendar] == [0.0] * calendar
         assert set(kwargs["sa_scale"][calendar:]) == {1.0}
+
+
+def test_the_victim_can_start_from_an_sb3_zip(atla_run: Path, tmp_path: Path) -> None:
+    # agent.init_from: ZIP (e.g. the authors' released PPO) gives the ATLA victim its policy
+    zip_path = atla_run / "final" / "victim" / "sb3_model.zip"
+    loop = ATLALoop(atla_config(tmp_path / "tuned"), RunDir(tmp_path / "tuned"))
+    loop.build()
+    loop.init_from(str(zip_path))
+    obs = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)
+    np.testing.assert_allclose(loop.agent.act(obs), load_run(atla_run).act(obs), atol=1e-6)
