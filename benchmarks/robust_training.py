@@ -50,18 +50,18 @@ A year under a 100-step gradient attack takes minutes on one core, so each attac
 is cached in ``runs/robust_training_cache`` and a restarted command resumes. Controllers, then
 the benchmark::
 
-    PPO="/tmp/authors/20 bin PPO 500 results/default_PPO_citylearn_challenge_2022_phase_2_\
+    PPO="/tmp/authors/20 bin PPO 500 results/default_PPO_citylearn_challenge_2022_phase_2_\\
     Building_6_20_bins_500.zip"   # one path, no break
     for s in 0 1 2; do
-      for c in ppo_discrete:vanilla ppo_discrete_sa:sa ppo_discrete_adversarial:adversarial \
+      for c in ppo_discrete:vanilla ppo_discrete_sa:sa ppo_discrete_adversarial:adversarial \\
                atla_cpu:atla; do
-        OMP_NUM_THREADS=1 rlkit train configs/citylearn/${c%%:*}.yaml seed=$s \
+        OMP_NUM_THREADS=1 rlkit train configs/citylearn/${c%%:*}.yaml seed=$s \\
             "agent.init_from=$PPO" run.dir=runs/citylearn/ft_${c##*:}_s$s train.progress=false
       done
       # from scratch: the same without init_from nor atla_cpu, run.dir=runs/citylearn/ppo_*
     done
-    OMP_NUM_THREADS=1 python -m benchmarks.robust_training citylearn --authors-dir /tmp/authors \
-        --victims vanilla_ft=runs/citylearn/ft_vanilla_s0,runs/citylearn/ft_vanilla_s1,... \
+    OMP_NUM_THREADS=1 python -m benchmarks.robust_training citylearn --authors-dir /tmp/authors \\
+        --victims vanilla_ft=runs/citylearn/ft_vanilla_s0,runs/citylearn/ft_vanilla_s1,... \\
                   adversarial_ft=... sa_ft=... atla_ft=... vanilla=runs/citylearn/ppo_vanilla,...
 
 (the seed-0 from-scratch runs are ``runs/citylearn/ppo_adversarial``, ``ppo_sa`` and
