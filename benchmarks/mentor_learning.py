@@ -637,7 +637,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     config.pop("command")
     config["action_repeat"] = ACTION_REPEAT
-    report(runs, config)
+    report(runs + state_runs_on_disk(args, runs), config)
+
+
+def state_runs_on_disk(args: argparse.Namespace, planned: Sequence[Run]) -> list[Run]:
+    """State runs of any variant and seed found under ``--runs`` for ``--tasks`` but not
+    planned, so that a command training a few variants keeps the others in the report.
+
+    :param args: the parsed command line.
+    :param planned: the runs already planned.
+    """
+    known = {r.path for r in planned}
+    found = []
+    for variant, (config, overrides) in VARIANTS.items():
+        for task in args.tasks:
+            for path in sorted(args.runs.glob(f"{variant}_{task}_s*")):
+                seed = path.name.rsplit("_s", 1)[1]
+                if path in known or not path.is_dir() or not seed.isdigit():
+                    continue
+                run = Run("states", variant, task, f"dmc/{task}", int(seed), config, overrides)
+                run.frames, run.root, run.extra = args.frames, args.runs, list(args.extra)
+                found.append(run)
+    return found
 
 
 if __name__ == "__main__":
