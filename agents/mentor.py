@@ -77,8 +77,7 @@ the state into actor, critic (and target) and V after each trunk, as the authors
 reads the states from ``batch.extras`` (``state`` / ``next_state``, as the replay samples a
 Dict space); the pixels alone are augmented and encoded. The policy view takes the pixels
 and holds the state as context (``view.body.set_context(state)``), so attacks perturb pixels
-only; the attack wrappers do not feed that context yet, so attacks on fused observations are
-refused (evaluation and adversarial training).
+only; evaluation and adversarial training feed each batch's states (:mod:`rlkit.attacks.fused`).
 """
 
 from __future__ import annotations

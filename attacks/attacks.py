@@ -234,6 +234,18 @@ class Attack:
         """
         return policy_output(self.policy, x)
 
+    def random_state(self) -> torch.Tensor | None:
+        """The state of the attack's own RNG (None when unseeded: it draws from torch's)."""
+        return None if self._generator is None else self._generator.get_state()
+
+    def set_random_state(self, state: torch.Tensor) -> None:
+        """Restore :meth:`random_state` (a seeded attack only).
+
+        :param state: what :meth:`random_state` returned.
+        """
+        if self._generator is not None:
+            self._generator.set_state(state)
+
     def generator_for(self, obs: torch.Tensor) -> torch.Generator | None:
         """The attack's RNG if it lives on ``obs``'s device (else None = global RNG).
 

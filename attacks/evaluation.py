@@ -31,6 +31,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from rich.progress import Progress
 
 from rlkit.attacks.budget import AttackBudget
+from rlkit.attacks.fused import FusedContext, attacked_space
 from rlkit.attacks.pixels import (
     FrameAttackedVectorObservation,
     FrameStackView,
@@ -143,6 +144,7 @@ def run_episodes(env: AttackedVectorObservation, view: PolicyView, seeds: list[i
         clean = np.asarray(info["clean_obs"])[rows]
         fed = np.asarray(info["perturbed_obs"])[rows].astype(np.float32, copy=False)
         clean32 = clean.astype(np.float32, copy=False)
+        env.feed_context(running)
         with torch.no_grad():
             actions = view.squash(view(torch.as_tensor(fed, device=device))).cpu().numpy()
             if np.array_equal(fed, clean32):
@@ -170,8 +172,9 @@ def run_episodes(env: AttackedVectorObservation, view: PolicyView, seeds: list[i
 
 
 def _single_space(env: gym.Env | VectorEnv) -> gym.spaces.Space:
+    """One env's attacked observation space (a fused Dict's: its image's)."""
     space = getattr(env, "single_observation_space", None)
-    return env.observation_space if space is None else space
+    return attacked_space(env.observation_space if space is None else space)
 
 
 def build_budget(
@@ -274,23 +277,31 @@ def _image_budget(
     )
 
 
-def frame_level_stack(attack_config: AttackConfig, env: gym.Env | VectorEnv) -> int:
+def frame_level_stack(
+    attack_config: AttackConfig, env: gym.Env | VectorEnv, fused: bool = False
+) -> int:
     """Frames per stack of a frame-level attack on ``env``'s observations, 0 for whole-stack.
 
     ``attack_config.frame_level`` None (auto): frame-level for image observations of a stacked
-    env (``frame_stack`` > 1).
+    env (``frame_stack`` > 1), except fused (pixels + state) ones, attacked whole.
 
     :param attack_config: the attack config.
     :param env: the (probe) env.
+    :param fused: the observations are fused Dicts (frame-level attacks on them are refused).
     """
     space = _single_space(env)
     image = len(space.shape) == 3
     k = frame_stack_of(env) if image else 1
     wanted = attack_config.frame_level
     if wanted is None:
-        return k if image and k > 1 else 0
+        return k if image and k > 1 and not fused else 0
     if not wanted:
         return 0
+    if fused:
+        raise ConfigError(
+            "attack.frame_level: true is not supported on fused pixel+state observations; "
+            "leave it unset (whole stacks are attacked)"
+        )
     if not image or space.shape[0] % k:
         raise ConfigError(
             f"attack.frame_level: true needs stacked image observations (C*k, H, W); this env's "
@@ -417,12 +428,6 @@ def evaluate_attacks(
     else:
         venv = SyncVectorEnv([lambda: HoldAfterEpisode(make_env()) for _ in range(n)])
     try:
-        if isinstance(venv.single_observation_space, gym.spaces.Dict):
-            raise ConfigError(
-                "attacks on fused pixel+state observations are not supported yet (the env "
-                f"observes a Dict: {venv.single_observation_space}); attack a frames-only "
-                "variant of the env (e.g. Adroit's hand_state: false)"
-            )
         return _evaluate(venv, view, attack_config, seed, n, progress)
     finally:
         venv.close()
@@ -437,6 +442,8 @@ def _evaluate(
     progress: bool,
 ) -> dict[str, Any]:
     seeds = [seed + i for i in range(n)]
+    full_space = venv.single_observation_space
+    fused = FusedContext(full_space, view) if isinstance(full_space, gym.spaces.Dict) else None
     probe = _probe(venv)
     shape = tuple(_single_space(venv).shape)
     flat = len(shape) == 1
@@ -447,7 +454,7 @@ def _evaluate(
     runs = [
         (spec, eps) for spec in attack_config.attacks for eps in (spec.eps or attack_config.eps)
     ]
-    frame_k = 0 if flat else frame_level_stack(attack_config, probe)
+    frame_k = 0 if flat else frame_level_stack(attack_config, probe, fused is not None)
     space = _single_space(venv)
     quantize = attack_config.quantize
     if quantize is None:
@@ -468,7 +475,7 @@ def _evaluate(
                 venv, attack, frame_view, single_episode=True
             )
         else:
-            env = AttackedVectorObservation(venv, attack, single_episode=True)
+            env = AttackedVectorObservation(venv, attack, single_episode=True, fused=fused)
         return run_episodes(env, view, seeds)
 
     with Progress(disable=not progress) as bar:

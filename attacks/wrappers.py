@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
+from rlkit.attacks.fused import FusedContext
+
 AttackFn = Callable[..., torch.Tensor]
 RECORD_KEYS = ("clean_obs", "perturbed_obs", "distortion_linf", "distortion_l2")
 
@@ -153,6 +155,9 @@ class AttackedVectorObservation(VectorWrapper):
         again. The attack is called on the batch of sub-envs still in their episode, so a
         run of unequal-length episodes makes exactly the calls of a loop that drops
         finished episodes from its batch. :attr:`active` tells which sub-envs those are.
+    :param fused: for ``Dict`` observations of pixels plus states
+        (:mod:`rlkit.attacks.fused`): the attack perturbs the image, the states are the policy's
+        context, ``info`` records the images and the returned observations are dicts.
 
     Per-env step counters restart at 0 on each sub-env's reset observation: for
     ``AutoresetMode.NEXT_STEP`` (gymnasium's default) that is the step *after* a done step, for
@@ -167,10 +172,12 @@ class AttackedVectorObservation(VectorWrapper):
         attack: AttackFn,
         device: torch.device | str | None = None,
         single_episode: bool = False,
+        fused: FusedContext | None = None,
     ) -> None:
         """Wrap vector env ``env`` with ``attack`` running on ``device``."""
         super().__init__(env)
         self.attack = attack
+        self.fused = fused
         self.device = _device_of(attack, device)
         self.single_episode = bool(single_episode)
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
@@ -185,10 +192,28 @@ class AttackedVectorObservation(VectorWrapper):
         """(N,) bool: sub-envs that are attacked (``single_episode``: still in their episode)."""
         return ~self._finished
 
+    def feed_context(self, rows: np.ndarray) -> None:
+        """Before the policy is called on the sub-envs ``rows``: give it their context (the
+        states of fused observations; nothing otherwise).
+
+        :param rows: (N,) bool mask of the sub-envs in the policy's next batch.
+        """
+        if self.fused is not None and rows.any():
+            self.fused.feed(rows, self.device)
+
+    def _image(self, obs: Any) -> Any:
+        """What the attack perturbs: ``obs``, or the image batch of fused observations."""
+        return obs if self.fused is None else self.fused.split(obs)
+
+    def _out(self, obs: Any, adv: np.ndarray) -> Any:
+        """The observation returned: ``adv``, or ``obs`` with its image replaced (fused)."""
+        return adv if self.fused is None else self.fused.join(obs, adv)
+
     def _perturb(
         self, obs: Any, info: dict[str, Any], rows: np.ndarray
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Attack the sub-envs ``rows`` of batch ``obs`` and add the per-env records to ``info``."""
+        self.feed_context(rows)
         adv, records = _run_attack(self.attack, obs, self.step_index.copy(), self.device, rows)
         info = dict(info)
         for key, value in records.items():
@@ -209,12 +234,12 @@ class AttackedVectorObservation(VectorWrapper):
         self.step_index[rows] = 0
         self._prev_done[rows] = False
         self._finished[rows] = False
-        adv, info = self._perturb(obs, info, rows)
+        adv, info = self._perturb(self._image(obs), info, rows)
         if not rows.all():
             adv[~rows] = self._last_obs[~rows]
             info["perturbed_obs"][~rows] = adv[~rows]
         self._last_obs = adv.copy()
-        return adv, info
+        return self._out(obs, adv), info
 
     def step(self, actions: Any) -> tuple[np.ndarray, Any, Any, Any, dict[str, Any]]:
         """Step all envs with ``actions``; update the counters; attack the next observations."""
@@ -229,6 +254,6 @@ class AttackedVectorObservation(VectorWrapper):
             self.step_index = self.step_index + 1
         if self.single_episode:
             self._finished = self._finished | done
-        adv, info = self._perturb(obs, info, ~self._finished)
+        adv, info = self._perturb(self._image(obs), info, ~self._finished)
         self._last_obs = adv.copy()
-        return adv, reward, terminated, truncated, info
+        return self._out(obs, adv), reward, terminated, truncated, info

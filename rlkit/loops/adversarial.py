@@ -13,20 +13,25 @@ In the stable-baselines3 loop it is a ``VecEnvWrapper`` placed under any ``VecNo
 the native online loop (drqv2, mentor) the loop perturbs each observation as it arrives, stores the
 perturbed one (the final observation of an episode stays clean, as in SB3) and saves the attack's
 random state with its checkpoints, so a resumed run continues exactly. Stacked frames are not
-supported there: a perturbed stack would not continue the previous one frame by frame.
+supported there: a perturbed stack would not continue the previous one frame by frame. Fused
+observations (pixels + state, :mod:`rlkit.attacks.fused`) have their image attacked, the state
+kept clean.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from rlkit.attacks.evaluation import build_budget
+from rlkit.attacks.fused import FusedContext, attacked_space
+from rlkit.attacks.pixels import raw_settings, resolve_units
 from rlkit.attacks.wrappers import _run_attack
-from rlkit.config import AdversarialConfig
+from rlkit.config import AdversarialConfig, ConfigError
 
 
 class LiveAttack:
@@ -39,6 +44,7 @@ class LiveAttack:
     def __init__(self, config: AdversarialConfig, seed: int) -> None:
         self.config = config
         self.attack: Any = None
+        self.fused: FusedContext | None = None
         self.rng = np.random.default_rng(seed)
         self.device = torch.device("cpu")
 
@@ -51,10 +57,17 @@ class LiveAttack:
         from rlkit.attacks.attacks import policy_device
         from rlkit.catalog import build_attack
 
-        spec = self.config.attack
-        budget = build_budget(spec, self.config.eps, probe_env)
+        spec, eps = self.config.attack, self.config.eps
+        space = probe_env.observation_space
+        try:  # as an evaluation reads them: pixel budgets and step sizes in 0..255 fractions
+            units = resolve_units("auto", attacked_space(space), [eps])
+        except ValueError as err:
+            raise ConfigError(f"adversarial: {err}") from None
+        budget = build_budget(spec, eps, probe_env, units)
         view = agent.policy_view(live=True)
-        self.attack = build_attack(spec.name, view, budget, spec.settings)
+        if isinstance(space, gym.spaces.Dict):
+            self.fused = FusedContext(space, view)
+        self.attack = build_attack(spec.name, view, budget, raw_settings(spec.settings, units))
         self.device = policy_device(view)
 
     def rows(self, n: int, steps_done: int) -> np.ndarray:
@@ -67,24 +80,34 @@ class LiveAttack:
             return np.zeros(n, dtype=bool)
         return self.rng.random(n) < self.config.probability
 
-    def perturb(self, obs: np.ndarray, t: np.ndarray, steps_done: int) -> tuple[np.ndarray, int]:
+    def perturb(self, obs: Any, t: np.ndarray, steps_done: int) -> tuple[Any, int]:
         """Attack the rows :meth:`rows` draws; return the batch and how many were attacked.
 
-        :param obs: (N, ...) clean observations.
+        :param obs: (N, ...) clean observations, or a dict batch of fused ones (the image is
+            attacked, the states are the policy's context).
         :param t: (N,) episode step of each.
         :param steps_done: env steps so far.
         """
-        rows = self.rows(len(obs), steps_done)
+        image = obs if self.fused is None else self.fused.split(obs)
+        rows = self.rows(len(image), steps_done)
         if not rows.any():
             return obs, 0
-        adv, _ = _run_attack(self.attack, obs, t.copy(), self.device, rows)
-        return adv.astype(obs.dtype, copy=False), int(rows.sum())
+        if self.fused is not None:
+            self.fused.feed(rows, self.device)
+        adv, _ = _run_attack(self.attack, image, t.copy(), self.device, rows)
+        adv = adv.astype(image.dtype, copy=False)
+        return (adv if self.fused is None else self.fused.join(obs, adv)), int(rows.sum())
 
     def state(self) -> dict[str, Any]:
-        """The attack-or-not generator's state (for exact resume)."""
+        """The attack-or-not generator's state and the attack's own (a seeded random attack or
+        random start), for exact resume."""
         from rlkit.seeding import generator_state
 
-        return {"rng": generator_state(self.rng)}
+        state: dict[str, Any] = {"rng": generator_state(self.rng)}
+        attack_rng = getattr(self.attack, "random_state", lambda: None)()
+        if attack_rng is not None:
+            state["attack_rng"] = attack_rng
+        return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state`.
@@ -94,6 +117,8 @@ class LiveAttack:
         from rlkit.seeding import set_generator_state
 
         set_generator_state(self.rng, state["rng"])
+        if "attack_rng" in state and hasattr(self.attack, "set_random_state"):
+            self.attack.set_random_state(state["attack_rng"])
 
 
 class AdversarialVecEnv(VecEnvWrapper):

@@ -90,11 +90,6 @@ class OnlineLoop(TrainLoop):
                 "adversarial: adversarial training in the online loop needs unstacked "
                 f"observations (this env stacks {self.buffer.frame_stack} frames)"
             )
-        if getattr(self.buffer, "image_key", None) is not None:  # a replay of Dict observations
-            raise ValueError(
-                "adversarial: attacks on fused pixel+state observations are not supported yet "
-                f"(this env observes a Dict: {self.env.observation_space})"
-            )
         live = LiveAttack(self.config.adversarial, self.config.seed)
         live.bind(self.agent, self.env)
         return live
@@ -103,8 +98,9 @@ class OnlineLoop(TrainLoop):
         """The observation the agent sees: attacked by adversarial training when it draws so."""
         if self.live is None:
             return obs
-        assert isinstance(obs, np.ndarray)  # _live_attack refuses Dict observations
-        adv, _ = self.live.perturb(obs[None], np.array([self.episode_step]), self.step)
+        adv, _ = self.live.perturb(batch_of_one(obs), np.array([self.episode_step]), self.step)
+        if isinstance(adv, dict):
+            return {key: value[0] for key, value in adv.items()}
         return adv[0]
 
     def save_state(self, folder: Path) -> dict[str, Any]:
@@ -120,7 +116,7 @@ class OnlineLoop(TrainLoop):
         state: dict[str, Any] = {"counters": counters, "sampler": generator_state(self.sampler)}
         if self.live is not None:
             # the observation the agent saw may be perturbed: the env cannot give it back
-            state["live"] = {**self.live.state(), "obs": torch.from_numpy(np.array(self.obs))}
+            state["live"] = {**self.live.state(), "obs": _to_tensors(self.obs)}
         save_torch(folder / COUNTERS, state)
         return {"replay": self.buffer.save(self.run.replay_store)}
 
@@ -137,7 +133,7 @@ class OnlineLoop(TrainLoop):
         set_generator_state(self.sampler, state["sampler"])
         if self.live is not None and "live" in state:
             self.live.load_state(state["live"])
-            self.obs = state["live"]["obs"].numpy()
+            self.obs = _from_tensors(state["live"]["obs"])
         self.buffer.load(self.run.replay_store, meta["replay"])
 
     def after_prune(self) -> None:
@@ -201,5 +197,19 @@ class OnlineLoop(TrainLoop):
         for action in self.buffer.recent_actions(self.episode_step) if self.episode_step else []:
             obs, *_ = self.env.step(action)
         if self.live is not None:
-            return self.obs if self.obs is not None else self._observe(np.asarray(obs))
+            return self.obs if self.obs is not None else self._observe(as_observation(obs))
         return as_observation(obs)
+
+
+def _to_tensors(obs: Observation | None) -> Any:
+    """An observation as tensors (a dict: entry by entry), for a checkpoint."""
+    if isinstance(obs, dict):
+        return {key: torch.from_numpy(np.array(value)) for key, value in obs.items()}
+    return torch.from_numpy(np.array(obs))
+
+
+def _from_tensors(saved: Any) -> Observation:
+    """What :func:`_to_tensors` saved, back as arrays."""
+    if isinstance(saved, dict):
+        return {key: value.numpy() for key, value in saved.items()}
+    return saved.numpy()
