@@ -487,7 +487,7 @@ def _evaluate(
         for (spec, eps), budget in zip(runs, budgets, strict=True):
             bar.update(task, description=f"{spec.key} eps={eps}")
             frame_view = FrameStackView(view, frame_k) if frame_k else None
-            settings = raw_settings(spec.settings, units)
+            settings = raw_settings(spec.settings, units, spec.name)
             policy = view if frame_view is None else frame_view
             trace = run(build_attack(spec.name, policy, budget, settings), frame_view)
             row = {

@@ -130,16 +130,37 @@ def raw_eps(eps: float, units: str) -> float:
     return eps * PIXEL_RANGE if units == "pixels" else eps
 
 
-def raw_settings(settings: Mapping[str, Any], units: str) -> dict:
+def raw_settings(settings: Mapping[str, Any], units: str, attack: str | None = None) -> dict:
     """An attack's settings with ``step_size`` in raw units (``* 255`` for pixel units).
+
+    A step size is in the budget's units whether configured or left at the attack's default
+    (PGD's 0.01 is 2.55 pixel levels per step in pixel units, not 0.01 of a level that the
+    integer grid rounds away).
 
     :param settings: the attack's settings as configured.
     :param units: the resolved units, ``"raw"`` or ``"pixels"``.
+    :param attack: the attack's registered name, whose default step size applies when
+        ``settings`` has none.
     """
     out = dict(settings)
-    if units == "pixels" and "step_size" in out:
+    if units != "pixels":
+        return out
+    if "step_size" not in out and attack is not None:
+        default = _default_step_size(attack)
+        if default is not None:
+            out["step_size"] = default
+    if "step_size" in out:
         out["step_size"] = float(out["step_size"]) * PIXEL_RANGE
     return out
+
+
+def _default_step_size(attack: str) -> float | None:
+    """The default ``step_size`` of the attack registered as ``attack`` (None: it has none)."""
+    from rlkit.catalog import ATTACKS
+
+    model = ATTACKS.get(attack).params_model()
+    field = None if model is None else model.model_fields.get("step_size")
+    return None if field is None else float(field.default)
 
 
 def pixel_label(eps: float) -> str:

@@ -67,7 +67,9 @@ class LiveAttack:
         view = agent.policy_view(live=True)
         if isinstance(space, gym.spaces.Dict):
             self.fused = FusedContext(space, view)
-        self.attack = build_attack(spec.name, view, budget, raw_settings(spec.settings, units))
+        self.attack = build_attack(
+            spec.name, view, budget, raw_settings(spec.settings, units, spec.name)
+        )
         self.device = policy_device(view)
 
     def rows(self, n: int, steps_done: int) -> np.ndarray:

@@ -162,6 +162,9 @@ def test_pixel_budgets_are_fractions_of_255_and_ambiguous_ones_are_rejected():
         "step_size": pytest.approx(1.0),
         "iterations": 3,
     }
+    # a default step size is in the budget's units too: PGD's 0.01 is 2.55 pixel levels
+    assert raw_settings({}, "pixels", "pgd") == {"step_size": pytest.approx(2.55)}
+    assert raw_settings({}, "pixels", "random") == {} and raw_settings({}, "raw", "pgd") == {}
     assert pixel_label(8 / 255) == "8/255" and budget_caption(4 / 255, 4.0, "pixels") == (
         "eps 4/255 (4 pixel levels)"
     )
