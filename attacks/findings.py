@@ -232,12 +232,14 @@ def _versus(best: float | None, others: list[tuple[str, float | None]], percent_
     """``, 2.1x as much as pgd (13.2) and 71x random (0.391)``; an attack that moves the value
     the other way is named apart (``, while random moves it the other way (+0.3)``)."""
     base = as_number(percent_of)
-    same, opposite = [], []
+    same, opposite, unchanged = [], [], []
     for name, value in others:
         if value is None:
             continue
         times = _times(best, value)
-        if times:
+        if negligible(value, base):
+            unchanged.append(name)
+        elif times:
             shown = f"{sig3(100 * abs(value) / abs(base))}%" if base else sig3(abs(value))
             same.append(f"{times} {name} ({shown})")
         else:
@@ -249,6 +251,9 @@ def _versus(best: float | None, others: list[tuple[str, float | None]], percent_
     if opposite:
         text += f", while {_and(opposite)} {'moves' if len(opposite) == 1 else 'move'} it the "
         text += "other way"
+    if unchanged:
+        verb = "leaves" if len(unchanged) == 1 else "leave"
+        text += f"{',' if opposite else ', while'} {_and(unchanged)} {verb} it unchanged"
     return text
 
 
@@ -285,7 +290,12 @@ def comparison_line(rows: Sequence[Row], clean: Row, kpi: str | None) -> str | N
             ret, [(str(o["attack"]), as_number(o.get("regret_return"))) for o in others], None
         )
     )
-    if kpi is not None:
+    kpi_values = [as_number(r.get(f"regret_{kpi}")) for r in at] if kpi is not None else []
+    if kpi is not None and all(
+        v is not None and negligible(v, as_number(clean.get(kpi))) for v in kpi_values
+    ):
+        text += f"; no attack changes {kpi_name(kpi)}"
+    elif kpi is not None:
         value = as_number(best.get(f"regret_{kpi}"))
         text += (
             "; it "

@@ -188,6 +188,18 @@ def test_comparison_names_an_attack_that_helps_apart():
     )
 
 
+def test_comparison_says_which_attacks_leave_a_value_unchanged():
+    rows = [
+        row("bifurcation", 0.05, -20.0, 0.0, 0.05, 0.0),
+        row("pgd", 0.05, -10.0, 0.0, 0.2, 0.01),
+        row("random", 0.05, 0.0, 0.0, 0.0, 0.6),
+    ]
+    line = comparison_line(rows, CLEAN, "cost_norm")
+    assert line is not None
+    assert "2x as much as pgd (10), while random leaves it unchanged;" in line
+    assert "; no attack changes cost" in line and "other way" not in line
+
+
 def test_worst_cases_give_natural_and_the_lowest_return_per_budget() -> None:
     from rlkit.attacks.findings import robust_line, worst_cases
 
