@@ -28,23 +28,9 @@ from rlkit.sweep.spec import SweepConfig, safe_name, short_keys
 from rlkit.sweep.trial import ReportSink, trial_metrics
 
 #: A SAC/Pendulum config that trains in about a second (50-step episodes, 300 steps).
-TINY: dict[str, Any] = {
-    "env": {"id": "Pendulum-v1", "max_episode_steps": 50},
-    "agent": {
-        "name": "sac",
-        "net_arch": [32, 32],
-        "kwargs": {"learning_starts": 100, "batch_size": 32},
-    },
-    "train": {
-        "total_steps": 300,
-        "eval_every": 150,
-        "eval_episodes": 1,
-        "checkpoint_every": 150,
-        "progress": False,
-    },
-    "eval": {"episodes": 2},
-    "run": {"tensorboard": False},
-}
+TINY: dict[str, Any] = yaml.safe_load(
+    (Path(__file__).parent / "data" / "tiny_sac.yaml").read_text()
+)
 ATTACK = {
     "attack": {
         "eps": [0.05, 0.2],

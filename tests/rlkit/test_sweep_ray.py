@@ -34,24 +34,10 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.tune")
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The tiny SAC/Pendulum config of test_sweep.py (300 steps, 50-step episodes).
-TINY: dict[str, Any] = {
-    "env": {"id": "Pendulum-v1", "max_episode_steps": 50},
-    "agent": {
-        "name": "sac",
-        "net_arch": [32, 32],
-        "kwargs": {"learning_starts": 100, "batch_size": 32},
-    },
-    "train": {
-        "total_steps": 300,
-        "eval_every": 150,
-        "eval_episodes": 1,
-        "checkpoint_every": 150,
-        "progress": False,
-    },
-    "eval": {"episodes": 2},
-    "run": {"tensorboard": False},
-}
+#: The tiny SAC/Pendulum config (300 steps, 50-step episodes).
+TINY: dict[str, Any] = yaml.safe_load(
+    (Path(__file__).parent / "data" / "tiny_sac.yaml").read_text()
+)
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> Path:

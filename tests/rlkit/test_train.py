@@ -35,22 +35,9 @@ from rlkit.train import train
 WALL_CLOCK = ("time/fps", "time/time_elapsed", "time/steps_per_s")
 N = 100  # native resume tests: train N, then 2N
 
-SAC = {
-    "env": {"id": "Pendulum-v1", "max_episode_steps": 50},
-    "agent": {
-        "name": "sac",
-        "net_arch": [32, 32],
-        "kwargs": {"learning_starts": 100, "batch_size": 32},
-    },
-    "train": {
-        "total_steps": 300,
-        "eval_every": 150,
-        "eval_episodes": 1,
-        "checkpoint_every": 150,
-        "progress": False,
-    },
+SAC: dict[str, Any] = {
+    **yaml.safe_load((Path(__file__).parent / "data" / "tiny_sac.yaml").read_text()),
     "eval": {"episodes": 3},
-    "run": {"tensorboard": False},
     "seed": 1,
 }
 PPO = {
