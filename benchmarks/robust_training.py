@@ -439,6 +439,12 @@ def markdown_kinds(figures: dict[str, Any], kpi: str, title: str) -> list[str]:
         + " | ".join(f"{medians[k]['clean']['return']:.1f}" for k in kinds)
         + " |"
     )
+    if kpi != "return":
+        lines.append(
+            f"| clean {kpi} (median agent) | "
+            + " | ".join(f"{medians[k]['clean'].get(kpi, float('nan')):.3f}" for k in kinds)
+            + " |"
+        )
     for attack in attacks:
         cells = [
             f"{medians[k]['attacks'].get(attack, {}).get(f'regret_{kpi}', float('nan')):+.3f}"
