@@ -589,12 +589,26 @@ def comparison_findings(controllers: Sequence[Controller]) -> list[str]:
             continue
         key = max(shared, key=lambda k: float(k.rsplit("@", 1)[1]))
         ranked = _most(controllers, key, "return")
-        (worst, w), (best_label, b) = ranked[0], ranked[-1]
-        lines.append(
-            f"Under {attack} at eps {key.rsplit('@', 1)[1]}: {worst} loses the most return "
-            f"({sig3(w, signed=True)}), {best_label} the least ({sig3(b, signed=True)})."
-        )
+        lines.append(f"Under {attack} at eps {key.rsplit('@', 1)[1]}: {_losers(ranked)}.")
     return lines
+
+
+def _losers(ranked: list[tuple[str, float]]) -> str:
+    """Who loses the most and the least return, saying so when a controller loses none.
+
+    :param ranked: ``(controller, mean regret of the return)``, most negative first.
+    """
+    from rlkit.attacks.findings import negligible
+
+    (worst, w), (best, b) = ranked[0], ranked[-1]
+    if w >= 0 or negligible(w, None):
+        shown = ", ".join(f"{label} {sig3(v, signed=True)}" for label, v in ranked)
+        return f"no controller loses return ({shown})"
+    text = f"{worst} loses the most return ({sig3(w, signed=True)})"
+    if b < 0 and not negligible(b, None):
+        return f"{text}, {best} the least ({sig3(b, signed=True)})"
+    verb = "keeps it" if negligible(b, None) else "gains"
+    return f"{text}; {best} {verb} ({sig3(b, signed=True)})"
 
 
 def _links(run: RunSummary, out: Path) -> Cell:

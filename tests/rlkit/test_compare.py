@@ -203,6 +203,20 @@ def test_comparison_findings(runs):
     )
 
 
+def test_findings_say_when_a_controller_loses_no_return():
+    from rlkit.compare import _losers
+
+    assert _losers([("mentor", 8e-14), ("ppo", 0.118)]) == (
+        "no controller loses return (mentor +8e-14, ppo +0.118)"
+    )
+    assert _losers([("ppo", -9.2), ("mentor", 0.0)]) == (
+        "ppo loses the most return (-9.2); mentor keeps it (0)"
+    )
+    assert _losers([("ppo", -9.2), ("mentor", 0.5)]) == (
+        "ppo loses the most return (-9.2); mentor gains (+0.5)"
+    )
+
+
 def test_cli_report(runs, capsys):
     out = runs / "cli_out"
     assert main(["report", str(runs / "runs"), "--out", str(out)]) == 0
