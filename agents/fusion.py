@@ -17,13 +17,13 @@ perturbation and S_top, which see the fusion layers as part of each network) sta
 
 from __future__ import annotations
 
-import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
 from rlkit.networks import Trunk, weight_init
-from rlkit.observations import split_dict_space
+from rlkit.observations import StateKeys
+
+__all__ = ["FusedPolicy", "FusedTrunk", "StateFusion", "StateKeys", "fuse_trunk", "with_state"]
 
 
 class StateFusion(nn.Module):
@@ -92,45 +92,6 @@ def with_state(features: torch.Tensor, state: torch.Tensor | None) -> torch.Tens
     if state is None:
         return features
     return torch.cat([features, state.to(features.dtype)], dim=-1)
-
-
-class StateKeys:
-    """The layout of a fused Dict observation: its image key and the state keys, concatenated in
-    the space's order into one state vector.
-
-    :param space: a Dict of one image key and flat float keys (see
-        :func:`rlkit.observations.split_dict_space`).
-    """
-
-    def __init__(self, space: gym.spaces.Dict) -> None:
-        self.image_key, self.image_space, side = split_dict_space(space)
-        if not side:
-            raise ValueError(f"a fused observation needs a state key besides the image: {space}")
-        self.keys = list(side)
-        self.dim = sum(int(np.prod(sub.shape)) for sub in side.values())
-
-    def from_obs(self, obs: dict[str, np.ndarray], device: torch.device) -> torch.Tensor:
-        """The state batch (B, dim) of a dict observation batch.
-
-        :param obs: ``{image key: (B, C, H, W), state key: (B, d), ...}``.
-        :param device: torch device.
-        """
-        parts = [torch.as_tensor(np.asarray(obs[k]), device=device).float() for k in self.keys]
-        return torch.cat(parts, dim=-1)
-
-    def from_extras(self, extras: dict[str, torch.Tensor], prefix: str = "") -> torch.Tensor:
-        """The state batch from a replay batch's ``extras`` (``prefix`` "next_" for next_obs).
-
-        :param extras: ``Batch.extras``.
-        :param prefix: "" or "next_".
-        """
-        missing = [prefix + k for k in self.keys if prefix + k not in extras]
-        if missing:
-            raise ValueError(
-                f"the batch lacks extras {missing}: a fused agent learns from a replay of Dict "
-                "observations (the side keys come back as extras)"
-            )
-        return torch.cat([extras[prefix + k].float() for k in self.keys], dim=-1)
 
 
 class FusedPolicy(nn.Module):

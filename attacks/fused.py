@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from rlkit.config import ConfigError
-from rlkit.observations import split_dict_space
+from rlkit.observations import StateKeys, split_dict_space
 
 
 def attacked_space(space: gym.spaces.Space) -> gym.spaces.Space:
@@ -43,10 +43,9 @@ class FusedContext:
 
     def __init__(self, space: gym.spaces.Dict, view: Any) -> None:
         try:
-            self.image_key, _, side = split_dict_space(space)
+            self.layout = StateKeys(space)
         except ValueError as err:
             raise ConfigError(f"attacks on Dict observations: {err}") from None
-        self.keys = list(side)
         setter = getattr(getattr(view, "body", None), "set_context", None)
         if not callable(setter):
             raise ConfigError(
@@ -55,17 +54,15 @@ class FusedContext:
                 "hand_state)"
             )
         self._set_context: Callable[[torch.Tensor], None] = setter
-        self.state = np.zeros((0, 0), dtype=np.float32)
+        self.state = torch.zeros(0, 0)
 
     def split(self, obs: dict[str, Any]) -> np.ndarray:
         """The image batch of ``obs`` (N, C, H, W); its states are kept for :meth:`feed`.
 
         :param obs: a batch ``{image key: (N, C, H, W), state key: (N, d), ...}``.
         """
-        image = np.asarray(obs[self.image_key])
-        parts = [np.asarray(obs[k], dtype=np.float32).reshape(len(image), -1) for k in self.keys]
-        self.state = np.concatenate(parts, axis=1)
-        return image
+        self.state = self.layout.from_obs(obs, torch.device("cpu"))
+        return np.asarray(obs[self.layout.image_key])
 
     def feed(self, rows: np.ndarray | None, device: torch.device) -> None:
         """Set the policy's context to the kept states of ``rows`` (None: all).
@@ -73,8 +70,8 @@ class FusedContext:
         :param rows: (N,) bool mask of the batch the policy is called on next.
         :param device: the policy's device.
         """
-        state = self.state if rows is None else self.state[rows]
-        self._set_context(torch.as_tensor(state, device=device))
+        state = self.state if rows is None else self.state[torch.from_numpy(rows)]
+        self._set_context(state.to(device))
 
     def join(self, obs: dict[str, Any], image: np.ndarray) -> dict[str, Any]:
         """``obs`` with its image key replaced by ``image``.
@@ -82,4 +79,4 @@ class FusedContext:
         :param obs: the clean batch (or single observation).
         :param image: the perturbed image(s), same shape as ``obs[image key]``.
         """
-        return {**obs, self.image_key: image}
+        return {**obs, self.layout.image_key: image}

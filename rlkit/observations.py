@@ -7,6 +7,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 Observation = np.ndarray | dict[str, np.ndarray]
 
@@ -61,3 +62,42 @@ def split_dict_space(
             raise ValueError(f"Dict observation key {key!r} must be a flat float Box, got {sub}")
         side[key] = sub
     return images[0], space.spaces[images[0]], side  # type: ignore[return-value]
+
+
+class StateKeys:
+    """The layout of a fused Dict observation: its image key and the state keys, concatenated in
+    the space's order into one state vector.
+
+    :param space: a Dict of one image key and flat float keys (see
+        :func:`rlkit.observations.split_dict_space`).
+    """
+
+    def __init__(self, space: gym.spaces.Dict) -> None:
+        self.image_key, self.image_space, side = split_dict_space(space)
+        if not side:
+            raise ValueError(f"a fused observation needs a state key besides the image: {space}")
+        self.keys = list(side)
+        self.dim = sum(int(np.prod(sub.shape)) for sub in side.values())
+
+    def from_obs(self, obs: dict[str, np.ndarray], device: torch.device) -> torch.Tensor:
+        """The state batch (B, dim) of a dict observation batch.
+
+        :param obs: ``{image key: (B, C, H, W), state key: (B, d), ...}``.
+        :param device: torch device.
+        """
+        parts = [torch.as_tensor(np.asarray(obs[k]), device=device).float() for k in self.keys]
+        return torch.cat(parts, dim=-1)
+
+    def from_extras(self, extras: dict[str, torch.Tensor], prefix: str = "") -> torch.Tensor:
+        """The state batch from a replay batch's ``extras`` (``prefix`` "next_" for next_obs).
+
+        :param extras: ``Batch.extras``.
+        :param prefix: "" or "next_".
+        """
+        missing = [prefix + k for k in self.keys if prefix + k not in extras]
+        if missing:
+            raise ValueError(
+                f"the batch lacks extras {missing}: a fused agent learns from a replay of Dict "
+                "observations (the side keys come back as extras)"
+            )
+        return torch.cat([extras[prefix + k].float() for k in self.keys], dim=-1)

@@ -137,11 +137,8 @@ def test_adversarial_training_perturbs_the_image_and_keeps_the_state() -> None:
 gym.register(id="RlkitTestFused-v0", entry_point=FusedEnv)
 
 
-def train_fused(folder: Path, total: int) -> Any:
-    from rlkit.loops.common import TrainLoop
-    from rlkit.train import train
-
-    config = ExperimentConfig.model_validate(
+def fused_config(folder: Path, total: int) -> ExperimentConfig:
+    return ExperimentConfig.model_validate(
         {
             "env": {"id": "RlkitTestFused-v0", "max_episode_steps": 7},
             "agent": {"name": "mentor", "kwargs": {**SMALL, "num_expl_steps": 10}},
@@ -161,25 +158,16 @@ def train_fused(folder: Path, total: int) -> Any:
             },
         }
     )
-    captured: dict[str, Any] = {}
-    original = TrainLoop.run_all
-
-    def spy(loop: TrainLoop) -> Any:
-        captured["loop"] = loop
-        return original(loop)
-
-    TrainLoop.run_all = spy  # type: ignore[method-assign]
-    try:
-        train(None, config=config)
-    finally:
-        TrainLoop.run_all = original  # type: ignore[method-assign]
-    return captured["loop"]
 
 
-def test_online_adversarial_training_on_fused_observations_resumes_exactly(tmp_path: Path) -> None:
-    straight = train_fused(tmp_path / "straight", 40)
-    train_fused(tmp_path / "resumed", 20)  # stops mid-episode (episodes of 3 and 4 steps)
-    resumed = train_fused(tmp_path / "resumed", 40)
+def test_online_adversarial_training_on_fused_observations_resumes_exactly(
+    tmp_path: Path, train_loop
+) -> None:
+    straight = train_loop(fused_config(tmp_path / "straight", 40))
+    train_loop(
+        fused_config(tmp_path / "resumed", 20)
+    )  # stops mid-episode (episodes of 3 and 4 steps)
+    resumed = train_loop(fused_config(tmp_path / "resumed", 40))
     rng = np.random.default_rng(0)
     a = straight.buffer.sample(len(straight.buffer), rng)
     b = resumed.buffer.sample(len(resumed.buffer), np.random.default_rng(0))

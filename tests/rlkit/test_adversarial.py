@@ -187,29 +187,15 @@ def native_config(folder: Path, total: int) -> ExperimentConfig:
     )
 
 
-def train_native(folder: Path, total: int) -> Any:
-    captured: dict[str, Any] = {}
-    original = TrainLoop.run_all
-
-    def spy(loop: TrainLoop) -> Any:
-        captured["loop"] = loop
-        return original(loop)
-
-    TrainLoop.run_all = spy  # type: ignore[method-assign]
-    try:
-        train(None, config=native_config(folder, total))
-    finally:
-        TrainLoop.run_all = original  # type: ignore[method-assign]
-    return captured["loop"]
-
-
 def stored_observations(loop: Any) -> np.ndarray:
     batch = loop.buffer.sample(len(loop.buffer), np.random.default_rng(0))
     return batch.obs.numpy()
 
 
-def test_the_online_loop_stores_what_the_attack_showed_the_agent(tmp_path: Path) -> None:
-    loop = train_native(tmp_path / "run", 80)
+def test_the_online_loop_stores_what_the_attack_showed_the_agent(
+    tmp_path: Path, train_loop
+) -> None:
+    loop = train_loop(native_config(tmp_path / "run", 80))
     obs = stored_observations(loop)
     radius = obs[:, 0] ** 2 + obs[:, 1] ** 2
     off_circle = np.abs(radius - 1) > 1e-4  # attacked observations leave the unit circle
@@ -217,10 +203,10 @@ def test_the_online_loop_stores_what_the_attack_showed_the_agent(tmp_path: Path)
     assert np.abs(obs[:, :2]).max() <= 1 + 1e-6  # inside the observation bounds
 
 
-def test_an_online_adversarial_run_resumes_exactly(tmp_path: Path) -> None:
-    straight = train_native(tmp_path / "straight", 80)
-    train_native(tmp_path / "resumed", 40)
-    resumed = train_native(tmp_path / "resumed", 80)
+def test_an_online_adversarial_run_resumes_exactly(tmp_path: Path, train_loop) -> None:
+    straight = train_loop(native_config(tmp_path / "straight", 80))
+    train_loop(native_config(tmp_path / "resumed", 40))
+    resumed = train_loop(native_config(tmp_path / "resumed", 80))
     for name, tensor in straight.agent.state_dict()["actor"].items():
         assert torch.equal(tensor, resumed.agent.state_dict()["actor"][name]), name
     np.testing.assert_array_equal(stored_observations(straight), stored_observations(resumed))
