@@ -85,6 +85,7 @@ from .losses import (
     action_distance,
     categorical_kl,
     difference_of_logits,
+    difference_of_logits_cells,
     gaussian_kl,
     group_difference_logits,
 )
@@ -162,6 +163,11 @@ def _logits_loss(
     return loss if sign == 1.0 else sign * loss
 
 
+def _logits_cells(z: np.ndarray, label: np.ndarray, *, other_logit: str) -> np.ndarray:
+    """The cells of :func:`_logits_loss` (``OutputLoss.cells``; the sign does not move them)."""
+    return difference_of_logits_cells(z, label, other_logit)
+
+
 def _distance_loss(
     z: torch.Tensor, reference: torch.Tensor, *, kind: str, sign: float
 ) -> torch.Tensor:
@@ -176,6 +182,16 @@ def _gdl_loss(
     """``sign * GDL(layer(z), label, other_logit)`` (summed over action dimensions)."""
     loss = group_difference_logits(layer(z), label, other_logit)
     return loss if sign == 1.0 else sign * loss
+
+
+def _gdl_cells(
+    z: np.ndarray, label: np.ndarray, *, layer: Bifurcation, other_logit: str
+) -> np.ndarray:
+    """The cells of :func:`_gdl_loss` on a discrete layer: which bins tie for their group's
+    maximum, and which groups tie for the largest other group."""
+    groups, ties = layer.discrete_cells(z)
+    outer = difference_of_logits_cells(groups, label, other_logit)
+    return np.concatenate([ties, outer.reshape(len(z), -1)], axis=1)
 
 
 def _categorical_kl_loss(z: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -534,6 +550,7 @@ class UntargetedAttack(GradientAttack):
                 partial(_logits_loss, sign=1.0, other_logit=self.settings["other_logit"]),
                 lambda clean: (clean.argmax(dim=-1),),
                 ordinal=True,
+                cells=partial(_logits_cells, other_logit=self.settings["other_logit"]),
             )
         kind = self.settings["loss"]
         squash = getattr(self.policy, "squash", None)
@@ -621,6 +638,7 @@ class TargetedAttack(GradientAttack):
                 partial(_logits_loss, sign=-1.0, other_logit=self.settings["other_logit"]),
                 lambda clean: (self.target(t, clean),),
                 ordinal=True,
+                cells=partial(_logits_cells, other_logit=self.settings["other_logit"]),
             )
         kind = self.settings["loss"]
         return OutputLoss(
@@ -694,6 +712,7 @@ class BifurcationAttack(GradientAttack):
             degree=1 if continuous and other == "neg_inf" else None,
             kinks=kinks,
             ordinal=not continuous,
+            cells=None if continuous else partial(_gdl_cells, layer=layer, other_logit=other),
         )
 
     def loss(self, t: torch.Tensor | None) -> OutputLoss:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -94,6 +95,21 @@ class Bifurcation:
             return values[upper.long()]
 
         return pick(self.m2, self.m1), pick(self.b2, self.b1)
+
+    def discrete_cells(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Discrete layers on numpy logits (B, K): the group logits (B, 1, 2) and which bins tie
+        for their group's maximum (B, K) bool (the layer's gradient is a function of that mask).
+
+        :param logits: finite action-bin logits.
+        """
+        if self.action_kind != "discrete":
+            raise ValueError("discrete_cells is defined for discrete bifurcation layers only")
+        k = logits.shape[-1]
+        split = k // 2 if self.split is None else int(self.split)
+        lower = logits[:, :split].max(axis=1, keepdims=True)
+        upper = logits[:, split:].max(axis=1, keepdims=True)
+        ties = np.concatenate([logits[:, :split] == lower, logits[:, split:] == upper], axis=1)
+        return np.concatenate([lower, upper], axis=1)[:, None, :], ties
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
         """Map a policy output batch to group logits (B, D, 2).

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -58,6 +59,27 @@ def difference_of_logits(
     fill = 0.0 if other_logit == "zero" else float("-inf")
     others = logits.scatter(-1, label, fill)
     return others.amax(dim=-1) - own
+
+
+def difference_of_logits_cells(
+    logits: np.ndarray, label: np.ndarray, other_logit: str = "zero"
+) -> np.ndarray:
+    """Which entries tie for :func:`difference_of_logits`' "largest other" term, (..., K) bool.
+
+    The label's own slot holds its fill (0 or -inf), as in the loss.  For a fixed label the
+    loss's gradient is a function of this mask alone (torch's ``amax`` splits the gradient
+    evenly over ties), so it names the cell of an ordinal loss far more coarsely than the full
+    order of the logits; finite logits only.
+
+    :param logits: (..., K) logits.
+    :param label: (...) class indices.
+    :param other_logit: ``"zero"`` or ``"neg_inf"``.
+    """
+    others = np.array(logits, copy=True).reshape(-1, logits.shape[-1])
+    others[np.arange(len(others)), np.asarray(label).reshape(-1)] = (
+        0.0 if other_logit == "zero" else -np.inf
+    )
+    return (others == others.max(axis=1, keepdims=True)).reshape(logits.shape)
 
 
 def group_difference_logits(
@@ -162,6 +184,11 @@ class OutputLoss:
         and 0, and sums of them, e.g. the difference of logits and GDL on discrete group
         maxima.  The output gradient is then a function of the order alone, so the MLP engine
         asks torch for it once per order it meets instead of at every iteration.
+    :param cells: for an ordinal loss, a coarser partition: ``cells(z, *args) -> (B, ...)``
+        numpy arrays on numpy ``z`` and ``args``, such that two finite points of one sample
+        with equal rows have equal output gradients (e.g. the tie sets of each maximum the loss
+        takes, :func:`difference_of_logits_cells`).  The MLP engine then keys its cache by
+        these instead of the whole order, so it asks torch far less often.
     """
 
     fn: Callable[..., torch.Tensor]
@@ -169,6 +196,7 @@ class OutputLoss:
     degree: int | None = None
     kinks: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
     ordinal: bool = False
+    cells: Callable[..., np.ndarray] | None = None
 
     @property
     def key(self) -> Any:

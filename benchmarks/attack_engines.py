@@ -8,8 +8,9 @@ forward + input gradient) and ``mlp`` (the hand-written numpy/numba MLP gradient
   the MLP engine's numba kernel serves batches up to 8), by ``pgd`` (the same actor, MSE distance
   from the clean action, random start), and by ``pgd`` (difference of logits) and
   ``bifurcation`` (GDL on group maxima) on a discrete PPO policy, whose output gradients the MLP
-  engine looks up once per order of the logits (``mlp``) or, as before that existed, takes from
-  torch at every iteration (``mlp_torch_loss``: the same engine with
+  engine looks up once per cell the loss declares (``mlp``: the tie sets of its maxima), once
+  per order of the logits (``mlp_order_key``, the key before losses declared cells) or takes
+  from torch at every iteration (``mlp_torch_loss``: the same engine with
   :data:`rlkit.attacks.fastgrad.ORDINAL_MAX_BATCH` set to 0);
 * a small CNN on 3x32x32 frames (two stride-2 convolutions, linear head, 6 logits), discrete
   ``pgd`` under an eps = 4 linf budget in 0..255 units: autograd and compiled only.
@@ -33,6 +34,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "NUMB
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -114,8 +116,41 @@ class TorchLossMLP:
             fastgrad.ORDINAL_MAX_BATCH = kept
 
 
+class OrderKeyMLP:
+    """The ``mlp`` engine's attack with its ordinal cache keyed by the whole order of the
+    outputs and 0 (the key before losses declared their cells, ``OutputLoss.cells``).
+
+    :param attack: an attack on the ``mlp`` engine.
+    """
+
+    def __init__(self, attack: Any) -> None:
+        """Wrap ``attack``."""
+        self.attack = attack
+
+    def __call__(self, obs: torch.Tensor, t: int = 0) -> torch.Tensor:
+        """The attack on ``obs`` at time ``t`` with order keys."""
+        from rlkit.attacks.fastgrad import OrdinalGrad
+
+        declared = OrdinalGrad._cell_codes
+
+        def order_codes(grad: OrdinalGrad, z: np.ndarray, index: np.ndarray) -> list[bytes]:
+            loss = grad.loss
+            grad.loss = dataclasses.replace(loss, cells=None)
+            try:
+                return declared(grad, z, index)
+            finally:
+                grad.loss = loss
+
+        OrdinalGrad._cell_codes = order_codes  # type: ignore[method-assign]
+        try:
+            return self.attack(obs, t=t)
+        finally:
+            OrdinalGrad._cell_codes = declared  # type: ignore[method-assign]
+
+
 def build(case_attack: str, policy: Any, budget: AttackBudget, engine: str, **kw: Any) -> Any:
-    """``make_attack`` on ``engine`` (``mlp_torch_loss``: :class:`TorchLossMLP`).
+    """``make_attack`` on ``engine`` (``mlp_torch_loss``: :class:`TorchLossMLP`;
+    ``mlp_order_key``: :class:`OrderKeyMLP`).
 
     :param case_attack: attack name.
     :param policy: the policy view.
@@ -125,6 +160,8 @@ def build(case_attack: str, policy: Any, budget: AttackBudget, engine: str, **kw
     """
     if engine == "mlp_torch_loss":
         return TorchLossMLP(make_attack(case_attack, policy, budget, engine="mlp", **kw))
+    if engine == "mlp_order_key":
+        return OrderKeyMLP(make_attack(case_attack, policy, budget, engine="mlp", **kw))
     return make_attack(case_attack, policy, budget, engine=engine, **kw)
 
 
@@ -190,7 +227,7 @@ def cases(quick: bool) -> list[Case]:
             box,
             {},
             lambda b: flat[:b],
-            (*all_engines, "mlp_torch_loss"),
+            (*all_engines, "mlp_order_key", "mlp_torch_loss"),
         ),
         Case(
             "mlp256 bifurcation (discrete)",
@@ -199,7 +236,7 @@ def cases(quick: bool) -> list[Case]:
             box,
             {},
             lambda b: flat[:b],
-            ("autograd", "mlp", "mlp_torch_loss"),
+            ("autograd", "mlp", "mlp_order_key", "mlp_torch_loss"),
         ),
         Case(
             "cnn 3x32x32 pgd logits",

@@ -463,6 +463,42 @@ def test_declared_ordinal_holds(name: str, extra: dict) -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "extra"),
+    [
+        ("pgd", {}),
+        ("pgd", {"other_logit": "neg_inf"}),
+        ("targeted_pgd", {"target": 2}),
+        ("bifurcation", {}),
+        ("bifurcation", {"split": 2, "other_logit": "neg_inf"}),
+        ("bifurcation_toggle", {}),
+    ],
+)
+def test_declared_cells_are_exact_and_coarser_than_the_order(name: str, extra: dict) -> None:
+    # OutputLoss.cells (the tie sets of the maxima a loss takes) must name a partition on which
+    # torch's output gradient is constant: logits drawn from a few integers tie and hit zero
+    # often, so every kind of cell is met many times
+    rng = np.random.default_rng(3)
+    policy = mlp64(6, 2)
+    clean = policy(torch.from_numpy(rng.uniform(0, 1, (8, N_IN)))).detach()
+    loss = make_attack(name, policy, AttackBudget(0.1), action_kind="discrete", **extra).loss(
+        torch.arange(8)
+    )
+    assert loss.ordinal and loss.cells is not None
+    args = loss.prepare(clean)
+    seen: dict[tuple[int, bytes], np.ndarray] = {}
+    orders: set[tuple[int, bytes]] = set()
+    for _ in range(200):
+        z = torch.from_numpy(rng.integers(-2, 3, size=clean.shape).astype(np.float64))
+        grads = loss.output_gradient(z, args).numpy()
+        codes = loss.cells(z.numpy(), *(a.numpy() for a in args)).reshape(len(z), -1)
+        for b in range(len(z)):
+            key = (b, codes[b].tobytes())
+            np.testing.assert_array_equal(seen.setdefault(key, grads[b]), grads[b])
+            orders.add((b, np.argsort(z[b].numpy(), kind="stable").tobytes()))
+    assert len(seen) < len(orders) / 2
+
+
+@pytest.mark.parametrize(
     ("name", "extra", "clean", "later"),
     [
         # -inf ties with neg_inf's fill: the order key of [-1, 5] and [-inf, 5] is the same
