@@ -87,7 +87,7 @@ class BCAgent:
             self.policy.parameters(),
             lr=policy_lr if lr is None else lr,
             weight_decay=weight_decay,
-            foreach=True,
+            fused=True,
         )
 
     def set_obs_normalizer(self, mean: np.ndarray, std: np.ndarray) -> None:

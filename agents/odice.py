@@ -20,7 +20,7 @@ weight decay 1e-4, one value step then one policy step per batch.
 Differences, none of which changes the arithmetic (tested against a transcription of their
 update): the projection coefficient stays a tensor (their ``.item()`` waits for the device every
 step), the three value gradients are taken with ``autograd.grad`` and flattened once (no
-per-parameter clones), the target EMA is one fused ``lerp``, Adam runs its ``foreach`` kernels,
+per-parameter clones), the target EMA is one fused ``lerp``, Adam runs its fused kernel,
 and the Gaussian log-density is written out instead of building a ``MultivariateNormal`` (same
 value).
 """
@@ -163,7 +163,7 @@ class ODICEAgent(BCAgent):
         self.value_target = copy.deepcopy(self.value).requires_grad_(False)
         self.value_params: list[torch.Tensor] = list(self.value.parameters())
         self.value_opt = torch.optim.Adam(
-            self.value_params, lr=value_lr if lr is None else lr, foreach=True
+            self.value_params, lr=value_lr if lr is None else lr, fused=True
         )
 
     def training_modules(self) -> dict[str, Any]:
