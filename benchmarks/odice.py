@@ -41,7 +41,12 @@ ALGOS = {  # name -> config overrides
     "semi_gradient": ["agent.name=odice", "agent.kwargs.update_rule=semi_gradient"],
     "bc": ["agent.name=bc"],
 }
-BASE = {"hopper": "odice_hopper.yaml", "grid": "odice_grid.yaml", "pendulum": "odice_pendulum.yaml"}
+BASE = {
+    "hopper": "odice_hopper.yaml",
+    "halfcheetah": "odice_halfcheetah.yaml",
+    "grid": "odice_grid.yaml",
+    "pendulum": "odice_pendulum.yaml",
+}
 
 
 # ------------------------------------------------------------------------------------- speed

@@ -1,6 +1,6 @@
-"""Offline datasets made here, nothing downloaded: Hopper-v5 (random, medium, medium-replay,
-expert, medium-expert) from rlkit's own SB3 SAC run, and the grid (medium, expert, mixed) from
-the rule-based controller and an SB3 PPO controller.
+"""Offline datasets made here, nothing downloaded: Hopper-v5 and HalfCheetah-v5 (random, medium,
+medium-replay, expert, medium-expert) from rlkit's own SB3 SAC runs, and the grid (medium,
+expert, mixed) from the rule-based controller and an SB3 PPO controller.
 
 Levels follow the D4RL definitions: *medium* = rollouts of the policy checkpoint whose return is
 closest to a third of the expert's (D4RL's expert return for the MuJoCo envs), *medium-replay* =
@@ -13,7 +13,9 @@ range), as D4RL's data came from stochastic policies. Datasets are written with 
 The behaviour runs train in the background and resume (same command), one core each:
 
     OMP_NUM_THREADS=1 rlkit train configs/mujoco/hopper_sac.yaml        # 58 env steps/s here
+    OMP_NUM_THREADS=1 rlkit train configs/mujoco/halfcheetah_sac.yaml
     OMP_NUM_THREADS=1 python -m benchmarks.offline_datasets hopper [--transitions 100000]
+    OMP_NUM_THREADS=1 python -m benchmarks.offline_datasets halfcheetah [--levels ...]
     OMP_NUM_THREADS=1 python -m benchmarks.offline_datasets grid
 
 Writes benchmarks/results/offline_datasets.json (sizes, returns, normalised scores, sources).
@@ -38,7 +40,11 @@ from rlkit.rundir import RunDir
 from rlkit.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-HOPPER_RUN = ROOT / "runs" / "mujoco" / "hopper_sac"
+#: MuJoCo domain -> (env id, the behaviour SAC run of configs/mujoco/<domain>_sac.yaml)
+MUJOCO = {
+    "hopper": ("Hopper-v5", ROOT / "runs" / "mujoco" / "hopper_sac"),
+    "halfcheetah": ("HalfCheetah-v5", ROOT / "runs" / "mujoco" / "halfcheetah_sac"),
+}
 GRID_RUN = ROOT / "benchmarks" / "runs" / "offline" / "grid_ppo"
 PROBE_EPISODES = 5
 
@@ -125,19 +131,21 @@ def probe(run: Path, checkpoint: str | None) -> float:
     return float(returns(collect_policy(run, PROBE_EPISODES, 0.0, 10_000, checkpoint)).mean())
 
 
-def hopper(
-    transitions: int, noise: float, wanted: list[str], pinned: str | None = None
+def mujoco(
+    name: str, transitions: int, noise: float, wanted: list[str], pinned: str | None = None
 ) -> dict[str, Any]:
-    """Hopper-v5 datasets from the background SAC run's checkpoints.
+    """Datasets of a MuJoCo domain from its background SAC run's checkpoints.
 
+    :param name: a key of :data:`MUJOCO` (``hopper``, ``halfcheetah``).
     :param transitions: steps per rollout dataset.
     :param noise: action noise of the rollouts.
     :param wanted: levels to make (medium-expert needs medium and expert).
     :param pinned: the medium checkpoint (default: the one closest to a third of expert), so
         levels made later match the medium data made before.
     """
-    run = RunDir(HOPPER_RUN)
-    ref = reference_scores("Hopper-v5", {})
+    env_id, path = MUJOCO[name]
+    run = RunDir(path)
+    ref = reference_scores(env_id, {})
     assert ref is not None
     target = ref[0] + (ref[1] - ref[0]) / 3.0
     probes = {folder.name: probe(run.path, folder.name) for folder in run.checkpoint_dirs()}
@@ -167,10 +175,10 @@ def hopper(
     if "medium-expert" in wanted and {"medium", "expert"} <= set(levels):
         levels["medium-expert"] = levels["medium"] + levels["expert"]
     for level, episodes in levels.items():
-        name = f"rlkit/hopper/{level}-v0"
-        how = f"Hopper-v5 {level}: SAC run {run.path.name}, checkpoints {medium} / {expert}"
-        save(name, episodes, load_config(run.config_path).env, ref, how)
-        facts[name] = describe(name, episodes, ref)
+        dataset = f"rlkit/{name}/{level}-v0"
+        how = f"{env_id} {level}: SAC run {run.path.name}, checkpoints {medium} / {expert}"
+        save(dataset, episodes, load_config(run.config_path).env, ref, how)
+        facts[dataset] = describe(dataset, episodes, ref)
     return facts
 
 
@@ -209,7 +217,7 @@ def grid(episodes: int, noise: float) -> dict[str, Any]:
 def main() -> None:
     """Make the datasets of one domain and merge the figures into the results file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("domain", choices=["hopper", "grid"])
+    parser.add_argument("domain", choices=[*MUJOCO, "grid"])
     parser.add_argument("--transitions", type=int, default=100_000)
     parser.add_argument("--episodes", type=int, default=100, help="grid days per controller")
     parser.add_argument("--noise", type=float, default=0.1)
@@ -217,16 +225,16 @@ def main() -> None:
         "--levels",
         nargs="+",
         default=["random", "medium", "medium-replay", "expert", "medium-expert"],
-        help="Hopper levels to make (expert once the SAC run has trained far enough)",
+        help="MuJoCo levels to make (expert once the SAC run has trained far enough)",
     )
     parser.add_argument("--medium", help="pin the medium checkpoint, e.g. step_000150000")
     args = parser.parse_args()
     path = RESULTS / "offline_datasets.json"
     figures = json.loads(path.read_text())["figures"] if path.is_file() else {}
-    if args.domain == "hopper":
-        figures["hopper"] = {
-            **figures.get("hopper", {}),
-            **hopper(args.transitions, args.noise, args.levels, args.medium),
+    if args.domain in MUJOCO:
+        figures[args.domain] = {
+            **figures.get(args.domain, {}),
+            **mujoco(args.domain, args.transitions, args.noise, args.levels, args.medium),
         }
     else:
         figures["grid"] = grid(args.episodes, args.noise)

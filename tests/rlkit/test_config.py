@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +13,11 @@ from rlkit.config import (
     apply_overrides,
     deep_merge,
     dump_config,
+    load_attack_config,
     load_config,
     parse_override,
 )
+from rlkit.registry import AGENTS
 
 # ---------------------------------------------------------------------------------------------
 # bad inputs: (case id, how to build the file, overrides, fragments the message must contain)
@@ -460,3 +463,20 @@ def test_config_sections_reject_assignment_of_bad_values(write_config, base_conf
     with pytest.raises(ValueError):
         config.train.total_steps = 0
     assert config.train.total_steps == 100
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SHIPPED = sorted(
+    p for p in CONFIGS.rglob("*.yaml") if p.name != "base.yaml" and p.parent.name != "sweeps"
+)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_shipped_config_validates(path: Path) -> None:
+    # experiment configs (their extends chains resolved) and attack configs; the base.yaml
+    # fragments hold no agent on purpose, and the sweeps are checked in test_sweep
+    if path.parent.name == "attacks":
+        assert load_attack_config(path).attacks
+    else:
+        config = load_config(path)
+        assert config.agent.name in AGENTS  # a registered agent (its loop and parameters)
