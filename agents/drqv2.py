@@ -109,6 +109,9 @@ class DrQV2Agent:
         :mod:`rlkit.agents.sa`).
     :param sa_eps: its observation box radius (in raw observation units).
     :param sa_steps: its SGLD steps.
+    :param encoder_bf16: run the pixel encoder's convolutions under bfloat16 autocast (weights,
+        gradients and the heads stay float32): about 3x faster encoder passes on CPUs with AMX;
+        the authors ran float32, hence off by default (see :class:`rlkit.networks.PixelEncoder`).
     :param device: torch device.
     """
 
@@ -131,6 +134,7 @@ class DrQV2Agent:
         sa_kappa: float = 0.0,
         sa_eps: float = 0.05,
         sa_steps: int = 10,
+        encoder_bf16: bool = False,
         device: str = "cpu",
     ) -> None:
         if sa_kappa < 0 or sa_eps < 0 or sa_steps < 1:
@@ -155,7 +159,7 @@ class DrQV2Agent:
         self.schedule = UpdateSchedule(
             batch_size, update_every_steps, num_expl_steps, nstep, discount
         )
-        self.encoder = make_encoder(observation_space).to(self.device)
+        self.encoder = make_encoder(observation_space, encoder_bf16).to(self.device)
         self.pixels = isinstance(self.encoder, PixelEncoder)
         self.aug: nn.Module = RandomShift(aug_pad) if self.pixels and aug_pad > 0 else nn.Identity()
         self.obs_dim = self.encoder.repr_dim

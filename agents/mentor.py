@@ -296,6 +296,9 @@ class MentorAgent:
     :param actor_grad_clip: actor gradient-norm clip (0.001, the authors'; 0 disables).
     :param pre_tanh_penalty: weight c of ``c * mean(mu^2)`` on the actor's pre-tanh mean, added
         to the actor loss (0: none, the authors'; rlkit's option, see the module docstring).
+    :param encoder_bf16: run the pixel encoder's convolutions under bfloat16 autocast (weights,
+        gradients and the heads stay float32): about 3x faster encoder passes on CPUs with AMX;
+        the authors ran float32, hence off by default (see :class:`rlkit.networks.PixelEncoder`).
     :param device: torch device.
     """
 
@@ -344,6 +347,7 @@ class MentorAgent:
         awake_schedule: str = "linear(1.0,0.1,500000)",
         actor_grad_clip: float = 0.001,
         pre_tanh_penalty: float = 0.0,
+        encoder_bf16: bool = False,
         device: str = "cpu",
     ) -> None:
         if not isinstance(action_space, gym.spaces.Box):
@@ -389,6 +393,7 @@ class MentorAgent:
             int(self.settings["nstep"]),
             float(self.settings["discount"]),
         )
+        self.encoder_bf16 = bool(encoder_bf16)
         self.fused: StateKeys | None = None
         if isinstance(observation_space, gym.spaces.Dict):
             self.fused = StateKeys(observation_space)
@@ -428,7 +433,7 @@ class MentorAgent:
         :param hidden_dim: hidden width.
         :param middle: the actor's middle layer (None: Linear).
         """
-        self.encoder = make_encoder(observation_space).to(self.device)
+        self.encoder = make_encoder(observation_space, self.encoder_bf16).to(self.device)
         repr_dim, act = int(self.encoder.repr_dim), self.action_dim
         dropout = float(self.settings["critic_dropout"])
 

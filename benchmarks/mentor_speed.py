@@ -9,7 +9,9 @@ states (``--state-dim``, cartpole's 5 by default), for
 * ``mentor_dense``: the same with the authors' dense dispatch (all 16 experts on every row);
 * ``authors``: :mod:`benchmarks.mentor_reference`, the transcription of the authors' update
   (dense MoE, hooks, ``.item()`` host syncs and all), started from the same weights as
-  ``mentor_dense``.
+  ``mentor_dense``;
+* ``mentor_sparse_bf16`` (pixels): ``mentor_sparse`` with ``encoder_bf16: true``, the pixel
+  encoder's convolutions under bfloat16 autocast (rlkit's option; the authors ran float32).
 
 Every subject updates on the same fixed batches (random uint8 frames or Gaussian states,
 actions in [-1, 1]); subjects are interleaved round by round so the load of a shared CPU hits
@@ -146,7 +148,12 @@ def build(kind: str, state_dim: int, action_dim: int, size: int) -> dict[str, An
     dense.load_state_dict(sparse.state_dict())
     authors = ReferenceMENTOR(tuple(obs_space.shape), action_dim)
     load_rlkit_weights(authors, dense)
-    return {"drqv2": drqv2, "mentor_sparse": sparse, "mentor_dense": dense, "authors": authors}
+    subjects = {"drqv2": drqv2, "mentor_sparse": sparse, "mentor_dense": dense, "authors": authors}
+    if kind == "pixels":
+        bf16 = MentorAgent(obs_space, act_space, batch_size=size, encoder_bf16=True)
+        bf16.load_state_dict(sparse.state_dict())
+        subjects["mentor_sparse_bf16"] = bf16
+    return subjects
 
 
 def step_fn(subject: Any, data: list[Batch]) -> Step:
@@ -380,6 +387,10 @@ def ratios(figures: dict[str, Any], threads: Sequence[int]) -> dict[str, Any]:
                     "sparse_over_dense": rate["mentor_sparse"] / rate["mentor_dense"],
                     "drqv2_over_mentor_sparse": rate["drqv2"] / rate["mentor_sparse"],
                 }
+                if "mentor_sparse_bf16" in rate:
+                    out[f"{kind}_threads_{t}_{unit}"]["bf16_encoder_over_float32"] = (
+                        rate["mentor_sparse_bf16"] / rate["mentor_sparse"]
+                    )
     return out
 
 

@@ -232,10 +232,14 @@ class PixelEncoder(nn.Module):
     (the first with stride 2) and ReLUs, flattened. Input: uint8-range floats (B, C, H, W).
 
     :param obs_shape: (C, H, W), e.g. (9, 84, 84) for three stacked RGB frames.
+    :param bf16: run the convolutions under bfloat16 autocast (the weights, the gradients and
+        everything after the encoder stay float32): about 3x faster on CPUs with bf16 matrix
+        units (AMX) and on recent GPUs, at bf16's 8-bit mantissa; DrQ-v2 and MENTOR ran float32.
     """
 
-    def __init__(self, obs_shape: tuple[int, int, int]) -> None:
+    def __init__(self, obs_shape: tuple[int, int, int], bf16: bool = False) -> None:
         super().__init__()
+        self.bf16 = bf16
         if len(obs_shape) != 3:
             raise ValueError(f"PixelEncoder needs a (C, H, W) shape, got {obs_shape}")
         channels, height, width = (int(s) for s in obs_shape)
@@ -259,7 +263,8 @@ class PixelEncoder(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = (obs.float() / 255.0 - 0.5).contiguous(memory_format=torch.channels_last)
-        h = self.convnet(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            h = self.convnet(x).float()
         # flatten in (C, H, W) order whatever the memory layout, as the NCHW encoder does
         return h.contiguous().reshape(h.shape[0], -1)
 
@@ -288,17 +293,18 @@ def is_pixel_space(space: object) -> bool:
     return shape is not None and len(shape) == 3 and np.dtype(space.dtype) == np.uint8  # type: ignore[attr-defined]
 
 
-def make_encoder(observation_space: object) -> PixelEncoder | FlatEncoder:
+def make_encoder(observation_space: object, bf16: bool = False) -> PixelEncoder | FlatEncoder:
     """:class:`PixelEncoder` for a 3-D uint8 Box (C, H, W), :class:`FlatEncoder` for any other
     Box (flattened).
 
     :param observation_space: the env's observation space.
+    :param bf16: the pixel encoder's bfloat16 autocast (see :class:`PixelEncoder`).
     """
     shape = getattr(observation_space, "shape", None)
     if shape is None or not shape:
         raise ValueError(f"need a Box observation space, got {observation_space}")
     if is_pixel_space(observation_space):
-        return PixelEncoder((int(shape[0]), int(shape[1]), int(shape[2])))
+        return PixelEncoder((int(shape[0]), int(shape[1]), int(shape[2])), bf16)
     return FlatEncoder(int(np.prod(shape)))
 
 

@@ -316,6 +316,20 @@ def test_pixel_update_known_critic_loss_on_shifted_frames():
     assert metrics["q"] == pytest.approx(q1.mean().item(), rel=1e-5)
 
 
+def test_bf16_encoder_update_stays_close_to_float32():
+    """encoder_bf16: the same update as float32 up to bf16 rounding (critic loss within 2%),
+    float32 weights afterwards; states have no encoder to round."""
+    exact, fast = make_pixel_agent(), make_pixel_agent(encoder_bf16=True)
+    assert fast.encoder.bf16 and not exact.encoder.bf16
+    batch = pixel_batch(discount=0.0)
+    losses = []
+    for agent in (exact, fast):
+        torch.manual_seed(5)
+        losses.append(agent.update(batch, step=50)["critic_loss"])
+    assert losses[1] == pytest.approx(losses[0], rel=0.02) and losses[1] != losses[0]
+    assert all(p.dtype == torch.float32 for p in fast.encoder.parameters())
+
+
 def test_encoder_learns_from_the_critic_loss_only():
     """A full update and a critic-only update (same RNG) leave the encoder identical: the actor
     loss sees detached features. The critic, encoder and actor all move."""

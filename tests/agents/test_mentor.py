@@ -226,9 +226,11 @@ def test_actor_gradient_is_clipped_to_the_authors_norm():
     assert float(grads[0]) <= 0.001 * (1 + 1e-4)
 
 
-def test_pixel_update_trains_encoder_through_the_critic_only():
+@pytest.mark.parametrize("bf16", [False, True])
+def test_pixel_update_trains_encoder_through_the_critic_only(bf16: bool):
     pix = gym.spaces.Box(0, 255, (6, 16, 16), np.uint8)
-    agent = make_agent(obs_space=pix)
+    agent = make_agent(obs_space=pix, encoder_bf16=bf16)
+    assert agent.encoder.bf16 == bf16
     g = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (8, 6, 16, 16), generator=g, dtype=torch.uint8)
     batch = Batch(frames, torch.zeros(8, 2), torch.ones(8, 1), torch.full((8, 1), 0.9), frames)

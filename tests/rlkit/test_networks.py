@@ -109,6 +109,21 @@ def test_pixel_encoder_scales_by_255_and_centres():
     torch.testing.assert_close(encoder(uint8), torch.full((1, encoder.repr_dim), 0.5))
 
 
+def test_pixel_encoder_bf16_runs_its_convolutions_in_bf16_only():
+    torch.manual_seed(0)
+    plain, fast = PixelEncoder((9, 84, 84)), PixelEncoder((9, 84, 84), bf16=True)
+    fast.load_state_dict(plain.state_dict())
+    obs = torch.randint(0, 256, (4, 9, 84, 84)).float()
+    exact, rounded = plain(obs), fast(obs)
+    assert rounded.dtype == torch.float32 and not torch.equal(exact, rounded)
+    # bf16 keeps 8 bits of mantissa: about 1% of the output's scale after four convolutions
+    assert (rounded - exact).abs().max() < 0.02 * exact.abs().max()
+    rounded.sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in fast.parameters())
+    pixels = gym.spaces.Box(0, 255, (9, 84, 84), np.uint8)
+    assert make_encoder(pixels, bf16=True).bf16 and not make_encoder(pixels).bf16
+
+
 def test_flat_encoder_is_the_identity_and_flattens():
     encoder = FlatEncoder(6)
     x = torch.randn(4, 2, 3)
