@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlkit.agent import UpdateSchedule
+from rlkit.agents.sa_sgld import check_sa_settings, sa_regularizer, tanh_mean_divergence
 from rlkit.batch import Batch
 from rlkit.io import load_torch, save_torch
 from rlkit.networks import (
@@ -137,8 +138,7 @@ class DrQV2Agent:
         encoder_bf16: bool = False,
         device: str = "cpu",
     ) -> None:
-        if sa_kappa < 0 or sa_eps < 0 or sa_steps < 1:
-            raise ValueError("drqv2: sa_kappa and sa_eps must be >= 0 and sa_steps >= 1")
+        check_sa_settings("drqv2", sa_kappa, sa_eps, sa_steps)
         self.sa_kappa, self.sa_eps, self.sa_steps = float(sa_kappa), float(sa_eps), int(sa_steps)
         if not isinstance(action_space, gym.spaces.Box):
             raise ValueError("drqv2 needs a continuous (Box) action space")
@@ -309,15 +309,8 @@ class DrQV2Agent:
 
         :param obs: raw observations (B, *obs_shape).
         """
-        from rlkit.agents.sa import sa_regularizer
-
-        def divergence(policy: nn.Module, clean: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                reference = torch.tanh(policy(clean))
-            return ((torch.tanh(policy(moved)) - reference) ** 2).sum(dim=-1)
-
         return sa_regularizer(
-            self.policy_body, obs, self.sa_eps, self.sa_steps, divergence=divergence
+            self.policy_body, obs, self.sa_eps, self.sa_steps, divergence=tanh_mean_divergence
         )
 
     def on_episode_end(self, info: dict[str, Any]) -> None:

@@ -107,6 +107,7 @@ from rlkit.agents.perturbation import (
     named_parameters,
     reset_optimizer,
 )
+from rlkit.agents.sa_sgld import check_sa_settings, sa_regularizer, tanh_mean_divergence
 from rlkit.batch import Batch
 from rlkit.io import load_torch, save_torch
 from rlkit.networks import (
@@ -296,6 +297,13 @@ class MentorAgent:
     :param actor_grad_clip: actor gradient-norm clip (0.001, the authors'; 0 disables).
     :param pre_tanh_penalty: weight c of ``c * mean(mu^2)`` on the actor's pre-tanh mean, added
         to the actor loss (0: none, the authors'; rlkit's option, see the module docstring).
+    :param sa_kappa: weight of the SA regulariser on the actor loss (0: none), as ``drqv2``'s:
+        SA-DDPG's ``||tanh(mu(s')) - tanh(mu(s))||^2`` at the SGLD maximiser within ``sa_eps``
+        of the raw observations (see :mod:`rlkit.agents.sa`), through encoder and actor (in
+        eval mode: no gate dropout), its gradient clipped with the actor's; not with fused
+        pixels and states.
+    :param sa_eps: its observation box radius (raw observation units).
+    :param sa_steps: its SGLD steps.
     :param encoder_bf16: run the pixel encoder's convolutions under bfloat16 autocast (weights,
         gradients and the heads stay float32): about 3x faster encoder passes on CPUs with AMX;
         the authors ran float32, hence off by default (see :class:`rlkit.networks.PixelEncoder`).
@@ -347,6 +355,9 @@ class MentorAgent:
         awake_schedule: str = "linear(1.0,0.1,500000)",
         actor_grad_clip: float = 0.001,
         pre_tanh_penalty: float = 0.0,
+        sa_kappa: float = 0.0,
+        sa_eps: float = 0.05,
+        sa_steps: int = 10,
         encoder_bf16: bool = False,
         device: str = "cpu",
     ) -> None:
@@ -380,6 +391,8 @@ class MentorAgent:
         if not pre_tanh_penalty >= 0:  # NaN too
             raise ValueError(f"mentor: pre_tanh_penalty must be >= 0, got {pre_tanh_penalty}")
         self.pre_tanh_penalty = float(pre_tanh_penalty)
+        check_sa_settings("mentor", sa_kappa, sa_eps, sa_steps)
+        self.sa_kappa, self.sa_eps, self.sa_steps = float(sa_kappa), float(sa_eps), int(sa_steps)
         self.dormant_threshold, self.target_dormant_ratio = dormant_threshold, target_dormant_ratio
         self.std_temperature, self.lambda_temperature = std_temperature, lambda_temperature
         self.low = np.asarray(action_space.low, dtype=np.float32)
@@ -396,6 +409,8 @@ class MentorAgent:
         self.encoder_bf16 = bool(encoder_bf16)
         self.fused: StateKeys | None = None
         if isinstance(observation_space, gym.spaces.Dict):
+            if self.sa_kappa > 0:
+                raise ValueError("mentor: sa_kappa needs Box observations (not fused pixels+state)")
             self.fused = StateKeys(observation_space)
             image_space = self.fused.image_space
         else:
@@ -687,6 +702,11 @@ class MentorAgent:
         loss = actor_loss + self.aux_loss_scale * aux
         if self.pre_tanh_penalty > 0:
             loss = loss + self.pre_tanh_penalty * mean.pow(2).mean()
+        extra: dict[str, float] = {}
+        if self.sa_kappa > 0:
+            penalty = self.sa_penalty(batch.obs)
+            loss = loss + self.sa_kappa * penalty
+            extra["sa_regularizer"] = float(penalty.detach())
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.actor_grad_clip > 0:
@@ -708,7 +728,26 @@ class MentorAgent:
             "dormant_ratio": self.beta,
             "stddev": std,
             "lambda": lam,
+            **extra,
         }
+
+    def sa_penalty(self, obs: torch.Tensor) -> torch.Tensor:
+        """The SA regulariser of a batch of raw observations (see ``sa_kappa``).
+
+        :param obs: raw observations (B, *obs_shape), un-augmented.
+        """
+        training = self.actor.training
+        self.actor.eval()  # the gate's dropout would make even the clean side move
+        try:
+            return sa_regularizer(
+                EncodedPolicy(self.encoder, self.actor),
+                obs.float(),
+                self.sa_eps,
+                self.sa_steps,
+                divergence=tanh_mean_divergence,
+            )
+        finally:
+            self.actor.train(training)
 
     def on_episode_end(self, info: dict[str, Any]) -> None:
         """Offer the current networks to S_top with the episode's training return.

@@ -35,7 +35,7 @@ import torch
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.distributions import CategoricalDistribution
 
-SGLD_INVERSE_BETA = 1e-5  # SA-PPO's (gradients of the KL are small)
+from rlkit.agents.sa_sgld import check_sa_settings, sa_regularizer, tanh_mean_divergence
 
 
 def policy_divergence(policy: Any, clean: torch.Tensor, perturbed: torch.Tensor) -> torch.Tensor:
@@ -70,41 +70,6 @@ def actor_divergence(actor: Any, clean: torch.Tensor, perturbed: torch.Tensor) -
     with torch.no_grad():
         reference = actor(clean, deterministic=True)
     return ((actor(perturbed, deterministic=True) - reference) ** 2).sum(dim=-1)
-
-
-def sa_regularizer(
-    policy: Any,
-    obs: torch.Tensor,
-    eps: float,
-    steps: int = 10,
-    scale: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    divergence: Any = None,
-) -> torch.Tensor:
-    """SA-PPO's regulariser on a batch: the mean over samples of the divergence at the SGLD
-    maximiser (see the module doc).
-
-    :param policy: an SB3 ``ActorCriticPolicy``.
-    :param obs: observations (B, n), as the policy takes them.
-    :param eps: the budget radius.
-    :param steps: SGLD steps.
-    :param scale: per-feature multipliers of ``eps`` (n,), or None.
-    :param generator: RNG of the start and the noise.
-    :param divergence: ``(policy, clean, perturbed) -> (B,)``; default :func:`policy_divergence`.
-    """
-    divergence = divergence or policy_divergence
-    radius = torch.full_like(obs[0], eps) if scale is None else eps * scale.to(obs)
-    step = radius / steps
-    noise = SGLD_INVERSE_BETA * np.sqrt(2 * eps / steps)
-    start = torch.randn(obs.shape, generator=generator, dtype=obs.dtype).to(obs.device)
-    x = (obs + start.sign() * step).detach()
-    for i in range(steps):
-        x.requires_grad_(True)
-        (grad,) = torch.autograd.grad(divergence(policy, obs, x).mean(), x)
-        jitter = torch.randn(obs.shape, generator=generator, dtype=obs.dtype).to(obs.device)
-        update = (grad + noise / (i + 2) * jitter).sign() * step
-        x = torch.minimum(torch.maximum(x.detach() + update, obs - radius), obs + radius)
-    return divergence(policy, obs, x.detach()).mean()
 
 
 class _SARegularised:
@@ -155,8 +120,7 @@ class _SARegularised:
         self._sa_log()
 
     def _sa_settings(self, kappa: float, eps: float, steps: int, scale: list[float] | None) -> None:
-        if kappa < 0 or eps < 0 or steps < 1:
-            raise ValueError("sa_kappa and sa_eps must be >= 0 and sa_steps >= 1")
+        check_sa_settings(type(self).__name__, kappa, eps, steps)
         self.sa_kappa, self.sa_eps, self.sa_steps = float(kappa), float(eps), int(steps)
         self.sa_scale = None if scale is None else [float(v) for v in scale]
         self._sa_batch: torch.Tensor | None = None
@@ -234,4 +198,12 @@ class SASAC(_SARegularised, SAC):
     sa_hook = ("actor", "action_log_prob")
 
 
-__all__ = ["SAPPO", "SASAC", "actor_divergence", "policy_divergence", "sa_regularizer"]
+__all__ = [
+    "SAPPO",
+    "SASAC",
+    "actor_divergence",
+    "check_sa_settings",
+    "policy_divergence",
+    "sa_regularizer",
+    "tanh_mean_divergence",
+]

@@ -18,6 +18,7 @@ from rlkit.agents.moe import MoE
 from rlkit.agents.perturbation import STD_FLOOR, named_parameters
 from rlkit.batch import Batch
 from rlkit.io import load_torch
+from rlkit.networks import EncodedPolicy
 
 OBS = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
 ACT = gym.spaces.Box(np.array([0.0, -2.0], np.float32), np.array([1.0, 2.0], np.float32))
@@ -240,6 +241,43 @@ def test_pixel_update_trains_encoder_through_the_critic_only(bf16: bool):
         not torch.equal(a, p) for a, p in zip(before, agent.encoder.parameters(), strict=True)
     )
     assert agent.act(frames[:2].numpy(), 100).shape == (2, 2)
+
+
+def test_sa_penalty_joins_the_actor_loss_in_eval_mode_and_is_reported() -> None:
+    from rlkit.agents.sa import sa_regularizer, tanh_mean_divergence
+
+    plain, regularised = make_agent(seed=3), make_agent(seed=3, sa_kappa=5.0, sa_eps=0.2)
+    batch = make_batch()
+    torch.manual_seed(0)
+    metrics_plain = plain.update(batch, 50)
+    torch.manual_seed(0)
+    metrics = regularised.update(batch, 50)
+    assert "sa_regularizer" not in metrics_plain and metrics["sa_regularizer"] > 0
+    # value nets and critics got the same update; the actors differ by the penalty's gradient
+    for name in ("value", "critic"):
+        for a, b in zip(
+            getattr(plain, name).parameters(), getattr(regularised, name).parameters(), strict=True
+        ):
+            torch.testing.assert_close(a, b)
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(plain.actor.parameters(), regularised.actor.parameters(), strict=True)
+    )
+    # SA-DDPG's divergence at the SGLD maximiser, the actor without its gate dropout
+    regularised.set_training(True)
+    body = EncodedPolicy(regularised.encoder, regularised.actor)
+    regularised.actor.eval()
+    expected = sa_regularizer(body, batch.obs, 0.2, 10, None, torch.Generator().manual_seed(1),
+                              tanh_mean_divergence)  # fmt: skip
+    regularised.actor.train()
+    torch.manual_seed(1)
+    assert float(regularised.sa_penalty(batch.obs)) == pytest.approx(float(expected), rel=1e-5)
+    assert regularised.actor.training  # restored
+    with pytest.raises(ValueError, match="sa_kappa"):
+        make_agent(sa_kappa=-1.0)
+    fused = gym.spaces.Dict({"pixels": gym.spaces.Box(0, 255, (3, 16, 16), np.uint8), "state": OBS})
+    with pytest.raises(ValueError, match="sa_kappa needs Box"):
+        make_agent(obs_space=fused, sa_kappa=1.0)
 
 
 # ---------------------------------------------------------------------------------------------
