@@ -10,8 +10,8 @@ forward + input gradient) and ``mlp`` (the hand-written numpy/numba MLP gradient
   ``bifurcation`` (GDL on group maxima) on a discrete PPO policy, whose output gradients the MLP
   engine looks up once per cell the loss declares (``mlp``: the tie sets of its maxima), once
   per order of the logits (``mlp_order_key``, the key before losses declared cells) or takes
-  from torch at every iteration (``mlp_torch_loss``: the same engine with
-  :data:`rlkit.attacks.fastgrad.ORDINAL_MAX_BATCH` set to 0);
+  from torch at every iteration (``mlp_torch_loss``: the same engine with every ordinal loss
+  given a :class:`rlkit.attacks.fastgrad.TorchOutputGrad`);
 * a small CNN on 3x32x32 frames (two stride-2 convolutions, linear head, 6 logits), discrete
   ``pgd`` under an eps = 4 linf budget in 0..255 units: autograd and compiled only.
 
@@ -107,13 +107,20 @@ class TorchLossMLP:
 
     def __call__(self, obs: torch.Tensor, t: int = 0) -> torch.Tensor:
         """The attack on ``obs`` at time ``t`` without ordinal lookups."""
-        from rlkit.attacks import fastgrad
+        from rlkit.attacks import engines, fastgrad
 
-        kept, fastgrad.ORDINAL_MAX_BATCH = fastgrad.ORDINAL_MAX_BATCH, 0
+        declared = engines.output_grad_for
+
+        def torch_every_iteration(loss: Any, clean: Any, args: Any, cache: Any = None) -> Any:
+            if loss.ordinal:
+                return fastgrad.TorchOutputGrad(loss, args)
+            return declared(loss, clean, args, cache)
+
+        engines.output_grad_for = torch_every_iteration  # type: ignore[assignment]
         try:
             return self.attack(obs, t=t)
         finally:
-            fastgrad.ORDINAL_MAX_BATCH = kept
+            engines.output_grad_for = declared  # type: ignore[assignment]
 
 
 class OrderKeyMLP:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -455,9 +457,12 @@ def test_declared_ordinal_holds(name: str, extra: dict) -> None:
         )
     assert 0 < len(grad._cells) < 12 * len(points)
     assert isinstance(output_grad_for(loss, clean, args), OrdinalGrad)
-    big = clean.repeat(2, 1)  # above ORDINAL_MAX_BATCH: torch at every iteration is cheaper
+    big = clean.repeat(2, 1)  # above ORDINAL_MAX_BATCH: only declared cells are cheap enough
     big_args = tuple(torch.cat([a, a]) for a in args)
-    assert isinstance(output_grad_for(loss, big, big_args), TorchOutputGrad)
+    assert isinstance(output_grad_for(loss, big, big_args), OrdinalGrad)
+    by_order = dataclasses.replace(loss, cells=None)
+    assert isinstance(output_grad_for(by_order, clean, args), OrdinalGrad)
+    assert isinstance(output_grad_for(by_order, big, big_args), TorchOutputGrad)
     continuous = make_attack(name, mlp64(3, 0), AttackBudget(0.1), **extra)
     assert not continuous.loss(torch.arange(12)).ordinal
 
