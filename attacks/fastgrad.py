@@ -419,11 +419,12 @@ class OrdinalGrad(OutputGrad):
         self._arg_keys = [b"".join(f[b].tobytes() for f in flat) for b in range(batch)]
         self._cells: dict[tuple[bytes, ...], np.ndarray] = {}
 
-    def _cell_codes(self, z: np.ndarray, index: np.ndarray) -> list[bytes]:
+    def _cell_codes(self, z: np.ndarray, rows: np.ndarray | None) -> list[bytes]:
         """Per row, the bytes naming its cell: the loss's own ``cells`` when it declares them,
         else the order of the outputs and 0 with its ties."""
         if self.loss.cells is not None:
-            codes = self.loss.cells(z, *(a[index] for a in self._np_args))
+            args = self._np_args if rows is None else [a[rows] for a in self._np_args]
+            codes = self.loss.cells(z, *args)
             return [row.tobytes() for row in codes.reshape(len(z), -1)]
         ext = np.concatenate([z, np.zeros((z.shape[0], 1), z.dtype)], axis=1)
         order = np.argsort(ext, axis=1, kind="stable")
@@ -438,13 +439,18 @@ class OrdinalGrad(OutputGrad):
         :param rows: their indices in the attacked batch (None = all).
         """
         assert z is not None
-        index = np.arange(z.shape[0]) if rows is None else rows
-        finite = np.isfinite(z).all(axis=1)  # inf ties with neg_inf's fill, NaN ties nothing
-        codes = self._cell_codes(z if finite.all() else np.where(finite[:, None], z, 0), index)
-        keys: list[tuple[bytes, bytes] | None] = [
-            (self._arg_keys[b], codes[i]) if finite[i] else None
-            for i, b in enumerate(index.tolist())
-        ]
+        index = range(z.shape[0]) if rows is None else rows.tolist()
+        if np.isfinite(z).all():
+            codes = self._cell_codes(z, rows)
+            keys: list[tuple[bytes, bytes] | None] = [
+                (self._arg_keys[b], code) for b, code in zip(index, codes, strict=True)
+            ]
+        else:  # inf ties with neg_inf's fill, NaN ties nothing: never cached
+            finite = np.isfinite(z).all(axis=1)
+            codes = self._cell_codes(np.where(finite[:, None], z, 0), rows)
+            keys = [
+                (self._arg_keys[b], codes[i]) if finite[i] else None for i, b in enumerate(index)
+            ]
         missing = [i for i, key in enumerate(keys) if key is None or key not in self._cells]
         if not missing:
             if len(keys) == 1 and keys[0] is not None:
@@ -453,7 +459,7 @@ class OrdinalGrad(OutputGrad):
         if len(self._cells) + len(missing) > self.size:
             self._cells.clear()
             missing = list(range(len(keys)))
-        sub = torch.as_tensor(index[missing])
+        sub = torch.as_tensor([index[i] for i in missing], dtype=torch.long)
         grads = self.loss.output_gradient(
             torch.from_numpy(z[missing]), tuple(a[sub] for a in self.args)
         ).numpy()
@@ -1420,6 +1426,7 @@ def _numpy_pgd(
     grad: np.ndarray | None = None
     last = delta
     computed = 0
+    box = _linf_box(budget)
     for step in steps:
         if grad is None or not reuse:
             grad = net.input_gradient(o + delta, output_grad)
@@ -1436,7 +1443,7 @@ def _numpy_pgd(
             elif can_stop:
                 break
         last = delta
-        delta = _numpy_update(delta, grad, step, budget)
+        delta = _numpy_update(delta, grad, step, budget, box)
         if every_step:  # BoundBudget.clip_bounds(obs + delta, obs) - obs
             x = o + delta
             if lo is not None:
@@ -1448,8 +1455,21 @@ def _numpy_pgd(
     return delta, computed
 
 
+def _linf_box(budget: BoundBudget) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """A linf budget's (eps_vec, -eps_vec, active mask or None when every feature is), as numpy
+    arrays taken once per attack call; None for other norms."""
+    if budget.norm != "linf":
+        return None
+    eps_vec, active = _numpy(budget.eps_vec), _numpy(budget.active)
+    return eps_vec, -eps_vec, None if active.all() else active
+
+
 def _numpy_update(
-    delta: np.ndarray, grad: np.ndarray, step: float, budget: BoundBudget
+    delta: np.ndarray,
+    grad: np.ndarray,
+    step: float,
+    budget: BoundBudget,
+    box: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """One PGD step with projection: the operations of ``ascent_direction`` and
     ``BoundBudget.project`` on the same values (a new array).
@@ -1458,16 +1478,18 @@ def _numpy_update(
     :param grad: input gradient (B, n).
     :param step: the step size.
     :param budget: the bound budget.
+    :param box: :func:`_linf_box` of ``budget`` when the caller keeps it (else taken here).
     """
-    eps_vec, active = _numpy(budget.eps_vec), _numpy(budget.active)
     if budget.norm == "linf":
+        eps_vec, neg_eps, active = box if box is not None else _linf_box(budget)  # type: ignore[misc]
         upd = np.sign(grad)
-        if not active.all():
+        if active is not None:
             upd *= active
         upd *= step
         upd += delta
         np.minimum(upd, eps_vec, out=upd)
-        return np.maximum(upd, -eps_vec, out=upd)
+        return np.maximum(upd, neg_eps, out=upd)
+    active = _numpy(budget.active)
     eps, safe_scale = budget.eps, _numpy(budget.safe_scale)
     g_u = grad * safe_scale * active
     norms = np.maximum(np.sqrt((g_u * g_u).sum(axis=1)), 1e-30)
