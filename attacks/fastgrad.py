@@ -661,7 +661,8 @@ def output_grad_for(
             clean.numpy(),
         )
     if loss.ordinal and (loss.cells is not None or clean.shape[0] <= ORDINAL_MAX_BATCH):
-        return OrdinalGrad(loss, args)
+        # a few cells per sample: room for them all, or every call would empty the cache
+        return OrdinalGrad(loss, args, size=max(4096, 8 * clean.shape[0]))
     return TorchOutputGrad(loss, args)
 
 

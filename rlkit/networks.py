@@ -235,6 +235,9 @@ class PixelEncoder(nn.Module):
     :param bf16: run the convolutions under bfloat16 autocast (the weights, the gradients and
         everything after the encoder stay float32): about 3x faster on CPUs with bf16 matrix
         units (AMX) and on recent GPUs, at bf16's 8-bit mantissa; DrQ-v2 and MENTOR ran float32.
+        Input changes finer than bf16's resolution (about half a pixel level near mid-grey) are
+        partly rounded away: keep float32 for SA regularisation or attacks whose budgets are a
+        pixel level or less.
     """
 
     def __init__(self, obs_shape: tuple[int, int, int], bf16: bool = False) -> None:

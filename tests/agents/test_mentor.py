@@ -272,7 +272,10 @@ def test_sa_penalty_joins_the_actor_loss_in_eval_mode_and_is_reported() -> None:
     regularised.actor.train()
     torch.manual_seed(1)
     assert float(regularised.sa_penalty(batch.obs)) == pytest.approx(float(expected), rel=1e-5)
-    assert regularised.actor.training  # restored
+    assert regularised.actor.training  # restored, whichever mode it was in
+    regularised.set_training(False)
+    regularised.sa_penalty(batch.obs)
+    assert not regularised.actor.training
     with pytest.raises(ValueError, match="sa_kappa"):
         make_agent(sa_kappa=-1.0)
     fused = gym.spaces.Dict({"pixels": gym.spaces.Box(0, 255, (3, 16, 16), np.uint8), "state": OBS})

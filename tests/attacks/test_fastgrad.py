@@ -503,6 +503,29 @@ def test_declared_cells_are_exact_and_coarser_than_the_order(name: str, extra: d
     assert len(seen) < len(orders) / 2
 
 
+@pytest.mark.parametrize("size", [3, 4096])
+def test_ordinal_cache_is_torchs_with_mixed_rows_and_when_it_empties(size: int) -> None:
+    # a multi-row call mixing finite rows (looked up) and non-finite ones (never cached), row
+    # subsets, and a cache so small that it empties on the way: every answer is torch's
+    rng = np.random.default_rng(11)
+    attack = make_attack("bifurcation", mlp64(6, 3), AttackBudget(0.1), action_kind="discrete")
+    loss = attack.loss(None)
+    clean = torch.from_numpy(rng.normal(size=(5, 6)))
+    args = loss.prepare(clean)
+    grad = OrdinalGrad(loss, args, size=size)
+    for i in range(12):
+        z = torch.from_numpy(rng.integers(-2, 3, size=(5, 6)).astype(np.float64))
+        z[i % 5, i % 6] = (np.inf, -np.inf, np.nan)[i % 3]
+        rows = np.arange(5) if i % 2 else np.array([4, 1, 2])
+        sub = tuple(a[torch.from_numpy(rows)] for a in args)
+        got = grad(z[rows].numpy(), None if i % 2 else rows)
+        np.testing.assert_array_equal(got, loss.output_gradient(z[rows], sub).numpy())
+        assert len(grad._cells) <= max(size, len(rows))  # emptied when a call overflows it
+    point = clean[:1].numpy()
+    grad(point, np.array([0]))
+    assert not grad(point, np.array([0])).flags.writeable  # a cached row, shared: read-only
+
+
 @pytest.mark.parametrize(
     ("name", "extra", "clean", "later"),
     [
