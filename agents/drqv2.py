@@ -168,11 +168,11 @@ class DrQV2Agent:
         self.critic = DrQCritic(*sizes).to(self.device)
         self.critic_target = DrQCritic(*sizes).to(self.device)
         self.critic_target.load_state_dict(self.critic.state_dict())
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr, fused=True)
         # the identity encoder of states has no parameters (and Adam refuses an empty list)
         self.encoder_opt = (
-            torch.optim.Adam(self.encoder.parameters(), lr=lr) if self.pixels else None
+            torch.optim.Adam(self.encoder.parameters(), lr=lr, fused=True) if self.pixels else None
         )
         self.networks = NETWORKS + (ENCODER_NETWORKS if self.pixels else ())
         self.policy_body = EncodedPolicy(self.encoder, self.actor)

@@ -423,10 +423,12 @@ class MentorAgent:
                 sparse_moe) if moe else None,
         )  # fmt: skip
         encoder_params = list(self.encoder.parameters())  # none for state vectors
-        self.encoder_opt = torch.optim.Adam(encoder_params, lr=lr) if encoder_params else None
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=lr)
+        self.encoder_opt = (
+            torch.optim.Adam(encoder_params, lr=lr, fused=True) if encoder_params else None
+        )
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr, fused=True)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=lr, fused=True)
         self.best = BestAgents(best_agents)
         self.beta = 1.0  # the authors start from a dormant ratio of 1
         drq_schedule(awake_schedule, 0)  # reject a bad schedule now
