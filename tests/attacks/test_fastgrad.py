@@ -414,18 +414,19 @@ def test_declared_kinks_hold(extra: dict) -> None:
         assert make_attack(name, policy, AttackBudget(0.1), **extra_).loss(None).kinks is None
 
 
-@pytest.mark.parametrize(
-    ("name", "extra"),
-    [
-        ("pgd", {}),
-        ("pgd", {"other_logit": "neg_inf"}),
-        ("targeted_pgd", {"target": 2}),
-        ("bifurcation", {}),
-        ("bifurcation", {"split": 2, "other_logit": "neg_inf"}),
-        ("bifurcation_toggle", {}),
-        ("bifurcation_toggle", {"toggle_start": "toward"}),
-    ],
-)
+#: the attacks whose discrete losses are ordinal (with declared cells), and their settings
+ORDINAL_ATTACKS = [
+    ("pgd", {}),
+    ("pgd", {"other_logit": "neg_inf"}),
+    ("targeted_pgd", {"target": 2}),
+    ("bifurcation", {}),
+    ("bifurcation", {"split": 2, "other_logit": "neg_inf"}),
+    ("bifurcation_toggle", {}),
+    ("bifurcation_toggle", {"toggle_start": "toward"}),
+]
+
+
+@pytest.mark.parametrize(("name", "extra"), ORDINAL_ATTACKS)
 def test_declared_ordinal_holds(name: str, extra: dict) -> None:
     # the MLP engine asks torch for an ordinal loss's output gradient once per order of the
     # outputs and 0 it meets: the cached gradients must be torch's at every later point, also
@@ -467,17 +468,7 @@ def test_declared_ordinal_holds(name: str, extra: dict) -> None:
     assert not continuous.loss(torch.arange(12)).ordinal
 
 
-@pytest.mark.parametrize(
-    ("name", "extra"),
-    [
-        ("pgd", {}),
-        ("pgd", {"other_logit": "neg_inf"}),
-        ("targeted_pgd", {"target": 2}),
-        ("bifurcation", {}),
-        ("bifurcation", {"split": 2, "other_logit": "neg_inf"}),
-        ("bifurcation_toggle", {}),
-    ],
-)
+@pytest.mark.parametrize(("name", "extra"), ORDINAL_ATTACKS)
 def test_declared_cells_are_exact_and_coarser_than_the_order(name: str, extra: dict) -> None:
     # OutputLoss.cells (the tie sets of the maxima a loss takes) must name a partition on which
     # torch's output gradient is constant: logits drawn from a few integers tie and hit zero
