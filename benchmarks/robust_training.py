@@ -36,8 +36,8 @@ ppo_adversarial,ppo_sa,atla}.yaml seed=S run.dir=...``; the adversary:
 
 ``citylearn``: the authors' released 20-bin PPO and ATLA victims and rlkit's CityLearn
 controllers, clean and under random, PGD and bifurcation at :data:`GRID_EPS` and the authors'
-learned adversary, calendar masked, over the whole year. rlkit's controllers come in two sets of
-3 seeds, each 87,590 victim steps (10 years):
+learned adversary, calendar masked, over the whole year. rlkit's controllers come in two sets,
+each 87,590 victim steps (10 years), fine-tuned ones in 3 seeds, from-scratch ones in 2:
 
 * from scratch (``vanilla``, ``adversarial``, ``sa``: ``configs/citylearn/ppo_discrete{,
   _adversarial,_sa}.yaml``). At this budget PPO barely learns the battery (clean cost 0.99 of
@@ -65,8 +65,8 @@ the benchmark::
                   adversarial_ft=... sa_ft=... atla_ft=... vanilla=runs/citylearn/ppo_vanilla,...
 
 (the seed-0 from-scratch runs are ``runs/citylearn/ppo_adversarial``, ``ppo_sa`` and
-``ppo_vanilla``, trained before the seed suffix was used; ``runs/citylearn_bench_all.sh`` in a
-working copy passes every finished run).
+``ppo_vanilla``, trained before the seed suffix was used). Pass every seed of a kind in one
+command: the section is rewritten from the victims given.
 
 Each command writes its section of ``benchmarks/results/robust_training.json`` (other sections
 are kept) and prints the table.
