@@ -375,8 +375,9 @@ def compare_kinds(
 
 
 def citylearn_attacks(authors_dir: Path) -> list[dict[str, Any]]:
-    """Random, PGD and bifurcation at :data:`GRID_EPS` and the authors' learned adversary as
-    they evaluated it (``fidelity``), calendar features masked for all.
+    """Random, PGD and bifurcation at :data:`GRID_EPS`, the authors' learned adversary as they
+    evaluated it (``fidelity``) and, at :data:`GRID_EPS` too, the same adversary's actions as a
+    plain eps box (``learned_box``: ``obs + a * eps``), calendar features masked for all.
 
     :param authors_dir: their repository.
     """
@@ -396,7 +397,13 @@ def citylearn_attacks(authors_dir: Path) -> list[dict[str, Any]]:
         "mask": ["calendar"],
         "settings": {"adversary": str(authors_dir / ADVERSARY), "feature_scale": scale.tolist()},
     }
-    return [*grid_attacks({}), learned]
+    same_budget = {  # their adversary's actions as a plain eps box: the gradient attacks' budget
+        "name": "learned",
+        "label": "learned_box",
+        "mask": ["calendar"],
+        "settings": {"adversary": str(authors_dir / ADVERSARY), "perturbation": "box"},
+    }
+    return [*grid_attacks({}), learned, same_budget]
 
 
 def print_kinds(figures: dict[str, Any]) -> None:
