@@ -316,7 +316,8 @@ def write_minari(
         without ``overwrite``.
     """
     check_dataset_id(dataset_id)
-    root = Path(root) if root is not None else datasets_root()
+    # absolute: Minari joins a relative root onto its own data path a second time
+    root = (Path(root) if root is not None else datasets_root()).resolve()
     target = root / dataset_id
     if target.exists() and not overwrite:
         raise DatasetError(
