@@ -110,6 +110,18 @@ def test_written_without_making_any_env(
     assert len(load_dataset("plain-v0")) == 12
 
 
+def test_a_relative_datasets_root_writes_and_reads_back(
+    episodes: list[Episode], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Minari joins a relative MINARI_DATASETS_PATH onto its own data path twice unless resolved
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "runs/minari")
+    path = write_minari("toy/relative-v0", episodes, OBS, ACT)
+    assert path == tmp_path / "runs" / "minari" / "toy" / "relative-v0"
+    back, _ = load_episodes("toy/relative-v0")
+    np.testing.assert_array_equal(back[2].rewards, episodes[2].rewards)
+
+
 def test_existing_id_is_refused_unless_overwrite(
     written: Path, episodes: list[Episode], minari_root: Path
 ) -> None:
