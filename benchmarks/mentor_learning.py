@@ -388,66 +388,111 @@ def success_key(curves: dict[str, Any]) -> str | None:
     return keys[0] if keys else None
 
 
-def summarize(runs: Sequence[Run]) -> dict[str, Any]:
+def summarize(runs: Sequence[Run], known: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per section, task and variant: seeds done, curves, aggregated curve, final figures.
 
     :param runs: every planned run (unstarted ones are listed as missing).
+    :param known: the figures already in mentor_learning.json; a finished seed recorded there
+        whose run directory is gone (a fresh checkout keeps no ``runs/``) is kept, not lost.
     """
     out: dict[str, Any] = {}
     groups: dict[tuple[str, str, str], list[Run]] = {}
     for run in runs:
         groups.setdefault((run.section, run.task, run.variant), []).append(run)
     for (section, task, variant), members in groups.items():
-        facts = summarize_group(members)
+        stored = (known or {}).get(section, {}).get(task, {}).get(variant, {})
+        facts = summarize_group(members, stored)
         out.setdefault(section, {}).setdefault(task, {})[variant] = facts
+    for section, tasks in (known or {}).items():  # groups this command did not plan
+        for task, variants in tasks.items():
+            for variant, facts in variants.items():
+                out.setdefault(section, {}).setdefault(task, {}).setdefault(variant, facts)
     return out
 
 
-def summarize_group(members: Sequence[Run]) -> dict[str, Any]:
+def stored_seeds(members: Sequence[Run], stored: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The finished seeds of a group's stored figures that were trained like ``members``.
+
+    :param members: the group's runs (their config, overrides and frames must match).
+    :param stored: the group's figures from an earlier report.
+    """
+    run = members[0]
+    same = (
+        stored.get("config") == run.config
+        and stored.get("overrides") == run.overrides
+        and stored.get("extra_overrides") == run.extra
+        and stored.get("frames") == run.frames
+    )
+    if not same:
+        return {}
+    return {
+        seed: facts
+        for seed, facts in stored.get("per_seed", {}).items()
+        if facts.get("status") == "finished"
+    }
+
+
+def summarize_group(members: Sequence[Run], stored: dict[str, Any] | None = None) -> dict[str, Any]:
     """Figures of one (section, task, variant) over its seeds.
 
     :param members: the runs (one per seed).
+    :param stored: this group's figures from an earlier report (see :func:`summarize`).
     """
-    curves, finals, successes, state, hours = {}, [], [], {}, {}
+    per_seed = stored_seeds(members, stored or {})
     for run in members:
-        if hours_path(run).is_file():
-            hours[str(run.seed)] = json.loads(hours_path(run).read_text())["hours"]
-        columns = eval_curve(run.path, run.action_repeat)
-        curves[run.seed] = columns
-        if finished(run.path, run.steps):
-            result = json.loads((run.path / "eval.json").read_text())
-            finals.append(float(result["return_mean"]))
-            kpis = result.get("kpis", {})
-            key = next((k for k in sorted(kpis) if "success" in k), None)
-            if key is not None:
-                successes.append(float(kpis[key]))
-            state[run.seed] = "finished"
-        elif columns:
-            last = max(f for f, _ in columns.get("return_mean", [[0.0, 0.0]]))
-            state[run.seed] = f"running ({int(last)} frames evaluated)"
-        else:
-            state[run.seed] = "not started"
-    returns = aggregate([c.get("return_mean", []) for c in curves.values()])
-    skey = next((success_key(c) for c in curves.values() if success_key(c)), None)
+        if not run.path.is_dir() and str(run.seed) in per_seed:
+            continue  # finished in an earlier session; its directory is gone
+        per_seed[str(run.seed)] = seed_facts(run)
+    per_seed = dict(sorted(per_seed.items(), key=lambda item: int(item[0])))
+    done = [f for f in per_seed.values() if f["status"] == "finished"]
+    curves = [f["columns"] for f in per_seed.values()]
+    skey = next((success_key(c) for c in curves if success_key(c)), None)
     facts: dict[str, Any] = {
         "config": members[0].config,
         "overrides": members[0].overrides,
         "extra_overrides": members[0].extra,
         "frames": members[0].frames,
-        "seeds": {str(seed): status for seed, status in state.items()},
-        "seeds_finished": len(finals),
-        "return": returns,
-        "per_seed_return": {str(s): c.get("return_mean", []) for s, c in curves.items()},
-        "wall_hours": hours,
+        "seeds": {seed: f["status_text"] for seed, f in per_seed.items()},
+        "seeds_finished": len(done),
+        "return": aggregate([c.get("return_mean", []) for c in curves]),
+        "per_seed": per_seed,
+        "wall_hours": {seed: f["hours"] for seed, f in per_seed.items() if "hours" in f},
     }
+    finals = [f["final_return"] for f in done]
     if finals:
         facts["final_return_mean"] = float(np.mean(finals))
         facts["final_return_std"] = float(np.std(finals))
         facts["final_returns"] = finals
     if skey is not None:
-        facts["success"] = aggregate([c.get(skey, []) for c in curves.values()])
+        facts["success"] = aggregate([c.get(skey, []) for c in curves])
+    successes = [f["final_success"] for f in done if "final_success" in f]
     if successes:
         facts["final_success_mean"] = float(np.mean(successes))
+    return facts
+
+
+def seed_facts(run: Run) -> dict[str, Any]:
+    """One run's status, evaluation columns, final return (and success) and hours, from disk.
+
+    :param run: the run.
+    """
+    columns = eval_curve(run.path, run.action_repeat)
+    facts: dict[str, Any] = {"columns": columns}
+    if hours_path(run).is_file():
+        facts["hours"] = json.loads(hours_path(run).read_text())["hours"]
+    if finished(run.path, run.steps):
+        result = json.loads((run.path / "eval.json").read_text())
+        facts["final_return"] = float(result["return_mean"])
+        kpis = result.get("kpis", {})
+        key = next((k for k in sorted(kpis) if "success" in k), None)
+        if key is not None:
+            facts["final_success"] = float(kpis[key])
+        facts["status"] = facts["status_text"] = "finished"
+    elif columns:
+        last = max(f for f, _ in columns.get("return_mean", [[0.0, 0.0]]))
+        facts["status"], facts["status_text"] = "running", f"running ({int(last)} frames evaluated)"
+    else:
+        facts["status"] = facts["status_text"] = "not started"
     return facts
 
 
@@ -541,7 +586,9 @@ def report(runs: Sequence[Run], config: dict[str, Any]) -> dict[str, Any]:
     :param runs: every planned run.
     :param config: the harness settings, stored in the JSON.
     """
-    figures = summarize(runs)
+    path = RESULTS / f"{NAME}.json"
+    known = json.loads(path.read_text())["figures"] if path.is_file() else {}
+    figures = summarize(runs, known)
     png = plot(figures, RESULTS / f"{NAME}.png")
     table = markdown(figures)
     (RESULTS / f"{NAME}.md").write_text("# MENTOR learning runs (CPU)\n\n" + table)

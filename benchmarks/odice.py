@@ -147,20 +147,56 @@ def curve(run: Path, key: str) -> list[tuple[int, float]]:
         return [(int(r["step"]), float(r[key])) for r in csv.DictReader(handle) if r.get(key)]
 
 
-def learn(args: argparse.Namespace) -> dict[str, Any]:
-    """Train every (dataset, algorithm, seed), then tabulate final scores and curves.
+def fingerprint(dataset: str) -> dict[str, Any] | None:
+    """What identifies the data a run learned from: its size and mean return, as recorded in
+    benchmarks/results/offline_datasets.json (None when the dataset is not recorded there).
+
+    Datasets are regenerated from seeded runs in each session; a stored score is only reused
+    while the regenerated data describes the same (same transitions and mean return).
+    """
+    path = RESULTS / "offline_datasets.json"
+    if not path.is_file():
+        return None
+    for facts in json.loads(path.read_text())["figures"].values():
+        if isinstance(facts, dict) and dataset in facts:
+            data = facts[dataset]
+            return {"transitions": data["transitions"], "return_mean": data["return_mean"]}
+    return None
+
+
+def stored_seed(
+    known: dict[str, Any], algo: str, seed: int, args: argparse.Namespace, data: Any
+) -> dict[str, Any] | None:
+    """A seed's stored result when it was trained like this command would train it."""
+    entry = known.get(algo, {})
+    same = (
+        entry.get("steps") == args.steps
+        and entry.get("policy_hidden") == args.hidden
+        and entry.get("dataset") == data
+    )
+    return entry.get("seeds", {}).get(str(seed)) if same else None
+
+
+def learn(args: argparse.Namespace, known: dict[str, Any]) -> dict[str, Any]:
+    """Train every (dataset, algorithm, seed) not yet scored, then tabulate scores and curves.
+
+    Scores accumulate in benchmarks/results/odice.json per seed, so a later session adds seeds
+    without retraining the ones already recorded.
 
     :param args: the parsed command line.
+    :param known: the figures already in odice.json.
     """
     figures: dict[str, Any] = {}
     for dataset in args.datasets:
+        data = fingerprint(dataset)
         for algo in args.algos:
             base = ROOT / "configs" / "offline" / BASE[domain(dataset)]
             if algo == "bc" and (base.parent / base.name.replace("odice", "bc")).is_file():
                 base = base.parent / base.name.replace("odice", "bc")  # no O-DICE kwargs
             for seed in args.seeds:
                 run = run_dir(dataset, algo, seed)
-                if args.summarize_only or finished(run, args.steps):
+                stored = stored_seed(known.get(dataset, {}), algo, seed, args, data)
+                if args.summarize_only or finished(run, args.steps) or stored:
                     continue
                 train(
                     base,
@@ -176,32 +212,51 @@ def learn(args: argparse.Namespace) -> dict[str, Any]:
                         "train.progress=false",
                     ],
                 )
-        figures[dataset] = summarize(dataset, args)
+        figures[dataset] = summarize(dataset, args, known.get(dataset, {}), data)
     return figures
 
 
-def summarize(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Final score (normalised when the dataset has reference returns) per algorithm."""
-    out: dict[str, Any] = {}
+def scored_seed(run: Path) -> dict[str, Any]:
+    """A finished run's final score (normalised where the data has reference returns), curve."""
+    result = json.loads((run / "eval.json").read_text())
+    normalized = "normalized_score" in result["kpis"]
+    score = result["kpis"]["normalized_score"] if normalized else result["return_mean"]
+    key = "eval/normalized_score" if normalized else "eval/return_mean"
+    return {"final": float(score), "normalized": normalized, "curve": curve(run, key)}
+
+
+def summarize(
+    dataset: str, args: argparse.Namespace, known: dict[str, Any], data: Any
+) -> dict[str, Any]:
+    """Final score per algorithm over the seeds finished on disk or stored in ``known``.
+
+    :param dataset: dataset id.
+    :param args: the parsed command line (steps and policy width the scores must match).
+    :param known: this dataset's figures already in odice.json.
+    :param data: the dataset's fingerprint.
+    """
+    out: dict[str, Any] = dict(known)
     for algo in args.algos:
-        finals, curves, key = [], [], None
-        for seed in args.seeds:
-            if not finished(run_dir(dataset, algo, seed), args.steps):
-                continue  # still training (the command resumes it)
-            result = json.loads((run_dir(dataset, algo, seed) / "eval.json").read_text())
-            score = result["kpis"].get("normalized_score", result["return_mean"])
-            finals.append(float(score))
-            key = "eval/normalized_score" if "normalized_score" in result["kpis"] else None
-            curves.append(curve(run_dir(dataset, algo, seed), key or "eval/return_mean"))
-        if not finals:
+        seeds: dict[str, Any] = {}
+        for seed in sorted({*args.seeds, *map(int, known.get(algo, {}).get("seeds", {}))}):
+            run = run_dir(dataset, algo, seed)
+            if finished(run, args.steps):
+                seeds[str(seed)] = scored_seed(run)
+            elif stored := stored_seed(known, algo, seed, args, data):
+                seeds[str(seed)] = stored
+        if not seeds:
             continue
+        finals = [s["final"] for s in seeds.values()]
+        normalized = next(iter(seeds.values()))["normalized"]
         out[algo] = {
-            "metric": "normalized_score" if key else "return_mean",
+            "metric": "normalized_score" if normalized else "return_mean",
+            "steps": args.steps,
+            "policy_hidden": args.hidden,
+            "dataset": data,
+            "seeds": seeds,
             "seeds_done": len(finals),
             "final_mean": float(np.mean(finals)),
             "final_std": float(np.std(finals)),
-            "per_seed": finals,
-            "curves": curves,
         }
         print(f"{dataset:<30} {algo:<14} {np.mean(finals):8.1f} +- {np.std(finals):6.1f}")
     return out
@@ -220,8 +275,9 @@ def plot(figures: dict[str, Any]) -> None:
     fig, axes = plt.subplots(1, len(figures), figsize=(5 * len(figures), 3.6), squeeze=False)
     for ax, (dataset, algos) in zip(axes[0], figures.items(), strict=True):
         for algo, facts in algos.items():
-            steps = [s for s, _ in facts["curves"][0]]
-            values = np.array([[v for _, v in c[: len(steps)]] for c in facts["curves"]])
+            curves = [seed["curve"] for seed in facts["seeds"].values()]
+            steps = [s for s, _ in curves[0]]
+            values = np.array([[v for _, v in c[: len(steps)]] for c in curves])
             ax.plot(steps, values.mean(0), label=algo)
             ax.fill_between(steps, values.min(0), values.max(0), alpha=0.15)
         ax.set_title(dataset)
@@ -253,10 +309,9 @@ def main() -> None:
     if args.command == "speed":
         write_result("odice_speed", speed(args.repeats, args.updates), vars(args))
     else:
-        fresh = learn(args)
         path = RESULTS / "odice.json"
         known = json.loads(path.read_text())["figures"] if path.is_file() else {}
-        figures = {**known, **fresh}
+        figures = {**known, **learn(args, known)}
         plot(figures)
         write_result("odice", figures, vars(args))
 

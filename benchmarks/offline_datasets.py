@@ -238,6 +238,7 @@ def main() -> None:
         }
     else:
         figures["grid"] = grid(args.episodes, args.noise)
+    figures[args.domain]["command"] = vars(args)  # the top-level config is the latest domain's
     write_result("offline_datasets", figures, vars(args))
 
 
