@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -41,6 +42,12 @@ def commit() -> str | None:
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def read_figures(name: str) -> dict[str, Any]:
+    """The figures of ``benchmarks/results/NAME.json`` ({} before its first run)."""
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text())["figures"] if path.is_file() else {}
 
 
 def write_result(name: str, figures: dict[str, Any], config: dict[str, Any]) -> Path:

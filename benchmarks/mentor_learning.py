@@ -93,7 +93,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS, write_result
+from benchmarks.common import RESULTS, read_figures, write_result
 
 NAME = "mentor_learning"
 ROOT = Path(__file__).resolve().parents[1]
@@ -586,9 +586,7 @@ def report(runs: Sequence[Run], config: dict[str, Any]) -> dict[str, Any]:
     :param runs: every planned run.
     :param config: the harness settings, stored in the JSON.
     """
-    path = RESULTS / f"{NAME}.json"
-    known = json.loads(path.read_text())["figures"] if path.is_file() else {}
-    figures = summarize(runs, known)
+    figures = summarize(runs, read_figures(NAME))
     png = plot(figures, RESULTS / f"{NAME}.png")
     table = markdown(figures)
     (RESULTS / f"{NAME}.md").write_text("# MENTOR learning runs (CPU)\n\n" + table)

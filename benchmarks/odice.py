@@ -27,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from benchmarks.common import RESULTS, write_result
+from benchmarks.common import RESULTS, read_figures, write_result
 from benchmarks.odice_reference import ReferenceODICE
 from rlkit.agents.odice import ODICEAgent
 from rlkit.batch import Batch
@@ -154,10 +154,7 @@ def fingerprint(dataset: str) -> dict[str, Any] | None:
     Datasets are regenerated from seeded runs in each session; a stored score is only reused
     while the regenerated data describes the same (same transitions and mean return).
     """
-    path = RESULTS / "offline_datasets.json"
-    if not path.is_file():
-        return None
-    for facts in json.loads(path.read_text())["figures"].values():
+    for facts in read_figures("offline_datasets").values():
         if isinstance(facts, dict) and dataset in facts:
             data = facts[dataset]
             return {"transitions": data["transitions"], "return_mean": data["return_mean"]}
@@ -309,8 +306,7 @@ def main() -> None:
     if args.command == "speed":
         write_result("odice_speed", speed(args.repeats, args.updates), vars(args))
     else:
-        path = RESULTS / "odice.json"
-        known = json.loads(path.read_text())["figures"] if path.is_file() else {}
+        known = read_figures("odice")
         figures = {**known, **learn(args, known)}
         plot(figures)
         write_result("odice", figures, vars(args))

@@ -24,13 +24,12 @@ Writes benchmarks/results/offline_datasets.json (sizes, returns, normalised scor
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS, write_result
+from benchmarks.common import read_figures, write_result
 from rlkit.config import EnvConfig, load_config
 from rlkit.datasets import Episode, write_minari
 from rlkit.datasets.collect import collect_policy, collect_random, collect_replay, rollout
@@ -229,8 +228,7 @@ def main() -> None:
     )
     parser.add_argument("--medium", help="pin the medium checkpoint, e.g. step_000150000")
     args = parser.parse_args()
-    path = RESULTS / "offline_datasets.json"
-    figures = json.loads(path.read_text())["figures"] if path.is_file() else {}
+    figures = read_figures("offline_datasets")
     if args.domain in MUJOCO:
         figures[args.domain] = {
             **figures.get(args.domain, {}),
