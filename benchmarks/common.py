@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,18 @@ def read_figures(name: str) -> dict[str, Any]:
     """The figures of ``benchmarks/results/NAME.json`` ({} before its first run)."""
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text())["figures"] if path.is_file() else {}
+
+
+@contextmanager
+def results_lock() -> Iterator[None]:
+    """Hold an exclusive lock on benchmarks/results/ (several benchmark processes adding to the
+    same result file read, merge and write it one at a time)."""
+    handle = os.open(RESULTS, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
 
 
 def write_result(name: str, figures: dict[str, Any], config: dict[str, Any]) -> Path:

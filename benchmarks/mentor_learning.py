@@ -432,6 +432,20 @@ def stored_seeds(members: Sequence[Run], stored: dict[str, Any]) -> dict[str, di
     }
 
 
+def recorded(run: Run, known: dict[str, Any]) -> bool:
+    """True when ``run`` finished in an earlier session, with the same settings, and its
+    directory is gone (a fresh checkout): its stored seed stands and it is not trained again.
+
+    :param run: a planned run.
+    :param known: the figures already in mentor_learning.json.
+    """
+    stored = known.get(run.section, {}).get(run.task, {}).get(run.variant, {})
+    if run.path.is_dir() or str(run.seed) not in stored_seeds([run], stored):
+        return False
+    print(f"skip {run.path.name}: finished in an earlier session ({NAME}.json)", flush=True)
+    return True
+
+
 def summarize_group(members: Sequence[Run], stored: dict[str, Any] | None = None) -> dict[str, Any]:
     """Figures of one (section, task, variant) over its seeds.
 
@@ -681,7 +695,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command != "report":
         signal.signal(signal.SIGTERM, stop_children)
         signal.signal(signal.SIGINT, stop_children)
-        statuses = train_all([r for r in runs if r.section == args.command], args.jobs)
+        known = read_figures(NAME)
+        todo = [r for r in runs if r.section == args.command and not recorded(r, known)]
+        statuses = train_all(todo, args.jobs)
         failed = sum(1 for s in statuses if s != 0)
         if failed:
             print(f"{failed} run(s) failed: see runs/mentor/*.log", flush=True)

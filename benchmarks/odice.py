@@ -27,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from benchmarks.common import RESULTS, read_figures, write_result
+from benchmarks.common import RESULTS, read_figures, results_lock, write_result
 from benchmarks.odice_reference import ReferenceODICE
 from rlkit.agents.odice import ODICEAgent
 from rlkit.batch import Batch
@@ -174,25 +174,27 @@ def stored_seed(
     return entry.get("seeds", {}).get(str(seed)) if same else None
 
 
-def learn(args: argparse.Namespace, known: dict[str, Any]) -> dict[str, Any]:
-    """Train every (dataset, algorithm, seed) not yet scored, then tabulate scores and curves.
+def learn(args: argparse.Namespace) -> None:
+    """Train every (dataset, algorithm, seed) not yet scored; after each dataset, add its scores
+    and curves to benchmarks/results/odice.json (+ odice.png).
 
-    Scores accumulate in benchmarks/results/odice.json per seed, so a later session adds seeds
-    without retraining the ones already recorded.
+    Scores accumulate there per seed, so a later session adds seeds without retraining the ones
+    already recorded, and a stopped command keeps the datasets it finished. The file is re-read
+    and merged under a lock before each write, so two ``learn`` processes (one per core, on
+    different datasets or algorithms) can add to it at once.
 
     :param args: the parsed command line.
-    :param known: the figures already in odice.json.
     """
-    figures: dict[str, Any] = {}
     for dataset in args.datasets:
         data = fingerprint(dataset)
+        known = read_figures("odice").get(dataset, {})
         for algo in args.algos:
             base = ROOT / "configs" / "offline" / BASE[domain(dataset)]
             if algo == "bc" and (base.parent / base.name.replace("odice", "bc")).is_file():
                 base = base.parent / base.name.replace("odice", "bc")  # no O-DICE kwargs
             for seed in args.seeds:
                 run = run_dir(dataset, algo, seed)
-                stored = stored_seed(known.get(dataset, {}), algo, seed, args, data)
+                stored = stored_seed(known, algo, seed, args, data)
                 if args.summarize_only or finished(run, args.steps) or stored:
                     continue
                 train(
@@ -209,8 +211,11 @@ def learn(args: argparse.Namespace, known: dict[str, Any]) -> dict[str, Any]:
                         "train.progress=false",
                     ],
                 )
-        figures[dataset] = summarize(dataset, args, known.get(dataset, {}), data)
-    return figures
+        with results_lock():
+            figures = read_figures("odice")
+            figures[dataset] = summarize(dataset, args, figures.get(dataset, {}), data)
+            plot(figures)
+            write_result("odice", figures, vars(args))
 
 
 def scored_seed(run: Path) -> dict[str, Any]:
@@ -306,10 +311,7 @@ def main() -> None:
     if args.command == "speed":
         write_result("odice_speed", speed(args.repeats, args.updates), vars(args))
     else:
-        known = read_figures("odice")
-        figures = {**known, **learn(args, known)}
-        plot(figures)
-        write_result("odice", figures, vars(args))
+        learn(args)
 
 
 if __name__ == "__main__":

@@ -97,3 +97,13 @@ def test_mentor_report_keeps_groups_it_did_not_plan(tmp_path: Path) -> None:
     out = mentor_learning.summarize(_mentor_runs(tmp_path), known)
     assert out["states"]["t"]["mentor_pen"]["per_seed"]["0"]["final_return"] == 300.0
     assert set(out["states"]["t"]) == {"mentor", "mentor_pen"}
+
+
+def test_mentor_does_not_retrain_a_recorded_seed(tmp_path: Path) -> None:
+    runs = _mentor_runs(tmp_path)
+    known = {"states": {"t": {"mentor": _mentor_stored()}}}
+    assert [mentor_learning.recorded(run, known) for run in runs] == [True, False]
+    runs[0].path.mkdir()  # restarted here: the directory decides, not the record
+    assert not mentor_learning.recorded(runs[0], known)
+    other = {"states": {"t": {"mentor": _mentor_stored(50_000)}}}
+    assert not mentor_learning.recorded(_mentor_runs(tmp_path / "x")[0], other)
