@@ -70,6 +70,23 @@ def _batches(obs_dim: int, act_dim: int, count: int = 16, size: int = 256) -> li
     return out
 
 
+def matmul_flops(step: Any, calls: int = 16) -> float:
+    """Mean FLOPs of the matrix products (forward and backward) in one ``step(i)`` call, as
+    torch's FLOP counter sees them: on one CPU core the update is bound by these products, so
+    their ratio bounds the speed-up of one side over the other.
+
+    :param step: one update, called with the batch index.
+    :param calls: updates counted (over the batches, as zero-weight skipping varies with them).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        for i in range(calls):
+            step(i)
+    return counter.get_total_flops() / calls
+
+
 def speed(repeats: int, updates: int) -> dict[str, Any]:
     """Updates/s of rlkit's O-DICE and the transcription, alternating, Hopper-sized inputs.
 
@@ -99,6 +116,9 @@ def speed(repeats: int, updates: int) -> dict[str, Any]:
         for step in (ours, theirs):
             for i in range(5):
                 step(i)  # warm-up
+        flops = {
+            name: matmul_flops(step) for name, step in (("rlkit", ours), ("reference", theirs))
+        }
         for _ in range(repeats):
             for name, step in (("rlkit", ours), ("reference", theirs)):
                 start = time.perf_counter()
@@ -110,11 +130,16 @@ def speed(repeats: int, updates: int) -> dict[str, Any]:
             "rlkit_updates_per_s": mine,
             "reference_updates_per_s": ref,
             "ratio": mine / ref,
+            "rlkit_flops_per_update": flops["rlkit"],
+            "reference_flops_per_update": flops["reference"],
+            "flop_ratio": flops["reference"] / flops["rlkit"],
             "weight_zero_fraction": float(torch.stack(zero).mean()),
             "rounds": rates,
         }
         print(
             f"policy 2x{hidden}: rlkit {mine:.1f} updates/s, reference {ref:.1f}: {mine / ref:.2f}x"
+            f" (matrix FLOPs per update {flops['rlkit'] / 1e6:.0f}M"
+            f" vs {flops['reference'] / 1e6:.0f}M)"
         )
     return figures
 
@@ -175,12 +200,12 @@ def stored_seed(
 
 
 def learn(args: argparse.Namespace) -> None:
-    """Train every (dataset, algorithm, seed) not yet scored; after each dataset, add its scores
-    and curves to benchmarks/results/odice.json (+ odice.png).
+    """Train every (dataset, algorithm, seed) not yet scored; after each run, add its score and
+    curve to benchmarks/results/odice.json (+ odice.png).
 
     Scores accumulate there per seed, so a later session adds seeds without retraining the ones
-    already recorded, and a stopped command keeps the datasets it finished. The file is re-read
-    and merged under a lock before each write, so two ``learn`` processes (one per core, on
+    already recorded, and a stopped command keeps every run it finished. The file is re-read and
+    merged under a lock before each write, so two ``learn`` processes (one per core, on
     different datasets or algorithms) can add to it at once.
 
     :param args: the parsed command line.
@@ -211,11 +236,23 @@ def learn(args: argparse.Namespace) -> None:
                         "train.progress=false",
                     ],
                 )
-        with results_lock():
-            figures = read_figures("odice")
-            figures[dataset] = summarize(dataset, args, figures.get(dataset, {}), data)
-            plot(figures)
-            write_result("odice", figures, vars(args))
+                record(dataset, args, data)
+        record(dataset, args, data)
+
+
+def record(dataset: str, args: argparse.Namespace, data: Any) -> None:
+    """Add a dataset's finished seeds to odice.json (+ odice.png), merged with the file as it is
+    now, under the results lock.
+
+    :param dataset: dataset id.
+    :param args: the parsed command line.
+    :param data: the dataset's fingerprint.
+    """
+    with results_lock():
+        figures = read_figures("odice")
+        figures[dataset] = summarize(dataset, args, figures.get(dataset, {}), data)
+        plot(figures)
+        write_result("odice", figures, vars(args))
 
 
 def scored_seed(run: Path) -> dict[str, Any]:
