@@ -85,7 +85,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,7 +93,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS, read_figures, write_result
+from benchmarks.common import RESULTS, read_figures, results_lock, write_result
 
 NAME = "mentor_learning"
 ROOT = Path(__file__).resolve().parents[1]
@@ -324,16 +324,27 @@ def add_hours(run: Run, hours: float) -> None:
     path.write_text(json.dumps(total))
 
 
-def train_all(runs: Sequence[Run], jobs: int) -> list[int]:
+def train_all(runs: Sequence[Run], jobs: int, after: Callable[[], Any] | None = None) -> list[int]:
     """Train every run, ``jobs`` at a time.
 
     :param runs: the runs.
     :param jobs: concurrent subprocesses.
+    :param after: called (one at a time) after each run that trained, e.g. to rewrite the
+        results, so a harness stopped later keeps every run it finished.
     """
+    guard = threading.Lock()
+
+    def one(run: Run) -> int:
+        status = train_run(run)
+        if after is not None and status == 0 and finished(run.path, run.steps):
+            with guard:
+                after()
+        return status
+
     if jobs <= 1:
-        return [train_run(run) for run in runs]
+        return [one(run) for run in runs]
     with ThreadPoolExecutor(jobs) as pool:
-        return list(pool.map(train_run, runs))
+        return list(pool.map(one, runs))
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -595,16 +606,18 @@ def markdown(figures: dict[str, Any]) -> str:
 
 
 def report(runs: Sequence[Run], config: dict[str, Any]) -> dict[str, Any]:
-    """Rebuild the JSON, PNG and markdown from the runs on disk, and print the table.
+    """Rebuild the JSON, PNG and markdown from the runs on disk and the seeds recorded in the JSON
+    (under the results lock), and print the table.
 
     :param runs: every planned run.
     :param config: the harness settings, stored in the JSON.
     """
-    figures = summarize(runs, read_figures(NAME))
-    png = plot(figures, RESULTS / f"{NAME}.png")
-    table = markdown(figures)
-    (RESULTS / f"{NAME}.md").write_text("# MENTOR learning runs (CPU)\n\n" + table)
-    path = write_result(NAME, figures, {**config, "plot": png.name if png else None})
+    with results_lock():  # another harness (another section) may be rewriting them too
+        figures = summarize(runs, read_figures(NAME))
+        png = plot(figures, RESULTS / f"{NAME}.png")
+        table = markdown(figures)
+        (RESULTS / f"{NAME}.md").write_text("# MENTOR learning runs (CPU)\n\n" + table)
+        path = write_result(NAME, figures, {**config, "plot": png.name if png else None})
     print(table)
     print(f"wrote {path}")
     return figures
@@ -695,16 +708,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command != "report":
         signal.signal(signal.SIGTERM, stop_children)
         signal.signal(signal.SIGINT, stop_children)
-        known = read_figures(NAME)
-        todo = [r for r in runs if r.section == args.command and not recorded(r, known)]
-        statuses = train_all(todo, args.jobs)
-        failed = sum(1 for s in statuses if s != 0)
-        if failed:
-            print(f"{failed} run(s) failed: see runs/mentor/*.log", flush=True)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     config.pop("command")
     config["action_repeat"] = ACTION_REPEAT
-    report(runs + state_runs_on_disk(args, runs), config)
+
+    def rewrite() -> None:
+        report(runs + state_runs_on_disk(args, runs), config)
+
+    if args.command != "report":
+        known = read_figures(NAME)
+        todo = [r for r in runs if r.section == args.command and not recorded(r, known)]
+        statuses = train_all(todo, args.jobs, after=rewrite)
+        failed = sum(1 for s in statuses if s != 0)
+        if failed:
+            print(f"{failed} run(s) failed: see runs/mentor/*.log", flush=True)
+    rewrite()
 
 
 def state_runs_on_disk(args: argparse.Namespace, planned: Sequence[Run]) -> list[Run]:

@@ -107,3 +107,15 @@ def test_mentor_does_not_retrain_a_recorded_seed(tmp_path: Path) -> None:
     assert not mentor_learning.recorded(runs[0], known)
     other = {"states": {"t": {"mentor": _mentor_stored(50_000)}}}
     assert not mentor_learning.recorded(_mentor_runs(tmp_path / "x")[0], other)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_mentor_rewrites_the_results_after_each_finished_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    runs = _mentor_runs(tmp_path)
+    monkeypatch.setattr(mentor_learning, "train_run", lambda run: 0)
+    monkeypatch.setattr(mentor_learning, "finished", lambda path, steps: path.name.endswith("s1"))
+    calls: list[int] = []
+    assert mentor_learning.train_all(runs, jobs, after=lambda: calls.append(1)) == [0, 0]
+    assert calls == [1]  # seed 1 finished; seed 0 stopped early (no rewrite)
