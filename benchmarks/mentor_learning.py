@@ -228,6 +228,7 @@ def finished(path: Path, steps: int) -> bool:
 
 CHILDREN: set[subprocess.Popen[bytes]] = set()  # trainers running now (stopped with us)
 STOPPING = threading.Event()  # set on SIGTERM/SIGINT: start no further run
+STOPPED_BY: list[int] = []  # the signal that stopped the harness
 
 
 def train_run(run: Run) -> int:
@@ -291,17 +292,19 @@ def take_lock(lock: Path) -> bool:
 
 
 def stop_children(signum: int, frame: Any) -> None:
-    """On SIGTERM/SIGINT: stop the trainers (they resume from their last checkpoint), exit.
+    """On SIGTERM/SIGINT: stop the trainers (they resume from their last checkpoint) and start
+    no further run; the harness then writes the results and exits with ``128 + signum``.
+
+    It does not wait for the trainers itself: the handler runs on the main thread, which may be
+    inside ``Popen.wait`` holding that child's wait lock, and a second ``wait`` would deadlock.
 
     :param signum: the signal.
     :param frame: unused.
     """
+    STOPPED_BY.append(signum)
     STOPPING.set()
     for child in list(CHILDREN):
         child.terminate()
-    for child in list(CHILDREN):
-        child.wait()
-    raise SystemExit(128 + signum)
 
 
 def hours_path(run: Run) -> Path:
@@ -720,9 +723,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         todo = [r for r in runs if r.section == args.command and not recorded(r, known)]
         statuses = train_all(todo, args.jobs, after=rewrite)
         failed = sum(1 for s in statuses if s != 0)
-        if failed:
+        if failed and not STOPPING.is_set():
             print(f"{failed} run(s) failed: see runs/mentor/*.log", flush=True)
     rewrite()
+    if STOPPED_BY:
+        print("stopped: the same command resumes", flush=True)
+        raise SystemExit(128 + STOPPED_BY[0])
 
 
 def state_runs_on_disk(args: argparse.Namespace, planned: Sequence[Run]) -> list[Run]:
