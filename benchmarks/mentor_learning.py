@@ -4,7 +4,9 @@ Every run is an ordinary, resumable ``rlkit train`` run directory under ``runs/m
 (``<variant>_<task>_s<seed>``), trained in a subprocess (its log beside it, ``.log``). A
 finished run (``eval.json`` at the run's final step) is skipped; an unfinished one resumes from
 its newest checkpoint. So the commands below can be killed at any time and simply started again;
-at the end of each, and with ``report``, the results are rebuilt from whatever runs exist.
+after each finished run, at the end, and with ``report``, the results are rebuilt from whatever
+runs exist and the seeds the JSON already records (a fresh checkout has no ``runs/``: a seed
+recorded as finished with the same settings is kept, and not trained again).
 Stopping the harness (SIGTERM or Ctrl-C) stops its trainers too; a ``<run>.lock`` holding the
 trainer's process id keeps a second harness from training the same run at the same time.
 
