@@ -53,6 +53,29 @@ def read_figures(name: str) -> dict[str, Any]:
     return json.loads(path.read_text())["figures"] if path.is_file() else {}
 
 
+def take_lock(lock: Path) -> bool:
+    """Create ``lock`` with this process's id; False when a live process already holds it
+    (a lock left by a dead process is taken over).
+
+    :param lock: the lock file.
+    """
+    for _ in range(2):
+        try:
+            with lock.open("x") as handle:
+                handle.write(str(os.getpid()))
+            return True
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text() or "0")
+                os.kill(holder, 0)
+                return False
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+            except PermissionError:
+                return False
+    return False
+
+
 @contextmanager
 def results_lock() -> Iterator[None]:
     """Hold an exclusive lock on benchmarks/results/ (several benchmark processes adding to the

@@ -95,7 +95,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS, read_figures, results_lock, write_result
+from benchmarks.common import RESULTS, read_figures, results_lock, take_lock, write_result
 
 NAME = "mentor_learning"
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,29 +268,6 @@ def train_run(run: Run) -> int:
     add_hours(run, hours)
     print(f"done {run.path.name}: exit {status} after {hours:.2f} h", flush=True)
     return status
-
-
-def take_lock(lock: Path) -> bool:
-    """Create ``lock`` with this process's id; False when a live process already holds it
-    (a lock left by a dead process is taken over).
-
-    :param lock: the lock file.
-    """
-    for _ in range(2):
-        try:
-            with lock.open("x") as handle:
-                handle.write(str(os.getpid()))
-            return True
-        except FileExistsError:
-            try:
-                holder = int(lock.read_text() or "0")
-                os.kill(holder, 0)
-                return False
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                lock.unlink(missing_ok=True)  # stale: its process is gone
-            except PermissionError:
-                return False
-    return False
 
 
 def stop_children(signum: int, frame: Any) -> None:

@@ -4,7 +4,8 @@ rlkit's update speed against a plain transcription of the authors' update.
     # updates/s side by side in one process, one thread, medians over repeats
     OMP_NUM_THREADS=1 python -m benchmarks.odice speed
     # learning: every (dataset, algorithm, seed) is a normal, resumable run directory under
-    # benchmarks/runs/offline/; re-running skips finished runs
+    # benchmarks/runs/offline/; re-running skips finished runs, and the same command started
+    # again on the other core shares the work (a run in training holds <run>.lock)
     MINARI_DATASETS_PATH=runs/minari OMP_NUM_THREADS=1 python -m benchmarks.odice learn \
         --datasets rlkit/grid/mixed-v0 rlkit/hopper/medium-replay-v0 --steps 20000
 
@@ -27,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from benchmarks.common import RESULTS, read_figures, results_lock, write_result
+from benchmarks.common import RESULTS, read_figures, results_lock, take_lock, write_result
 from benchmarks.odice_reference import ReferenceODICE
 from rlkit.agents.odice import ODICEAgent
 from rlkit.batch import Batch
@@ -205,8 +206,8 @@ def learn(args: argparse.Namespace) -> None:
 
     Scores accumulate there per seed, so a later session adds seeds without retraining the ones
     already recorded, and a stopped command keeps every run it finished. The file is re-read and
-    merged under a lock before each write, so two ``learn`` processes (one per core, on
-    different datasets or algorithms) can add to it at once.
+    merged under a lock before each write, and a run being trained holds ``<run>.lock``, so two
+    ``learn`` processes (one per core) can work through the same command at once.
 
     :param args: the parsed command line.
     """
@@ -222,22 +223,37 @@ def learn(args: argparse.Namespace) -> None:
                 stored = stored_seed(known, algo, seed, args, data)
                 if args.summarize_only or finished(run, args.steps) or stored:
                     continue
-                train(
-                    base,
-                    [
-                        *ALGOS[algo],
-                        f"dataset.path={dataset}",
-                        f"agent.kwargs.policy_hidden=[{args.hidden},{args.hidden}]",
-                        f"train.total_steps={args.steps}",
-                        f"train.eval_every={args.eval_every}",
-                        f"train.checkpoint_every={args.eval_every}",
-                        f"seed={seed}",
-                        f"run.dir={run}",
-                        "train.progress=false",
-                    ],
-                )
+                lock = run.parent / f"{run.name}.lock"
+                run.parent.mkdir(parents=True, exist_ok=True)
+                if not take_lock(lock):  # another learn process is training it
+                    continue
+                try:
+                    train(base, overrides(dataset, algo, seed, args))
+                finally:
+                    lock.unlink(missing_ok=True)
                 record(dataset, args, data)
         record(dataset, args, data)
+
+
+def overrides(dataset: str, algo: str, seed: int, args: argparse.Namespace) -> list[str]:
+    """The config overrides of one run.
+
+    :param dataset: dataset id.
+    :param algo: a key of :data:`ALGOS`.
+    :param seed: the seed.
+    :param args: the parsed command line.
+    """
+    return [
+        *ALGOS[algo],
+        f"dataset.path={dataset}",
+        f"agent.kwargs.policy_hidden=[{args.hidden},{args.hidden}]",
+        f"train.total_steps={args.steps}",
+        f"train.eval_every={args.eval_every}",
+        f"train.checkpoint_every={args.eval_every}",
+        f"seed={seed}",
+        f"run.dir={run_dir(dataset, algo, seed)}",
+        "train.progress=false",
+    ]
 
 
 def record(dataset: str, args: argparse.Namespace, data: Any) -> None:

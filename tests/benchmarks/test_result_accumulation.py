@@ -4,6 +4,7 @@ directories are gone (a fresh checkout has no ``runs/``), and drop them when the
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,13 @@ def test_mentor_rewrites_the_results_after_each_finished_run(
     calls: list[int] = []
     assert mentor_learning.train_all(runs, jobs, after=lambda: calls.append(1)) == [0, 0]
     assert calls == [1]  # seed 1 finished; seed 0 stopped early (no rewrite)
+
+
+def test_a_run_lock_is_held_by_a_live_process_only(tmp_path: Path) -> None:
+    from benchmarks.common import take_lock
+
+    lock = tmp_path / "run.lock"
+    assert take_lock(lock) and lock.read_text() == str(os.getpid())
+    assert not take_lock(lock)  # held by this (live) process
+    lock.write_text("999999999")  # a process that does not exist
+    assert take_lock(lock)
