@@ -19,7 +19,7 @@ Sections (frames = agent steps x action repeat 2; 100k frames = 50k agent steps)
   (``configs/dmc/drqv2_cartpole_swingup_state.yaml`` at the same width 256 and batch 128), 3
   seeds, 100k frames (two perturbations fire, at 10k and 20k updates).
 * ``pixels``: MENTOR on ``dmc/cartpole-swingup`` from pixels (the paper's encoder, CPU-sized
-  heads: batch 128, width 256, experts 64), seed 0, 100k frames, plotted
+  heads: batch 64, width 256, experts 64), seed 0, 100k frames, plotted
   against DrQ-v2's published pixel curve (626 +/- 254 at 100k frames, 10 seeds).
 * ``metaworld``: state-based MENTOR on Meta-World ``reach`` (v3; ``configs/metaworld/
   mentor_reach.yaml`` with ``env.kwargs.pixels=false`` and the DMC state config's CPU sizes,
@@ -43,8 +43,8 @@ Expected time on one free core of this CPU (measured update rates per CPU-second
 thread): state MENTOR at width 256 / experts 64 / batch 128 about 30 updates/s, so about 15 min
 per 100k-frame run (24k updates); its w/o-MoE ablation about 90/s and DrQ-v2 about 130/s at
 that size (5 min); the whole ``states`` section (24 runs) about 4 h, 2 h with ``--jobs 2``;
-``metaworld`` about 20 min; ``pixels`` (batch 128, width 256, bf16 encoder: about 1.6 updates
-per CPU-second) about 4-5 h. Each run's wall-clock hours are added up in
+``metaworld`` about 20 min; ``pixels`` (batch 64, width 256, bf16 encoder: about 4.4 updates
+per CPU-second) about 1.7 h. Each run's wall-clock hours are added up in
 ``runs/mentor/<run>.hours.json`` and reported.
 
 ``--jobs 2`` trains two runs at once (one per core); ``--extra key=value ...`` adds overrides
@@ -122,13 +122,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {  # name -> (config, overrides)
     "mentor_pen": (MENTOR_STATE, ["agent.kwargs.pre_tanh_penalty=0.001"]),
 }
 DEFAULT_VARIANTS = ["mentor", "mentor_no_moe", "mentor_no_tp", "drqv2"]
-# The pixel configs at CPU sizes (the paper's encoder, batch 128, width 256, experts and gate
-# 64): about 1 update per CPU-second, against 0.29 at the paper's batch 256 and width 1024; the
-# encoder's convolutions in bf16 autocast (encoder_bf16, this CPU's AMX units; the authors ran
-# float32) make the update about 2x faster again.
+# The pixel configs at CPU sizes (the paper's encoder, batch 64, width 256, experts and gate
+# 64), with the encoder's convolutions in bf16 autocast (encoder_bf16, this CPU's AMX units; the
+# authors ran float32): 4.4 updates per CPU-second (2.1 at batch 128, 0.29 at the paper's
+# batch 256 and width 1024 in float32), so a 100k-frame run fits one 3-hour session (a fresh
+# checkout keeps no runs/, and the attacks need the trained policy on disk).
 CPU_PIXELS = [
     "agent.net_arch=[256]",
-    "agent.kwargs.batch_size=128",
+    "agent.kwargs.batch_size=64",
     "agent.kwargs.encoder_bf16=true",
 ]
 PIXEL_VARIANTS: dict[str, tuple[str, list[str]]] = {
