@@ -10,12 +10,15 @@ uniform actions. Rollouts add Gaussian action noise of ``--noise`` (default 0.1 
 range), as D4RL's data came from stochastic policies. Datasets are written with Minari under
 ``$MINARI_DATASETS_PATH`` (default ``~/.minari/datasets``) as ``rlkit/<env>/<level>-v0``.
 
-The behaviour runs train in the background and resume (same command), one core each:
+The behaviour runs train in the background and resume (same command), one core each (the
+committed datasets: 250k SAC steps each, 70 and 48 min here, then these collections, with
+``MINARI_DATASETS_PATH=runs/minari``; the runs are seeded, and the data regenerates identically):
 
-    OMP_NUM_THREADS=1 rlkit train configs/mujoco/hopper_sac.yaml        # 58 env steps/s here
-    OMP_NUM_THREADS=1 rlkit train configs/mujoco/halfcheetah_sac.yaml
-    OMP_NUM_THREADS=1 python -m benchmarks.offline_datasets hopper [--transitions 100000]
-    OMP_NUM_THREADS=1 python -m benchmarks.offline_datasets halfcheetah [--levels ...]
+    OMP_NUM_THREADS=1 rlkit train configs/mujoco/hopper_sac.yaml train.total_steps=250000
+    OMP_NUM_THREADS=1 rlkit train configs/mujoco/halfcheetah_sac.yaml train.total_steps=250000
+    OMP_NUM_THREADS=1 python -m benchmarks.offline_datasets hopper --transitions 50000 \
+        --medium step_000150000
+    OMP_NUM_THREADS=1 python -m benchmarks.offline_datasets halfcheetah --transitions 50000
     OMP_NUM_THREADS=1 python -m benchmarks.offline_datasets grid
 
 Writes benchmarks/results/offline_datasets.json (sizes, returns, normalised scores, sources).
