@@ -228,7 +228,8 @@ def learn(args: argparse.Namespace) -> None:
                 if not take_lock(lock):  # another learn process is training it
                     continue
                 try:
-                    train(base, overrides(dataset, algo, seed, args))
+                    if not finished(run, args.steps):  # (it may have finished meanwhile)
+                        train(base, overrides(dataset, algo, seed, args))
                 finally:
                     lock.unlink(missing_ok=True)
                 record(dataset, args, data)
