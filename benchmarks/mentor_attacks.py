@@ -12,30 +12,35 @@ about 100 s per (attack, eps) at 10 gradient steps::
     OMP_NUM_THREADS=1 MUJOCO_GL=egl python -m benchmarks.mentor_attacks \\
         runs/mentor/pixels_mentor_cartpole-swingup_s0 [--episodes 2]
 
-Writes ``benchmarks/results/mentor_attacks.json`` and prints the table.
+Writes ``benchmarks/results/mentor_attacks.json``, the attack report (tables, regret plot, clean vs
+perturbed frames per attack at its largest budget) in ``benchmarks/results/mentor_attacks/``, and
+prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import write_result
+from benchmarks.common import RESULTS, write_result
 
 ATTACKS = "configs/attacks/pixels.yaml"
 KEPT = ("return", "success", "linf_max", "action_mae", "eps_raw")
 
 
-def attack_rows(run: Path, episodes: int | None) -> dict[str, Any]:
+def attack_rows(run: Path, episodes: int | None, page: Path | None = None) -> dict[str, Any]:
     """The pixel attacks on ``run``'s final policy: the clean row and one row per attack.
 
     :param run: a drqv2 or mentor run directory on a pixel env.
     :param episodes: evaluation episodes (None: the attack config's).
+    :param page: when given, the folder (replaced) that gets the attack report and its frames.
     """
     from rlkit.attacks.evaluation import evaluate_attacks
     from rlkit.attacks.pixels import pixel_label
+    from rlkit.attacks.report import write_report
     from rlkit.config import load_attack_config
     from rlkit.loading import load_run
 
@@ -44,6 +49,10 @@ def attack_rows(run: Path, episodes: int | None) -> dict[str, Any]:
     result = evaluate_attacks(
         loaded.make_env, loaded.view, config, loaded.seed, episodes=episodes, progress=False
     )
+    if page is not None:
+        shutil.rmtree(page, ignore_errors=True)
+        context = {"run": str(run), "attacks": ATTACKS, "episodes": episodes}
+        write_report(result, page, f"Pixel attacks on {run.name}", context)
 
     def kept(row: dict[str, Any]) -> dict[str, Any]:
         keys = [k for k in row if k in KEPT or k.removeprefix("regret_") in KEPT]
@@ -65,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("run", type=Path, help="a drqv2/mentor run on a pixel env")
     parser.add_argument("--episodes", type=int, default=None, help="evaluation episodes")
     args = parser.parse_args(argv)
-    figures = attack_rows(args.run, args.episodes)
+    figures = attack_rows(args.run, args.episodes, RESULTS / "mentor_attacks")
     print(f"clean: {figures['clean']}")
     for name, row in figures["attacks"].items():
         cells = "  ".join(f"{k} {v:+.4g}" for k, v in row.items())
