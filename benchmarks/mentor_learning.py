@@ -22,7 +22,8 @@ Sections (frames = agent steps x action repeat 2; 100k frames = 50k agent steps)
   heads: batch 64, width 256, experts 64), seed 0, 100k frames, plotted
   against DrQ-v2's published pixel curve (626 +/- 254 at 100k frames, 10 seeds);
   ``--pixel-variants mentor_pen`` adds rlkit's pre-tanh penalty, since the authors' loss
-  saturates seed 0's pixel actor as it does the state one (``mentor_pen`` of ``states``).
+  saturates seed 0's pixel actor as it does the state one (``mentor_pen`` of ``states``); the
+  committed curve of the default ``mentor`` stops at 20k frames, where that run was stopped.
 * ``metaworld``: state-based MENTOR on Meta-World ``reach`` (v3; ``configs/metaworld/
   mentor_reach.yaml`` with ``env.kwargs.pixels=false`` and the DMC state config's CPU sizes,
   width 256, experts 64, batch 128), seed 0, 100k frames, reporting the evaluation success rate
@@ -36,7 +37,7 @@ In the background, resuming when restarted (the same command again)::
     OMP_NUM_THREADS=1 MUJOCO_GL=egl nohup .venv/bin/python -m benchmarks.mentor_learning \\
         states >> runs/mentor/states.log 2>&1 &
     OMP_NUM_THREADS=1 MUJOCO_GL=egl nohup .venv/bin/python -m benchmarks.mentor_learning \\
-        pixels --pixel-variants mentor mentor_pen >> runs/mentor/pixels.log 2>&1 &
+        pixels --pixel-variants mentor_pen >> runs/mentor/pixels.log 2>&1 &
     OMP_NUM_THREADS=1 MUJOCO_GL=egl nohup .venv/bin/python -m benchmarks.mentor_learning \\
         metaworld >> runs/mentor/metaworld.log 2>&1 &
     .venv/bin/python -m benchmarks.mentor_learning report
