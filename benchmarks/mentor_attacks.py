@@ -49,13 +49,15 @@ def attack_rows(run: Path, episodes: int | None, page: Path | None = None) -> di
     from rlkit.loading import load_run
     from rlkit.rundir import RunDir
 
-    loaded = load_run(run)
+    folder = RunDir(run)
+    latest = folder.latest_checkpoint()
+    checkpoint = None if folder.final.is_dir() or latest is None else latest.name
+    loaded = load_run(run, checkpoint)  # the model recorded is the one loaded
+    model = checkpoint or "final"
     config = load_attack_config(ATTACKS)
     result = evaluate_attacks(
         loaded.make_env, loaded.view, config, loaded.seed, episodes=episodes, progress=False
     )
-    folder = RunDir(run)
-    model = "final" if folder.final.is_dir() else getattr(folder.latest_checkpoint(), "name", None)
     if page is not None:
         shutil.rmtree(page, ignore_errors=True)
         context = {"run": str(run), "model": model, "attacks": ATTACKS, "episodes": episodes}
