@@ -28,12 +28,14 @@ value).
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any, Literal
 
 import gymnasium as gym
 import torch
 
 from rlkit.agents.bc import BCAgent
+from rlkit.agents.odice_value import orthogonal_gradient
 from rlkit.batch import Batch
 from rlkit.networks import TwinValue
 
@@ -112,6 +114,10 @@ class ODICEAgent(BCAgent):
     :param lr: when given, the learning rate of value net and policy (``agent.learning_rate``).
     :param batch_size: transitions per update.
     :param discount: discount gamma.
+    :param compile_value: compute the orthogonal value gradient with one compiled function
+        (:mod:`rlkit.agents.odice_value`, ``torch.compile``; needs a C++ compiler on the CPU and
+        about half a minute once per process); the same arithmetic as the default, faster on the
+        CPU. Falls back to the default, with a warning, where compiling fails.
     :param device: torch device.
     """
 
@@ -136,6 +142,7 @@ class ODICEAgent(BCAgent):
         lr: float | None = None,
         batch_size: int = 256,
         discount: float = 0.99,
+        compile_value: bool = False,
         device: str = "cpu",
     ) -> None:
         if not 0.0 < lam < 1.0:
@@ -157,6 +164,9 @@ class ODICEAgent(BCAgent):
             device=device,
         )
         self.update_rule, self.divergence = update_rule, f_divergence
+        self.layer_norm = layer_norm
+        compiled = compile_value and update_rule == "orthogonal"
+        self._gradient_fn = torch.compile(orthogonal_gradient, dynamic=False) if compiled else None
         self.lam, self.eta, self.tau, self.max_weight = lam, eta, tau, max_weight
         hidden = list(value_hidden)
         self.value = TwinValue(self.obs_dim, hidden, layer_norm, twin_v).to(self.device)
@@ -205,6 +215,8 @@ class ODICEAgent(BCAgent):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Update V; return the forward residual (heads, B), detached, and metrics."""
         lam, batch = self.lam, len(obs)
+        if self._gradient_fn is not None:
+            return self._compiled_step(obs, next_obs, reward, discount)
         if self.update_rule == "semi_gradient":
             with torch.no_grad():
                 target_next = self.value_target(next_obs)
@@ -246,6 +258,40 @@ class ODICEAgent(BCAgent):
             "parallel_coef": coef,
         }
         return forward.detach(), metrics
+
+    def _compiled_step(
+        self,
+        obs: torch.Tensor,
+        next_obs: torch.Tensor,
+        reward: torch.Tensor,
+        discount: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The orthogonal step with the compiled gradient (``compile_value``)."""
+        heads = [list(head.parameters()) for head in self.value.heads]
+        targets = [list(head.parameters()) for head in self.value_target.heads]
+        args = (obs, next_obs, reward, discount, self.lam, self.eta, self.divergence)
+        try:
+            with torch.no_grad():
+                grads, residual, coef, v = self._gradient_fn(heads, targets, *args, self.layer_norm)  # type: ignore[misc]
+        except Exception as error:  # noqa: BLE001 - any compiler failure: run uncompiled
+            warnings.warn(
+                f"O-DICE compile_value: compiling failed ({type(error).__name__}: {error}); "
+                "running the uncompiled update",
+                stacklevel=2,
+            )
+            self._gradient_fn = None
+            return self._value_step(obs, next_obs, reward, discount)
+        for param, grad in zip(self.value_params, grads, strict=True):
+            param.grad = grad
+        self.value_opt.step()
+        self._track_target()
+        loss_f = self.lam * f_star(residual, self.divergence).mean()
+        metrics = {
+            "value_loss": (1.0 - self.lam) * v.mean() + loss_f,
+            "v_mean": v.mean(),
+            "parallel_coef": coef,
+        }
+        return residual, metrics
 
     def _descend(self, loss: torch.Tensor) -> None:
         self.value_opt.zero_grad(set_to_none=True)
