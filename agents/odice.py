@@ -114,7 +114,7 @@ class ODICEAgent(BCAgent):
     :param lr: when given, the learning rate of value net and policy (``agent.learning_rate``).
     :param batch_size: transitions per update.
     :param discount: discount gamma.
-    :param compile_value: compute the orthogonal value gradient with one compiled function
+    :param compile_value: (orthogonal rule) compute the value gradient with one compiled function
         (:mod:`rlkit.agents.odice_value`, ``torch.compile``; needs a C++ compiler on the CPU and
         about half a minute once per process); the same arithmetic as the default, faster on the
         CPU. Falls back to the default, with a warning, where compiling fails.

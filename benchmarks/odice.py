@@ -1,8 +1,10 @@
 """O-DICE against its true- and semi-gradient variants and BC on rlkit's offline datasets, and
 rlkit's update speed against a plain transcription of the authors' update.
 
-    # updates/s side by side in one process, one thread, medians over repeats
-    OMP_NUM_THREADS=1 python -m benchmarks.odice speed
+    # updates/s side by side in one process, one thread, medians over repeats: rlkit's default
+    # update, rlkit with compile_value, the transcription; policy 2x256 and the authors' 2x1024,
+    # on batches where 73% of the policy weights are zero and on batches where none is (~4 min)
+    OMP_NUM_THREADS=1 python -m benchmarks.odice speed --repeats 7
     # learning: every (dataset, algorithm, seed) is a normal, resumable run directory under
     # benchmarks/runs/offline/; re-running skips finished runs, and the same command started
     # again on the other core shares the work (a run in training holds <run>.lock)
@@ -53,7 +55,11 @@ BASE = {
 # ------------------------------------------------------------------------------------- speed
 
 
-def _batches(obs_dim: int, act_dim: int, count: int = 16, size: int = 256) -> list[Batch]:
+def _batches(
+    obs_dim: int, act_dim: int, count: int = 16, size: int = 256, reward_shift: float = 0.0
+) -> list[Batch]:
+    """Random transitions; ``reward_shift`` 10 makes every TD residual, so every policy weight,
+    positive (no sample for the policy step to skip)."""
     g = torch.Generator().manual_seed(0)
     out = []
     for _ in range(count):
@@ -62,7 +68,7 @@ def _batches(obs_dim: int, act_dim: int, count: int = 16, size: int = 256) -> li
             Batch(
                 torch.randn(size, obs_dim, generator=g),
                 torch.rand(size, act_dim, generator=g) * 2 - 1,
-                torch.randn(size, 1, generator=g),
+                torch.randn(size, 1, generator=g) + reward_shift,
                 0.99 * (1 - terminal),
                 torch.randn(size, obs_dim, generator=g),
                 {"terminated": terminal},
@@ -88,59 +94,103 @@ def matmul_flops(step: Any, calls: int = 16) -> float:
     return counter.get_total_flops() / calls
 
 
+SPEED_CASES = {  # name -> (policy width, reward shift)
+    "policy_256x2": (256, 0.0),
+    "policy_1024x2": (1024, 0.0),
+    "policy_256x2_no_zero_weights": (256, 10.0),
+    "policy_1024x2_no_zero_weights": (1024, 10.0),
+}
+
+
+def _timed_rounds(steps: dict[str, Any], repeats: int, updates: int) -> dict[str, list[float]]:
+    """Updates/s of each side per round, the sides alternating within every round."""
+    rates: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for i in range(updates):
+                step(i)
+            rates[name].append(updates / (time.perf_counter() - start))
+    return rates
+
+
+def speed_case(width: int, reward_shift: float, repeats: int, updates: int) -> dict[str, Any]:
+    """One row of the speed table: rlkit (default and ``compile_value``) vs the reference.
+
+    :param width: policy hidden width (two layers).
+    :param reward_shift: added to the rewards (10: no zero policy weights).
+    :param repeats: timed rounds per side.
+    :param updates: updates per round.
+    """
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (11,), np.float32)
+    act_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    batches = _batches(11, 3, reward_shift=reward_shift)
+    agents = []
+    for compile_value in (False, True):
+        torch.manual_seed(0)  # the same initial weights on every side
+        agents.append(
+            ODICEAgent(
+                obs_space, act_space, policy_hidden=(width, width), compile_value=compile_value
+            )
+        )
+    agent, compiled = agents
+    reference = ReferenceODICE(agent.value, agent.policy)
+    zero: list[torch.Tensor] = []
+
+    def ours(i: int) -> None:
+        zero.append(agent.update(batches[i % len(batches)], i)["weight_zero_fraction"])
+
+    def ours_compiled(i: int) -> None:
+        compiled.update(batches[i % len(batches)], i)
+
+    def theirs(i: int) -> None:
+        b = batches[i % len(batches)]
+        terminal = b.extras["terminated"].reshape(-1)
+        reference.update(b.obs, b.action, b.next_obs, b.reward.reshape(-1), terminal)
+
+    start = time.perf_counter()
+    ours_compiled(0)
+    compile_s = time.perf_counter() - start
+    steps = {"rlkit": ours, "rlkit_compiled": ours_compiled, "reference": theirs}
+    for step in steps.values():
+        for i in range(5):
+            step(i)  # warm-up
+    flops = {name: matmul_flops(steps[name]) for name in ("rlkit", "reference")}
+    rates = _timed_rounds(steps, repeats, updates)
+    median = {name: statistics.median(r) for name, r in rates.items()}
+    ref = median["reference"]
+    return {
+        "rlkit_updates_per_s": median["rlkit"],
+        "rlkit_compiled_updates_per_s": median["rlkit_compiled"],
+        "reference_updates_per_s": ref,
+        "ratio": median["rlkit"] / ref,
+        "compiled_ratio": median["rlkit_compiled"] / ref,
+        "compile_s": compile_s,
+        "rlkit_flops_per_update": flops["rlkit"],
+        "reference_flops_per_update": flops["reference"],
+        "flop_ratio": flops["reference"] / flops["rlkit"],
+        "weight_zero_fraction": float(torch.stack(zero).mean()),
+        "rounds": rates,
+    }
+
+
 def speed(repeats: int, updates: int) -> dict[str, Any]:
-    """Updates/s of rlkit's O-DICE and the transcription, alternating, Hopper-sized inputs.
+    """Updates/s of rlkit's O-DICE, with and without ``compile_value``, and the transcription,
+    alternating, Hopper-sized inputs, batch 256, one thread.
 
     :param repeats: timed rounds per side (the median is reported).
     :param updates: updates per round.
     """
     torch.set_num_threads(1)
-    obs_space = gym.spaces.Box(-np.inf, np.inf, (11,), np.float32)
-    act_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
-    batches = _batches(11, 3)
     figures: dict[str, Any] = {}
-    for hidden in (256, 1024):
-        agent = ODICEAgent(obs_space, act_space, policy_hidden=(hidden, hidden))
-        reference = ReferenceODICE(agent.value, agent.policy)
-        zero: list[torch.Tensor] = []
-
-        def ours(i: int, agent: ODICEAgent = agent, zero: list[torch.Tensor] = zero) -> None:
-            metrics = agent.update(batches[i % len(batches)], i)
-            zero.append(metrics["weight_zero_fraction"])
-
-        def theirs(i: int, reference: ReferenceODICE = reference) -> None:
-            b = batches[i % len(batches)]
-            terminal = b.extras["terminated"].reshape(-1)
-            reference.update(b.obs, b.action, b.next_obs, b.reward.reshape(-1), terminal)
-
-        rates: dict[str, list[float]] = {"rlkit": [], "reference": []}
-        for step in (ours, theirs):
-            for i in range(5):
-                step(i)  # warm-up
-        flops = {
-            name: matmul_flops(step) for name, step in (("rlkit", ours), ("reference", theirs))
-        }
-        for _ in range(repeats):
-            for name, step in (("rlkit", ours), ("reference", theirs)):
-                start = time.perf_counter()
-                for i in range(updates):
-                    step(i)
-                rates[name].append(updates / (time.perf_counter() - start))
-        mine, ref = statistics.median(rates["rlkit"]), statistics.median(rates["reference"])
-        figures[f"policy_{hidden}x2"] = {
-            "rlkit_updates_per_s": mine,
-            "reference_updates_per_s": ref,
-            "ratio": mine / ref,
-            "rlkit_flops_per_update": flops["rlkit"],
-            "reference_flops_per_update": flops["reference"],
-            "flop_ratio": flops["reference"] / flops["rlkit"],
-            "weight_zero_fraction": float(torch.stack(zero).mean()),
-            "rounds": rates,
-        }
+    for name, (width, shift) in SPEED_CASES.items():
+        row = figures[name] = speed_case(width, shift, repeats, updates)
         print(
-            f"policy 2x{hidden}: rlkit {mine:.1f} updates/s, reference {ref:.1f}: {mine / ref:.2f}x"
-            f" (matrix FLOPs per update {flops['rlkit'] / 1e6:.0f}M"
-            f" vs {flops['reference'] / 1e6:.0f}M)"
+            f"{name}: rlkit {row['rlkit_updates_per_s']:.1f} updates/s ({row['ratio']:.2f}x),"
+            f" compiled {row['rlkit_compiled_updates_per_s']:.1f} ({row['compiled_ratio']:.2f}x),"
+            f" reference {row['reference_updates_per_s']:.1f};"
+            f" zero weights {row['weight_zero_fraction']:.0%}",
+            flush=True,
         )
     return figures
 
