@@ -43,7 +43,7 @@ def _forward(layers: list[list[Tensor]], x: Tensor) -> tuple[Tensor, list[tuple[
     h = x.expand(layers[0][0].shape[0], *x.shape)
     saved: list[tuple[Tensor, ...]] = []
     for layer in layers[:-1]:
-        z = torch.baddbmm(layer[1].unsqueeze(1), h, layer[0].transpose(1, 2))
+        z = torch.bmm(h, layer[0].transpose(1, 2)) + layer[1].unsqueeze(1)  # add fused below
         normed, rstd = z, z.new_ones(())
         if len(layer) == 4:
             normed, rstd = _layer_norm(z)
