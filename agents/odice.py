@@ -248,16 +248,9 @@ class ODICEAgent(BCAgent):
         g0 = _flat(torch.autograd.grad(loss_0, params), params)
         orthogonal, coef = project_out(gf, gb)
         flat = g0 + gf + orthogonal
-        for param, grad in zip(params, flat.split([p.numel() for p in params]), strict=True):
-            param.grad = grad.view_as(param)
-        self.value_opt.step()
-        self._track_target()
-        metrics = {
-            "value_loss": (loss_0 + loss_f).detach(),
-            "v_mean": v.detach().mean(),
-            "parallel_coef": coef,
-        }
-        return forward.detach(), metrics
+        sizes = [p.numel() for p in params]
+        grads = [g.view_as(p) for g, p in zip(flat.split(sizes), params, strict=True)]
+        return self._apply_orthogonal(grads, forward.detach(), coef, v.detach())
 
     def _compiled_step(
         self,
@@ -281,17 +274,23 @@ class ODICEAgent(BCAgent):
             )
             self._gradient_fn = None
             return self._value_step(obs, next_obs, reward, discount)
+        return self._apply_orthogonal(grads, residual, coef, v)
+
+    def _apply_orthogonal(
+        self, grads: list[torch.Tensor], forward: torch.Tensor, coef: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Step V with the orthogonal gradient (one per value parameter); the residual, metrics."""
         for param, grad in zip(self.value_params, grads, strict=True):
             param.grad = grad
         self.value_opt.step()
         self._track_target()
-        loss_f = self.lam * f_star(residual, self.divergence).mean()
+        loss_f = self.lam * f_star(forward, self.divergence).mean()
         metrics = {
             "value_loss": (1.0 - self.lam) * v.mean() + loss_f,
             "v_mean": v.mean(),
             "parallel_coef": coef,
         }
-        return residual, metrics
+        return forward, metrics
 
     def _descend(self, loss: torch.Tensor) -> None:
         self.value_opt.zero_grad(set_to_none=True)
